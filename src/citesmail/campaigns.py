@@ -1,0 +1,112 @@
+"""Read campaigns/<slug>.md files (TOML front matter between +++ lines, Markdown body)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from pydantic import ValidationError
+
+from .errors import CampaignError, Problem
+from .models import Campaign, EventInfo, FrontMatter
+from .tomlfile import key_lines, line_of, parse_toml, validation_problems
+
+FENCE = "+++"
+
+
+def read_text(path: Path) -> str:
+    """A campaign file's text; not-UTF-8 and unreadable files become located errors."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise CampaignError(
+            "no such campaign file", "check the name; 'ls campaigns/' lists them", path=path
+        ) from None
+    except OSError as exc:
+        raise CampaignError(f"cannot read: {exc.strerror}", path=path) from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise CampaignError(
+            f"not UTF-8 (byte 0x{data[exc.start]:02x})",
+            "save the file as UTF-8 (in most editors: 'Save with encoding')",
+            path=path,
+            line=line,
+            column=column,
+        ) from None
+
+
+def split_front_matter(text: str, path: Path) -> tuple[str, str, int]:
+    """(front matter TOML, body, line number where the body starts)."""
+    lines = text.splitlines(keepends=True)
+    if not lines or lines[0].strip() != FENCE:
+        raise CampaignError(
+            "no front matter: the file must start with a line '+++'",
+            "put the TOML keys (kind, subject, title...) between two '+++' lines at the top",
+            path=path,
+            line=1,
+        )
+    for index in range(1, len(lines)):
+        if lines[index].strip() == FENCE:
+            return "".join(lines[1:index]), "".join(lines[index + 1 :]), index + 2
+    raise CampaignError(
+        "front matter is not closed",
+        "add a line '+++' after the last TOML key, before the Markdown body",
+        path=path,
+        line=1,
+    )
+
+
+def _localize(moment: datetime | None, tz: ZoneInfo) -> datetime | None:
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=tz)
+
+
+def load_campaign(path: Path, *, default_lang: str, tz: ZoneInfo) -> Campaign:
+    """Read and validate one campaign file; every error names the file and the line."""
+    text = read_text(path)
+    front_text, body, body_line = split_front_matter(text, path)
+    data = parse_toml(front_text, path, first_line=2)
+    try:
+        front = FrontMatter.model_validate(data)
+    except ValidationError as exc:
+        raise CampaignError.from_problems(
+            validation_problems(exc, FrontMatter, front_text, path, first_line=2)
+        ) from None
+    needs = front.kind_requirements()
+    if needs:
+        lines = key_lines(front_text)
+        raise CampaignError.from_problems(
+            [Problem(message, hint, path, (line_of(lines, loc) or 0) + 1)
+             for loc, message, hint in needs]
+        )
+    event = front.event
+    if event is not None:
+        event = EventInfo.model_construct(
+            **{**dict(event), "starts": _localize(event.starts, tz),
+               "ends": _localize(event.ends, tz)}
+        )
+    return Campaign.model_construct(
+        **{**dict(front), "event": event, "lang": front.lang or default_lang},
+        slug=path.stem,
+        path=path,
+        body=body,
+        body_line=body_line,
+    )
+
+
+def resolve_campaign_path(name: str, campaigns_dir: Path) -> Path:
+    """A campaign argument is a path to a .md file or a slug in campaigns/."""
+    candidate = Path(name)
+    if candidate.suffix == ".md" or candidate.exists():
+        return candidate
+    path = campaigns_dir / f"{name}.md"
+    if path.exists():
+        return path
+    known = sorted(p.stem for p in campaigns_dir.glob("*.md")) if campaigns_dir.is_dir() else []
+    hint = f"known campaigns: {', '.join(known)}" if known else f"no campaigns in {campaigns_dir}"
+    raise CampaignError(f"no campaign named '{name}'", hint)

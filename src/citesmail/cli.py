@@ -1,0 +1,208 @@
+"""The citesmail command line: a thin edge over the library. Errors become messages here."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from . import __version__
+from .errors import CitesmailError, Problem
+
+if TYPE_CHECKING:
+    from .config import Settings
+    from .models import Campaign
+
+
+class Group(click.Group):
+    """Turns CitesmailError (and OS errors) into one-line messages and exit codes."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CitesmailError as exc:
+            for problem in exc.problems:
+                click.echo(problem.format("error"), err=True)
+            ctx.exit(exc.exit_code)
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            click.echo(f"error: {where}{exc.strerror or exc}", err=True)
+            ctx.exit(1)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+
+
+class State:
+    def __init__(self, config_path: Path | None) -> None:
+        self.config_path = config_path
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            from .config import load_settings
+
+            self._settings = load_settings(self.config_path)
+        return self._settings
+
+
+pass_state = click.make_pass_decorator(State)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Workspace config file (default: ./config.toml if present, "
+                   "else built-in defaults).")
+@click.version_option(__version__, prog_name="citesmail")
+@click.pass_context
+def main(ctx: click.Context, config_path: Path | None) -> None:
+    """Campaign files to responsive emails, sent to the right people."""
+    ctx.obj = State(config_path)
+
+
+@main.command()
+@click.argument("directory", type=click.Path(path_type=Path, file_okay=False), default=".")
+def init(directory: Path) -> None:
+    """Create a workspace in DIRECTORY: config.toml, campaigns/ (an example), templates/."""
+    from .workspace import init_workspace
+
+    for path in init_workspace(directory):
+        click.echo(f"created {path}")
+    click.echo(f"next: cd {directory} && citesmail check && citesmail render "
+               f"{_first_example(directory)}")
+
+
+def _first_example(directory: Path) -> str:
+    return next(iter(sorted((directory / "campaigns").glob("*.md")))).stem
+
+
+@main.command()
+@click.argument("kind", type=click.Choice(["event", "replay", "newsletter"]))
+@click.argument("title")
+@click.option("--date", "day", type=click.DateTime(formats=["%Y-%m-%d"]),
+              help="Date in the file name and of the event (default: today).")
+@pass_state
+def new(state: State, kind: str, title: str, day: Any) -> None:
+    """Write campaigns/<date>-<slug>.md for a new campaign, every key present."""
+    from .workspace import new_campaign
+
+    chosen = day.date() if day else date.today()
+    click.echo(new_campaign(state.settings.campaigns_dir, kind, title, chosen))
+
+
+def _campaign_paths(settings: Settings, names: tuple[str, ...]) -> list[Path]:
+    from .campaigns import resolve_campaign_path
+
+    if names:
+        return [resolve_campaign_path(name, settings.campaigns_dir) for name in names]
+    paths = sorted(settings.campaigns_dir.glob("*.md"))
+    if not paths:
+        raise CitesmailError(f"no campaigns in {settings.campaigns_dir}",
+                             "name a campaign file, or create one with 'citesmail new'")
+    return paths
+
+
+def _load(settings: Settings, path: Path) -> Campaign:
+    from .campaigns import load_campaign
+
+    return load_campaign(path, default_lang=settings.campaigns.lang, tz=settings.tz)
+
+
+@main.command()
+@click.argument("campaigns", nargs=-1)
+@pass_state
+def check(state: State, campaigns: tuple[str, ...]) -> None:
+    """Validate and render CAMPAIGNS (default: all in campaigns/); report errors and warnings.
+
+    Exit 1 if any campaign has an error; warnings alone exit 0.
+    """
+    from .message import SAMPLE_RECIPIENT, links_for, recipient_values
+    from .render import render_campaign
+    from .render.lint import lint
+
+    settings = state.settings
+    errors = warnings = 0
+    paths = _campaign_paths(settings, campaigns)
+    for path in paths:
+        try:
+            rendered = render_campaign(_load(settings, path), settings)
+        except CitesmailError as exc:
+            errors += len(exc.problems)
+            _report(exc.problems, "error")
+            continue
+        links = links_for(settings, SAMPLE_RECIPIENT.contact_id, rendered.campaign.slug)
+        sample_html, _ = rendered.fill(recipient_values(SAMPLE_RECIPIENT, links))
+        found = lint(rendered, sample_html, settings)
+        warnings += len(found)
+        _report(found, "warning")
+    summary = (f"{len(paths)} campaign{'s' if len(paths) > 1 else ''} checked: "
+               f"{errors} error{'s' if errors != 1 else ''}, "
+               f"{warnings} warning{'s' if warnings != 1 else ''}")
+    click.echo(summary, err=errors > 0)
+    if errors:
+        sys.exit(1)
+
+
+def _report(problems: list[Problem], severity: str) -> None:
+    for problem in problems:
+        click.echo(problem.format(severity), err=severity == "error")
+
+
+@main.command()
+@click.argument("campaign")
+@click.option("-o", "--output", "output", type=click.Path(path_type=Path, file_okay=False),
+              default="out", show_default=True, help="Folder for the .html, .txt and .eml.")
+@click.option("--as", "as_recipient", metavar="EMAIL",
+              help="Render for this address ('First Last <addr>' also works) "
+                   "instead of the sample recipient.")
+@pass_state
+def render(state: State, campaign: str, output: Path, as_recipient: str | None) -> None:
+    """Write <slug>.html, <slug>.txt and <slug>.eml: the message one recipient would get."""
+    from .campaigns import resolve_campaign_path
+    from .message import (
+        SAMPLE_RECIPIENT,
+        build_message,
+        links_for,
+        recipient_from_text,
+        recipient_values,
+    )
+    from .render import render_campaign
+
+    settings = state.settings
+    recipient = SAMPLE_RECIPIENT
+    if as_recipient:
+        recipient = recipient_from_text(as_recipient)
+        if "@" not in recipient.email:
+            raise click.BadParameter("expected an address such as camille@example.org",
+                                     param_hint="--as")
+    rendered = render_campaign(_load(settings, resolve_campaign_path(
+        campaign, settings.campaigns_dir)), settings)
+    message = build_message(rendered, recipient, settings)
+    links = links_for(settings, recipient.contact_id, rendered.campaign.slug)
+    html, text = rendered.fill(recipient_values(recipient, links))
+    slug = rendered.campaign.slug
+    output.mkdir(parents=True, exist_ok=True)
+    for suffix, write in _outputs(html, text, bytes(message)):
+        path = output / f"{slug}.{suffix}"
+        _write_atomically(path, write)
+        click.echo(path)
+    if not settings.secret:
+        click.echo("note: CITESMAIL_SECRET is not set; links are signed with a development key",
+                   err=True)
+
+
+def _outputs(html: str, text: str, eml: bytes) -> Iterator[tuple[str, bytes]]:
+    yield "html", html.encode("utf-8")
+    yield "txt", text.encode("utf-8")
+    yield "eml", eml
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_bytes(data)
+    temporary.replace(path)

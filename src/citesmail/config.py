@@ -1,0 +1,245 @@
+"""Typed settings: built-in defaults < config.toml < CITESMAIL_* environment < CLI options.
+
+Relative paths are resolved against the folder of the config file (the workspace).
+Secrets are read from the environment only, never from the file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from datetime import timedelta
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigError
+from .tomlfile import key_lines, line_of, parse_toml, validation_problems
+
+CONFIG_NAME = "config.toml"
+_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: Any) -> timedelta:
+    """`90s`, `30m`, `6h`, `2d` or a number of seconds."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError("a duration such as '90s', '30m', '6h' or '2d' is expected")
+    return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Organization(Section):
+    name: str = "Centre de ressources"
+    postal_address: str = ""
+    website: str = ""
+    logo_url: str = ""
+    reason: str = ""
+
+
+class Sender(Section):
+    from_: str = Field("Centre de ressources <annonces@example.org>", alias="from")
+    reply_to: str = ""
+
+    @field_validator("from_")
+    @classmethod
+    def _has_address(cls, value: str) -> str:
+        if "@" not in parseaddr(value)[1]:
+            raise ValueError("an address such as 'Name <news@your-domain.fr>' is expected")
+        return value
+
+    @property
+    def domain(self) -> str:
+        return parseaddr(self.from_)[1].rpartition("@")[2].lower()
+
+
+class Campaigns(Section):
+    lang: str = "fr"
+
+
+class Database(Section):
+    url: str = "sqlite:///citesmail.db"
+
+
+class Delivery(Section):
+    transport: Literal["outbox", "smtp"] = "outbox"
+    outbox: Path = Path("outbox")
+    connections: int = Field(4, ge=1, le=64)
+    rate_per_second: float = Field(0.0, ge=0)
+    hourly_cap: int = Field(0, ge=0)
+    retry_delays: list[int] = Field(default_factory=lambda: [60, 300, 1800, 7200])
+
+
+class Smtp(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(587, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str = ""
+
+
+class Unsubscribe(Section):
+    base_url: str = "http://127.0.0.1:8000"
+    mailto: str = ""
+
+
+class Schedule(Section):
+    timezone: str = "Europe/Paris"
+    misfire_grace: Duration = timedelta(hours=6)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (try 'Europe/Paris')") from None
+        return value
+
+
+class Settings(Section):
+    organization: Organization = Organization()
+    sender: Sender = Sender()
+    campaigns: Campaigns = Campaigns()
+    database: Database = Database()
+    delivery: Delivery = Delivery()
+    smtp: Smtp = Smtp()
+    unsubscribe: Unsubscribe = Unsubscribe()
+    schedule: Schedule = Schedule()
+
+    # Not read from the file: where the workspace is, and secrets from the environment.
+    workspace: Path = Field(default_factory=Path.cwd, exclude=True)
+    config_path: Path | None = Field(None, exclude=True)
+    secret: str | None = Field(None, exclude=True, repr=False)
+    smtp_password: str | None = Field(None, exclude=True, repr=False)
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.schedule.timezone)
+
+    @property
+    def templates_dir(self) -> Path:
+        return self.workspace / "templates"
+
+    @property
+    def campaigns_dir(self) -> Path:
+        return self.workspace / "campaigns"
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.workspace / self.delivery.outbox
+
+    @property
+    def database_url(self) -> str:
+        """The database URL with a relative SQLite path made relative to the workspace."""
+        url = self.database.url
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+            return prefix + str(self.workspace / url[len(prefix) :])
+        return url
+
+
+_NOT_FROM_FILE = {"workspace", "config_path", "secret", "smtp_password"}
+_SECTIONS = tuple(name for name in Settings.model_fields if name not in _NOT_FROM_FILE)
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """CITESMAIL_<SECTION>_<KEY>=value; values are read as TOML when they parse, else text."""
+    found: dict[str, dict[str, Any]] = {}
+    for name, raw in environ.items():
+        if not name.startswith("CITESMAIL_"):
+            continue
+        section, _, key = name[len("CITESMAIL_") :].lower().partition("_")
+        if section not in _SECTIONS or not key:
+            continue
+        try:
+            value: Any = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        found.setdefault(section, {})[key] = value
+    return found
+
+
+def _merge(base: dict[str, Any], extra: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    merged = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
+    for section, values in extra.items():
+        merged.setdefault(section, {})
+        if isinstance(merged[section], dict):
+            merged[section].update(values)
+    return merged
+
+
+def _refuse_unknown_sections(data: dict[str, Any], text: str, path: Path) -> None:
+    for name in data:
+        if name in _SECTIONS:
+            continue
+        line = line_of(key_lines(text), (name,))
+        if name in {"secret", "password", "smtp_password"}:
+            hint = "secrets are read from CITESMAIL_SECRET and CITESMAIL_SMTP_PASSWORD only"
+        else:
+            hint = f"fix its spelling or remove it (sections: {', '.join(_SECTIONS)})"
+        raise ConfigError(f"unknown key '{name}'", hint, path=path, line=line)
+
+
+def find_config(explicit: Path | None, cwd: Path | None = None) -> Path | None:
+    """The config file to use: the one given, else ./config.toml if present, else none."""
+    if explicit is not None:
+        if not explicit.is_file():
+            raise ConfigError(
+                f"config file not found: {explicit}",
+                "check the path, or run 'citesmail init' to create a workspace",
+            )
+        return explicit
+    candidate = (cwd or Path.cwd()) / CONFIG_NAME
+    return candidate if candidate.is_file() else None
+
+
+def load_settings(
+    config_path: Path | None = None,
+    *,
+    environ: dict[str, str] | None = None,
+    overrides: dict[str, dict[str, Any]] | None = None,
+    cwd: Path | None = None,
+) -> Settings:
+    environ = dict(os.environ) if environ is None else environ
+    path = find_config(config_path, cwd)
+    data: dict[str, Any] = {}
+    text = ""
+    if path is not None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"not UTF-8 (byte {exc.start})", "save the file as UTF-8", path=path
+            ) from None
+        data = parse_toml(text, path)
+        _refuse_unknown_sections(data, text, path)
+    data = _merge(_merge(data, _env_overrides(environ)), overrides or {})
+    workspace = (path.parent if path else (cwd or Path.cwd())).resolve()
+    try:
+        return Settings.model_validate(
+            {
+                **data,
+                "workspace": workspace,
+                "config_path": path,
+                "secret": environ.get("CITESMAIL_SECRET") or None,
+                "smtp_password": environ.get("CITESMAIL_SMTP_PASSWORD") or None,
+            }
+        )
+    except ValidationError as exc:
+        where = path or "configuration"
+        raise ConfigError.from_problems(validation_problems(exc, Settings, text, where)) from None

@@ -1,0 +1,132 @@
+"""The campaign model: what a campaign file's front matter may say, validated."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from babel import Locale, UnknownLocaleError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+
+def _web_url(value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise ValueError("is empty: give the full address, starting with https://")
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        raise ValueError("a web address starting with https:// is expected")
+    return value
+
+
+WebUrl = Annotated[str, AfterValidator(_web_url)]
+Text = Annotated[str, Field(min_length=1)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class EventInfo(Strict):
+    starts: datetime | None = None
+    ends: datetime | None = None
+    location: str | None = None
+    join_url: WebUrl | None = None
+    registration_url: WebUrl | None = None
+
+
+class ReplayInfo(Strict):
+    video_url: WebUrl
+    slides_url: WebUrl | None = None
+
+
+class Speaker(Strict):
+    name: Text
+    role: str | None = None
+    organization: str | None = None
+    group: str | None = None
+
+
+class Item(Strict):
+    title: Text
+    url: WebUrl
+    summary: str | None = None
+    image: WebUrl | None = None
+    image_alt: str | None = None
+
+
+class FrontMatter(Strict):
+    """Exactly the keys a campaign file may hold; anything else is an error."""
+
+    kind: Literal["event", "replay", "newsletter"]
+    subject: Text
+    preheader: str | None = None
+    title: Text
+    lede: str | None = None
+    lang: str | None = None
+    audience: str | None = None
+    objectives: list[str] = []
+    public: list[str] = []
+    agenda: list[str] = []
+    event: EventInfo | None = None
+    replay: ReplayInfo | None = None
+    speakers: list[Speaker] = []
+    items: list[Item] = []
+
+    @field_validator("subject")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        if "\r" in value or "\n" in value:
+            raise ValueError("must be one line: remove the line break (a newline or \\r)")
+        return value.strip()
+
+    @field_validator("lang")
+    @classmethod
+    def _known_language(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            Locale.parse(value.replace("-", "_"))
+        except (UnknownLocaleError, ValueError):
+            raise ValueError(f"unknown language code {value!r} (try 'fr' or 'en')") from None
+        return value
+
+    def kind_requirements(self) -> list[tuple[tuple[str, ...], str, str]]:
+        """(location, message, hint) for what this kind needs beyond the common keys."""
+        needs: list[tuple[tuple[str, ...], str, str]] = []
+        if self.kind in {"event", "replay"} and (self.event is None or self.event.starts is None):
+            needs.append(
+                (("event",), f"'event.starts' is required for a campaign of kind {self.kind}",
+                 "add starts = 2023-06-12T14:00:00 under [event]")
+            )
+        if self.kind == "replay" and self.replay is None:
+            needs.append(
+                (("kind",), "a replay needs a [replay] table with video_url",
+                 'add [replay] and video_url = "https://..." (the recording)')
+            )
+        if self.kind == "newsletter" and not self.items:
+            needs.append(
+                (("kind",), "a newsletter needs at least one [[items]] entry",
+                 'add [[items]] with title = "..." and url = "https://..."')
+            )
+        ev = self.event
+        if ev and ev.starts and ev.ends and _naive(ev.ends) < _naive(ev.starts):
+            needs.append((("event", "ends"), "'event.ends' is before 'event.starts'",
+                          "check the date and the hour"))
+        return needs
+
+
+def _naive(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=None)
+
+
+class Campaign(FrontMatter):
+    """A validated campaign: its front matter plus where it came from and its body."""
+
+    slug: str
+    path: Path
+    body: str = ""
+    body_line: int = 1
+    lang: str = "fr"

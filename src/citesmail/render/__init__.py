@@ -1,0 +1,94 @@
+"""Campaign → RenderedCampaign: Jinja2 → MJML → HTML → inlined CSS, plus the text part.
+
+Runs once per campaign; recipients' values stay as tokens (see slots.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from css_inline import CSSInliner
+from markupsafe import Markup
+
+from ..config import Settings
+from ..models import Campaign, Speaker
+from . import markdown
+from .environment import environment, render_body, render_template, template_sources
+from .labels import Dates, labels_for
+from .mjml import compile_mjml
+from .slots import LinkSlots, RecipientSlots, SlotTable, fill
+from .text import squeeze_blank_lines, wrap
+
+
+@dataclass(frozen=True)
+class RenderedCampaign:
+    """The campaign's HTML and text, with recipient tokens still to fill."""
+
+    campaign: Campaign
+    subject: str
+    html: str
+    text: str
+    slots: tuple[tuple[str, str], ...]
+
+    def fill(self, values: Mapping[str, str | None]) -> tuple[str, str]:
+        """(html, text) for one recipient; values are escaped in the HTML part."""
+        return (
+            fill(self.html, self.slots, values, escape=True),
+            fill(self.text, self.slots, values, escape=False),
+        )
+
+
+@lru_cache(maxsize=1)
+def _inliner() -> CSSInliner:
+    # Keep @media (MJML's columns need them); never fetch MJML's font stylesheet.
+    return CSSInliner(keep_at_rules=True, keep_link_tags=True, load_remote_stylesheets=False)
+
+
+def speaker_groups(speakers: list[Speaker]) -> list[tuple[str | None, list[Speaker]]]:
+    """Speakers gathered under their group, groups in order of first appearance."""
+    groups: dict[str | None, list[Speaker]] = {}
+    for speaker in speakers:
+        groups.setdefault(speaker.group, []).append(speaker)
+    return list(groups.items())
+
+
+def template_context(campaign: Campaign, settings: Settings, table: SlotTable) -> dict[str, Any]:
+    t = labels_for(campaign.lang)
+    dates = Dates(campaign.lang, settings.tz)
+    event = campaign.event
+    when = dates.span(event.starts, event.ends) if event and event.starts else None
+    org = settings.organization
+    return {
+        "campaign": campaign,
+        "org": org,
+        "t": t,
+        "dates": dates,
+        "when": when,
+        "when_label": t["original_event"] if campaign.kind == "replay" else t["when"],
+        "reason": org.reason or t["reason"].format(org=org.name),
+        "speaker_groups": speaker_groups(campaign.speakers),
+        "recipient": RecipientSlots(table),
+        "links": LinkSlots(table),
+    }
+
+
+def render_campaign(campaign: Campaign, settings: Settings) -> RenderedCampaign:
+    env = environment(settings.templates_dir)
+    table = SlotTable()
+    context = template_context(campaign, settings, table)
+    body = render_body(env, campaign.body, context, campaign.path, campaign.body_line)
+    context["body_html"] = Markup(markdown.to_html(body))
+    context["body_text"] = markdown.to_text(body).strip("\n")
+
+    name = f"{campaign.kind}.mjml.j2"
+    mjml_source = render_template(env, name, context)
+    html = compile_mjml(
+        mjml_source,
+        lambda: template_sources(env, [name, "base.mjml.j2", "macros.mjml.j2"]),
+    )
+    html = _inliner().inline(html)
+    text = squeeze_blank_lines(wrap(render_template(env, "text.txt.j2", context)))
+    return RenderedCampaign(campaign, campaign.subject, html, text, tuple(table.slots))

@@ -1,0 +1,104 @@
+"""Words the templates print, per language, and dates in that language (Babel)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from babel.dates import format_date, format_datetime, format_time
+
+LABELS: dict[str, dict[str, str]] = {
+    "fr": {
+        "objectives": "Objectifs",
+        "public": "Public",
+        "agenda": "Déroulé",
+        "speakers": "Intervenants",
+        "when": "Date",
+        "where": "Lieu",
+        "original_event": "Visio-conférence du",
+        "watch_replay": "Voir le replay",
+        "slides": "Télécharger le support",
+        "register": "S'inscrire",
+        "join": "Rejoindre la visio",
+        "read_more": "Lire la suite",
+        "view_in_browser": "Voir ce message dans le navigateur",
+        "unsubscribe": "Se désabonner",
+        "reason": "Vous recevez ce message car vous êtes inscrit·e aux annonces de {org}.",
+        "colon": "\u00a0: ",
+    },
+    "en": {
+        "objectives": "Objectives",
+        "public": "Who is it for",
+        "agenda": "Agenda",
+        "speakers": "Speakers",
+        "when": "When",
+        "where": "Where",
+        "original_event": "Web conference of",
+        "watch_replay": "Watch the replay",
+        "slides": "Download the slides",
+        "register": "Register",
+        "join": "Join the web conference",
+        "read_more": "Read more",
+        "view_in_browser": "View this message in your browser",
+        "unsubscribe": "Unsubscribe",
+        "reason": "You receive this message because you subscribed to announcements from {org}.",
+        "colon": ": ",
+    },
+}
+
+# Babel patterns giving "lundi 12 juin 2023 à 14 h 00" and "Monday 12 June 2023 at 2:00 PM".
+_DATETIME = {"fr": "EEEE d MMMM y 'à' H 'h' mm", "en": "EEEE d MMMM y 'at' h:mm a"}
+_TIME = {"fr": "H 'h' mm", "en": "h:mm a"}
+_NBSP = "\u00a0"
+_SPAN = {"fr": "{date} de {start} à {end}", "en": "{date}, {start} to {end}"}
+
+
+def labels_for(lang: str) -> dict[str, str]:
+    return LABELS.get(lang.split("-")[0].split("_")[0], LABELS["en"])
+
+
+def _locale(lang: str) -> str:
+    return lang.replace("-", "_")
+
+
+def _base(lang: str) -> str:
+    return lang.split("-")[0].split("_")[0]
+
+
+def _glue(text: str) -> str:
+    """Keep '14 h 00' and '2:00 PM' on one line."""
+    return text.replace(" h ", f"{_NBSP}h{_NBSP}").replace(" AM", f"{_NBSP}AM").replace(
+        " PM", f"{_NBSP}PM")
+
+
+class Dates:
+    """Date formatting bound to a language and the display time zone."""
+
+    def __init__(self, lang: str, tz: ZoneInfo) -> None:
+        self.lang, self.tz = lang, tz
+
+    def datetime(self, moment: datetime) -> str:
+        moment = moment.astimezone(self.tz)
+        pattern = _DATETIME.get(_base(self.lang))
+        if pattern:
+            return _glue(format_datetime(moment, pattern, locale=_locale(self.lang)))
+        day = format_date(moment, "full", locale=_locale(self.lang))
+        return f"{day} {format_time(moment, 'short', locale=_locale(self.lang))}"
+
+    def date(self, moment: datetime) -> str:
+        return format_date(moment.astimezone(self.tz), "full", locale=_locale(self.lang))
+
+    def time(self, moment: datetime) -> str:
+        pattern = _TIME.get(_base(self.lang), "short")
+        return _glue(format_time(moment.astimezone(self.tz), pattern, locale=_locale(self.lang)))
+
+    def span(self, starts: datetime, ends: datetime | None) -> str:
+        """One day: 'lundi 12 juin 2023 de 14 h 00 à 16 h 00'; else the start alone."""
+        if ends is None or starts.astimezone(self.tz).date() != ends.astimezone(self.tz).date():
+            return self.datetime(starts)
+        template = _SPAN.get(_base(self.lang), "{date}, {start} – {end}")
+        return template.format(
+            date=self.date(starts),
+            start=self.time(starts),
+            end=self.time(ends),
+        )

@@ -1,0 +1,61 @@
+"""Warnings on a rendered email: things that hurt delivery or readers but do not block."""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+from urllib.parse import urlsplit
+
+from ..config import Settings
+from ..errors import Problem
+from . import RenderedCampaign
+
+GMAIL_CLIP_BYTES = 102 * 1024
+SUBJECT_MAX = 78
+
+
+class _Collector(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.links: list[str] = []
+        self.images: list[tuple[str, str | None]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        if tag == "a" and values.get("href") is not None:
+            self.links.append(values["href"] or "")
+        elif tag == "img":
+            self.images.append((values.get("src") or "", values.get("alt")))
+
+
+def lint(rendered: RenderedCampaign, sample_html: str, settings: Settings) -> list[Problem]:
+    """Warnings for one campaign, checked on the HTML a sample recipient would get."""
+    campaign = rendered.campaign
+    path = campaign.path
+    warnings: list[Problem] = []
+    size = len(sample_html.encode("utf-8"))
+    if size > GMAIL_CLIP_BYTES:
+        warnings.append(Problem(
+            f"the HTML is {size / 1024:.0f} KB: Gmail clips messages over 102 KB",
+            "shorten the body or move content to a web page", path))
+    collector = _Collector()
+    collector.feed(sample_html)
+    for src, alt in collector.images:
+        if not (alt or "").strip():
+            warnings.append(Problem(f"image without alt text: {src}",
+                                    "give it a short description (image_alt)", path))
+    for href in dict.fromkeys(collector.links):
+        if urlsplit(href).scheme not in {"http", "https", "mailto"}:
+            warnings.append(Problem(f"link is not http(s) or mailto: {href or '(empty)'}",
+                                    "use a full address starting with https://", path))
+    if len(campaign.subject) > SUBJECT_MAX:
+        warnings.append(Problem(
+            f"subject is {len(campaign.subject)} characters; over {SUBJECT_MAX} it is cut "
+            "in most inboxes", "shorten it", path))
+    if not campaign.preheader:
+        warnings.append(Problem("no preheader", "add preheader = \"...\" (inbox preview text)",
+                                path))
+    if not settings.organization.postal_address:
+        warnings.append(Problem(
+            "no postal address in the footer: bulk-mail rules require one",
+            "set [organization] postal_address in config.toml", settings.config_path))
+    return warnings

@@ -1,0 +1,147 @@
+"""TOML reading with errors that point at a line, for config and front matter alike."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from .errors import CitesmailError, Problem
+
+_POSITION = re.compile(r"\(at line (\d+), column (\d+)\)")
+_BARE_KEY = r"(?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*')"
+_KEY_LINE = re.compile(rf"^\s*({_BARE_KEY}(?:\s*\.\s*{_BARE_KEY})*)\s*=")
+_TABLE = re.compile(rf"^\s*\[\s*({_BARE_KEY}(?:\s*\.\s*{_BARE_KEY})*)\s*\]")
+_ARRAY_TABLE = re.compile(rf"^\s*\[\[\s*({_BARE_KEY}(?:\s*\.\s*{_BARE_KEY})*)\s*\]\]")
+
+
+def parse_toml(text: str, path: Path | str, first_line: int = 1) -> dict[str, Any]:
+    """Parse TOML; a syntax error becomes a Problem at its line in the whole file."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        message = str(exc)
+        line = column = None
+        match = _POSITION.search(message)
+        if match:
+            line = int(match.group(1)) + first_line - 1
+            column = int(match.group(2))
+            message = message[: match.start()].strip()
+        raise CitesmailError(
+            f"TOML syntax error: {message[:1].lower()}{message[1:]}",
+            "check quotes, brackets and '=' on that line",
+            path=path,
+            line=line,
+            column=column,
+        ) from None
+
+
+def _split_key(dotted: str) -> tuple[str, ...]:
+    parts = re.findall(_BARE_KEY, dotted)
+    return tuple(p[1:-1] if p[:1] in "\"'" else p for p in parts)
+
+
+def key_lines(text: str) -> dict[tuple[str | int, ...], int]:
+    """Map every key path (tables, array-of-table indices, keys) to its first line (1-based)."""
+    lines: dict[tuple[str | int, ...], int] = {}
+    counts: dict[tuple[str, ...], int] = {}
+    current: tuple[str | int, ...] = ()
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if match := _ARRAY_TABLE.match(raw):
+            name = _split_key(match.group(1))
+            index = counts.get(name, 0)
+            counts[name] = index + 1
+            lines.setdefault(name, number)
+            current = (*name, index)
+        elif match := _TABLE.match(raw):
+            current = _split_key(match.group(1))
+        elif match := _KEY_LINE.match(raw):
+            key = (*current, *_split_key(match.group(1)))
+            lines.setdefault(key, number)
+            continue
+        else:
+            continue
+        lines.setdefault(current, number)
+    return lines
+
+
+def line_of(lines: dict[tuple[str | int, ...], int], loc: Sequence[str | int]) -> int | None:
+    """The line of the longest known prefix of `loc`."""
+    for end in range(len(loc), 0, -1):
+        found = lines.get(tuple(loc[:end]))
+        if found is not None:
+            return found
+    return None
+
+
+def dotted(loc: Sequence[str | int]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def allowed_keys(model: type[BaseModel], loc: Sequence[str | int]) -> list[str]:
+    """The keys a (nested) model accepts at the table holding `loc`."""
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = current.model_fields.get(part) if hasattr(current, "model_fields") else None
+        if field is None:
+            return []
+        current = _model_in(field.annotation)
+        if current is None:
+            return []
+    return sorted(f.alias or name for name, f in current.model_fields.items())
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def validation_problems(
+    exc: ValidationError,
+    model: type[BaseModel],
+    text: str,
+    path: Path | str,
+    first_line: int = 1,
+) -> list[Problem]:
+    """Turn pydantic errors into one Problem per error, each at the line of its key."""
+    lines = key_lines(text)
+    problems = []
+    for error in exc.errors(include_url=False):
+        loc = tuple(error["loc"])
+        line = line_of(lines, loc)
+        name = dotted(loc)
+        kind = error["type"]
+        if kind == "extra_forbidden":
+            allowed = ", ".join(allowed_keys(model, loc))
+            message = f"unknown key '{name}'"
+            hint = f"fix its spelling or remove it (allowed here: {allowed})"
+        elif kind == "missing":
+            message = f"'{name}' is required"
+            hint = f"add {loc[-1]} = ..." + (f" under [{dotted(loc[:-1])}]" if len(loc) > 1 else "")
+        else:
+            message = f"'{name}': {_lower_first(error['msg'])}"
+            value = error.get("input")
+            hint = f"got {value!r}" if isinstance(value, (str, int, float, bool)) else ""
+        problems.append(
+            Problem(message, hint, path, None if line is None else line + first_line - 1)
+        )
+    return problems
+
+
+def _lower_first(text: str) -> str:
+    text = text.removeprefix("Value error, ")
+    return text[:1].lower() + text[1:]

@@ -1,0 +1,59 @@
+"""Creating workspaces and new campaign files from the skeleton shipped in the package."""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from datetime import date
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from .errors import WorkspaceError
+
+SKELETON = Path(__file__).resolve().parent / "skeleton"
+KINDS = ("event", "replay", "newsletter")
+
+
+def init_workspace(target: Path) -> list[Path]:
+    """config.toml, campaigns/ with the example replay, templates/; never overwrites."""
+    plan = {target / "config.toml": SKELETON / "config.example.toml",
+            target / "templates" / "README.md": SKELETON / "templates" / "README.md"}
+    for example in sorted((SKELETON / "campaigns").glob("*.md")):
+        plan[target / "campaigns" / example.name] = example
+    existing = [path for path in plan if path.exists()]
+    if existing:
+        raise WorkspaceError(
+            f"{existing[0]} already exists",
+            "citesmail init never overwrites; choose an empty folder",
+        )
+    for destination, source in plan.items():
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        destination.write_bytes(source.read_bytes())
+    return list(plan)
+
+
+def slugify(text: str, max_length: int = 60) -> str:
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+    return slug[:max_length].rstrip("-") or "campaign"
+
+
+def new_campaign(campaigns_dir: Path, kind: str, title: str, day: date) -> Path:
+    """Write campaigns/<date>-<slug>.md with every key present; never overwrites."""
+    if kind not in KINDS:
+        raise WorkspaceError(f"unknown kind '{kind}'", f"use one of: {', '.join(KINDS)}")
+    if not title.strip() or "\n" in title or "\r" in title:
+        raise WorkspaceError("the title must be one non-empty line", 'e.g. "Replay du 12 juin"')
+    path = campaigns_dir / f"{day.isoformat()}-{slugify(title)}.md"
+    if path.exists():
+        raise WorkspaceError(f"{path} already exists", "choose another title or --date")
+    env = Environment(loader=FileSystemLoader(str(SKELETON)), undefined=StrictUndefined,
+                      trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    env.filters["toml"] = lambda value: json.dumps(value, ensure_ascii=False)
+    text = env.get_template("new-campaign.md.j2").render(
+        kind=kind, title=title.strip(), date=day.isoformat())
+    campaigns_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
