@@ -70,7 +70,7 @@ def load_campaign(path: Path, *, default_lang: str, tz: ZoneInfo) -> Campaign:
     """Read and validate one campaign file; every error names the file and the line."""
     text = read_text(path)
     front_text, body, body_line = split_front_matter(text, path)
-    data = parse_toml(front_text, path, first_line=2)
+    data = parse_toml(front_text, path, first_line=2, error=CampaignError)
     try:
         front = FrontMatter.model_validate(data)
     except ValidationError as exc:

@@ -123,11 +123,14 @@ def check(state: State, campaigns: tuple[str, ...]) -> None:
     """
     from .message import SAMPLE_RECIPIENT, links_for, recipient_values
     from .render import render_campaign
-    from .render.lint import lint
+    from .render.lint import lint, lint_settings
 
     settings = state.settings
-    errors = warnings = 0
     paths = _campaign_paths(settings, campaigns)
+    errors = 0
+    shared = lint_settings(settings)
+    _report(shared, "warning")
+    warnings = len(shared)
     for path in paths:
         try:
             rendered = render_campaign(_load(settings, path), settings)
@@ -137,7 +140,7 @@ def check(state: State, campaigns: tuple[str, ...]) -> None:
             continue
         links = links_for(settings, SAMPLE_RECIPIENT.contact_id, rendered.campaign.slug)
         sample_html, _ = rendered.fill(recipient_values(SAMPLE_RECIPIENT, links))
-        found = lint(rendered, sample_html, settings)
+        found = lint(rendered, sample_html)
         warnings += len(found)
         _report(found, "warning")
     summary = (f"{len(paths)} campaign{'s' if len(paths) > 1 else ''} checked: "

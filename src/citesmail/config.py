@@ -226,7 +226,7 @@ def load_settings(
             raise ConfigError(
                 f"not UTF-8 (byte {exc.start})", "save the file as UTF-8", path=path
             ) from None
-        data = parse_toml(text, path)
+        data = parse_toml(text, path, error=ConfigError)
         _refuse_unknown_sections(data, text, path)
     data = _merge(_merge(data, _env_overrides(environ)), overrides or {})
     workspace = (path.parent if path else (cwd or Path.cwd())).resolve()

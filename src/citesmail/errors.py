@@ -20,7 +20,7 @@ class Problem:
     def where(self) -> str:
         if self.path is None:
             return ""
-        parts = [str(self.path)]
+        parts = [_display(self.path)]
         if self.line is not None:
             parts.append(str(self.line))
             if self.column is not None:
@@ -35,6 +35,14 @@ class Problem:
 
     def __str__(self) -> str:
         return self.format()
+
+
+def _display(path: Path | str) -> str:
+    """Paths under the current folder are shown relative to it, as a user typed them."""
+    try:
+        return str(Path(path).relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 class CitesmailError(Exception):

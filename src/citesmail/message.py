@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
-from datetime import datetime, timezone
 
 from .config import Settings
 from .render import RenderedCampaign
@@ -102,7 +102,7 @@ def build_message(
     message["To"] = Address(display_name=_clean(recipient.display_name),
                             addr_spec=_clean(recipient.email))
     message["Subject"] = _clean(subject_prefix + rendered.subject)
-    message["Date"] = format_datetime(now or datetime.now(timezone.utc))
+    message["Date"] = format_datetime(now or datetime.now(UTC))
     message["Message-ID"] = make_msgid(idstring=campaign.slug[:40], domain=domain)
     message["List-Id"] = f"{_clean(settings.organization.name)} <{campaign.slug}.{domain}>"
     unsubscribe = [f"<{links.unsubscribe}>"]

@@ -19,7 +19,12 @@ _TABLE = re.compile(rf"^\s*\[\s*({_BARE_KEY}(?:\s*\.\s*{_BARE_KEY})*)\s*\]")
 _ARRAY_TABLE = re.compile(rf"^\s*\[\[\s*({_BARE_KEY}(?:\s*\.\s*{_BARE_KEY})*)\s*\]\]")
 
 
-def parse_toml(text: str, path: Path | str, first_line: int = 1) -> dict[str, Any]:
+def parse_toml(
+    text: str,
+    path: Path | str,
+    first_line: int = 1,
+    error: type[CitesmailError] = CitesmailError,
+) -> dict[str, Any]:
     """Parse TOML; a syntax error becomes a Problem at its line in the whole file."""
     try:
         return tomllib.loads(text)
@@ -31,7 +36,7 @@ def parse_toml(text: str, path: Path | str, first_line: int = 1) -> dict[str, An
             line = int(match.group(1)) + first_line - 1
             column = int(match.group(2))
             message = message[: match.start()].strip()
-        raise CitesmailError(
+        raise error(
             f"TOML syntax error: {message[:1].lower()}{message[1:]}",
             "check quotes, brackets and '=' on that line",
             path=path,
@@ -136,10 +141,12 @@ def validation_problems(
             message = f"'{name}': {_lower_first(error['msg'])}"
             value = error.get("input")
             hint = f"got {value!r}" if isinstance(value, (str, int, float, bool)) else ""
+        if line is None:  # a missing top-level key: point at the start of the TOML
+            line = 0 if first_line > 1 else None
         problems.append(
             Problem(message, hint, path, None if line is None else line + first_line - 1)
         )
-    return problems
+    return sorted(problems, key=lambda problem: problem.line or 0)
 
 
 def _lower_first(text: str) -> str:

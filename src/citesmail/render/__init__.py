@@ -67,7 +67,8 @@ def template_context(campaign: Campaign, settings: Settings, table: SlotTable) -
         "t": t,
         "dates": dates,
         "when": when,
-        "when_label": t["original_event"] if campaign.kind == "replay" else t["when"],
+        "when_label": t["original_event"] if campaign.kind == "replay"
+        else t["when"] + t["colon"].rstrip(),
         "reason": org.reason or t["reason"].format(org=org.name),
         "speaker_groups": speaker_groups(campaign.speakers),
         "recipient": RecipientSlots(table),
@@ -75,20 +76,26 @@ def template_context(campaign: Campaign, settings: Settings, table: SlotTable) -
     }
 
 
-def render_campaign(campaign: Campaign, settings: Settings) -> RenderedCampaign:
+def render_mjml(campaign: Campaign, settings: Settings) -> tuple[str, str, SlotTable]:
+    """(MJML source, plain text, slot table): everything before MJML compilation."""
     env = environment(settings.templates_dir)
     table = SlotTable()
     context = template_context(campaign, settings, table)
     body = render_body(env, campaign.body, context, campaign.path, campaign.body_line)
     context["body_html"] = Markup(markdown.to_html(body))
     context["body_text"] = markdown.to_text(body).strip("\n")
-
-    name = f"{campaign.kind}.mjml.j2"
-    mjml_source = render_template(env, name, context)
-    html = compile_mjml(
-        mjml_source,
-        lambda: template_sources(env, [name, "base.mjml.j2", "macros.mjml.j2"]),
-    )
-    html = _inliner().inline(html)
+    mjml_source = render_template(env, f"{campaign.kind}.mjml.j2", context)
     text = squeeze_blank_lines(wrap(render_template(env, "text.txt.j2", context)))
-    return RenderedCampaign(campaign, campaign.subject, html, text, tuple(table.slots))
+    return mjml_source, text, table
+
+
+def inline_css(html: str) -> str:
+    return _inliner().inline(html)
+
+
+def render_campaign(campaign: Campaign, settings: Settings) -> RenderedCampaign:
+    mjml_source, text, table = render_mjml(campaign, settings)
+    env = environment(settings.templates_dir)
+    names = [f"{campaign.kind}.mjml.j2", "base.mjml.j2", "macros.mjml.j2"]
+    html = compile_mjml(mjml_source, lambda: template_sources(env, names))
+    return RenderedCampaign(campaign, campaign.subject, inline_css(html), text, tuple(table.slots))

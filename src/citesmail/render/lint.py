@@ -27,7 +27,7 @@ class _Collector(HTMLParser):
             self.images.append((values.get("src") or "", values.get("alt")))
 
 
-def lint(rendered: RenderedCampaign, sample_html: str, settings: Settings) -> list[Problem]:
+def lint(rendered: RenderedCampaign, sample_html: str) -> list[Problem]:
     """Warnings for one campaign, checked on the HTML a sample recipient would get."""
     campaign = rendered.campaign
     path = campaign.path
@@ -54,8 +54,13 @@ def lint(rendered: RenderedCampaign, sample_html: str, settings: Settings) -> li
     if not campaign.preheader:
         warnings.append(Problem("no preheader", "add preheader = \"...\" (inbox preview text)",
                                 path))
-    if not settings.organization.postal_address:
-        warnings.append(Problem(
-            "no postal address in the footer: bulk-mail rules require one",
-            "set [organization] postal_address in config.toml", settings.config_path))
     return warnings
+
+
+def lint_settings(settings: Settings) -> list[Problem]:
+    """Warnings about the configuration every campaign shares."""
+    if settings.organization.postal_address:
+        return []
+    return [Problem("no postal address in the footer: bulk-mail rules require one",
+                    "set [organization] postal_address in config.toml",
+                    settings.config_path or "configuration")]

@@ -43,6 +43,9 @@ class _TagBalance(HTMLParser):
         if tag.startswith("mj") and tag not in {"mj-image", "mj-divider", "mj-spacer"}:
             self.stack.append((tag, self.getpos()[0]))
 
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        """`<mj-image ... />` opens and closes itself."""
+
     def handle_endtag(self, tag: str) -> None:
         if not tag.startswith("mj") or self.bad_line is not None:
             return

@@ -1,0 +1,176 @@
+"""Reading campaign files: the format contract and every kind of bad input."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from citesmail.campaigns import load_campaign
+from citesmail.errors import CampaignError, Problem
+
+from .conftest import EXAMPLES, MINIMAL_REPLAY, REPLAY, run, write
+
+PARIS = ZoneInfo("Europe/Paris")
+
+
+def load(path: Path) -> object:
+    return load_campaign(path, default_lang="fr", tz=PARIS)
+
+
+def problems(path: Path) -> list[Problem]:
+    with pytest.raises(CampaignError) as caught:
+        load(path)
+    return caught.value.problems
+
+
+def test_example_replay_reads_with_its_speakers_in_file_order() -> None:
+    campaign = load_campaign(EXAMPLES / f"{REPLAY}.md", default_lang="fr", tz=PARIS)
+    assert campaign.slug == REPLAY
+    assert campaign.kind == "replay"
+    assert campaign.lang == "fr"
+    assert campaign.event.starts == datetime(2023, 6, 12, 14, 0, tzinfo=PARIS)
+    assert [s.name for s in campaign.speakers][:2] == ["Céline Mourier", "Lison Personnaz"]
+    assert len(campaign.speakers) == 7
+    assert campaign.body.startswith("Bonjour {{ recipient.first_name")
+
+
+def test_local_datetime_takes_config_zone_and_offset_is_kept(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.md", MINIMAL_REPLAY)
+    assert load(path).event.starts.utcoffset().total_seconds() == 7200
+    with_offset = MINIMAL_REPLAY.replace("2023-06-12T14:00:00", "2023-06-12T14:00:00Z")
+    path = write(tmp_path / "d.md", with_offset)
+    assert load(path).event.starts == datetime(2023, 6, 12, 14, 0, tzinfo=UTC)
+
+
+def test_no_front_matter(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.md", "# Juste du Markdown\n")
+    [problem] = problems(path)
+    assert problem.line == 1
+    assert "no front matter" in problem.message
+    assert "+++" in problem.hint
+
+
+def test_front_matter_not_closed(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.md", '+++\nkind = "replay"\n')
+    assert "not closed" in problems(path)[0].message
+
+
+def test_toml_syntax_error_reports_its_line_in_the_file(tmp_path: Path) -> None:
+    broken = MINIMAL_REPLAY.replace('title = "Un titre"', "title = Un titre")
+    path = write(tmp_path / "c.md", broken)
+    [problem] = problems(path)
+    assert problem.line == 5  # +++ is line 1, so the title is line 5 of the file
+    assert problem.column is not None
+    assert "TOML syntax error" in problem.message
+
+
+def test_unknown_key_is_an_error_at_its_line_with_allowed_keys(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.md", MINIMAL_REPLAY.replace('title = "Un titre"',
+                                                          'titel = "Un titre"'))
+    found = problems(path)
+    unknown = next(p for p in found if "unknown key" in p.message)
+    assert unknown.line == 5
+    assert "'titel'" in unknown.message
+    assert "title" in unknown.hint
+    assert any("'title' is required" in p.message for p in found)
+
+
+def test_unknown_key_inside_a_table(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.md", MINIMAL_REPLAY.replace(
+        'video_url = "https://example.org/video"',
+        'video_url = "https://example.org/video"\nslide_url = "https://x.org"'))
+    [problem] = problems(path)
+    assert problem.message == "unknown key 'replay.slide_url'"
+    assert problem.line == 12
+    assert "slides_url" in problem.hint
+
+
+def test_wrong_type(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.md", MINIMAL_REPLAY.replace('title = "Un titre"',
+                                                          'title = "T"\nobjectives = "un"'))
+    [problem] = problems(path)
+    assert problem.line == 6
+    assert "'objectives'" in problem.message
+    assert "list" in problem.message
+
+
+def test_replay_without_video_url(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.md", MINIMAL_REPLAY.replace(
+        'video_url = "https://example.org/video"', 'slides_url = "https://example.org/s"'))
+    [problem] = problems(path)
+    assert problem.message == "'replay.video_url' is required"
+    assert problem.line == 10  # the [replay] header
+
+
+def test_event_without_starts(tmp_path: Path) -> None:
+    text = MINIMAL_REPLAY.replace("starts = 2023-06-12T14:00:00", 'location = "En visio"')
+    [problem] = problems(write(tmp_path / "c.md", text))
+    assert "'event.starts' is required" in problem.message
+    assert problem.line == 7
+
+
+def test_newsletter_needs_items(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.md", '+++\nkind = "newsletter"\nsubject = "S"\ntitle = "T"\n+++\n')
+    [problem] = problems(path)
+    assert "at least one [[items]]" in problem.message
+    assert problem.line == 2
+
+
+def test_link_must_be_a_web_address(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.md", MINIMAL_REPLAY.replace("https://example.org/video",
+                                                          "javascript:alert(1)"))
+    [problem] = problems(path)
+    assert "'replay.video_url'" in problem.message
+    assert "https://" in problem.message
+
+
+@pytest.mark.parametrize("subject", ['"Ligne\\nDeux"', '"Ligne\\rDeux"', '"""Ligne\nDeux"""'])
+def test_line_break_in_subject_is_refused(tmp_path: Path, subject: str) -> None:
+    path = write(tmp_path / "c.md", MINIMAL_REPLAY.replace('"Replay"', subject))
+    [problem] = problems(path)
+    assert "'subject'" in problem.message
+    assert "one line" in problem.message
+    assert problem.line == 3
+
+
+def test_file_that_is_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "c.md"
+    path.write_bytes(MINIMAL_REPLAY.replace("Un titre", "Réunion").encode("cp1252"))
+    [problem] = problems(path)
+    assert "not UTF-8" in problem.message
+    assert problem.line is not None and problem.line > 1
+    assert "UTF-8" in problem.hint
+
+
+def test_unknown_language(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.md", MINIMAL_REPLAY.replace('title = "Un titre"',
+                                                          'title = "T"\nlang = "zz-qq"'))
+    assert "unknown language" in problems(path)[0].message
+
+
+def test_undefined_variable_in_body_is_reported_by_check(workspace: Path) -> None:
+    write(workspace / "campaigns" / "bad.md",
+          MINIMAL_REPLAY + "\nLigne 2\n{{ recipient.prenom }}\n")
+    result = run("check", "bad")
+    assert result.exit_code == 1
+    [line] = [x for x in result.stderr.splitlines() if "bad.md" in x]
+    assert line.startswith(f"{Path('campaigns/bad.md')}:16: error: undefined variable")
+    assert "prenom" in line
+    assert "recipient.first_name" in line
+
+
+def test_unknown_top_level_variable_in_body(workspace: Path) -> None:
+    write(workspace / "campaigns" / "bad.md", MINIMAL_REPLAY + "{{ secret_key }}\n")
+    result = run("check", "bad")
+    assert result.exit_code == 1
+    assert "'secret_key' is undefined" in result.stderr
+
+
+def test_jinja_syntax_error_in_body(workspace: Path) -> None:
+    write(workspace / "campaigns" / "bad.md", MINIMAL_REPLAY + "{{ recipient.first_name \n")
+    result = run("check", "bad")
+    assert result.exit_code == 1
+    assert "bad.md:14: error: template syntax error in the body" in result.stderr

@@ -1,0 +1,202 @@
+"""The command line as a user meets it: init, new, check, render, errors and exit codes."""
+
+from __future__ import annotations
+
+import email
+import os
+import subprocess
+import sys
+from email import policy
+from pathlib import Path
+
+from .conftest import MINIMAL_REPLAY, REPLAY, ROOT, run, write
+
+CITESMAIL = Path(sys.executable).parent / "citesmail"
+
+
+def test_help_for_every_command() -> None:
+    for command in ([], ["init"], ["new"], ["check"], ["render"]):
+        result = run(*command, "--help")
+        assert result.exit_code == 0
+        assert "Usage: citesmail" in result.output
+
+
+def test_init_creates_a_workspace_and_refuses_to_overwrite(tmp_path: Path,
+                                                          monkeypatch: object) -> None:
+    target = tmp_path / "centre"
+    result = run("init", str(target))
+    assert result.exit_code == 0, result.output
+    assert (target / "config.toml").read_text(encoding="utf-8") == (
+        ROOT / "config.example.toml").read_text(encoding="utf-8")
+    assert (target / "campaigns" / f"{REPLAY}.md").is_file()
+    assert (target / "templates" / "README.md").is_file()
+    before = (target / "config.toml").stat().st_mtime_ns
+    again = run("init", str(target))
+    assert again.exit_code == 1
+    assert "already exists" in again.stderr and "Traceback" not in again.output
+    assert (target / "config.toml").stat().st_mtime_ns == before
+    checked = run("--config", str(target / "config.toml"), "check")
+    assert checked.exit_code == 0, checked.output
+    assert "1 campaign checked: 0 errors, 0 warnings" in checked.output
+
+
+def test_new_writes_every_key_and_check_says_what_to_fill(workspace: Path) -> None:
+    result = run("new", "replay", "Replay : l'emploi des femmes des quartiers",
+                 "--date", "2026-12-01")
+    assert result.exit_code == 0, result.output
+    path = Path(result.stdout.strip())
+    assert path.name == "2026-12-01-replay-l-emploi-des-femmes-des-quartiers.md"
+    text = path.read_text(encoding="utf-8")
+    for key in ("kind", "subject", "preheader", "title", "lede", "lang", "audience",
+                "objectives", "public", "agenda", "[event]", "starts", "ends", "location",
+                "join_url", "registration_url", "[replay]", "video_url", "slides_url",
+                "[[speakers]]", "name", "role", "organization", "group", "[[items]]",
+                "summary", "image", "image_alt"):
+        assert key in text, key
+    assert 'title = "Replay : l\'emploi des femmes des quartiers"' in text
+    checked = run("check", path.stem)
+    assert checked.exit_code == 1
+    assert "'replay.video_url': is empty" in checked.stderr
+    again = run("new", "replay", "Replay : l'emploi des femmes des quartiers",
+                "--date", "2026-12-01")
+    assert again.exit_code == 1 and "already exists" in again.stderr
+
+
+def test_new_event_and_newsletter_parse(workspace: Path) -> None:
+    for kind in ("event", "newsletter"):
+        result = run("new", kind, f"Un {kind}", "--date", "2027-02-02")
+        assert result.exit_code == 0
+        checked = run("check", Path(result.stdout.strip()).stem)
+        assert "TOML syntax error" not in checked.output
+        assert "unknown key" not in checked.output
+    event = run("check", "2027-02-02-un-event")
+    assert event.exit_code == 1  # speakers' empty name must be filled in
+    assert "'speakers[0].name'" in event.stderr
+
+
+def test_check_all_examples_passes(workspace: Path) -> None:
+    result = run("check")
+    assert result.exit_code == 0, result.output
+    assert result.output.strip().endswith("3 campaigns checked: 0 errors, 0 warnings")
+
+
+def test_check_reports_errors_one_line_each_and_exits_1(workspace: Path) -> None:
+    write(workspace / "campaigns" / "bad.md",
+          MINIMAL_REPLAY.replace('title = "Un titre"', 'titel = "x"\nkind2 = 1'))
+    result = run("check", "bad", REPLAY)
+    assert result.exit_code == 1
+    errors = [line for line in result.stderr.splitlines() if ": error: " in line]
+    assert len(errors) == 3
+    assert errors[0].startswith("campaigns/bad.md:1: error: 'title' is required")
+    assert errors[1].startswith("campaigns/bad.md:5: error: unknown key 'titel'")
+    assert errors[2].startswith("campaigns/bad.md:6: error: unknown key 'kind2'")
+    assert "2 campaigns checked: 3 errors, 0 warnings" in result.stderr
+
+
+def test_check_warnings_exit_0(workspace: Path) -> None:
+    long_subject = "S" * 90
+    write(workspace / "campaigns" / "warn.md", MINIMAL_REPLAY
+          .replace('subject = "Replay"', f'subject = "{long_subject}"')
+          .replace('preheader = "Le replay"\n', "")
+          + "\n![](https://example.org/i.png) [lien](ftp://example.org/f)\n")
+    result = run("check", "warn")
+    assert result.exit_code == 0
+    out = result.stdout
+    assert "subject is 90 characters" in out
+    assert "no preheader" in out
+    assert "image without alt text: https://example.org/i.png" in out
+    assert "link is not http(s) or mailto: ftp://example.org/f" in out
+    assert "4 warnings" in out
+
+
+def test_check_warns_when_html_is_over_102_kb(workspace: Path) -> None:
+    body = "\n\n".join(f"Paragraphe {i} " + "texte " * 40 for i in range(500))
+    write(workspace / "campaigns" / "big.md", MINIMAL_REPLAY + body)
+    result = run("check", "big")
+    assert result.exit_code == 0
+    assert "Gmail clips messages over 102 KB" in result.stdout
+
+
+def test_render_writes_html_text_and_complete_eml(workspace: Path) -> None:
+    result = run("render", REPLAY, "-o", "out")
+    assert result.exit_code == 0, result.output
+    paths = [Path(line) for line in result.stdout.splitlines()]
+    assert [p.suffix for p in paths] == [".html", ".txt", ".eml"]
+    raw = (workspace / "out" / f"{REPLAY}.eml").read_bytes()
+    assert b"\r\n" in raw and b"\n" not in raw.replace(b"\r\n", b"")
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+    message = email.message_from_bytes(raw, policy=policy.default)
+    assert message["From"] == "Labo Cités <annonces@example.org>"
+    assert message["To"] == "Camille Martin <camille.martin@example.org>"
+    assert message["Subject"] == "Replay : les cités de l'emploi, la visio du 12 juin en vidéo"
+    assert message["Message-ID"].endswith("@example.org>")
+    assert message["List-Unsubscribe"].startswith("<http://127.0.0.1:8000/u/")
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert message["Date"] is not None and message["MIME-Version"] == "1.0"
+    assert message.get_content_type() == "multipart/alternative"
+    plain, html = (part.get_content_type() for part in message.iter_parts())
+    assert (plain, html) == ("text/plain", "text/html")
+    in_message = message.get_body(("html",)).get_content().replace("\r\n", "\n")
+    on_disk = (workspace / "out" / f"{REPLAY}.html").read_text(encoding="utf-8")
+    assert in_message.rstrip("\n") == on_disk.rstrip("\n")
+    assert "CITESMAIL_SECRET is not set" in result.stderr
+
+
+def test_render_as_a_given_address(workspace: Path, monkeypatch: object) -> None:
+    result = run("render", REPLAY, "--as", "Zoé Durand <zoe@exemple.fr>")
+    assert result.exit_code == 0
+    message = email.message_from_bytes((workspace / "out" / f"{REPLAY}.eml").read_bytes(),
+                                       policy=policy.default)
+    assert message["To"] == "Zoé Durand <zoe@exemple.fr>"
+    assert "Bonjour Zoé," in message.get_body(("plain",)).get_content()
+    bad = run("render", REPLAY, "--as", "not-an-address")
+    assert bad.exit_code == 2 and "--as" in bad.output
+
+
+def test_render_signs_links_with_the_secret(workspace: Path) -> None:
+    env = {**os.environ, "CITESMAIL_SECRET": "k1"}
+    out1 = subprocess.run([str(CITESMAIL), "render", REPLAY, "-o", "a"], env=env,
+                          capture_output=True, text=True, check=True)
+    env["CITESMAIL_SECRET"] = "k2"
+    subprocess.run([str(CITESMAIL), "render", REPLAY, "-o", "b"], env=env,
+                   capture_output=True, text=True, check=True)
+    assert "CITESMAIL_SECRET is not set" not in out1.stderr
+    a = (workspace / "a" / f"{REPLAY}.txt").read_text(encoding="utf-8")
+    b = (workspace / "b" / f"{REPLAY}.txt").read_text(encoding="utf-8")
+    assert a != b and a.split("/u/")[0] == b.split("/u/")[0]
+
+
+def test_errors_are_one_line_without_traceback(workspace: Path) -> None:
+    cases = [
+        (["render", "nope"], 1, "no campaign named 'nope'"),
+        (["--config", "missing.toml", "check"], 1, "config file not found"),
+        (["new", "webinar", "x"], 2, "Invalid value"),
+        (["render"], 2, "Missing argument"),
+    ]
+    for args, code, needle in cases:
+        result = subprocess.run([str(CITESMAIL), *args], capture_output=True, text=True)
+        assert result.returncode == code, (args, result.stderr)
+        assert needle in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_bad_config_is_reported_with_its_line(workspace: Path) -> None:
+    config = workspace / "config.toml"
+    config.write_text(config.read_text(encoding="utf-8").replace(
+        'transport = "outbox"', 'transport = "fax"'), encoding="utf-8")
+    result = run("check")
+    assert result.exit_code == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith("config.toml:")
+    assert "'delivery.transport'" in line
+
+
+def test_render_does_not_import_database_or_scheduler(workspace: Path) -> None:
+    code = ("import sys; from citesmail.cli import main\n"
+            f"try:\n    main(['render', {REPLAY!r}, '-o', 'out'])\nexcept SystemExit:\n    pass\n"
+            "heavy = [m for m in sys.modules if m.split('.')[0] in "
+            "('sqlalchemy', 'apscheduler', 'alembic', 'premailer')]\n"
+            "print('HEAVY', heavy)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert "HEAVY []" in result.stdout

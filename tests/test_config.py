@@ -1,0 +1,101 @@
+"""Settings: defaults < config.toml < CITESMAIL_* environment < overrides."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from citesmail.config import load_settings
+from citesmail.errors import ConfigError
+
+from .conftest import ROOT, write
+
+
+def test_built_in_defaults_without_a_config_file(tmp_path: Path) -> None:
+    settings = load_settings(None, environ={}, cwd=tmp_path)
+    assert settings.config_path is None
+    assert settings.delivery.transport == "outbox"
+    assert settings.schedule.timezone == "Europe/Paris"
+    assert settings.schedule.misfire_grace == timedelta(hours=6)
+    assert settings.database_url == f"sqlite:///{tmp_path.resolve()}/citesmail.db"
+    assert settings.outbox_dir == tmp_path.resolve() / "outbox"
+    assert settings.secret is None
+
+
+def test_example_config_is_valid_and_documents_every_key() -> None:
+    settings = load_settings(ROOT / "config.example.toml", environ={})
+    text = (ROOT / "config.example.toml").read_text(encoding="utf-8")
+    for section, model in settings:
+        if section in {"workspace", "config_path", "secret", "smtp_password"}:
+            continue
+        assert f"[{section}]" in text
+        for key, field in type(model).model_fields.items():
+            assert f"\n{field.alias or key} = " in text, f"{section}.{key} is not documented"
+
+
+def test_file_then_environment_then_overrides(tmp_path: Path) -> None:
+    config = write(tmp_path / "config.toml", '[smtp]\nport = 2525\nhost = "mail.local"\n'
+                   '[schedule]\nmisfire_grace = "30m"\n[database]\nurl = "sqlite:///data/x.db"\n')
+    settings = load_settings(
+        config,
+        environ={"CITESMAIL_SMTP_PORT": "2626", "CITESMAIL_SECRET": "s3cret",
+                 "CITESMAIL_DELIVERY_RETRY_DELAYS": "[1, 2]", "CITESMAIL_TEST_PG_URL": "x"},
+        overrides={"smtp": {"host": "127.0.0.1"}},
+    )
+    assert settings.smtp.port == 2626
+    assert settings.smtp.host == "127.0.0.1"
+    assert settings.delivery.retry_delays == [1, 2]
+    assert settings.schedule.misfire_grace == timedelta(minutes=30)
+    assert settings.secret == "s3cret"
+    assert settings.database_url == f"sqlite:///{tmp_path.resolve()}/data/x.db"
+
+
+def test_unknown_key_names_file_and_line(tmp_path: Path) -> None:
+    config = write(tmp_path / "config.toml", '[smtp]\nhost = "x"\nprot = 25\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, environ={})
+    [problem] = caught.value.problems
+    assert problem.line == 3
+    assert problem.message == "unknown key 'smtp.prot'"
+    assert "port" in problem.hint
+
+
+def test_unknown_section_and_secret_in_file(tmp_path: Path) -> None:
+    config = write(tmp_path / "config.toml", '[organisation]\nname = "x"\n')
+    with pytest.raises(ConfigError, match="unknown key 'organisation'"):
+        load_settings(config, environ={})
+    config = write(tmp_path / "config.toml", 'secret = "x"\n')
+    with pytest.raises(ConfigError, match="CITESMAIL_SECRET"):
+        load_settings(config, environ={})
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ('[schedule]\ntimezone = "Europe/Pariss"\n', "unknown time zone"),
+        ('[schedule]\nmisfire_grace = "six hours"\n', "duration"),
+        ('[delivery]\ntransport = "pigeon"\n', "'delivery.transport'"),
+        ('[sender]\nfrom = "nobody"\n', "'sender.from'"),
+        ("[smtp]\nport = 70000\n", "'smtp.port'"),
+    ],
+)
+def test_bad_values_are_located(tmp_path: Path, text: str, needle: str) -> None:
+    config = write(tmp_path / "config.toml", text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, environ={})
+    assert needle in str(caught.value)
+    assert caught.value.problems[0].line == 2
+
+
+def test_toml_syntax_error(tmp_path: Path) -> None:
+    config = write(tmp_path / "config.toml", "[smtp]\nport = \n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, environ={})
+    assert caught.value.problems[0].line == 2
+
+
+def test_missing_explicit_config(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_settings(tmp_path / "nope.toml", environ={})
