@@ -224,7 +224,8 @@ def text_table(rows: list[Row]) -> str:
 
 def markdown_table(rows: list[Row]) -> str:
     lines = ["| measurement | citesmail | reference | ratio |", "|---|---|---|---|"]
-    lines += ["| " + " | ".join(c.replace("|", "\\|") or "—" for c in row) + " |" for row in rows]
+    cells = [[re.sub(r"(<[^>]*>)", r"`\1`", c) or "—" for c in row] for row in rows]
+    lines += ["| " + " | ".join(row) + " |" for row in cells]
     return "\n".join(lines)
 
 
@@ -234,7 +235,8 @@ def render_section(rows: list[Row], machine: str, runs: int, cli_runs: int) -> s
             f"Node MJML reference (npm `mjml`, same MJML source) and premailer (same HTML). "
             f"In-process figures are medians of {runs} calls after one warm-up "
             f"(premailer: fewer); CLI figures are medians of {cli_runs} fresh processes "
-            f"after one untimed run. Rerun with "
+            f"after one untimed run. premailer runs with network and its parse cache off and "
+            f"its defaults otherwise (`strip_important=True`). Rerun with "
             f"`.venv/bin/python benchmarks/render.py --write-docs`.\n\n"
             f"Machine: {machine}\n\nDate: {today}\n\n{markdown_table(rows)}\n")
 

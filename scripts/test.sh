@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs, then runs it (README's Quick start, and CI).
+#   - a virtualenv in .venv with citesmail and its test extras
+#   - Debian's Chromium for the browser tests (apt-get, when missing and run as root)
+# Extra arguments go to pytest, e.g. `bash scripts/test.sh -k render`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "note: /usr/bin/chromium is missing; run 'sudo apt-get install chromium'" >&2
+  fi
+fi
+
+python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e '.[test]'
+.venv/bin/ruff check .
+exec .venv/bin/python -m pytest "$@"
