@@ -57,6 +57,8 @@ def test_new_writes_every_key_and_check_says_what_to_fill(workspace: Path) -> No
     checked = run("check", path.stem)
     assert checked.exit_code == 1
     assert "'replay.video_url': is empty" in checked.stderr
+    assert "slides_url" not in checked.stderr  # optional keys left "" mean none
+    assert "or remove this [[speakers]] table" in checked.stderr
     again = run("new", "replay", "Replay : l'emploi des femmes des quartiers",
                 "--date", "2026-12-01")
     assert again.exit_code == 1 and "already exists" in again.stderr

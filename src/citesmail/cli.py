@@ -92,7 +92,8 @@ def new(state: State, kind: str, title: str, day: Any) -> None:
     from .workspace import new_campaign
 
     chosen = day.date() if day else date.today()
-    click.echo(new_campaign(state.settings.campaigns_dir, kind, title, chosen))
+    path = new_campaign(state.settings.campaigns_dir, kind, title, chosen)
+    click.echo(Problem("", path=path).where)
 
 
 def _campaign_paths(settings: Settings, names: tuple[str, ...]) -> list[Path]:

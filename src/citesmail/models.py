@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from babel import Locale, UnknownLocaleError
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, field_validator
 
 
 def _web_url(value: str) -> str:
@@ -21,8 +21,21 @@ def _web_url(value: str) -> str:
     return value
 
 
+def _filled(value: str) -> str:
+    if not value.strip():
+        raise ValueError("is empty: fill it in")
+    return value.strip()
+
+
+def _empty_is_none(value: object) -> object:
+    """An optional value left as "" (as `citesmail new` writes them) means none."""
+    return None if isinstance(value, str) and not value.strip() else value
+
+
 WebUrl = Annotated[str, AfterValidator(_web_url)]
-Text = Annotated[str, Field(min_length=1)]
+Text = Annotated[str, AfterValidator(_filled)]
+OptionalUrl = Annotated[WebUrl | None, BeforeValidator(_empty_is_none)]
+OptionalText = Annotated[str | None, BeforeValidator(_empty_is_none)]
 
 
 class Strict(BaseModel):
@@ -32,29 +45,29 @@ class Strict(BaseModel):
 class EventInfo(Strict):
     starts: datetime | None = None
     ends: datetime | None = None
-    location: str | None = None
-    join_url: WebUrl | None = None
-    registration_url: WebUrl | None = None
+    location: OptionalText = None
+    join_url: OptionalUrl = None
+    registration_url: OptionalUrl = None
 
 
 class ReplayInfo(Strict):
     video_url: WebUrl
-    slides_url: WebUrl | None = None
+    slides_url: OptionalUrl = None
 
 
 class Speaker(Strict):
     name: Text
-    role: str | None = None
-    organization: str | None = None
-    group: str | None = None
+    role: OptionalText = None
+    organization: OptionalText = None
+    group: OptionalText = None
 
 
 class Item(Strict):
     title: Text
     url: WebUrl
-    summary: str | None = None
-    image: WebUrl | None = None
-    image_alt: str | None = None
+    summary: OptionalText = None
+    image: OptionalUrl = None
+    image_alt: OptionalText = None
 
 
 class FrontMatter(Strict):
@@ -62,11 +75,11 @@ class FrontMatter(Strict):
 
     kind: Literal["event", "replay", "newsletter"]
     subject: Text
-    preheader: str | None = None
+    preheader: OptionalText = None
     title: Text
-    lede: str | None = None
-    lang: str | None = None
-    audience: str | None = None
+    lede: OptionalText = None
+    lang: OptionalText = None
+    audience: OptionalText = None
     objectives: list[str] = []
     public: list[str] = []
     agenda: list[str] = []

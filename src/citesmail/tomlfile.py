@@ -140,7 +140,11 @@ def validation_problems(
         else:
             message = f"'{name}': {_lower_first(error['msg'])}"
             value = error.get("input")
-            hint = f"got {value!r}" if isinstance(value, (str, int, float, bool)) else ""
+            hint = f"got {value!r}" if isinstance(value, (int, float, bool)) or (
+                isinstance(value, str) and value.strip()) else ""
+            tables = [part for part in loc[:-1] if isinstance(part, str)]
+            if not hint and any(isinstance(part, int) for part in loc) and tables:
+                hint = f"or remove this [[{tables[0]}]] table"
         if line is None:  # a missing top-level key: point at the start of the TOML
             line = 0 if first_line > 1 else None
         problems.append(
