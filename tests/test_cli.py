@@ -127,6 +127,10 @@ def test_render_writes_html_text_and_complete_eml(workspace: Path) -> None:
     raw = (workspace / "out" / f"{REPLAY}.eml").read_bytes()
     assert b"\r\n" in raw and b"\n" not in raw.replace(b"\r\n", b"")
     assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+    unsubscribe = next(line for line in raw.split(b"\r\n")
+                       if line.startswith(b"List-Unsubscribe:"))
+    assert unsubscribe.startswith(b"List-Unsubscribe: <http://127.0.0.1:8000/u/")
+    assert unsubscribe.endswith(b">")
     message = email.message_from_bytes(raw, policy=policy.default)
     assert message["From"] == "Labo Cités <annonces@example.org>"
     assert message["To"] == "Camille Martin <camille.martin@example.org>"

@@ -203,3 +203,14 @@ def test_jinja_syntax_error_in_workspace_template(workspace: Path) -> None:
     with pytest.raises(TemplateError) as caught:
         rendered(workspace, REPLAY)
     assert caught.value.problems[0].line == 3
+
+
+def test_logo_replaces_the_name_in_the_header_with_alt_text(workspace: Path) -> None:
+    config = workspace / "config.toml"
+    config.write_text(config.read_text(encoding="utf-8").replace(
+        'logo_url = ""', 'logo_url = "https://example.org/logo.png"'), encoding="utf-8")
+    settings, result = rendered(workspace, REPLAY)
+    html, _ = filled(settings, result)
+    [logo] = BeautifulSoup(html, "html.parser").find_all("img")
+    assert logo["src"] == "https://example.org/logo.png"
+    assert logo["alt"] == "Labo Cités"

@@ -174,6 +174,7 @@ def render(state: State, campaign: str, output: Path, as_recipient: str | None) 
         links_for,
         recipient_from_text,
         recipient_values,
+        to_bytes,
     )
     from .render import render_campaign
 
@@ -191,7 +192,7 @@ def render(state: State, campaign: str, output: Path, as_recipient: str | None) 
     html, text = rendered.fill(recipient_values(recipient, links))
     slug = rendered.campaign.slug
     output.mkdir(parents=True, exist_ok=True)
-    for suffix, write in _outputs(html, text, bytes(message)):
+    for suffix, write in _outputs(html, text, to_bytes(message)):
         path = output / f"{slug}.{suffix}"
         _write_atomically(path, write)
         click.echo(path)

@@ -13,6 +13,11 @@ from .config import Settings
 from .render import RenderedCampaign
 from .tokens import DEVELOPMENT_SECRET, make_token
 
+# Headers set with `set_raw` go out verbatim: the email package would otherwise fold a
+# long List-Unsubscribe URL into RFC 2047 encoded words that mailbox providers cannot
+# read. Other headers are still folded (and encoded when not ASCII) at 78 columns.
+WIRE_POLICY = policy.SMTP.clone(refold_source="none")
+
 
 @dataclass(frozen=True)
 class Recipient:
@@ -108,8 +113,13 @@ def build_message(
     unsubscribe = [f"<{links.unsubscribe}>"]
     if links.unsubscribe_mailto:
         unsubscribe.append(f"<{links.unsubscribe_mailto}>")
-    message["List-Unsubscribe"] = ", ".join(unsubscribe)
+    message.set_raw("List-Unsubscribe", _clean(", ".join(unsubscribe)))
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
     message.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
     return message
+
+
+def to_bytes(message: EmailMessage) -> bytes:
+    """RFC 5322 bytes with CRLF line ends, as they go on the wire."""
+    return message.as_bytes(policy=WIRE_POLICY)
