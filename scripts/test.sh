@@ -2,6 +2,8 @@
 # Installs everything the test suite needs, then runs it (README's Quick start, and CI).
 #   - a virtualenv in .venv with citesmail and its test extras
 #   - Debian's Chromium for the browser tests (apt-get, when missing and run as root)
+#   - the machine's PostgreSQL (127.0.0.1:5432, database test): started if it is down;
+#     CITESMAIL_TEST_PG_URL points the database tests at it
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -k render`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +14,13 @@ if [ ! -x /usr/bin/chromium ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
   else
     echo "note: /usr/bin/chromium is missing; run 'sudo apt-get install chromium'" >&2
+  fi
+fi
+
+export CITESMAIL_TEST_PG_URL="${CITESMAIL_TEST_PG_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test}"
+if command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; then
+  if command -v pg_ctlcluster >/dev/null && [ "$(id -u)" = 0 ]; then
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
   fi
 fi
 

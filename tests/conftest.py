@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import textwrap
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 
 from citesmail.cli import main
+from citesmail.db import Database, open_database
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "campaigns"
@@ -39,8 +43,51 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-def run(*args: str) -> Result:
-    return CliRunner().invoke(main, list(args), catch_exceptions=False, prog_name="citesmail")
+def run(*args: str, env: dict[str, str] | None = None) -> Result:
+    return CliRunner().invoke(main, list(args), catch_exceptions=False, prog_name="citesmail",
+                              env=env)
+
+
+PG_URL = os.environ.get("CITESMAIL_TEST_PG_URL")
+
+
+def _with_search_path(url: str, schema: str) -> str:
+    return f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh database: a SQLite file, or a schema of its own on the PostgreSQL server.
+
+    Without CITESMAIL_TEST_PG_URL the PostgreSQL runs are skipped, except in CI where
+    they fail; with it set, an unreachable server fails them.
+    """
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/citesmail.db"
+        return
+    if not PG_URL:
+        if os.environ.get("CI"):
+            pytest.fail("CITESMAIL_TEST_PG_URL is not set (.ci/run sets it)")
+        pytest.skip("CITESMAIL_TEST_PG_URL is not set")
+    from sqlalchemy import create_engine, text
+
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_URL)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield _with_search_path(PG_URL, schema)
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[Database]:
+    database = open_database(db_url)
+    yield database
+    database.close()
 
 
 MINIMAL_REPLAY = textwrap.dedent("""

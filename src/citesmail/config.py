@@ -74,6 +74,7 @@ class Campaigns(Section):
 
 class Database(Section):
     url: str = "sqlite:///citesmail.db"
+    busy_timeout: Duration = timedelta(seconds=5)
 
 
 class Delivery(Section):

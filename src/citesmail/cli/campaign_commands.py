@@ -1,4 +1,4 @@
-"""The citesmail command line: a thin edge over the library. Errors become messages here."""
+"""Commands that draft and render campaigns: init, new, check, render."""
 
 from __future__ import annotations
 
@@ -10,66 +10,19 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from . import __version__
-from .errors import CitesmailError, Problem
+from ..errors import CitesmailError, Problem
+from . import State, main, pass_state
 
 if TYPE_CHECKING:
-    from .config import Settings
-    from .models import Campaign
-
-
-class Group(click.Group):
-    """Turns CitesmailError (and OS errors) into one-line messages and exit codes."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except CitesmailError as exc:
-            for problem in exc.problems:
-                click.echo(problem.format("error"), err=True)
-            ctx.exit(exc.exit_code)
-        except OSError as exc:
-            where = f"{exc.filename}: " if exc.filename else ""
-            click.echo(f"error: {where}{exc.strerror or exc}", err=True)
-            ctx.exit(1)
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            ctx.exit(130)
-
-
-class State:
-    def __init__(self, config_path: Path | None) -> None:
-        self.config_path = config_path
-        self._settings: Settings | None = None
-
-    @property
-    def settings(self) -> Settings:
-        if self._settings is None:
-            from .config import load_settings
-
-            self._settings = load_settings(self.config_path)
-        return self._settings
-
-
-pass_state = click.make_pass_decorator(State)
-
-
-@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
-              help="Workspace config file (default: ./config.toml if present, "
-                   "else built-in defaults).")
-@click.version_option(__version__, prog_name="citesmail")
-@click.pass_context
-def main(ctx: click.Context, config_path: Path | None) -> None:
-    """Campaign files to responsive emails, sent to the right people."""
-    ctx.obj = State(config_path)
+    from ...config import Settings
+    from ...models import Campaign
 
 
 @main.command()
 @click.argument("directory", type=click.Path(path_type=Path, file_okay=False), default=".")
 def init(directory: Path) -> None:
     """Create a workspace in DIRECTORY: config.toml, campaigns/ (an example), templates/."""
-    from .workspace import init_workspace
+    from ..workspace import init_workspace
 
     for path in init_workspace(directory):
         click.echo(f"created {path}")
@@ -89,7 +42,7 @@ def _first_example(directory: Path) -> str:
 @pass_state
 def new(state: State, kind: str, title: str, day: Any) -> None:
     """Write campaigns/<date>-<slug>.md for a new campaign, every key present."""
-    from .workspace import new_campaign
+    from ..workspace import new_campaign
 
     chosen = day.date() if day else date.today()
     path = new_campaign(state.settings.campaigns_dir, kind, title, chosen)
@@ -97,7 +50,7 @@ def new(state: State, kind: str, title: str, day: Any) -> None:
 
 
 def _campaign_paths(settings: Settings, names: tuple[str, ...]) -> list[Path]:
-    from .campaigns import resolve_campaign_path
+    from ..campaigns import resolve_campaign_path
 
     if names:
         return [resolve_campaign_path(name, settings.campaigns_dir) for name in names]
@@ -109,7 +62,7 @@ def _campaign_paths(settings: Settings, names: tuple[str, ...]) -> list[Path]:
 
 
 def _load(settings: Settings, path: Path) -> Campaign:
-    from .campaigns import load_campaign
+    from ..campaigns import load_campaign
 
     return load_campaign(path, default_lang=settings.campaigns.lang, tz=settings.tz)
 
@@ -122,9 +75,9 @@ def check(state: State, campaigns: tuple[str, ...]) -> None:
 
     Exit 1 if any campaign has an error; warnings alone exit 0.
     """
-    from .message import SAMPLE_RECIPIENT, links_for, recipient_values
-    from .render import render_campaign
-    from .render.lint import lint, lint_settings
+    from ..message import SAMPLE_RECIPIENT, links_for, recipient_values
+    from ..render import render_campaign
+    from ..render.lint import lint, lint_settings
 
     settings = state.settings
     paths = _campaign_paths(settings, campaigns)
@@ -167,8 +120,8 @@ def _report(problems: list[Problem], severity: str) -> None:
 @pass_state
 def render(state: State, campaign: str, output: Path, as_recipient: str | None) -> None:
     """Write <slug>.html, <slug>.txt and <slug>.eml: the message one recipient would get."""
-    from .campaigns import resolve_campaign_path
-    from .message import (
+    from ..campaigns import resolve_campaign_path
+    from ..message import (
         SAMPLE_RECIPIENT,
         build_message,
         links_for,
@@ -176,7 +129,7 @@ def render(state: State, campaign: str, output: Path, as_recipient: str | None) 
         recipient_values,
         to_bytes,
     )
-    from .render import render_campaign
+    from ..render import render_campaign
 
     settings = state.settings
     recipient = SAMPLE_RECIPIENT

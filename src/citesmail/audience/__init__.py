@@ -1,0 +1,1 @@
+"""Audience: contacts, lists, segments and suppression, over the database of db.py."""

@@ -1,0 +1,83 @@
+"""Contacts one by one: show, unsubscribe, erase; and the contacts of a list or segment."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from ..db import Contact, MailingList, Membership, Suppression, utcnow
+from ..errors import CitesmailError, Problem
+from .addresses import AddressError, address_hash, normalize_address
+from .lists import get_list, insert_ignoring_duplicates
+from .segments import get_segment, stream
+
+
+def _keys(addresses: tuple[str, ...] | list[str]) -> dict[str, str]:
+    keys: dict[str, str] = {}
+    problems = []
+    for text in addresses:
+        try:
+            keys[normalize_address(text).key] = text
+        except AddressError as exc:
+            problems.append(Problem(f"invalid address '{text}': {exc}"))
+    if problems:
+        raise CitesmailError.from_problems(problems)
+    return keys
+
+
+def find_contacts(session: Session, addresses: tuple[str, ...] | list[str]) -> list[Contact]:
+    """Every contact named, or an error listing the unknown ones (nothing is changed)."""
+    keys = _keys(addresses)
+    found = list(session.scalars(select(Contact).where(Contact.email_key.in_(list(keys)))))
+    missing = set(keys) - {c.email_key for c in found}
+    if missing:
+        raise CitesmailError.from_problems([
+            Problem(f"no contact with address {keys[k]}", "nothing was changed")
+            for k in sorted(missing)])
+    return found
+
+
+def find_contact(session: Session, address: str) -> Contact:
+    return find_contacts(session, [address])[0]
+
+
+def lists_of(session: Session, contact_id: int) -> list[str]:
+    query = (select(MailingList.name).join(Membership, Membership.list_id == MailingList.id)
+             .where(Membership.contact_id == contact_id).order_by(MailingList.name))
+    return list(session.scalars(query))
+
+
+def unsubscribe(session: Session, addresses: tuple[str, ...]) -> list[Contact]:
+    contacts = find_contacts(session, addresses)
+    ids = [c.id for c in contacts if c.status == "active"]
+    if ids:
+        session.execute(update(Contact).where(Contact.id.in_(ids))
+                        .values(status="unsubscribed", updated_at=utcnow()))
+    return contacts
+
+
+def erase(session: Session, addresses: tuple[str, ...]) -> list[str]:
+    """Delete the contacts' personal data; keep a hash of each address as a suppression."""
+    contacts = find_contacts(session, addresses)
+    insert_ignoring_duplicates(session, Suppression, [
+        {"address_hash": address_hash(c.email_key), "reason": "erased",
+         "created_at": utcnow()} for c in contacts])
+    ids = [c.id for c in contacts]
+    session.execute(delete(Membership).where(Membership.contact_id.in_(ids)))
+    session.execute(delete(Contact).where(Contact.id.in_(ids)))
+    return [c.email for c in contacts]
+
+
+def select_contacts(session: Session, *, list_name: str | None = None,
+                    segment: str | None = None) -> Iterator[list[Contact]]:
+    """Contacts in batches, by id: a segment's (active only), on a list, or everyone;
+    given both, those of the segment on the list."""
+    definition = get_segment(session, segment)[1] if segment is not None else None
+    on_list = None
+    if list_name is not None:
+        list_id = get_list(session, list_name).id
+        on_list = Contact.id.in_(select(Membership.contact_id)
+                                 .where(Membership.list_id == list_id))
+    yield from stream(session, definition, extra=on_list)

@@ -1,0 +1,126 @@
+"""Reading contact spreadsheets as exported by French offices: `;`, `,` or tab,
+UTF-8 with or without BOM, else cp1252; header names in any case, with or without accents."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import CitesmailError
+
+DELIMITERS = ";,\t"
+FIELDS = ("email", "first_name", "last_name", "organization", "role", "territory", "lang")
+_ALIASES = {
+    "email": {"email", "e-mail", "courriel", "mail", "adresse mail", "adresse e-mail",
+              "adresse email", "adresse electronique", "email address"},
+    "first_name": {"prenom", "first name", "firstname", "first_name", "given name"},
+    "last_name": {"nom", "last name", "lastname", "last_name", "nom de famille", "surname"},
+    "organization": {"organisme", "structure", "organisation", "organization"},
+    "role": {"fonction", "role", "poste"},
+    "territory": {"territoire", "commune", "ville", "territory", "city"},
+    "lang": {"lang", "langue", "language"},
+}
+
+
+def _plain(header: str) -> str:
+    """'Prénom ' -> 'prenom', 'E_Mail' -> 'e mail': no accents, case or extra spaces."""
+    text = unicodedata.normalize("NFKD", header).encode("ascii", "ignore").decode()
+    return re.sub(r"[\s_]+", " ", text.strip().lower())
+
+
+_LOOKUP = {_plain(alias): field for field, aliases in _ALIASES.items() for alias in aliases}
+_LOOKUP.update({alias.replace(" ", "-"): field for alias, field in list(_LOOKUP.items())})
+
+
+@dataclass
+class Sheet:
+    """The header mapped to fields, and the records with the line each starts on."""
+
+    headers: list[str]
+    columns: dict[int, str]  # column index -> field name (the others are attributes)
+    rows: Iterator[tuple[int, list[str]]]
+    encoding: str
+    delimiter: str
+
+
+def _decode(data: bytes, path: Path) -> tuple[str, str]:
+    if data.startswith(b"\xef\xbb\xbf"):
+        return data[3:].decode("utf-8", errors="strict"), "utf-8-sig"
+    try:
+        return data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    try:
+        return data.decode("cp1252"), "cp1252"
+    except UnicodeDecodeError as exc:
+        raise CitesmailError(f"{path}: neither UTF-8 nor Windows-1252 (byte {exc.start})",
+                             "save the file as CSV UTF-8 from your spreadsheet") from None
+
+
+def _delimiter(text: str) -> str:
+    sample = text[:65536]
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
+    except csv.Error:
+        first = sample.split("\n", 1)[0]
+        return max(DELIMITERS, key=first.count)
+
+
+def map_headers(headers: list[str]) -> dict[int, str]:
+    columns: dict[int, str] = {}
+    for index, header in enumerate(headers):
+        field = _LOOKUP.get(_plain(header))
+        if field and field not in columns.values():
+            columns[index] = field
+    return columns
+
+
+def read_sheet(path: Path) -> Sheet:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise CitesmailError(f"{path}: no such file", "check the path") from None
+    except IsADirectoryError:
+        raise CitesmailError(f"{path}: is a folder", "give the path of a .csv file") from None
+    if not data.strip():
+        raise CitesmailError(f"{path}: the file is empty",
+                             "export the contacts again, with a header row")
+    if b"\x00" in data[:8192]:
+        raise CitesmailError(f"{path}: not a CSV file (binary content)",
+                             "export the sheet as CSV from your spreadsheet (.xlsx is not read)")
+    text, encoding = _decode(data, path)
+    delimiter = _delimiter(text)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        headers = next(reader)
+    except csv.Error as exc:
+        raise CitesmailError(f"{path}:1: cannot read the header: {exc}") from None
+    headers = [h.strip() for h in headers]
+    columns = map_headers(headers)
+    if "email" not in columns.values():
+        found = ", ".join(repr(h) for h in headers) or "none"
+        raise CitesmailError(
+            f"{path}:1: no email column (headers found: {found})",
+            "name one column email, e-mail, courriel, mail or adresse mail",
+        )
+    return Sheet(headers, columns, _records(reader, path), encoding, delimiter)
+
+
+def _records(reader: Iterator[list[str]], path: Path) -> Iterator[tuple[int, list[str]]]:
+    line = 1
+    while True:
+        start = line + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise CitesmailError(f"{path}:{start}: {exc}",
+                                 "check the quotes on that line") from None
+        line = reader.line_num  # type: ignore[attr-defined]
+        yield start, row

@@ -1,0 +1,181 @@
+"""`contacts import`: a spreadsheet into contacts (and a list), in one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from ..db import Contact, Database, Membership, Suppression, utcnow
+from .addresses import AddressError, address_hash, normalize_address
+from .csvfile import FIELDS, Sheet, read_sheet
+from .lists import get_list, insert_ignoring_duplicates
+
+CHUNK = 500  # keys per IN (...) query: under SQLite's variable limit everywhere
+
+
+@dataclass
+class ImportReport:
+    imported: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+    duplicates: list[tuple[int, str]] = field(default_factory=list)
+    suppressed: list[tuple[int, str]] = field(default_factory=list)
+    dry_run: bool = False
+
+    def summary(self) -> str:
+        parts = [f"{self.imported} imported", f"{self.updated} updated",
+                 f"{len(self.rejected)} rejected",
+                 f"{len(self.duplicates)} duplicate{'s' if len(self.duplicates) != 1 else ''}"]
+        if self.unchanged:
+            parts.append(f"{self.unchanged} already present (use --update to update them)")
+        if self.suppressed:
+            parts.append(f"{len(self.suppressed)} erased address"
+                         f"{'es' if len(self.suppressed) != 1 else ''} skipped")
+        text = ", ".join(parts)
+        return f"dry run, nothing written: {text}" if self.dry_run else text
+
+    def details(self) -> list[str]:
+        lines = [f"line {n}: rejected: {why}" for n, why in self.rejected]
+        lines += [f"line {n}: duplicate: {why}" for n, why in self.duplicates]
+        lines += [f"line {n}: skipped: {email} was erased (suppression list)"
+                  for n, email in self.suppressed]
+        return sorted(lines, key=lambda text: int(text.split(":")[0].split()[1]))
+
+
+@dataclass
+class Row:
+    line: int
+    email: str
+    key: str
+    domain: str
+    fields: dict[str, str | None]
+    attributes: dict[str, str]
+
+
+def parse_rows(sheet: Sheet, report: ImportReport) -> list[Row]:
+    """Valid rows, first occurrence of each address; the rest goes into the report."""
+    width = len(sheet.headers)
+    seen: dict[str, int] = {}
+    rows: list[Row] = []
+    for line, cells in sheet.rows:
+        if not any(cell.strip() for cell in cells):
+            continue
+        if len(cells) > width and any(cell.strip() for cell in cells[width:]):
+            report.rejected.append((line, f"{len(cells)} values but the header has {width} "
+                                          "columns (a separator inside a value?)"))
+            continue
+        cells = [" ".join(cell.split()) for cell in cells]  # no stray spaces or newlines
+        values = {sheet.columns.get(i, sheet.headers[i]): cell
+                  for i, cell in enumerate(cells[:width])}
+        raw = values.get("email", "")
+        if not raw:
+            report.rejected.append((line, "no email address"))
+            continue
+        try:
+            address = normalize_address(raw)
+        except AddressError as exc:
+            report.rejected.append((line, f"{raw}: {exc}"))
+            continue
+        if address.key in seen:
+            report.duplicates.append((line, f"{address.email} is already on line "
+                                            f"{seen[address.key]}"))
+            continue
+        seen[address.key] = line
+        known = {name: values.get(name) or None for name in FIELDS if name != "email"}
+        extra = {sheet.headers[i]: v for i, v in enumerate(cells[:width])
+                 if i not in sheet.columns and sheet.headers[i] and v}
+        rows.append(Row(line, address.email, address.key, address.domain, known, extra))
+    return rows
+
+
+def _chunks(items: list[Any], size: int = CHUNK) -> Iterable[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _existing(session: Session, keys: list[str]) -> dict[str, tuple[int, dict[str, str]]]:
+    found: dict[str, tuple[int, dict[str, str]]] = {}
+    for chunk in _chunks(keys):
+        query = select(Contact.email_key, Contact.id, Contact.attributes).where(
+            Contact.email_key.in_(chunk))
+        for key, contact_id, attributes in session.execute(query):
+            found[key] = (contact_id, attributes or {})
+    return found
+
+
+def _suppressed(session: Session, keys: list[str]) -> set[str]:
+    hashes = {address_hash(key): key for key in keys}
+    found: set[str] = set()
+    for chunk in _chunks(list(hashes)):
+        query = select(Suppression.address_hash).where(Suppression.address_hash.in_(chunk))
+        found.update(hashes[h] for h in session.scalars(query))
+    return found
+
+
+def import_contacts(
+    db: Database,
+    path: Path,
+    *,
+    list_name: str | None = None,
+    update_existing: bool = False,
+    dry_run: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> ImportReport:
+    report = ImportReport(dry_run=dry_run)
+    sheet = read_sheet(path)
+    rows = parse_rows(sheet, report)
+    source = f"import:{path.name}"
+    with db.session(rollback=dry_run) as session:
+        list_id = get_list(session, list_name).id if list_name else None
+        suppressed = _suppressed(session, [row.key for row in rows])
+        report.suppressed = [(r.line, r.email) for r in rows if r.key in suppressed]
+        rows = [row for row in rows if row.key not in suppressed]
+        existing = _existing(session, [row.key for row in rows])
+        now = utcnow()
+        member_ids: list[int] = []
+        fresh = [row for row in rows if row.key not in existing]
+        for done, chunk in enumerate(_chunks(fresh, 2000), start=1):
+            member_ids += _insert(session, chunk, source, now)
+            if progress:
+                progress(min(done * 2000, len(fresh)), len(rows))
+        report.imported = len(fresh)
+        known = [row for row in rows if row.key in existing]
+        if update_existing and known:
+            _update(session, known, existing, now)
+            report.updated = len(known)
+        else:
+            report.unchanged = len(known)
+        member_ids += [existing[row.key][0] for row in known]
+        if list_id is not None and member_ids:
+            for chunk in _chunks(member_ids, 5000):
+                insert_ignoring_duplicates(session, Membership, [
+                    {"list_id": list_id, "contact_id": cid, "added_at": now} for cid in chunk])
+    return report
+
+
+def _insert(session: Session, rows: list[Row], source: str, now: datetime) -> list[int]:
+    values = [{"email": r.email, "email_key": r.key, "domain": r.domain, **r.fields,
+               "attributes": r.attributes, "status": "active", "consent_source": source,
+               "consent_at": now, "created_at": now, "updated_at": now} for r in rows]
+    result = session.execute(insert(Contact).returning(Contact.id), values)
+    return list(result.scalars())
+
+
+def _update(session: Session, rows: list[Row],
+            existing: dict[str, tuple[int, dict[str, str]]], now: datetime) -> None:
+    """New non-empty values replace old ones; the status is never touched."""
+    values = []
+    for row in rows:
+        contact_id, attributes = existing[row.key]
+        changes: dict[str, Any] = {k: v for k, v in row.fields.items() if v is not None}
+        values.append({"id": contact_id, "email": row.email, **changes,
+                       "attributes": {**attributes, **row.attributes}, "updated_at": now})
+    for chunk in _chunks(values, 2000):
+        session.execute(update(Contact), chunk)

@@ -1,0 +1,86 @@
+"""Mailing lists: named groups of contacts."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import case, delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from ..db import Contact, MailingList, Membership, Segment
+from ..errors import CitesmailError
+
+NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,99}")
+
+
+def check_name(name: str, what: str) -> str:
+    if not NAME.fullmatch(name):
+        raise CitesmailError(
+            f"invalid {what} name '{name}'",
+            "use lower-case letters, digits, '-' and '_', e.g. partenaires-aura")
+    return name
+
+
+def insert_ignoring_duplicates(session: Session, model: type[Any],
+                               values: list[dict[str, Any]]) -> None:
+    """INSERT ... ON CONFLICT DO NOTHING, on SQLite and PostgreSQL alike."""
+    if not values:
+        return
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    session.execute(dialect.insert(model).on_conflict_do_nothing(), values)
+
+
+def get_list(session: Session, name: str) -> MailingList:
+    found = session.scalar(select(MailingList).where(MailingList.name == name))
+    if found is None:
+        known = ", ".join(session.scalars(select(MailingList.name).order_by(MailingList.name)))
+        raise CitesmailError(f"unknown list '{name}'",
+                             f"known lists: {known}" if known else
+                             f"create it with: citesmail lists add {name}")
+    return found
+
+
+def add_list(session: Session, name: str, title: str = "", description: str = "") -> None:
+    check_name(name, "list")
+    if session.scalar(select(MailingList.id).where(MailingList.name == name)) is not None:
+        raise CitesmailError(f"list '{name}' already exists")
+    session.add(MailingList(name=name, title=title, description=description))
+
+
+def remove_list(session: Session, name: str) -> int:
+    """Remove a list (not its contacts); refused while a segment uses it."""
+    found = get_list(session, name)
+    users = [s.name for s in session.scalars(select(Segment)) if name in (
+        *s.definition.get("lists", []), *s.definition.get("exclude_lists", []))]
+    if users:
+        raise CitesmailError(f"list '{name}' is used by segment {', '.join(users)}",
+                             "remove or change those segments first")
+    members = session.scalar(select(func.count()).where(Membership.list_id == found.id)) or 0
+    session.execute(delete(Membership).where(Membership.list_id == found.id))
+    session.delete(found)
+    return members
+
+
+@dataclass(frozen=True)
+class ListSummary:
+    name: str
+    title: str
+    members: int
+    active: int
+
+
+def list_summaries(session: Session) -> list[ListSummary]:
+    active = func.sum(case((Contact.status == "active", 1), else_=0))
+    query = (
+        select(MailingList.name, MailingList.title, func.count(Contact.id), active)
+        .select_from(MailingList)
+        .outerjoin(Membership, Membership.list_id == MailingList.id)
+        .outerjoin(Contact, Contact.id == Membership.contact_id)
+        .group_by(MailingList.id, MailingList.name, MailingList.title)
+        .order_by(MailingList.name)
+    )
+    return [ListSummary(n, t, members, int(act or 0))
+            for n, t, members, act in session.execute(query)]

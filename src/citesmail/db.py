@@ -1,0 +1,255 @@
+"""The database: typed SQLAlchemy models, engines for SQLite and PostgreSQL, and
+Alembic migrations applied when a command opens an older database."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Index,
+    String,
+    TypeDecorator,
+    create_engine,
+    event,
+    inspect,
+    text,
+)
+from sqlalchemy.exc import DatabaseError, OperationalError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from .errors import CitesmailError
+
+# The newest migration; tests check that it is Alembic's head.
+HEAD = "0002"
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+STATUSES = ("active", "unsubscribed", "bounced", "complained")
+DEFAULT_BUSY_TIMEOUT = timedelta(seconds=5)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stored as naive UTC everywhere; always read back as an aware UTC datetime."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Contact(Base):
+    __tablename__ = "contacts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))
+    # lower-cased local part @ ASCII (IDNA) domain: one contact per address, whatever case
+    email_key: Mapped[str] = mapped_column(String(320), unique=True)
+    domain: Mapped[str] = mapped_column(String(255), index=True)
+    first_name: Mapped[str | None] = mapped_column(String(255))
+    last_name: Mapped[str | None] = mapped_column(String(255))
+    organization: Mapped[str | None] = mapped_column(String(255), index=True)
+    role: Mapped[str | None] = mapped_column(String(255), index=True)
+    territory: Mapped[str | None] = mapped_column(String(255), index=True)
+    lang: Mapped[str | None] = mapped_column(String(16), index=True)
+    attributes: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="active", index=True)
+    consent_source: Mapped[str | None] = mapped_column(String(255))
+    consent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class MailingList(Base):
+    __tablename__ = "lists"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    title: Mapped[str] = mapped_column(String(255), default="")
+    description: Mapped[str] = mapped_column(String(2000), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Membership(Base):
+    __tablename__ = "memberships"
+    __table_args__ = (Index("ix_memberships_contact", "contact_id", "list_id"),)
+
+    list_id: Mapped[int] = mapped_column(
+        ForeignKey("lists.id", ondelete="CASCADE"), primary_key=True)
+    contact_id: Mapped[int] = mapped_column(
+        ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True)
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Segment(Base):
+    __tablename__ = "segments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    definition: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Suppression(Base):
+    """Erased addresses, kept only as a SHA-256 of their key so imports skip them."""
+
+    __tablename__ = "suppressions"
+
+    address_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(50))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+def _sqlite_engine(url: str, busy_timeout: timedelta) -> Engine:
+    engine = create_engine(url, connect_args={"timeout": busy_timeout.total_seconds()})
+    busy_ms = int(busy_timeout.total_seconds() * 1000)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(connection: sqlite3.Connection, _record: Any) -> None:
+        # Let SQLAlchemy, not the driver, open transactions (so DDL is transactional).
+        connection.isolation_level = None
+        cursor = connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {busy_ms}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        # A writer takes the write lock at BEGIN, so it waits (busy_timeout) for another
+        # writer instead of failing when its read transaction cannot be upgraded.
+        mode = connection.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+def make_engine(url: str, busy_timeout: timedelta = DEFAULT_BUSY_TIMEOUT) -> Engine:
+    if url.startswith("sqlite"):
+        return _sqlite_engine(url, busy_timeout)
+    return create_engine(url, pool_pre_ping=True)
+
+
+class Database:
+    """An engine and its sessions, on a schema at HEAD."""
+
+    def __init__(self, engine: Engine, busy_timeout: timedelta = DEFAULT_BUSY_TIMEOUT) -> None:
+        self.engine = engine
+        self.busy_timeout = busy_timeout
+        self.sessions = sessionmaker(engine, expire_on_commit=False)
+        self.read_sessions = sessionmaker(
+            engine.execution_options(sqlite_begin="DEFERRED"), expire_on_commit=False)
+
+    @property
+    def is_postgresql(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    @contextmanager
+    def session(self, *, rollback: bool = False, write: bool = True) -> Iterator[Session]:
+        """One transaction: committed at the end (or rolled back when asked, for dry
+        runs), and rolled back on any error. Readers (write=False) never block writers."""
+        with translate_errors(self.engine, self.busy_timeout):
+            session = (self.sessions if write else self.read_sessions)()
+            try:
+                yield session
+                if rollback:
+                    session.rollback()
+                else:
+                    session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+            finally:
+                session.close()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _describe(engine: Engine) -> str:
+    url = engine.url
+    return url.database or "" if url.get_backend_name() == "sqlite" else url.render_as_string()
+
+
+@contextmanager
+def translate_errors(engine: Engine,
+                     busy_timeout: timedelta = DEFAULT_BUSY_TIMEOUT) -> Iterator[None]:
+    """Database failures a user can act on become one-line CitesmailErrors."""
+    try:
+        yield
+    except OperationalError as exc:
+        message = str(exc.orig)
+        if "locked" in message or "busy" in message:
+            raise CitesmailError(
+                f"the database {_describe(engine)} is locked by another process",
+                f"waited {busy_timeout.total_seconds():g} s; try again when the other "
+                "command ends ([database] busy_timeout sets the wait)",
+            ) from None
+        raise CitesmailError(f"database error on {_describe(engine)}: {message}",
+                             "check [database] url in config.toml") from None
+    except DatabaseError as exc:
+        message = str(exc.orig)
+        if "not a database" in message:
+            raise CitesmailError(f"{_describe(engine)} is not a SQLite database",
+                                 "check [database] url in config.toml") from None
+        raise
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        if not inspect(connection).has_table("alembic_version"):
+            return None
+        return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Apply migrations up to `revision` in one transaction per run."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+
+def open_database(url: str, *, migrate: bool = True,
+                  busy_timeout: timedelta = DEFAULT_BUSY_TIMEOUT) -> Database:
+    """Connect, and bring an older schema up to date (a new database is created)."""
+    if url.startswith("sqlite:///") and ":memory:" not in url:
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(url, busy_timeout)
+    with translate_errors(engine, busy_timeout):
+        revision = current_revision(engine)
+        if revision != HEAD:
+            if revision is not None and revision > HEAD:
+                raise CitesmailError(
+                    f"the database is at schema {revision}, newer than this citesmail "
+                    f"({HEAD})", "upgrade citesmail")
+            if migrate:
+                upgrade(engine)
+    return Database(engine, busy_timeout)

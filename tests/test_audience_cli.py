@@ -1,0 +1,146 @@
+"""The audience commands end to end, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import csv
+import io
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from citesmail.db import Contact, Suppression, open_database
+
+from .conftest import run
+
+
+@pytest.fixture
+def env(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    monkeypatch.chdir(tmp_path)
+    return {"CITESMAIL_DATABASE_URL": f'"{db_url}"'}
+
+
+def ok(*args: str, env: dict[str, str]) -> str:
+    result = run(*args, env=env)
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def test_import_list_show_unsubscribe_delete(env: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "c.csv").write_text(
+        "Courriel;Prénom;Nom;Structure;Commune;Secteur\n"
+        "anne@lyon.fr;Anne;Martin;Ville de Lyon;Lyon;=1+1\n"
+        "bob@lyon.fr;Bob;Durand;Mission locale;Lyon;-2\n"
+        "bad;X;Y;;;\n", encoding="utf-8")
+    ok("lists", "add", "partenaires", "--title", "Partenaires", env=env)
+    result = run("contacts", "import", "c.csv", "--list", "partenaires", env=env)
+    assert result.exit_code == 0
+    assert result.stdout.strip() == "2 imported, 0 updated, 1 rejected, 0 duplicates"
+    assert "c.csv: line 4: rejected: bad: " in result.stderr
+    assert "partenaires" in ok("lists", env=env) and "2 contacts" in ok("lists", env=env)
+    shown = ok("contacts", "show", "ANNE@lyon.fr", env=env)
+    assert "first_name:    Anne" in shown and "lists:         partenaires" in shown
+    assert "attr.Secteur:  =1+1" in shown
+    assert "unsubscribed" in ok("contacts", "unsubscribe", "anne@lyon.fr", env=env)
+    missing = run("contacts", "unsubscribe", "bob@lyon.fr", "nobody@lyon.fr", env=env)
+    assert missing.exit_code == 1
+    assert "no contact with address nobody@lyon.fr — nothing was changed" in missing.stderr
+    assert "status:        active" in ok("contacts", "show", "bob@lyon.fr", env=env)
+    ok("contacts", "delete", "--yes", "bob@lyon.fr", env=env)
+    gone = run("contacts", "show", "bob@lyon.fr", env=env)
+    assert gone.exit_code == 1
+    again = run("contacts", "import", "c.csv", "--update", env=env)
+    assert "c.csv: line 3: skipped: bob@lyon.fr was erased (suppression list)" in again.stderr
+    assert "1 erased address skipped" in again.stdout
+    assert "status:        unsubscribed" in ok("contacts", "show", "anne@lyon.fr", env=env)
+
+
+def test_erasure_keeps_only_a_hash(env: dict[str, str], tmp_path: Path,
+                                   db_url: str) -> None:
+    (tmp_path / "c.csv").write_text("email;nom\nzoe@ex.fr;Durand\n", encoding="utf-8")
+    ok("contacts", "import", "c.csv", env=env)
+    ok("contacts", "delete", "--yes", "Zoe@EX.fr", env=env)
+    db = open_database(db_url)
+    with db.session() as session:
+        assert session.scalars(select(Contact)).all() == []
+        [suppression] = session.scalars(select(Suppression)).all()
+        assert "zoe" not in suppression.address_hash and len(suppression.address_hash) == 64
+    db.close()
+
+
+def test_export_is_excel_friendly_and_formula_safe(env: dict[str, str],
+                                                   tmp_path: Path) -> None:
+    (tmp_path / "c.csv").write_text(
+        "email;prénom;nom;ville;secteur;note\n"
+        "a@ex.fr;Élodie;=HYPERLINK(\"x\");Lyon;emploi;+33 6\n"
+        "b@ex.fr;@bob;-Durand;Vénissieux;;\n", encoding="utf-8")
+    ok("lists", "add", "l", env=env)
+    ok("contacts", "import", "c.csv", "--list", "l", env=env)
+    ok("contacts", "export", "-o", "out.csv", env=env)
+    raw = (tmp_path / "out.csv").read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")
+    rows = list(csv.reader(io.StringIO(raw.decode("utf-8-sig")), delimiter=";"))
+    assert rows[0] == ["email", "first_name", "last_name", "organization", "role", "territory",
+                       "lang", "status", "lists", "secteur", "note"]
+    assert rows[1] == ["a@ex.fr", "Élodie", "'=HYPERLINK(\"x\")", "", "", "Lyon", "", "active",
+                       "l", "emploi", "'+33 6"]
+    assert rows[2][:3] == ["b@ex.fr", "'@bob", "'-Durand"]
+    tabbed = ok("contacts", "export", "--delimiter", "tab", "--list", "l", env=env)
+    assert tabbed.lstrip("\ufeff").startswith("email\tfirst_name\t")
+    both = run("contacts", "export", "--list", "l", "--segment", "s", env=env)
+    assert both.exit_code == 2
+
+
+def test_segments_commands(env: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "c.csv").write_text("email;ville;fonction\na@ex.fr;Lyon;DP\nb@ex.fr;Lyon;CM\n"
+                                    "c@ex.fr;Paris;DP\n", encoding="utf-8")
+    ok("lists", "add", "l", env=env)
+    ok("contacts", "import", "c.csv", "--list", "l", env=env)
+    added = ok("segments", "add", "dp-lyon", "--list", "l", "--where", "territory=Lyon",
+               "--where", "role=DP", env=env)
+    assert "(1 contacts now)" in added
+    assert "dp-lyon" in ok("segments", "list", env=env)
+    shown = ok("segments", "show", "dp-lyon", env=env)
+    assert "1 contacts" in shown and "a@ex.fr" in shown and "b@ex.fr" not in shown
+    listed = ok("contacts", "list", "--segment", "dp-lyon", env=env)
+    assert "a@ex.fr" in listed and "c@ex.fr" not in listed
+    unknown = run("segments", "add", "x", "--where", "ville=Lyon", env=env)
+    assert unknown.exit_code == 1
+    assert "known fields: role, territory, organization, lang, domain" in unknown.stderr
+    bad_list = run("segments", "add", "x", "--list", "nope", env=env)
+    assert bad_list.exit_code == 1 and "unknown list 'nope'" in bad_list.stderr
+    ok("segments", "remove", "dp-lyon", env=env)
+    assert "dp-lyon" not in ok("segments", "list", env=env)
+
+
+def test_database_file_that_is_not_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          ) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "citesmail.db").write_text("these are my notes, not a database\n" * 100)
+    result = run("lists")
+    assert result.exit_code == 1
+    assert "citesmail.db is not a SQLite database" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_locked_database_waits_then_says_so(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert run("lists", "add", "l").exit_code == 0
+    (tmp_path / "c.csv").write_text("email\na@ex.fr\n", encoding="utf-8")
+    holder = sqlite3.connect(tmp_path / "citesmail.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        started = time.monotonic()
+        result = run("contacts", "import", "c.csv",
+                     env={"CITESMAIL_DATABASE_BUSY_TIMEOUT": '"1s"'})
+        waited = time.monotonic() - started
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert result.exit_code == 1
+    assert "is locked by another process" in result.stderr
+    assert waited >= 0.9
+    assert run("contacts", "import", "c.csv").exit_code == 0

@@ -1,0 +1,65 @@
+"""The schema: migrations match the models, and upgrading keeps every row."""
+
+from __future__ import annotations
+
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import select, text
+
+from citesmail.db import (
+    HEAD,
+    MIGRATIONS,
+    Base,
+    Contact,
+    MailingList,
+    Membership,
+    current_revision,
+    make_engine,
+    open_database,
+    upgrade,
+)
+
+
+def test_head_constant_is_alembic_head() -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_current_head() == HEAD
+
+
+def test_migrations_build_exactly_the_models(db_url: str) -> None:
+    db = open_database(db_url)
+    with db.engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+    db.close()
+
+
+def test_upgrade_from_the_first_migration_keeps_data(db_url: str) -> None:
+    engine = make_engine(db_url)
+    upgrade(engine, "0001")
+    assert current_revision(engine) == "0001"
+    with engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO contacts (id, email, email_key, domain, first_name, attributes, status,"
+            " created_at, updated_at) VALUES (1, 'Zoé@exemple.fr', 'zoé@exemple.fr',"
+            " 'exemple.fr', 'Zoé', '{\"secteur\": \"emploi\"}', 'unsubscribed',"
+            " '2024-01-02 03:04:05', '2024-01-02 03:04:05')"))
+        connection.execute(text("INSERT INTO lists (id, name, title, description, created_at)"
+                                " VALUES (1, 'partenaires', 'P', '', '2024-01-02 03:04:05')"))
+        connection.execute(text("INSERT INTO memberships (list_id, contact_id, added_at)"
+                                " VALUES (1, 1, '2024-01-02 03:04:05')"))
+    engine.dispose()
+
+    db = open_database(db_url)  # a command opening an older database upgrades it
+    assert current_revision(db.engine) == HEAD
+    with db.session() as session:
+        contact = session.scalars(select(Contact)).one()
+        assert (contact.email, contact.first_name, contact.status) == (
+            "Zoé@exemple.fr", "Zoé", "unsubscribed")
+        assert contact.attributes == {"secteur": "emploi"}
+        assert contact.created_at.isoformat() == "2024-01-02T03:04:05+00:00"
+        assert contact.consent_source is None
+        assert session.scalars(select(MailingList.name)).all() == ["partenaires"]
+        assert session.scalars(select(Membership.contact_id)).all() == [1]
+    db.close()

@@ -1,0 +1,130 @@
+"""Segments evaluated in SQL: lists, exclusions, conditions; only active contacts; streamed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import update
+
+from citesmail.audience.importer import import_contacts
+from citesmail.audience.lists import add_list, remove_list
+from citesmail.audience.segments import (
+    Definition,
+    add_segment,
+    count,
+    get_segment,
+    parse_condition,
+    stream,
+)
+from citesmail.db import Contact, Database
+from citesmail.errors import CitesmailError
+
+PEOPLE = """email;prénom;fonction;territoire;organisme;langue;secteur
+a@lyon.fr;A;délégué du préfet;Lyon;Préfecture;fr;emploi
+b@lyon.fr;B;chargé de mission;Lyon;Ville;fr;insertion
+c@st-etienne.fr;C;délégué du préfet;Saint-Étienne;Préfecture;fr;emploi
+d@grenoble.fr;D;délégué du préfet;Grenoble;Préfecture;en;
+e@lyon.fr;E;délégué du préfet;Lyon;Préfecture;fr;emploi
+f@asso.org;F;président;Vénissieux;Asso « Ensemble »;fr;x' OR '1'='1
+"""
+
+
+@pytest.fixture
+def people(db: Database, tmp_path: Path) -> Database:
+    with db.session() as session:
+        add_list(session, "partenaires")
+        add_list(session, "prefecture")
+        add_list(session, "partis")
+    path = tmp_path / "p.csv"
+    path.write_text(PEOPLE, encoding="utf-8")
+    import_contacts(db, path, list_name="partenaires")
+    lines = PEOPLE.splitlines()
+    prefecture = tmp_path / "pref.csv"
+    prefecture.write_text("\n".join([lines[0], lines[1], lines[3], lines[4]]), encoding="utf-8")
+    import_contacts(db, prefecture, list_name="prefecture")
+    gone = tmp_path / "gone.csv"
+    gone.write_text("email\nc@st-etienne.fr\n", encoding="utf-8")
+    import_contacts(db, gone, list_name="partis")
+    with db.session() as session:
+        session.execute(update(Contact).where(Contact.email == "e@lyon.fr")
+                        .values(status="unsubscribed"))
+    return db
+
+
+def emails(db: Database, definition: Definition) -> list[str]:
+    with db.session() as session:
+        found = [c.email for batch in stream(session, definition) for c in batch]
+        assert count(session, definition) == len(found)
+    return found
+
+
+def where(*conditions: str, lists: tuple[str, ...] = (),
+          exclude: tuple[str, ...] = ()) -> Definition:
+    return Definition(list(lists), list(exclude), [parse_condition(c) for c in conditions])
+
+
+def test_only_active_contacts_ever_match(people: Database) -> None:
+    assert "e@lyon.fr" not in emails(people, where())
+    assert emails(people, where("territory=Lyon")) == ["a@lyon.fr", "b@lyon.fr"]
+
+
+def test_repeated_field_is_any_of_and_fields_are_all_of(people: Database) -> None:
+    found = emails(people, where("territory=Lyon", "territory=Grenoble",
+                                 "role=délégué du préfet"))
+    assert found == ["a@lyon.fr", "d@grenoble.fr"]
+
+
+def test_not_equal_includes_contacts_without_a_value(people: Database) -> None:
+    assert emails(people, where("attr.secteur!=emploi")) == [
+        "b@lyon.fr", "d@grenoble.fr", "f@asso.org"]
+    assert emails(people, where("lang!=fr", "lang!=en")) == []
+
+
+def test_attributes_domain_and_lists(people: Database) -> None:
+    assert emails(people, where("attr.secteur=emploi")) == ["a@lyon.fr", "c@st-etienne.fr"]
+    assert emails(people, where("domain=LYON.fr")) == ["a@lyon.fr", "b@lyon.fr"]
+    assert emails(people, where(lists=("prefecture",))) == [
+        "a@lyon.fr", "c@st-etienne.fr", "d@grenoble.fr"]
+    assert emails(people, where(lists=("partis",))) == ["c@st-etienne.fr"]
+    assert emails(people, where("role=délégué du préfet", lists=("partenaires",),
+                                exclude=("partis",))) == ["a@lyon.fr", "d@grenoble.fr"]
+
+
+def test_sql_looking_values_match_literally(people: Database) -> None:
+    assert emails(people, where("attr.secteur=x' OR '1'='1")) == ["f@asso.org"]
+    assert emails(people, where("organization=Asso « Ensemble »")) == ["f@asso.org"]
+    assert emails(people, where("territory=' OR 1=1 --")) == []
+
+
+def test_streaming_is_keyset_batched_in_id_order(people: Database) -> None:
+    with people.session() as session:
+        batches = list(stream(session, where(), batch=2))
+    assert [len(b) for b in batches] == [2, 2, 1]
+    ids = [c.id for batch in batches for c in batch]
+    assert ids == sorted(ids)
+
+
+def test_unknown_field_lists_the_known_ones() -> None:
+    with pytest.raises(CitesmailError) as caught:
+        parse_condition("ville=Lyon")
+    assert "unknown field 'ville'" in str(caught.value)
+    assert "role, territory, organization, lang, domain" in str(caught.value)
+    with pytest.raises(CitesmailError, match="field=value"):
+        parse_condition("Lyon")
+
+
+def test_saved_segments_and_unknown_lists(people: Database) -> None:
+    with people.session() as session:
+        add_segment(session, "prefets-lyon", where("territory=Lyon", lists=("prefecture",)))
+        with pytest.raises(CitesmailError, match="unknown list 'nope'"):
+            add_segment(session, "broken", where(lists=("nope",)))
+        with pytest.raises(CitesmailError, match="already exists"):
+            add_segment(session, "prefets-lyon", where())
+    with people.session() as session:
+        _, definition = get_segment(session, "prefets-lyon")
+        assert count(session, definition) == 1
+        with pytest.raises(CitesmailError, match="used by segment prefets-lyon"):
+            remove_list(session, "prefecture")
+        with pytest.raises(CitesmailError, match=r"unknown segment 'x'.*prefets-lyon"):
+            get_segment(session, "x")
