@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -13,6 +14,7 @@ from .models import Campaign, EventInfo, FrontMatter
 from .tomlfile import key_lines, line_of, parse_toml, validation_problems
 
 FENCE = "+++"
+SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,99}")
 
 
 def read_text(path: Path) -> str:
@@ -41,7 +43,8 @@ def read_text(path: Path) -> str:
 
 def split_front_matter(text: str, path: Path) -> tuple[str, str, int]:
     """(front matter TOML, body, line number where the body starts)."""
-    lines = text.splitlines(keepends=True)
+    lines = text.replace("\r\n", "\n").split("\n")
+    lines = [line + "\n" for line in lines[:-1]] + ([lines[-1]] if lines[-1] else [])
     if not lines or lines[0].strip() != FENCE:
         raise CampaignError(
             "no front matter: the file must start with a line '+++'",
@@ -66,8 +69,21 @@ def _localize(moment: datetime | None, tz: ZoneInfo) -> datetime | None:
     return moment.replace(tzinfo=tz)
 
 
+def check_slug(path: Path) -> str:
+    """The file name is the campaign's id, used in links and headers: keep it plain."""
+    if not SLUG.fullmatch(path.stem):
+        from .workspace import slugify
+
+        raise CampaignError(
+            f"'{path.name}' is not a valid campaign file name",
+            f"use lower-case letters, digits and '-': rename it {slugify(path.stem)}.md",
+            path=path)
+    return path.stem
+
+
 def load_campaign(path: Path, *, default_lang: str, tz: ZoneInfo) -> Campaign:
     """Read and validate one campaign file; every error names the file and the line."""
+    slug = check_slug(path)
     text = read_text(path)
     front_text, body, body_line = split_front_matter(text, path)
     data = parse_toml(front_text, path, first_line=2, error=CampaignError)
@@ -78,21 +94,24 @@ def load_campaign(path: Path, *, default_lang: str, tz: ZoneInfo) -> Campaign:
             validation_problems(exc, FrontMatter, front_text, path, first_line=2)
         ) from None
     needs = front.kind_requirements()
-    if needs:
-        lines = key_lines(front_text)
-        raise CampaignError.from_problems(
-            [Problem(message, hint, path, (line_of(lines, loc) or 0) + 1)
-             for loc, message, hint in needs]
-        )
     event = front.event
     if event is not None:
         event = EventInfo.model_construct(
             **{**dict(event), "starts": _localize(event.starts, tz),
                "ends": _localize(event.ends, tz)}
         )
+        if event.starts and event.ends and event.ends < event.starts:
+            needs.append((("event", "ends"), "'event.ends' is before 'event.starts'",
+                          "check the date, the hour and the offsets"))
+    if needs:
+        lines = key_lines(front_text)
+        raise CampaignError.from_problems(
+            [Problem(message, hint, path, (line_of(lines, loc) or 0) + 1)
+             for loc, message, hint in needs]
+        )
     return Campaign.model_construct(
         **{**dict(front), "event": event, "lang": front.lang or default_lang},
-        slug=path.stem,
+        slug=slug,
         path=path,
         body=body,
         body_line=body_line,

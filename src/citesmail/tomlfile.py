@@ -55,7 +55,7 @@ def key_lines(text: str) -> dict[tuple[str | int, ...], int]:
     lines: dict[tuple[str | int, ...], int] = {}
     counts: dict[tuple[str, ...], int] = {}
     current: tuple[str | int, ...] = ()
-    for number, raw in enumerate(text.splitlines(), start=1):
+    for number, raw in enumerate(text.split("\n"), start=1):
         if match := _ARRAY_TABLE.match(raw):
             name = _split_key(match.group(1))
             index = counts.get(name, 0)
@@ -143,7 +143,8 @@ def validation_problems(
             hint = f"got {value!r}" if isinstance(value, (int, float, bool)) or (
                 isinstance(value, str) and value.strip()) else ""
             tables = [part for part in loc[:-1] if isinstance(part, str)]
-            if not hint and any(isinstance(part, int) for part in loc) and tables:
+            if not hint and any(isinstance(p, int) for p in loc) and tables and \
+                    tables[0] != "items":
                 hint = f"or remove this [[{tables[0]}]] table"
         if line is None:  # a missing top-level key: point at the start of the TOML
             line = 0 if first_line > 1 else None

@@ -5,6 +5,7 @@ Runs once per campaign; recipients' values stay as tokens (see slots.py).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -14,13 +15,15 @@ from css_inline import CSSInliner
 from markupsafe import Markup
 
 from ..config import Settings
+from ..errors import CampaignError
+from ..languages import base_language
 from ..models import Campaign, Speaker
 from . import markdown
 from .environment import environment, render_body, render_template, template_sources
 from .labels import Dates, labels_for
 from .mjml import compile_mjml
-from .slots import LinkSlots, RecipientSlots, SlotTable, fill
-from .text import squeeze_blank_lines, wrap
+from .slots import LINK_FIELDS, TOKEN, LinkSlots, RecipientSlots, SlotTable, fill
+from .text import keep_french_spacing, keep_french_spacing_html, squeeze_blank_lines, wrap
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,24 @@ def template_context(campaign: Campaign, settings: Settings, table: SlotTable) -
     }
 
 
+_HREF = re.compile(r'href="([^"]*)"')
+
+
+def check_link_addresses(html: str, slots: list[tuple[str, str]], campaign: Campaign) -> None:
+    """A recipient's value may be a link's text, never part of its address."""
+    for match in _HREF.finditer(html):
+        address = match.group(1)
+        if not TOKEN.search(address):
+            continue
+        whole = TOKEN.fullmatch(address)
+        if whole and slots[int(whole.group(1))][0] in LINK_FIELDS:
+            continue
+        raise CampaignError(
+            "a recipient value is used inside a link address",
+            "link addresses are the same for every recipient; put the value in the text",
+            path=campaign.path)
+
+
 def render_mjml(campaign: Campaign, settings: Settings) -> tuple[str, str, SlotTable]:
     """(MJML source, plain text, slot table): everything before MJML compilation."""
     env = environment(settings.templates_dir)
@@ -86,6 +107,8 @@ def render_mjml(campaign: Campaign, settings: Settings) -> tuple[str, str, SlotT
     context["body_text"] = markdown.to_text(body).strip("\n")
     mjml_source = render_template(env, f"{campaign.kind}.mjml.j2", context)
     text = squeeze_blank_lines(wrap(render_template(env, "text.txt.j2", context)))
+    if base_language(campaign.lang) == "fr":
+        text = keep_french_spacing(text)
     return mjml_source, text, table
 
 
@@ -97,5 +120,8 @@ def render_campaign(campaign: Campaign, settings: Settings) -> RenderedCampaign:
     mjml_source, text, table = render_mjml(campaign, settings)
     env = environment(settings.templates_dir)
     names = [f"{campaign.kind}.mjml.j2", "base.mjml.j2", "macros.mjml.j2"]
-    html = compile_mjml(mjml_source, lambda: template_sources(env, names))
-    return RenderedCampaign(campaign, campaign.subject, inline_css(html), text, tuple(table.slots))
+    html = inline_css(compile_mjml(mjml_source, lambda: template_sources(env, names)))
+    check_link_addresses(html, table.slots, campaign)
+    if base_language(campaign.lang) == "fr":
+        html = keep_french_spacing_html(html)
+    return RenderedCampaign(campaign, campaign.subject, html, text, tuple(table.slots))

@@ -21,7 +21,7 @@ from jinja2 import (
 from jinja2.filters import do_default
 
 from ..errors import CampaignError, TemplateError
-from .slots import Slot
+from .slots import RecipientValueError, Slot, check_tokens
 
 BUILTIN_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 _OBJECT = re.compile(r"'[\w.]*(RecipientSlots|LinkSlots) object'")
@@ -34,7 +34,7 @@ def _autoescape(name: str | None) -> bool:
 def _default(value: Any, default_value: Any = "", boolean: bool = False) -> Any:
     """Jinja's `default`, which on a recipient placeholder records the fallback."""
     if isinstance(value, Slot):
-        return value.with_default(str(default_value))
+        return value.with_default(default_value)
     return do_default(value, default_value, boolean)
 
 
@@ -65,7 +65,9 @@ def render_body(env: Environment, source: str, context: dict[str, Any], path: Pa
     if "{{" not in source and "{%" not in source and "{#" not in source:
         return source
     try:
-        return _body_template(env, source).render(context)
+        rendered = _body_template(env, source).render(context)
+        check_tokens(rendered)
+        return rendered
     except TemplateSyntaxError as exc:
         raise CampaignError(
             f"template syntax error in the body: {exc.message}",
@@ -73,12 +75,11 @@ def render_body(env: Environment, source: str, context: dict[str, Any], path: Pa
             path=path,
             line=first_line + (exc.lineno or 1) - 1,
         ) from None
-    except UndefinedError as exc:
+    except Exception as exc:  # any runtime error in the author's Jinja: say where
         line = _template_line(exc, "<template>")
         raise CampaignError(
-            f"undefined variable in the body: {_readable(exc)}",
-            "the body may use recipient.first_name, recipient.last_name, recipient.email "
-            "and recipient.organization",
+            f"{_what(exc)} in the body",
+            _HINTS.get(type(exc), "check the {{ ... }} and {% ... %} on that line"),
             path=path,
             line=None if line is None else first_line + line - 1,
         ) from None
@@ -86,12 +87,9 @@ def render_body(env: Environment, source: str, context: dict[str, Any], path: Pa
 
 def render_template(env: Environment, name: str, context: dict[str, Any]) -> str:
     try:
-        return env.get_template(name).render(context)
-    except TemplateNotFound as exc:
-        raise TemplateError(
-            f"template not found: {exc.name}",
-            "the built-in templates ship with citesmail; check the workspace's templates/",
-        ) from None
+        rendered = env.get_template(name).render(context)
+        check_tokens(rendered)
+        return rendered
     except TemplateSyntaxError as exc:
         raise TemplateError(
             f"template syntax error: {exc.message}",
@@ -99,14 +97,39 @@ def render_template(env: Environment, name: str, context: dict[str, Any]) -> str
             path=exc.filename or exc.name,
             line=exc.lineno,
         ) from None
-    except UndefinedError as exc:
+    except UnicodeDecodeError:
+        raise TemplateError(f"template {name} (or one it includes) is not UTF-8",
+                            "save the workspace's templates as UTF-8") from None
+    except Exception as exc:  # runtime errors in a (workspace) template: say where
         where = _template_frame(exc)
+        if isinstance(exc, TemplateNotFound) and where is None:
+            raise TemplateError(f"template not found: {exc.name}",
+                                "the built-in templates ship with citesmail; check the "
+                                "workspace's templates/") from None
         raise TemplateError(
-            f"undefined variable: {_readable(exc)}",
-            "check the name against the variables given to templates (see docs/templates.md)",
+            f"{_what(exc)}",
+            _HINTS.get(type(exc), "check the expression on that line"),
             path=where[0] if where else name,
             line=where[1] if where else None,
         ) from None
+
+
+_HINTS: dict[type[BaseException], str] = {
+    UndefinedError: "the body may use recipient.first_name, recipient.last_name, "
+                    "recipient.email and recipient.organization",
+    RecipientValueError: "e.g. {{ recipient.first_name | default(\"Madame, Monsieur\") }}",
+    TemplateNotFound: "check the name, and the workspace's templates/",
+}
+
+
+def _what(exc: BaseException) -> str:
+    if isinstance(exc, UndefinedError):
+        return f"undefined variable: {_readable(exc)}"
+    if isinstance(exc, RecipientValueError):
+        return str(exc)
+    if isinstance(exc, TemplateNotFound):
+        return f"template not found: {exc.name}"
+    return f"error: {type(exc).__name__}: {exc}"
 
 
 def _readable(exc: UndefinedError) -> str:

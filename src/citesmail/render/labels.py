@@ -7,6 +7,8 @@ from zoneinfo import ZoneInfo
 
 from babel.dates import format_date, format_datetime, format_time
 
+from ..languages import base_language
+
 LABELS: dict[str, dict[str, str]] = {
     "fr": {
         "objectives": "Objectifs",
@@ -54,15 +56,11 @@ _SPAN = {"fr": "{date} de {start} à {end}", "en": "{date}, {start} to {end}"}
 
 
 def labels_for(lang: str) -> dict[str, str]:
-    return LABELS.get(lang.split("-")[0].split("_")[0], LABELS["en"])
+    return LABELS.get(base_language(lang), LABELS["en"])
 
 
 def _locale(lang: str) -> str:
     return lang.replace("-", "_")
-
-
-def _base(lang: str) -> str:
-    return lang.split("-")[0].split("_")[0]
 
 
 def _glue(text: str) -> str:
@@ -79,7 +77,7 @@ class Dates:
 
     def datetime(self, moment: datetime) -> str:
         moment = moment.astimezone(self.tz)
-        pattern = _DATETIME.get(_base(self.lang))
+        pattern = _DATETIME.get(base_language(self.lang))
         if pattern:
             return _glue(format_datetime(moment, pattern, locale=_locale(self.lang)))
         day = format_date(moment, "full", locale=_locale(self.lang))
@@ -89,14 +87,14 @@ class Dates:
         return format_date(moment.astimezone(self.tz), "full", locale=_locale(self.lang))
 
     def time(self, moment: datetime) -> str:
-        pattern = _TIME.get(_base(self.lang), "short")
+        pattern = _TIME.get(base_language(self.lang), "short")
         return _glue(format_time(moment.astimezone(self.tz), pattern, locale=_locale(self.lang)))
 
     def span(self, starts: datetime, ends: datetime | None) -> str:
         """One day: 'lundi 12 juin 2023 de 14 h 00 à 16 h 00'; else the start alone."""
         if ends is None or starts.astimezone(self.tz).date() != ends.astimezone(self.tz).date():
             return self.datetime(starts)
-        template = _SPAN.get(_base(self.lang), "{date}, {start} – {end}")
+        template = _SPAN.get(base_language(self.lang), "{date}, {start} – {end}")
         return template.format(
             date=self.date(starts),
             start=self.time(starts),

@@ -10,7 +10,8 @@ from markdown_it.token import Token
 
 @lru_cache(maxsize=1)
 def _parser() -> MarkdownIt:
-    return MarkdownIt("commonmark")
+    # Raw HTML is shown as text: it could break the MJML layout or inject markup.
+    return MarkdownIt("commonmark", {"html": False})
 
 
 def to_html(source: str) -> str:

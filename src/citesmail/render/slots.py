@@ -12,18 +12,41 @@ import re
 from collections.abc import Mapping
 
 TOKEN = re.compile(r"@@cm(\d+)@@")
+# A token changed by a filter (upper, urlencode, ...) no longer fills: find such leftovers.
+MANGLED = re.compile(r"(?i)(?:@|%40|&#64;)(?:@|%40|&#64;)cm")
 RECIPIENT_FIELDS = ("first_name", "last_name", "email", "organization")
 LINK_FIELDS = ("unsubscribe_url", "webview_url")
+USE = ("recipient values are filled in per recipient: print them as they are, "
+       "optionally with default(\"text\")")
+
+
+class RecipientValueError(Exception):
+    """A recipient placeholder was used in a way that cannot be filled per recipient."""
 
 
 class Slot(str):
-    """A token standing for a recipient's value; `default` makes a new token."""
+    """A token standing for a recipient's value; `default` makes a new token.
+
+    It is text only when printed: tests, indexing and slicing would act on the token,
+    not on the recipient's value, so they are refused.
+    """
 
     table: SlotTable
     field: str
 
-    def with_default(self, default: str) -> Slot:
-        return self.table.slot(self.field, default)
+    def with_default(self, default: object) -> Slot:
+        if isinstance(default, Slot):
+            raise RecipientValueError(
+                f"default() of recipient.{self.field} must be text, not another recipient "
+                "value")
+        return self.table.slot(self.field, str(default))
+
+    def __bool__(self) -> bool:
+        raise RecipientValueError(f"recipient.{self.field} cannot be tested in {{% if %}}; "
+                                  + USE)
+
+    def __getitem__(self, key: object) -> str:
+        raise RecipientValueError(f"recipient.{self.field} cannot be indexed; " + USE)
 
 
 class SlotTable:
@@ -53,11 +76,22 @@ class RecipientSlots:
             return self._table.slot(name)
         raise AttributeError(name)
 
+    def __str__(self) -> str:
+        raise RecipientValueError("print one value, e.g. recipient.first_name, not recipient")
+
 
 class LinkSlots:
     def __init__(self, table: SlotTable) -> None:
         self.unsubscribe = table.slot("unsubscribe_url")
         self.webview = table.slot("webview_url")
+
+
+def check_tokens(text: str) -> None:
+    """Every placeholder left must be whole: a filter applied to one would leak it."""
+    for match in MANGLED.finditer(text):
+        if not TOKEN.match(text, match.start()):
+            raise RecipientValueError("a filter other than default() was applied to a "
+                                      "recipient value; " + USE)
 
 
 def fill(

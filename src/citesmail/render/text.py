@@ -18,10 +18,19 @@ def keep_french_spacing(text: str) -> str:
     return _AFTER_GUILLEMET.sub("«\u00a0", _BEFORE_PUNCTUATION.sub("\u00a0", text))
 
 
+_TEXT_NODE = re.compile(r"(<style\b.*?</style>|<[^>]*>)|([^<]+)", re.S | re.I)
+
+
+def keep_french_spacing_html(html: str) -> str:
+    """The same in an HTML document's text, leaving tags and style sheets alone."""
+    return _TEXT_NODE.sub(
+        lambda m: m.group(1) or keep_french_spacing(m.group(2)), html)
+
+
 def wrap(text: str, width: int = WIDTH) -> str:
     """Wrap every long line; URLs and other long words are never broken."""
     out: list[str] = []
-    for line in keep_french_spacing(text).split("\n"):
+    for line in text.split("\n"):
         if len(line) <= width:
             out.append(line.rstrip())
             continue

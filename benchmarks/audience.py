@@ -1,0 +1,358 @@
+"""Audience benchmark: importing 100k contacts from CSV, and a segment over 1M contacts,
+on SQLite and PostgreSQL.
+
+Run from the repository root:
+    .venv/bin/python benchmarks/audience.py [--quick] [--write-docs] [--skip-pg]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import random
+import re
+import resource
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import unicodedata
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from sqlalchemy import create_engine, select, text
+
+from citesmail.audience import segments
+from citesmail.audience.importer import import_contacts
+from citesmail.audience.lists import add_list
+from citesmail.db import Contact, Database, MailingList, open_database
+
+IMPORT_ROWS, SEGMENT_ROWS, BATCH = 100_000, 1_000_000, 10_000
+CACHE = Path("/tmp/citesmail-bench-1m.db")
+CACHE_VERSION = 1  # PRAGMA user_version of the cached file: bump when the data changes
+PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+SQLITE3 = "/usr/bin/sqlite3"
+DOCS = Path("docs/performance.md")
+IMPORT_TARGET, COUNT_TARGET, STREAM_TARGET, RSS_TARGET_MB = 5.0, 0.5, 3.0, 200
+HEADER = "Courriel;Prénom;Nom;Structure;Fonction;Territoire;Secteur"
+TERRITORIES = {"Lyon": 14, "Grenoble": 8, "Saint-Étienne": 7, "Villeurbanne": 6,
+               "Clermont-Ferrand": 6, "Vénissieux": 5, "Valence": 5, "Chambéry": 4,
+               "Annecy": 4, "Roanne": 3, "Bourg-en-Bresse": 3, "Échirolles": 3,
+               "Vaulx-en-Velin": 3, "Annemasse": 3, "Montélimar": 3, "Vienne": 3,
+               "Bron": 3, "Rillieux-la-Pape": 2, "Givors": 2, "Oyonnax": 2}
+ROLES = {"chargé de mission": 22, "directeur": 15, "délégué du préfet": 6,
+         "chef de projet politique de la ville": 12, "conseiller en insertion": 18,
+         "élu": 8, "coordinateur": 11, "médiateur": 8}
+FIRST = ["Amélie", "André", "Benoît", "Cécile", "Chloé", "Clément", "Élodie", "Émile",
+         "François", "Gaëlle", "Hélène", "Jérôme", "Joël", "Léa", "Léon", "Maëlle",
+         "Mélanie", "Noël", "Océane", "Raphaël", "Sébastien", "Stéphane", "Thérèse", "Zoé"]
+LAST = ["Bérard", "Bœuf", "Chevalier", "Dupré", "Durand", "Fabre", "Gérard", "Guérin",
+        "Hébert", "Lefèvre", "Lemaître", "Ménard", "Moreau", "Pétrot", "Régnier", "Rousseau",
+        "Thévenin", "Vidal", "Besançon", "N'Diaye", "Da Costa", "Le Goff", "Müller", "Faure"]
+KINDS = ["Mairie de", "Mission locale de", "CCAS de", "Centre social de", "France services de"]
+SECTORS = ["emploi", "insertion", "jeunesse", "logement", "santé", "éducation", "culture"]
+FREE_MAIL = ["orange.fr", "gmail.com", "laposte.net", "free.fr"]
+LISTS = {"partenaires": 0.40, "lettre": 0.25, "elus": 0.10}
+SEGMENT = ["territory=Lyon", "territory=Grenoble", "role=délégué du préfet"]
+
+Row = tuple[str, str, str, str]
+
+
+def ascii_slug(value: str, sep: str = "") -> str:
+    plain = unicodedata.normalize("NFKD", value.replace("œ", "oe")).encode("ascii", "ignore")
+    return re.sub(r"[^a-z0-9]+", sep, plain.decode().lower()).strip(sep)
+
+
+ORGS = [(f"{kind} {town}", f"{ascii_slug(kind.split()[0])}-{ascii_slug(town, '-')}.fr")
+        for town in list(TERRITORIES)[:10] for kind in KINDS]  # 50 organizations
+
+
+def people(n: int, seed: int) -> Iterator[list[tuple[Any, ...]]]:
+    """Batches of (id, email, key, domain, first, last, org, role, territory, sector, lists)."""
+    rng = random.Random(seed)
+    for start in range(1, n + 1, BATCH):
+        k = min(BATCH, n + 1 - start)
+        towns = rng.choices(list(TERRITORIES), list(TERRITORIES.values()), k=k)
+        roles = rng.choices(list(ROLES), list(ROLES.values()), k=k)
+        batch = []
+        for i, town, role in zip(range(start, start + k), towns, roles, strict=True):
+            first, last = rng.choice(FIRST), rng.choice(LAST)
+            org, domain = rng.choice(ORGS) if rng.random() < 0.8 else (None, rng.choice(FREE_MAIL))
+            local = f"{ascii_slug(first)}.{ascii_slug(last)}.{i}"
+            email = f"{local}@{domain}"
+            lists = [name for name, share in LISTS.items() if rng.random() < share]
+            batch.append((i, email, email, domain, first, last, org, role, town,
+                          rng.choice(SECTORS), lists))
+        yield batch
+
+
+def write_csv(path: Path, n: int) -> None:
+    with path.open("w", encoding="utf-8", newline="") as out:
+        out.write(HEADER + "\n")
+        for batch in people(n, seed=1):
+            out.writelines(f"{p[1]};{p[4]};{p[5]};{p[6] or ''};{p[7]};{p[8]};{p[9]}\n"
+                           for p in batch)
+
+
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+@contextmanager
+def pg_schema(name: str) -> Iterator[str]:
+    """A fresh PostgreSQL schema, dropped on the way out; yields its citesmail URL."""
+    admin = create_engine(PG, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}"))
+        yield f"{PG}?options=-csearch_path%3D{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP SCHEMA IF EXISTS {name} CASCADE"))
+        admin.dispose()
+
+
+def import_once(url: str, csv_path: Path) -> float:
+    db = open_database(url)
+    try:
+        with db.session() as session:
+            add_list(session, "bench")
+        report = []
+        seconds = timed(lambda: report.append(import_contacts(db, csv_path, list_name="bench")))
+        if report[0].imported != IMPORT_ROWS:
+            raise RuntimeError(f"imported {report[0].summary()}")
+        return seconds
+    finally:
+        db.close()
+
+
+def import_rows(tmp: Path, runs: int, skip_pg: bool) -> list[Row]:
+    csv_path = tmp / "contacts.csv"
+    write_csv(csv_path, IMPORT_ROWS)
+    ours, floor, pg = [], [], []
+    for run in range(runs):
+        ours.append(import_once(f"sqlite:///{tmp}/import-{run}.db", csv_path))
+        script = f".mode csv\n.separator ;\n.import {csv_path} bare\n"
+        command = [SQLITE3, str(tmp / f"floor-{run}.db")]
+        floor.append(timed(partial(subprocess.run, command, input=script, text=True,
+                                   check=True)))
+        if not skip_pg:
+            with pg_schema(f"bench_import_{os.getpid()}_{run}") as url:
+                pg.append(import_once(url, csv_path))
+    med = statistics.median(floor)
+    rows = [import_row("SQLite", ours, f"floor: sqlite3 .import {med:.2f} s; ")]
+    return rows + ([import_row("PostgreSQL", pg, "")] if pg else [])
+
+
+def import_row(backend: str, samples: list[float], floor: str) -> Row:
+    seconds = statistics.median(samples)
+    return (f"Import 100k CSV, {backend}", f"{seconds:.2f} s",
+            f"{floor}target {IMPORT_TARGET:g} s", verdict(seconds <= IMPORT_TARGET))
+
+
+def verdict(ok: bool) -> str:
+    return "within target" if ok else "OVER target"
+
+
+def list_ids(db: Database) -> dict[str, int]:
+    with db.session() as session:
+        for name in LISTS:
+            add_list(session, name)
+    with db.session() as session:
+        return dict(session.execute(select(MailingList.name, MailingList.id)).tuples().all())
+
+
+def contact_values(batch: list[tuple[Any, ...]], now: Any) -> list[tuple[Any, ...]]:
+    # 5% of contacts not active; French mostly; attributes as imported (a JSON object)
+    return [(p[0], *p[1:9], "fr" if p[0] % 10 else "en", json.dumps({"secteur": p[9]}),
+             "active" if p[0] % 20 else "unsubscribed", "import:bench.csv", now, now, now)
+            for p in batch]
+
+
+COLUMNS = ("id, email, email_key, domain, first_name, last_name, organization, role, "
+           "territory, lang, attributes, status, consent_source, consent_at, created_at, "
+           "updated_at")
+
+
+def build_sqlite() -> None:
+    if CACHE.exists() and sqlite3.connect(CACHE).execute(
+            "PRAGMA user_version").fetchone()[0] == CACHE_VERSION:
+        return
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{CACHE}{suffix}").unlink(missing_ok=True)
+    print(f"building {CACHE} (1M contacts, cached for the next runs)...", flush=True)
+    db = open_database(f"sqlite:///{CACHE}")
+    ids = list_ids(db)
+    db.close()
+    now = "2024-03-01 09:00:00.000000"  # SQLAlchemy's SQLite DateTime format
+    con = sqlite3.connect(CACHE)
+    con.execute("PRAGMA synchronous = OFF")
+    with con:
+        for batch in people(SEGMENT_ROWS, seed=2):
+            con.executemany(f"INSERT INTO contacts ({COLUMNS}) VALUES ({', '.join('?' * 16)})",
+                            contact_values(batch, now))
+            con.executemany("INSERT INTO memberships VALUES (?, ?, ?)",
+                            [(ids[name], p[0], now) for p in batch for name in p[10]])
+        con.execute(f"PRAGMA user_version = {CACHE_VERSION}")
+    con.close()
+
+
+def build_pg(url: str) -> None:
+    db = open_database(url)
+    ids = list_ids(db)
+    db.close()
+    now = datetime.datetime(2024, 3, 1, 9)
+    dsn = url.replace("postgresql+psycopg", "postgresql")
+    with psycopg.connect(dsn) as conn, conn.cursor() as cur:
+        for batch in people(SEGMENT_ROWS, seed=2):
+            with cur.copy(f"COPY contacts ({COLUMNS}) FROM STDIN") as copy:
+                for values in contact_values(batch, now):
+                    copy.write_row(values)
+            with cur.copy("COPY memberships (list_id, contact_id, added_at) FROM STDIN") as copy:
+                for p in batch:
+                    for name in p[10]:
+                        copy.write_row((ids[name], p[0], now))
+        cur.execute("ANALYZE")  # what autovacuum does after a bulk load
+
+
+def definition() -> segments.Definition:
+    return segments.Definition(lists=["partenaires"], exclude_lists=[],
+                               where=[segments.parse_condition(c) for c in SEGMENT])
+
+
+def stream_child(url: str) -> None:
+    """In a fresh process: open the database, stream the segment's ids, report."""
+    db = open_database(url)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with db.session(write=False) as session:
+        start = time.perf_counter()
+        rows = sum(len(batch) for batch in segments.stream(
+            session, definition(), columns=(Contact.id,), batch=1000))
+        seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"rows": rows, "seconds": seconds, "before_kb": before, "peak_kb": peak}))
+
+
+def segment_rows(backend: str, url: str, runs: int) -> list[Row]:
+    db = open_database(url)
+    try:
+        with db.session(write=False) as session:
+            matching = segments.count(session, definition())  # untimed warm-up
+            seconds = statistics.median(timed(lambda: segments.count(session, definition()))
+                                        for _ in range(runs))
+    finally:
+        db.close()
+    children = [json.loads(subprocess.run(
+        [sys.executable, __file__, "--stream-child", url], check=True, capture_output=True,
+        text=True).stdout) for _ in range(max(1, runs - 2))]
+    if any(child["rows"] != matching for child in children):
+        raise RuntimeError(f"streamed {children[0]['rows']} ids, counted {matching}")
+    stream_s = statistics.median(child["seconds"] for child in children)
+    peak = max(child["peak_kb"] for child in children) / 1024
+    before = max(child["before_kb"] for child in children) / 1024
+    return [(f"Segment count, 1M, {backend}", f"{seconds:.3f} s ({matching:,} match)",
+             f"target {COUNT_TARGET:g} s", verdict(seconds <= COUNT_TARGET)),
+            (f"Segment stream ids, 1M, {backend}",
+             f"{stream_s:.2f} s, peak {peak:.0f} MB ({before:.0f} MB before)",
+             f"target {STREAM_TARGET:g} s, {RSS_TARGET_MB} MB",
+             verdict(stream_s <= STREAM_TARGET and peak <= RSS_TARGET_MB))]
+
+
+def machine_line(skip_pg: bool) -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    found = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text() if cpuinfo.exists()
+                      else "", re.MULTILINE)
+    cli = subprocess.run([SQLITE3, "--version"], capture_output=True, text=True).stdout
+    pg = "skipped"
+    if not skip_pg:
+        with psycopg.connect(PG.replace("postgresql+psycopg", "postgresql")) as conn:
+            pg = str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
+    return (f"{platform.platform()}; {found.group(1).strip() if found else 'unknown CPU'}; "
+            f"{os.cpu_count()} cores; Python {platform.python_version()}; SQLAlchemy "
+            f"{version('sqlalchemy')}; SQLite {sqlite3.sqlite_version}; sqlite3 CLI "
+            f"{cli.split()[0] if cli else 'absent'}; PostgreSQL {pg}; psycopg {version('psycopg')}")
+
+
+def text_table(rows: list[Row]) -> str:
+    header: Row = ("measurement", "citesmail", "reference/target", "verdict")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
+    lines = [" | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+             for row in [header, *rows]]
+    lines.insert(1, "-+-".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def audience_section(rows: list[Row], machine: str, runs: int) -> str:
+    table = ["| measurement | citesmail | reference/target | verdict |", "|---|---|---|---|"]
+    table += ["| " + " | ".join(row) + " |" for row in rows]
+    return (f"## Audience\n\nImport: `import_contacts` of a generated 100,000-line CSV "
+            f"(`;`, UTF-8, French names, 20 territories, 8 roles, 50 organizations, a "
+            f"`Secteur` attribute column) into a fresh database and a list, median of {runs} "
+            f"runs; the floor is the `sqlite3` CLI `.import` of the same file into a bare "
+            f"table (whole process). Segment: `--list partenaires` and "
+            f"`{' '.join(SEGMENT)}` over 1,000,000 generated contacts (weighted "
+            f"territories and roles, 95% active, 3 lists of 40%, 25% and 10%), built by bulk "
+            f"insert; PostgreSQL is ANALYZEd after the load, SQLite is not (citesmail never "
+            f"runs ANALYZE). `count` is the median of {runs + 2} calls after one warm-up; "
+            f"streaming ids (`stream`, batches of 1000) is the median of {max(1, runs - 2)} "
+            f"fresh processes that only open the database and stream, with their peak RSS "
+            f"(`ru_maxrss`, the whole Python process). Rerun with "
+            f"`.venv/bin/python benchmarks/audience.py --write-docs`.\n\n"
+            f"Machine: {machine}\n\nDate: {datetime.date.today().isoformat()}\n\n"
+            + "\n".join(table) + "\n")
+
+
+def write_docs(section: str) -> None:
+    text = DOCS.read_text(encoding="utf-8") if DOCS.exists() else (
+        "# Performance\n\nFigures from the scripts in `benchmarks/`; each section says how "
+        "to rerun it.\n\n")
+    pattern = re.compile(r"^## Audience\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section + "\n", text, count=1).rstrip("\n") + "\n"
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    DOCS.parent.mkdir(parents=True, exist_ok=True)
+    DOCS.write_text(text, encoding="utf-8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1 run instead of 3")
+    parser.add_argument("--write-docs", action="store_true", help=f"rewrite ## Audience in {DOCS}")
+    parser.add_argument("--skip-pg", action="store_true", help="SQLite only")
+    parser.add_argument("--stream-child", metavar="URL", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.stream_child:
+        stream_child(args.stream_child)
+        return
+    runs = 1 if args.quick else 3
+    machine = machine_line(args.skip_pg)
+    print(f"Machine: {machine}\n", flush=True)
+    with tempfile.TemporaryDirectory(prefix="citesmail-bench-") as tmp:
+        rows = import_rows(Path(tmp), runs, args.skip_pg)
+    build_sqlite()
+    rows += segment_rows("SQLite", f"sqlite:///{CACHE}", runs + 2)
+    if not args.skip_pg:
+        with pg_schema(f"bench_segment_{os.getpid()}") as url:
+            build_pg(url)
+            rows += segment_rows("PostgreSQL", url, runs + 2)
+    print(text_table(rows))
+    if args.write_docs:
+        write_docs(audience_section(rows, machine, runs))
+        print(f"\nwrote {DOCS}")
+
+
+if __name__ == "__main__":
+    main()
