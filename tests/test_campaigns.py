@@ -174,3 +174,65 @@ def test_jinja_syntax_error_in_body(workspace: Path) -> None:
     result = run("check", "bad")
     assert result.exit_code == 1
     assert "bad.md:14: error: template syntax error in the body" in result.stderr
+
+
+def test_file_name_must_be_a_plain_slug(tmp_path: Path) -> None:
+    path = write(tmp_path / "Lettre d'été (v2).md", MINIMAL_REPLAY)
+    [problem] = problems(path)
+    assert "not a valid campaign file name" in problem.message
+    assert "lettre-d-ete-v2.md" in problem.hint
+
+
+def test_unicode_line_separators_do_not_shift_line_numbers(tmp_path: Path) -> None:
+    text = MINIMAL_REPLAY.replace('title = "Un titre"',
+                                 'title = "Un\u2028titre"\nlede = "a\u0085b"\nbogus = 1')
+    [problem] = problems(write(tmp_path / "c.md", text))
+    assert problem.message == "unknown key 'bogus'" and problem.line == 7
+    text = MINIMAL_REPLAY.replace('"Replay"', '"Re\u2028play"')
+    assert "one line" in problems(write(tmp_path / "d.md", text))[0].message
+
+
+def test_a_bare_date_is_not_an_event_time(tmp_path: Path) -> None:
+    text = MINIMAL_REPLAY.replace("starts = 2023-06-12T14:00:00", "starts = 2023-06-12")
+    [problem] = problems(write(tmp_path / "c.md", text))
+    assert "'event.starts'" in problem.message and problem.line == 8
+
+
+def test_end_before_start_is_compared_with_offsets(tmp_path: Path) -> None:
+    def with_times(starts: str, ends: str) -> str:
+        return MINIMAL_REPLAY.replace("starts = 2023-06-12T14:00:00",
+                                      f"starts = {starts}\nends = {ends}")
+
+    fine = write(tmp_path / "a.md", with_times("2023-06-12T14:00:00+02:00",
+                                               "2023-06-12T13:30:00Z"))
+    assert load(fine).event.ends.hour == 13
+    wrong = write(tmp_path / "b.md", with_times("2023-06-12T12:00:00Z", "2023-06-12T13:00:00"))
+    [problem] = problems(wrong)
+    assert problem.message == "'event.ends' is before 'event.starts'"
+    assert problem.line == 9
+
+
+def test_utc_start_is_shown_in_the_display_zone(workspace: Path) -> None:
+    write(workspace / "campaigns" / "utc.md",
+          MINIMAL_REPLAY.replace("2023-06-12T14:00:00", "2023-06-12T12:00:00Z"))
+    assert run("render", "utc").exit_code == 0
+    text = (workspace / "out" / "utc.txt").read_text(encoding="utf-8")
+    assert "lundi 12 juin 2023 à 14\u00a0h\u00a000" in text
+
+
+@pytest.mark.parametrize("content", [b"", b"+++\n+++\n", b"\xef\xbb\xbf" + b"+++\r\n+++\r\n"])
+def test_empty_front_matter_says_what_is_required(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "c.md"
+    path.write_bytes(content)
+    found = problems(path)
+    assert found[0].line == 1
+    if content:
+        assert {p.message for p in found} >= {"'kind' is required", "'title' is required"}
+
+
+def test_crlf_file_with_bom_reads(tmp_path: Path) -> None:
+    path = tmp_path / "c.md"
+    path.write_bytes(b"\xef\xbb\xbf" + MINIMAL_REPLAY.replace("\n", "\r\n").encode())
+    campaign = load(path)
+    assert campaign.title == "Un titre"
+    assert "\r" not in campaign.body

@@ -58,22 +58,23 @@ def test_new_writes_every_key_and_check_says_what_to_fill(workspace: Path) -> No
     assert checked.exit_code == 1
     assert "'replay.video_url': is empty" in checked.stderr
     assert "slides_url" not in checked.stderr  # optional keys left "" mean none
-    assert "or remove this [[speakers]] table" in checked.stderr
     again = run("new", "replay", "Replay : l'emploi des femmes des quartiers",
                 "--date", "2026-12-01")
     assert again.exit_code == 1 and "already exists" in again.stderr
 
 
-def test_new_event_and_newsletter_parse(workspace: Path) -> None:
+def test_new_event_passes_check_and_newsletter_asks_for_its_items(workspace: Path) -> None:
     for kind in ("event", "newsletter"):
-        result = run("new", kind, f"Un {kind}", "--date", "2027-02-02")
-        assert result.exit_code == 0
-        checked = run("check", Path(result.stdout.strip()).stem)
-        assert "TOML syntax error" not in checked.output
-        assert "unknown key" not in checked.output
+        assert run("new", kind, f"Un {kind}", "--date", "2027-02-02").exit_code == 0
     event = run("check", "2027-02-02-un-event")
-    assert event.exit_code == 1  # speakers' empty name must be filled in
-    assert "'speakers[0].name'" in event.stderr
+    assert event.exit_code == 0, event.output
+    assert "no preheader" in event.stdout
+    newsletter = run("check", "2027-02-02-un-newsletter")
+    assert newsletter.exit_code == 1
+    errors = [line for line in newsletter.stderr.splitlines() if ": error: " in line]
+    assert [e.split(": error: ")[1] for e in errors] == [
+        "'items[0].title': is empty: fill it in",
+        "'items[0].url': is empty: give the full address, starting with https://"]
 
 
 def test_check_all_examples_passes(workspace: Path) -> None:
@@ -155,8 +156,9 @@ def test_render_as_a_given_address(workspace: Path, monkeypatch: object) -> None
                                        policy=policy.default)
     assert message["To"] == "Zoé Durand <zoe@exemple.fr>"
     assert "Bonjour Zoé," in message.get_body(("plain",)).get_content()
-    bad = run("render", REPLAY, "--as", "not-an-address")
-    assert bad.exit_code == 2 and "--as" in bad.output
+    for wrong in ("not-an-address", "a b@example.org", "é@exämple.org", "<>"):
+        bad = run("render", REPLAY, "--as", wrong)
+        assert bad.exit_code == 2 and "--as" in bad.output, wrong
 
 
 def test_render_signs_links_with_the_secret(workspace: Path) -> None:

@@ -99,3 +99,30 @@ def test_toml_syntax_error(tmp_path: Path) -> None:
 def test_missing_explicit_config(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="config file not found"):
         load_settings(tmp_path / "nope.toml", environ={})
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ('[campaigns]\nlang = "xx-yy"\n', "unknown language"),
+        ('[unsubscribe]\nbase_url = "lettres.example.org"\n', "https://lettres.example.org"),
+        ('[unsubscribe]\nbase_url = "https://exemple.fr/désabonnement"\n',
+         "https://exemple.fr/d%C3%A9sabonnement"),
+        ('[unsubscribe]\nmailto = "pas une adresse"\n', "'unsubscribe.mailto'"),
+    ],
+)
+def test_language_and_unsubscribe_settings_are_checked(tmp_path: Path, text: str,
+                                                       needle: str) -> None:
+    config = write(tmp_path / "config.toml", text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, environ={})
+    assert needle in str(caught.value)
+    assert caught.value.problems[0].line == 2
+
+
+def test_config_that_is_not_utf8_names_the_line(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_bytes('[organization]\nname = "Cités"\n'.encode("cp1252"))
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, environ={})
+    assert caught.value.problems[0].line == 2

@@ -181,7 +181,7 @@ def test_broken_mjml_in_workspace_template_names_template_and_line(workspace: Pa
         rendered(workspace, REPLAY)
     [problem] = caught.value.problems
     assert str(problem.path).endswith("templates/replay.mjml.j2")
-    assert problem.line == 6
+    assert problem.line == 5  # the <mj-text> that is never closed
     assert "MJML error" in problem.message
 
 

@@ -13,11 +13,21 @@ from datetime import timedelta
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from .errors import ConfigError
+from .languages import check_language
 from .tomlfile import key_lines, line_of, parse_toml, validation_problems
 
 CONFIG_NAME = "config.toml"
@@ -69,7 +79,7 @@ class Sender(Section):
 
 
 class Campaigns(Section):
-    lang: str = "fr"
+    lang: Annotated[str, AfterValidator(check_language)] = "fr"
 
 
 class Database(Section):
@@ -96,6 +106,25 @@ class Smtp(Section):
 class Unsubscribe(Section):
     base_url: str = "http://127.0.0.1:8000"
     mailto: str = ""
+
+    @field_validator("base_url")
+    @classmethod
+    def _web_address(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.netloc or parts.query:
+            raise ValueError("an address such as 'https://lettres.example.org' is expected")
+        if not value.isascii():
+            encoded = quote(value, safe=":/%@!$&'()*+,;=-._~")
+            raise ValueError(f"non-ASCII characters must be percent-encoded: {encoded}")
+        return value
+
+    @field_validator("mailto")
+    @classmethod
+    def _mail_address(cls, value: str) -> str:
+        if value and (not value.isascii() or not re.fullmatch(r"[^@\s<>]+@[^@\s<>]+\.\w+",
+                                                                value)):
+            raise ValueError("an ASCII address such as 'desinscription@example.org' is expected")
+        return value
 
 
 class Schedule(Section):
@@ -224,8 +253,10 @@ def load_settings(
         try:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as exc:
+            data_bytes = path.read_bytes()
             raise ConfigError(
-                f"not UTF-8 (byte {exc.start})", "save the file as UTF-8", path=path
+                f"not UTF-8 (byte 0x{data_bytes[exc.start]:02x})", "save the file as UTF-8",
+                path=path, line=data_bytes.count(b"\n", 0, exc.start) + 1,
             ) from None
         data = parse_toml(text, path, error=ConfigError)
         _refuse_unknown_sections(data, text, path)

@@ -20,7 +20,7 @@ class Problem:
     def where(self) -> str:
         if self.path is None:
             return ""
-        parts = [_display(self.path)]
+        parts = [display_path(self.path)]
         if self.line is not None:
             parts.append(str(self.line))
             if self.column is not None:
@@ -37,7 +37,7 @@ class Problem:
         return self.format()
 
 
-def _display(path: Path | str) -> str:
+def display_path(path: Path | str) -> str:
     """Paths under the current folder are shown relative to it, as a user typed them."""
     try:
         return str(Path(path).relative_to(Path.cwd()))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy
+from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
@@ -38,13 +39,6 @@ SAMPLE_RECIPIENT = Recipient(
     last_name="Martin",
     organization="Ville d'Exemple",
 )
-
-
-def recipient_from_text(text: str) -> Recipient:
-    """`--as` value: an address, optionally 'First Last <address>'."""
-    name, address = parseaddr(text)
-    first, _, last = name.strip().partition(" ")
-    return Recipient(email=address, first_name=first, last_name=last)
 
 
 def _clean(value: str) -> str:
@@ -81,6 +75,35 @@ def recipient_values(recipient: Recipient, links: Links) -> dict[str, str]:
     }
 
 
+@dataclass(frozen=True)
+class Personalized:
+    """One recipient's HTML and text parts, and their links."""
+
+    html: str
+    text: str
+    links: Links
+
+
+def personalize(rendered: RenderedCampaign, recipient: Recipient,
+                settings: Settings) -> Personalized:
+    links = links_for(settings, recipient.contact_id, rendered.campaign.slug)
+    html, text = rendered.fill(recipient_values(recipient, links))
+    return Personalized(html, text, links)
+
+
+def recipient_from_text(text: str) -> Recipient:
+    """`--as` value: an address, optionally 'First Last <address>'; ValueError if not."""
+    name, address = parseaddr(text)
+    try:
+        Address(addr_spec=address)
+    except (ValueError, IndexError, HeaderParseError) as exc:
+        raise ValueError(f"not an address: {text!r}") from exc
+    if "@" not in address or not address.isascii():
+        raise ValueError(f"not an ASCII address such as camille@example.org: {text!r}")
+    first, _, last = name.strip().partition(" ")
+    return Recipient(email=address, first_name=first, last_name=last)
+
+
 def _address(text: str) -> Address:
     name, addr = parseaddr(_clean(text))
     return Address(display_name=name, addr_spec=addr)
@@ -93,11 +116,12 @@ def build_message(
     *,
     subject_prefix: str = "",
     now: datetime | None = None,
+    parts: Personalized | None = None,
 ) -> EmailMessage:
     """The reference construction with the standard library (slow but plainly right)."""
     campaign = rendered.campaign
-    links = links_for(settings, recipient.contact_id, campaign.slug)
-    html, text = rendered.fill(recipient_values(recipient, links))
+    parts = parts or personalize(rendered, recipient, settings)
+    links, html, text = parts.links, parts.html, parts.text
     domain = settings.sender.domain
 
     message = EmailMessage(policy=policy.SMTP)

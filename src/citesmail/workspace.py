@@ -48,7 +48,8 @@ def new_campaign(campaigns_dir: Path, kind: str, title: str, day: date) -> Path:
         raise WorkspaceError("the title must be one non-empty line", 'e.g. "Replay du 12 juin"')
     path = campaigns_dir / f"{day.isoformat()}-{slugify(title)}.md"
     if path.exists():
-        raise WorkspaceError(f"{path} already exists", "choose another title or --date")
+        raise WorkspaceError("this campaign file already exists", "choose another title or --date",
+                             path=path)
     env = Environment(loader=FileSystemLoader(str(SKELETON)), undefined=StrictUndefined,
                       trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
     env.filters["toml"] = lambda value: json.dumps(value, ensure_ascii=False)

@@ -3,6 +3,7 @@ each command module registers its commands on `main`."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,14 @@ class Group(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as exc:  # a bug: one line, and the traceback only when asked
+            if os.environ.get("CITESMAIL_DEBUG"):
+                raise
+            click.echo(f"internal error: {type(exc).__name__}: {exc} (rerun with "
+                       "CITESMAIL_DEBUG=1 for details, and please report it)", err=True)
+            ctx.exit(1)
 
 
 class State:

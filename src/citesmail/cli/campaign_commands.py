@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..errors import CitesmailError, Problem
+from ..errors import CitesmailError, Problem, display_path
 from . import State, main, pass_state
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ def _first_example(directory: Path) -> str:
 @main.command()
 @click.argument("kind", type=click.Choice(["event", "replay", "newsletter"]))
 @click.argument("title")
-@click.option("--date", "day", type=click.DateTime(formats=["%Y-%m-%d"]),
+@click.option("--date", "day", type=click.DateTime(formats=["%Y-%m-%d"]), metavar="YYYY-MM-DD",
               help="Date in the file name and of the event (default: today).")
 @pass_state
 def new(state: State, kind: str, title: str, day: Any) -> None:
@@ -46,7 +46,7 @@ def new(state: State, kind: str, title: str, day: Any) -> None:
 
     chosen = day.date() if day else date.today()
     path = new_campaign(state.settings.campaigns_dir, kind, title, chosen)
-    click.echo(Problem("", path=path).where)
+    click.echo(display_path(path))
 
 
 def _campaign_paths(settings: Settings, names: tuple[str, ...]) -> list[Path]:
@@ -75,7 +75,7 @@ def check(state: State, campaigns: tuple[str, ...]) -> None:
 
     Exit 1 if any campaign has an error; warnings alone exit 0.
     """
-    from ..message import SAMPLE_RECIPIENT, links_for, recipient_values
+    from ..message import SAMPLE_RECIPIENT, personalize
     from ..render import render_campaign
     from ..render.lint import lint, lint_settings
 
@@ -92,8 +92,7 @@ def check(state: State, campaigns: tuple[str, ...]) -> None:
             errors += len(exc.problems)
             _report(exc.problems, "error")
             continue
-        links = links_for(settings, SAMPLE_RECIPIENT.contact_id, rendered.campaign.slug)
-        sample_html, _ = rendered.fill(recipient_values(SAMPLE_RECIPIENT, links))
+        sample_html = personalize(rendered, SAMPLE_RECIPIENT, settings).html
         found = lint(rendered, sample_html)
         warnings += len(found)
         _report(found, "warning")
@@ -124,9 +123,8 @@ def render(state: State, campaign: str, output: Path, as_recipient: str | None) 
     from ..message import (
         SAMPLE_RECIPIENT,
         build_message,
-        links_for,
+        personalize,
         recipient_from_text,
-        recipient_values,
         to_bytes,
     )
     from ..render import render_campaign
@@ -134,15 +132,15 @@ def render(state: State, campaign: str, output: Path, as_recipient: str | None) 
     settings = state.settings
     recipient = SAMPLE_RECIPIENT
     if as_recipient:
-        recipient = recipient_from_text(as_recipient)
-        if "@" not in recipient.email:
-            raise click.BadParameter("expected an address such as camille@example.org",
-                                     param_hint="--as")
+        try:
+            recipient = recipient_from_text(as_recipient)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--as") from None
     rendered = render_campaign(_load(settings, resolve_campaign_path(
         campaign, settings.campaigns_dir)), settings)
-    message = build_message(rendered, recipient, settings)
-    links = links_for(settings, recipient.contact_id, rendered.campaign.slug)
-    html, text = rendered.fill(recipient_values(recipient, links))
+    parts = personalize(rendered, recipient, settings)
+    message = build_message(rendered, recipient, settings, parts=parts)
+    html, text = parts.html, parts.text
     slug = rendered.campaign.slug
     output.mkdir(parents=True, exist_ok=True)
     for suffix, write in _outputs(html, text, to_bytes(message)):

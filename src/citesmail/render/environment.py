@@ -76,7 +76,7 @@ def render_body(env: Environment, source: str, context: dict[str, Any], path: Pa
             line=first_line + (exc.lineno or 1) - 1,
         ) from None
     except Exception as exc:  # any runtime error in the author's Jinja: say where
-        line = _template_line(exc, "<template>")
+        line = _template_line(exc, "<template>") or _filtered_recipient_line(source)
         raise CampaignError(
             f"{_what(exc)} in the body",
             _HINTS.get(type(exc), "check the {{ ... }} and {% ... %} on that line"),
@@ -130,6 +130,17 @@ def _what(exc: BaseException) -> str:
     if isinstance(exc, TemplateNotFound):
         return f"template not found: {exc.name}"
     return f"error: {type(exc).__name__}: {exc}"
+
+
+_FILTERED = re.compile(r"recipient\.\w+\s*\|\s*(?!\s|(?:default|d)\b)")
+
+
+def _filtered_recipient_line(source: str) -> int | None:
+    """The line of the body where a recipient value goes through another filter."""
+    for number, line in enumerate(source.split("\n"), start=1):
+        if _FILTERED.search(line):
+            return number
+    return None
 
 
 def _readable(exc: UndefinedError) -> str:

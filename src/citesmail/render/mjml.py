@@ -51,8 +51,10 @@ class _TagBalance(HTMLParser):
             return
         if self.stack and self.stack[-1][0] == tag:
             self.stack.pop()
+        elif any(open_tag == tag for open_tag, _ in self.stack):
+            self.bad_line = self.stack[-1][1]  # closes an outer tag: the inner one is open
         else:
-            self.bad_line = self.getpos()[0]
+            self.bad_line = self.getpos()[0]  # closes nothing
 
 
 def _unbalanced_line(source: str) -> int | None:
@@ -69,14 +71,20 @@ def _located(
 ) -> TemplateError:
     hint = "check that every <mj-...> tag is closed and its attributes are quoted"
     template = sources[0][0] if sources else None
+    # A template whose own mj-* tags do not balance is the culprit, at that line.
+    for path, text in sources:
+        bad = _unbalanced_line(text)
+        if bad is not None:
+            return TemplateError(f"MJML error: {message}", hint, path=path, line=bad)
     if line is None:
         return TemplateError(f"MJML error: {message}", hint, path=template)
-    snippet = source.splitlines()[line - 1].strip() if source.splitlines() else ""
-    for path, text in sources:
-        for number, candidate in enumerate(text.splitlines(), start=1):
-            if snippet and candidate.strip() == snippet:
-                return TemplateError(f"MJML error: {message}: {snippet[:60]}", hint,
-                                     path=path, line=number)
+    snippet = source.split("\n")[line - 1].strip()
+    places = [(path, number) for path, text in sources
+              for number, candidate in enumerate(text.split("\n"), start=1)
+              if snippet and candidate.strip() == snippet]
+    if len(places) == 1:  # only an unambiguous match names a line
+        return TemplateError(f"MJML error: {message}: {snippet[:60]}", hint,
+                             path=places[0][0], line=places[0][1])
     return TemplateError(
         f"MJML error: {message} (line {line} of the generated MJML: {snippet[:60]})",
         hint,
