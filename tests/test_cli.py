@@ -130,14 +130,14 @@ def test_render_writes_html_text_and_complete_eml(workspace: Path) -> None:
     assert max(len(line) for line in raw.split(b"\r\n")) <= 998
     unsubscribe = next(line for line in raw.split(b"\r\n")
                        if line.startswith(b"List-Unsubscribe:"))
-    assert unsubscribe.startswith(b"List-Unsubscribe: <http://127.0.0.1:8000/u/")
+    assert unsubscribe.startswith(b"List-Unsubscribe: <https://lettres.example.org/u/")
     assert unsubscribe.endswith(b">")
     message = email.message_from_bytes(raw, policy=policy.default)
     assert message["From"] == "Labo Cités <annonces@example.org>"
     assert message["To"] == "Camille Martin <camille.martin@example.org>"
     assert message["Subject"] == "Replay : les cités de l'emploi, la visio du 12 juin en vidéo"
     assert message["Message-ID"].endswith("@example.org>")
-    assert message["List-Unsubscribe"].startswith("<http://127.0.0.1:8000/u/")
+    assert message["List-Unsubscribe"].startswith("<https://lettres.example.org/u/")
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert message["Date"] is not None and message["MIME-Version"] == "1.0"
     assert message.get_content_type() == "multipart/alternative"

@@ -8,6 +8,7 @@ then review `git diff tests/golden`.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -22,8 +23,10 @@ REGENERATE = os.environ.get("CITESMAIL_REGEN_GOLDEN") == "1"
 def test_example_matches_golden_files(workspace: Path, slug: str) -> None:
     result = run("render", slug, "-o", "out")
     assert result.exit_code == 0, result.output
-    for suffix in ("html", "txt"):
+    for suffix in ("html", "txt", "eml"):
         produced = (workspace / "out" / f"{slug}.{suffix}").read_text(encoding="utf-8")
+        if suffix == "eml":
+            produced = _stable(produced)
         golden = GOLDEN / f"{slug}.{suffix}"
         if REGENERATE:
             golden.write_text(produced, encoding="utf-8")
@@ -31,3 +34,12 @@ def test_example_matches_golden_files(workspace: Path, slug: str) -> None:
         assert produced == golden.read_text(encoding="utf-8"), (
             f"{golden.name} differs; if the change is intended, regenerate (see module docstring)"
         )
+
+
+def _stable(eml: str) -> str:
+    """The message without what changes on every run: date, Message-ID, MIME boundary."""
+    boundary = re.search(r'boundary="([^"]+)"', eml)
+    if boundary:
+        eml = eml.replace(boundary.group(1), "BOUNDARY")
+    eml = re.sub(r"(?m)^Date: .*$", "Date: DATE", eml)
+    return re.sub(r"(?m)^Message-ID: <\d+\.\d+\.\d+\.", "Message-ID: <ID.", eml)

@@ -64,6 +64,6 @@ def test_tokens_refuse_forgery_and_other_secrets() -> None:
 def test_links_use_the_base_url(workspace: Path) -> None:
     settings = load_settings(workspace / "config.toml", environ={})
     links = links_for(settings, 3, REPLAY)
-    assert links.unsubscribe.startswith("http://127.0.0.1:8000/u/")
+    assert links.unsubscribe.startswith("https://lettres.example.org/u/")
     assert links.webview.replace("/v/", "/u/") == links.unsubscribe
     assert links.unsubscribe_mailto is None

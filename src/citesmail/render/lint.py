@@ -59,8 +59,15 @@ def lint(rendered: RenderedCampaign, sample_html: str) -> list[Problem]:
 
 def lint_settings(settings: Settings) -> list[Problem]:
     """Warnings about the configuration every campaign shares."""
-    if settings.organization.postal_address:
-        return []
-    return [Problem("no postal address in the footer: bulk-mail rules require one",
-                    "set [organization] postal_address in config.toml",
-                    settings.config_path or "configuration")]
+    where = settings.config_path or "configuration"
+    warnings = []
+    if not settings.organization.postal_address:
+        warnings.append(Problem("no postal address in the footer: bulk-mail rules require one",
+                                "set [organization] postal_address in config.toml", where))
+    if not settings.unsubscribe.base_url.startswith("https://"):
+        warnings.append(Problem(
+            "[unsubscribe] base_url is not https: Gmail and Yahoo only honour one-click "
+            "unsubscribe links (RFC 8058) over https",
+            "set it to the public https address of the unsubscribe app before sending",
+            where))
+    return warnings
