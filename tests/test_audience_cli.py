@@ -144,3 +144,14 @@ def test_locked_database_waits_then_says_so(tmp_path: Path,
     assert "is locked by another process" in result.stderr
     assert waited >= 0.9
     assert run("contacts", "import", "c.csv").exit_code == 0
+
+
+def test_check_warns_when_the_audience_is_not_a_segment(env: dict[str, str],
+                                                         workspace: Path) -> None:
+    ok("lists", "add", "l", env=env)  # the database now exists
+    result = run("check", "2023-06-12-replay-cites-de-l-emploi", env=env)
+    assert result.exit_code == 0
+    assert "audience: unknown segment 'partenaires-aura'" in result.stdout
+    ok("segments", "add", "partenaires-aura", "--list", "l", env=env)
+    result = run("check", "2023-06-12-replay-cites-de-l-emploi", env=env)
+    assert "audience" not in result.stdout

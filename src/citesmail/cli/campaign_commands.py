@@ -93,7 +93,7 @@ def check(state: State, campaigns: tuple[str, ...]) -> None:
             _report(exc.problems, "error")
             continue
         sample_html = personalize(rendered, SAMPLE_RECIPIENT, settings).html
-        found = lint(rendered, sample_html)
+        found = lint(rendered, sample_html) + _audience_problems(state, rendered.campaign)
         warnings += len(found)
         _report(found, "warning")
     summary = (f"{len(paths)} campaign{'s' if len(paths) > 1 else ''} checked: "
@@ -102,6 +102,23 @@ def check(state: State, campaigns: tuple[str, ...]) -> None:
     click.echo(summary, err=errors > 0)
     if errors:
         sys.exit(1)
+
+
+def _audience_problems(state: State, campaign: Campaign) -> list[Problem]:
+    """A campaign's audience must name a saved segment (checked when a database exists)."""
+    url = state.settings.database_url
+    if not campaign.audience or (url.startswith("sqlite:///") and
+                                 not Path(url.removeprefix("sqlite:///")).exists()):
+        return []
+    from ..audience.segments import get_segment
+
+    try:
+        with state.db.session(write=False) as session:
+            get_segment(session, campaign.audience)
+    except CitesmailError as exc:
+        return [Problem(f"audience: {exc.problems[0].message}", exc.problems[0].hint,
+                        campaign.path)]
+    return []
 
 
 def _report(problems: list[Problem], severity: str) -> None:
