@@ -42,4 +42,4 @@ def _stable(eml: str) -> str:
     if boundary:
         eml = eml.replace(boundary.group(1), "BOUNDARY")
     eml = re.sub(r"(?m)^Date: .*$", "Date: DATE", eml)
-    return re.sub(r"(?m)^Message-ID: <\d+\.\d+\.\d+\.", "Message-ID: <ID.", eml)
+    return re.sub(r"(?m)^Message-ID: <[\w.-]+\.[0-9a-f]+@", "Message-ID: <ID@", eml)

@@ -11,7 +11,7 @@ import pytest
 from citesmail.campaigns import load_campaign
 from citesmail.config import load_settings
 from citesmail.errors import CitesmailError
-from citesmail.message import Recipient, build_message, links_for, to_bytes
+from citesmail.message import MessageTemplate, Recipient, links_for
 from citesmail.render import render_campaign
 from citesmail.tokens import make_token, read_token
 
@@ -22,7 +22,7 @@ def message_for(workspace: Path, recipient: Recipient, **env: str) -> email.mess
     settings = load_settings(workspace / "config.toml", environ=env)
     campaign = load_campaign(workspace / "campaigns" / f"{REPLAY}.md", default_lang="fr",
                              tz=settings.tz)
-    raw = to_bytes(build_message(render_campaign(campaign, settings), recipient, settings))
+    raw = MessageTemplate(render_campaign(campaign, settings), settings).build(recipient)
     return email.message_from_bytes(raw, policy=policy.default)
 
 

@@ -1,28 +1,43 @@
-"""One recipient's complete message (RFC 5322 bytes) from a rendered campaign."""
+"""One recipient's complete message (RFC 5322 bytes) from a rendered campaign.
+
+`MessageTemplate` is the fast path used for every send and preview: everything that is
+the same for all recipients (headers, MIME structure, the quoted-printable encoding of
+the HTML and text between placeholders) is built once per campaign; per recipient only
+a few short values are encoded and joined. `reference_message` builds the same message
+with `email.message.EmailMessage` (about 30 times slower); tests and benchmarks hold
+the fast path to it.
+"""
 
 from __future__ import annotations
 
+import base64
+import html
+import re
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email import policy
+from email import policy, quoprimime
 from email.errors import HeaderParseError
+from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid, parseaddr
+from email.utils import format_datetime, formataddr, parseaddr
 
 from .config import Settings
 from .render import RenderedCampaign
+from .render.slots import TOKEN
 from .tokens import DEVELOPMENT_SECRET, make_token
 
 # Headers set with `set_raw` go out verbatim: the email package would otherwise fold a
 # long List-Unsubscribe URL into RFC 2047 encoded words that mailbox providers cannot
 # read. Other headers are still folded (and encoded when not ASCII) at 78 columns.
 WIRE_POLICY = policy.SMTP.clone(refold_source="none")
+CRLF = b"\r\n"
 
 
 @dataclass(frozen=True)
 class Recipient:
-    email: str
+    email: str  # as it goes on the wire: the domain in its ASCII (IDNA) form
     first_name: str = ""
     last_name: str = ""
     organization: str = ""
@@ -41,9 +56,12 @@ SAMPLE_RECIPIENT = Recipient(
 )
 
 
-def _clean(value: str) -> str:
-    """No header may carry a line break from any input."""
-    return " ".join(value.replace("\r", " ").replace("\n", " ").split())
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def clean(value: str) -> str:
+    """No header may carry a line break (or any control character) from any input."""
+    return " ".join(_CONTROL.sub(" ", value).split())
 
 
 @dataclass(frozen=True)
@@ -51,6 +69,13 @@ class Links:
     unsubscribe: str
     webview: str
     unsubscribe_mailto: str | None
+
+    @property
+    def list_unsubscribe(self) -> str:
+        found = [f"<{self.unsubscribe}>"]
+        if self.unsubscribe_mailto:
+            found.append(f"<{self.unsubscribe_mailto}>")
+        return ", ".join(found)
 
 
 def links_for(settings: Settings, contact_id: int, campaign: str) -> Links:
@@ -87,8 +112,8 @@ class Personalized:
 def personalize(rendered: RenderedCampaign, recipient: Recipient,
                 settings: Settings) -> Personalized:
     links = links_for(settings, recipient.contact_id, rendered.campaign.slug)
-    html, text = rendered.fill(recipient_values(recipient, links))
-    return Personalized(html, text, links)
+    html_part, text_part = rendered.fill(recipient_values(recipient, links))
+    return Personalized(html_part, text_part, links)
 
 
 def recipient_from_text(text: str) -> Recipient:
@@ -104,43 +129,173 @@ def recipient_from_text(text: str) -> Recipient:
     return Recipient(email=address, first_name=first, last_name=last)
 
 
-def _address(text: str) -> Address:
-    name, addr = parseaddr(_clean(text))
-    return Address(display_name=name, addr_spec=addr)
+def _qp(text: str) -> bytes:
+    """Quoted-printable of UTF-8 text, CRLF line ends, lines of at most 76 characters."""
+    return quoprimime.body_encode(text.encode("utf-8").decode("latin-1"), maxlinelen=76,
+                                  eol="\r\n").encode("ascii")
 
 
-def build_message(
-    rendered: RenderedCampaign,
-    recipient: Recipient,
-    settings: Settings,
-    *,
-    subject_prefix: str = "",
-    now: datetime | None = None,
-    parts: Personalized | None = None,
-) -> EmailMessage:
-    """The reference construction with the standard library (slow but plainly right)."""
+_PLAIN = re.compile(r"[!-<>-~][ !-<>-~]{0,70}[!-<>-~]|[!-<>-~]")
+
+
+def _qp_piece(text: str) -> bytes:
+    """A piece of a body that more pieces follow: it ends on a soft line break, so that
+    pieces encoded apart decode to their concatenation."""
+    if not text:
+        return b""
+    if _PLAIN.fullmatch(text):  # short printable ASCII without '=': encodes as itself
+        return text.encode("ascii") + b"=\r\n"
+    encoded = _qp(text)
+    return encoded if text.endswith("\n") else encoded + b"=\r\n"
+
+
+def _split_body(text: str) -> list[bytes | int]:
+    """Static pieces, pre-encoded, and slot indices in between."""
+    pieces: list[bytes | int] = []
+    for index, part in enumerate(TOKEN.split(text)):
+        if index % 2:
+            pieces.append(int(part))
+        elif part:
+            pieces.append(_qp_piece(part))
+    return pieces
+
+
+def _encoded_words(text: str) -> str:
+    """RFC 2047 base64 words of at most 75 characters, never splitting a character,
+    folded onto continuation lines."""
+    words, chunk = [], b""
+    for char in text:
+        encoded = char.encode("utf-8")
+        if len(chunk) + len(encoded) > 45:  # 45 bytes -> 60 base64 characters
+            words.append(chunk)
+            chunk = b""
+        chunk += encoded
+    words.append(chunk)
+    return "\r\n ".join(f"=?utf-8?b?{base64.b64encode(w).decode('ascii')}?=" for w in words)
+
+
+def _phrase(name: str) -> str:
+    """A display name for an address header: quoted if needed, RFC 2047 if not ASCII."""
+    if not name:
+        return ""
+    if name.isascii():
+        return formataddr((name, "x@x")).rsplit(" <", 1)[0]
+    return _encoded_words(name)
+
+
+def _address_header(name: str, address: str) -> str:
+    phrase = _phrase(clean(name))
+    return f"{phrase} <{address}>" if phrase else address
+
+
+def _unstructured(name: str, value: str) -> bytes:
+    if value.isascii() and len(name) + len(value) + 2 <= 78:
+        return f"{name}: {value}".encode("ascii") + CRLF
+    encoded = Header(value, "utf-8" if not value.isascii() else "us-ascii",
+                     header_name=name).encode(linesep="\r\n")
+    return f"{name}: {encoded}".encode("ascii") + CRLF
+
+
+class MessageTemplate:
+    """A campaign's message with the recipient left out, ready to be filled fast."""
+
+    def __init__(self, rendered: RenderedCampaign, settings: Settings, *,
+                 subject_prefix: str = "") -> None:
+        self.rendered = rendered
+        self.settings = settings
+        self.slots = rendered.slots
+        self.domain = settings.sender.domain
+        self.slug = rendered.campaign.slug
+        boundary = f"=_citesmail_{secrets.token_hex(12)}"  # "=_" never occurs in QP
+        sender = settings.sender
+        head = [b"From: " + _address_header(*parseaddr(clean(sender.from_))).encode("ascii")
+                + CRLF]
+        if sender.reply_to:
+            head.append(b"Reply-To: " + _address_header(
+                *parseaddr(clean(sender.reply_to))).encode("ascii") + CRLF)
+        self.head = b"".join(head)
+        self.middle = b"".join([
+            _unstructured("Subject", clean(subject_prefix + rendered.subject)),
+            b"List-Id: " + _address_header(settings.organization.name,
+                                           f"{self.slug}.{self.domain}").encode("ascii")
+            + CRLF,
+        ])
+        self.tail = (
+            b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
+            b"MIME-Version: 1.0\r\n"
+            b'Content-Type: multipart/alternative; boundary="' + boundary.encode() + b'"\r\n'
+            b"\r\n"
+            b"--" + boundary.encode() + b"\r\n"
+            b'Content-Type: text/plain; charset="utf-8"\r\n'
+            b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+        )
+        self.between = (b"\r\n--" + boundary.encode() + b"\r\n"
+                        b'Content-Type: text/html; charset="utf-8"\r\n'
+                        b"Content-Transfer-Encoding: quoted-printable\r\n\r\n")
+        self.end = b"\r\n--" + boundary.encode() + b"--\r\n"
+        self.text_pieces = _split_body(rendered.text)
+        self.html_pieces = _split_body(rendered.html)
+        self._date = (0, b"")
+
+    def _date_header(self, now: datetime | None) -> bytes:
+        moment = now or datetime.now(UTC)
+        second = int(moment.timestamp())
+        if now is not None or self._date[0] != second:
+            self._date = (second, f"Date: {format_datetime(moment)}\r\n".encode("ascii"))
+        return self._date[1]
+
+    def _fill(self, pieces: list[bytes | int], values: list[bytes]) -> list[bytes]:
+        return [values[p] if isinstance(p, int) else p for p in pieces]
+
+    def build(self, recipient: Recipient, *, now: datetime | None = None,
+              links: Links | None = None) -> bytes:
+        """The complete RFC 5322 message for one recipient (CRLF, lines <= 998 bytes)."""
+        links = links or links_for(self.settings, recipient.contact_id, self.slug)
+        values = recipient_values(recipient, links)
+        resolved = [values.get(field) or default for field, default in self.slots]
+        text_values = [_qp_piece(value) for value in resolved]
+        html_values = [_qp_piece(html.escape(value, quote=True)) for value in resolved]
+        message_id = f"<{self.slug}.{recipient.contact_id}.{secrets.token_hex(8)}@{self.domain}>"
+        return b"".join([
+            self.head,
+            b"To: ", _address_header(recipient.display_name, recipient.email).encode("ascii"),
+            CRLF,
+            self.middle,
+            self._date_header(now),
+            b"Message-ID: ", message_id.encode("ascii"), CRLF,
+            b"List-Unsubscribe: ", clean(links.list_unsubscribe).encode("ascii"), CRLF,
+            self.tail,
+            *self._fill(self.text_pieces, text_values),
+            self.between,
+            *self._fill(self.html_pieces, html_values),
+            self.end,
+        ])
+
+
+def reference_message(rendered: RenderedCampaign, recipient: Recipient, settings: Settings,
+                      *, subject_prefix: str = "", now: datetime | None = None,
+                      ) -> EmailMessage:
+    """The same message built with the standard library: plainly right, and slow."""
     campaign = rendered.campaign
-    parts = parts or personalize(rendered, recipient, settings)
-    links, html, text = parts.links, parts.html, parts.text
+    parts = personalize(rendered, recipient, settings)
     domain = settings.sender.domain
-
     message = EmailMessage(policy=policy.SMTP)
-    message["From"] = _address(settings.sender.from_)
+    name, address = parseaddr(clean(settings.sender.from_))
+    message["From"] = Address(display_name=name, addr_spec=address)
     if settings.sender.reply_to:
-        message["Reply-To"] = _address(settings.sender.reply_to)
-    message["To"] = Address(display_name=_clean(recipient.display_name),
-                            addr_spec=_clean(recipient.email))
-    message["Subject"] = _clean(subject_prefix + rendered.subject)
+        name, address = parseaddr(clean(settings.sender.reply_to))
+        message["Reply-To"] = Address(display_name=name, addr_spec=address)
+    message["To"] = Address(display_name=clean(recipient.display_name),
+                            addr_spec=recipient.email)
+    message["Subject"] = clean(subject_prefix + rendered.subject)
+    message["List-Id"] = f"{clean(settings.organization.name)} <{campaign.slug}.{domain}>"
     message["Date"] = format_datetime(now or datetime.now(UTC))
-    message["Message-ID"] = make_msgid(idstring=campaign.slug[:40], domain=domain)
-    message["List-Id"] = f"{_clean(settings.organization.name)} <{campaign.slug}.{domain}>"
-    unsubscribe = [f"<{links.unsubscribe}>"]
-    if links.unsubscribe_mailto:
-        unsubscribe.append(f"<{links.unsubscribe_mailto}>")
-    message.set_raw("List-Unsubscribe", _clean(", ".join(unsubscribe)))
+    message["Message-ID"] = f"<{campaign.slug}.{recipient.contact_id}.0@{domain}>"
+    message.set_raw("List-Unsubscribe", clean(parts.links.list_unsubscribe))
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    message.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
-    message.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
+    message.set_content(parts.text, subtype="plain", charset="utf-8", cte="quoted-printable")
+    message.add_alternative(parts.html, subtype="html", charset="utf-8",
+                            cte="quoted-printable")
     return message
 
 

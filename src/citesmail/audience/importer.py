@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from ..db import Contact, Database, Membership, Suppression, utcnow
 from .addresses import AddressError, address_hash, normalize_address
+from .bulk import db_value, insert_rows, reserve_ids
 from .csvfile import FIELDS, Sheet, read_sheet
 from .lists import get_list, insert_ignoring_duplicates
 
@@ -152,20 +154,42 @@ def import_contacts(
             report.updated = len(known)
         else:
             report.unchanged = len(known)
-        member_ids += [existing[row.key][0] for row in known]
-        if list_id is not None and member_ids:
-            for chunk in _chunks(member_ids, 5000):
-                insert_ignoring_duplicates(session, Membership, [
-                    {"list_id": list_id, "contact_id": cid, "added_at": now} for cid in chunk])
+        if list_id is not None:
+            _add_members(session, list_id, new_ids=member_ids,
+                         known_ids=[existing[row.key][0] for row in known], now=now)
     return report
 
 
+_CONTACT_COLUMNS = ("id", "email", "email_key", "domain", "first_name", "last_name",
+                    "organization", "role", "territory", "lang", "attributes", "status",
+                    "consent_source", "consent_at", "created_at", "updated_at")
+
+
 def _insert(session: Session, rows: list[Row], source: str, now: datetime) -> list[int]:
-    values = [{"email": r.email, "email_key": r.key, "domain": r.domain, **r.fields,
-               "attributes": r.attributes, "status": "active", "consent_source": source,
-               "consent_at": now, "created_at": now, "updated_at": now} for r in rows]
-    result = session.execute(insert(Contact).returning(Contact.id), values)
-    return list(result.scalars())
+    """New contacts, in bulk; returns their ids in row order."""
+    table = Contact.__table__
+    ids = reserve_ids(session, table, len(rows))  # type: ignore[arg-type]
+    stamp = db_value(session, table, "created_at", now)  # type: ignore[arg-type]
+    values = [
+        (contact_id, r.email, r.key, r.domain, r.fields["first_name"], r.fields["last_name"],
+         r.fields["organization"], r.fields["role"], r.fields["territory"], r.fields["lang"],
+         json.dumps(r.attributes, ensure_ascii=False), "active", source, stamp, stamp, stamp)
+        for contact_id, r in zip(ids, rows, strict=True)
+    ]
+    insert_rows(session, table, _CONTACT_COLUMNS, values)  # type: ignore[arg-type]
+    return ids
+
+
+def _add_members(session: Session, list_id: int, *, new_ids: list[int],
+                 known_ids: list[int], now: datetime) -> None:
+    """New contacts cannot be members yet: bulk; known ones may be: skip duplicates."""
+    table = Membership.__table__
+    stamp = db_value(session, table, "added_at", now)  # type: ignore[arg-type]
+    insert_rows(session, table, ("list_id", "contact_id", "added_at"),  # type: ignore[arg-type]
+                [(list_id, cid, stamp) for cid in new_ids])
+    for chunk in _chunks(known_ids, 5000):
+        insert_ignoring_duplicates(session, Membership, [
+            {"list_id": list_id, "contact_id": cid, "added_at": now} for cid in chunk])
 
 
 def _update(session: Session, rows: list[Row],

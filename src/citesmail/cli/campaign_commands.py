@@ -139,10 +139,9 @@ def render(state: State, campaign: str, output: Path, as_recipient: str | None) 
     from ..campaigns import resolve_campaign_path
     from ..message import (
         SAMPLE_RECIPIENT,
-        build_message,
+        MessageTemplate,
         personalize,
         recipient_from_text,
-        to_bytes,
     )
     from ..render import render_campaign
 
@@ -156,11 +155,11 @@ def render(state: State, campaign: str, output: Path, as_recipient: str | None) 
     rendered = render_campaign(_load(settings, resolve_campaign_path(
         campaign, settings.campaigns_dir)), settings)
     parts = personalize(rendered, recipient, settings)
-    message = build_message(rendered, recipient, settings, parts=parts)
+    eml = MessageTemplate(rendered, settings).build(recipient, links=parts.links)
     html, text = parts.html, parts.text
     slug = rendered.campaign.slug
     output.mkdir(parents=True, exist_ok=True)
-    for suffix, write in _outputs(html, text, to_bytes(message)):
+    for suffix, write in _outputs(html, text, eml):
         path = output / f"{slug}.{suffix}"
         _write_atomically(path, write)
         click.echo(path)

@@ -124,4 +124,6 @@ def render_campaign(campaign: Campaign, settings: Settings) -> RenderedCampaign:
     check_link_addresses(html, table.slots, campaign)
     if base_language(campaign.lang) == "fr":
         html = keep_french_spacing_html(html)
+    if not html.endswith("\n"):
+        html += "\n"  # as a MIME text part ends
     return RenderedCampaign(campaign, campaign.subject, html, text, tuple(table.slots))
