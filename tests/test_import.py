@@ -152,6 +152,7 @@ def test_an_unexpected_error_leaves_the_database_as_before(
         return original(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(importer, "_insert", failing)
+    monkeypatch.setattr(importer, "INSERT_CHUNK", 1000)
     rows = "".join(f"n{i}@ex.fr;N\n" for i in range(3000))
     with pytest.raises(RuntimeError):
         import_contacts(db, write_csv(tmp_path, "email;nom\nold@ex.fr;New\n" + rows,

@@ -73,9 +73,9 @@ class Contact(Base):
     organization: Mapped[str | None] = mapped_column(String(255), index=True)
     role: Mapped[str | None] = mapped_column(String(255), index=True)
     territory: Mapped[str | None] = mapped_column(String(255), index=True)
-    lang: Mapped[str | None] = mapped_column(String(16), index=True)
+    lang: Mapped[str | None] = mapped_column(String(16))  # few values: an index would not help
     attributes: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
-    status: Mapped[str] = mapped_column(String(16), default="active", index=True)
+    status: Mapped[str] = mapped_column(String(16), default="active")  # ~all active: no index
     consent_source: Mapped[str | None] = mapped_column(String(255))
     consent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -135,6 +135,7 @@ def _sqlite_engine(url: str, busy_timeout: timedelta) -> Engine:
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA cache_size = -65536")  # 64 MB: big imports touch many pages
         cursor.close()
 
     @event.listens_for(engine, "begin")

@@ -19,6 +19,7 @@ from .csvfile import FIELDS, Sheet, read_sheet
 from .lists import get_list, insert_ignoring_duplicates
 
 CHUNK = 500  # keys per IN (...) query: under SQLite's variable limit everywhere
+INSERT_CHUNK = 10_000  # rows per bulk insert: large enough to amortise, small for progress
 
 
 @dataclass
@@ -61,22 +62,35 @@ class Row:
     attributes: dict[str, str]
 
 
+def _tidy(cell: str) -> str:
+    """Trimmed, and no newline or run of spaces inside."""
+    cell = cell.strip()
+    if "  " in cell or "\n" in cell or "\r" in cell or "\t" in cell:
+        return " ".join(cell.split())
+    return cell
+
+
 def parse_rows(sheet: Sheet, report: ImportReport) -> list[Row]:
     """Valid rows, first occurrence of each address; the rest goes into the report."""
     width = len(sheet.headers)
+    by_field = {field: index for index, field in sheet.columns.items()}
+    email_at = by_field["email"]
+    fields = [(name, by_field.get(name)) for name in FIELDS if name != "email"]
+    extras = [(index, header) for index, header in enumerate(sheet.headers)
+              if index not in sheet.columns and header]
     seen: dict[str, int] = {}
     rows: list[Row] = []
-    for line, cells in sheet.rows:
-        if not any(cell.strip() for cell in cells):
+    for line, raw_cells in sheet.rows:
+        cells = [_tidy(cell) for cell in raw_cells]
+        if not any(cells):
             continue
-        if len(cells) > width and any(cell.strip() for cell in cells[width:]):
+        if len(cells) > width and any(cells[width:]):
             report.rejected.append((line, f"{len(cells)} values but the header has {width} "
                                           "columns (a separator inside a value?)"))
             continue
-        cells = [" ".join(cell.split()) for cell in cells]  # no stray spaces or newlines
-        values = {sheet.columns.get(i, sheet.headers[i]): cell
-                  for i, cell in enumerate(cells[:width])}
-        raw = values.get("email", "")
+        if len(cells) < width:
+            cells += [""] * (width - len(cells))
+        raw = cells[email_at]
         if not raw:
             report.rejected.append((line, "no email address"))
             continue
@@ -90,9 +104,9 @@ def parse_rows(sheet: Sheet, report: ImportReport) -> list[Row]:
                                             f"{seen[address.key]}"))
             continue
         seen[address.key] = line
-        known = {name: values.get(name) or None for name in FIELDS if name != "email"}
-        extra = {sheet.headers[i]: v for i, v in enumerate(cells[:width])
-                 if i not in sheet.columns and sheet.headers[i] and v}
+        known = {name: (cells[index] or None) if index is not None else None
+                 for name, index in fields}
+        extra = {header: cells[index] for index, header in extras if cells[index]}
         rows.append(Row(line, address.email, address.key, address.domain, known, extra))
     return rows
 
@@ -102,8 +116,14 @@ def _chunks(items: list[Any], size: int = CHUNK) -> Iterable[list[Any]]:
         yield items[start : start + size]
 
 
+def _empty(session: Session, model: type[Any]) -> bool:
+    return session.scalar(select(model.__table__.c[0]).limit(1)) is None
+
+
 def _existing(session: Session, keys: list[str]) -> dict[str, tuple[int, dict[str, str]]]:
     found: dict[str, tuple[int, dict[str, str]]] = {}
+    if _empty(session, Contact):
+        return found
     for chunk in _chunks(keys):
         query = select(Contact.email_key, Contact.id, Contact.attributes).where(
             Contact.email_key.in_(chunk))
@@ -113,8 +133,10 @@ def _existing(session: Session, keys: list[str]) -> dict[str, tuple[int, dict[st
 
 
 def _suppressed(session: Session, keys: list[str]) -> set[str]:
-    hashes = {address_hash(key): key for key in keys}
     found: set[str] = set()
+    if _empty(session, Suppression):
+        return found
+    hashes = {address_hash(key): key for key in keys}
     for chunk in _chunks(list(hashes)):
         query = select(Suppression.address_hash).where(Suppression.address_hash.in_(chunk))
         found.update(hashes[h] for h in session.scalars(query))
@@ -143,10 +165,10 @@ def import_contacts(
         now = utcnow()
         member_ids: list[int] = []
         fresh = [row for row in rows if row.key not in existing]
-        for done, chunk in enumerate(_chunks(fresh, 2000), start=1):
+        for done, chunk in enumerate(_chunks(fresh, INSERT_CHUNK), start=1):
             member_ids += _insert(session, chunk, source, now)
             if progress:
-                progress(min(done * 2000, len(fresh)), len(rows))
+                progress(min(done * INSERT_CHUNK, len(fresh)), len(rows))
         report.imported = len(fresh)
         known = [row for row in rows if row.key in existing]
         if update_existing and known:
@@ -173,7 +195,8 @@ def _insert(session: Session, rows: list[Row], source: str, now: datetime) -> li
     values = [
         (contact_id, r.email, r.key, r.domain, r.fields["first_name"], r.fields["last_name"],
          r.fields["organization"], r.fields["role"], r.fields["territory"], r.fields["lang"],
-         json.dumps(r.attributes, ensure_ascii=False), "active", source, stamp, stamp, stamp)
+         json.dumps(r.attributes, ensure_ascii=False) if r.attributes else "{}", "active",
+         source, stamp, stamp, stamp)
         for contact_id, r in zip(ids, rows, strict=True)
     ]
     insert_rows(session, table, _CONTACT_COLUMNS, values)  # type: ignore[arg-type]

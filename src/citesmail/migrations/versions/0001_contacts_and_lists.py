@@ -27,9 +27,9 @@ def upgrade() -> None:
         sa.Column("organization", sa.String(255), index=True),
         sa.Column("role", sa.String(255), index=True),
         sa.Column("territory", sa.String(255), index=True),
-        sa.Column("lang", sa.String(16), index=True),
+        sa.Column("lang", sa.String(16)),
         sa.Column("attributes", sa.JSON, nullable=False),
-        sa.Column("status", sa.String(16), nullable=False, index=True),
+        sa.Column("status", sa.String(16), nullable=False),
         sa.Column("created_at", UTCDateTime, nullable=False),
         sa.Column("updated_at", UTCDateTime, nullable=False),
     )
