@@ -22,6 +22,7 @@ from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, parseaddr
+from typing import Protocol
 
 from .config import Settings
 from .render import RenderedCampaign
@@ -196,16 +197,26 @@ def _unstructured(name: str, value: str) -> bytes:
     return f"{name}: {encoded}".encode("ascii") + CRLF
 
 
+class Renderable(Protocol):
+    """A rendered campaign, fresh (RenderedCampaign) or as stored by a send."""
+
+    slug: str
+    subject: str
+    html: str
+    text: str
+    slots: tuple[tuple[str, str], ...]
+
+
 class MessageTemplate:
     """A campaign's message with the recipient left out, ready to be filled fast."""
 
-    def __init__(self, rendered: RenderedCampaign, settings: Settings, *,
+    def __init__(self, rendered: Renderable, settings: Settings, *,
                  subject_prefix: str = "") -> None:
         self.rendered = rendered
         self.settings = settings
         self.slots = rendered.slots
         self.domain = settings.sender.domain
-        self.slug = rendered.campaign.slug
+        self.slug = rendered.slug
         boundary = f"=_citesmail_{secrets.token_hex(12)}"  # "=_" never occurs in QP
         sender = settings.sender
         head = [b"From: " + _address_header(*parseaddr(clean(sender.from_))).encode("ascii")

@@ -90,6 +90,11 @@ def main(ctx: click.Context, config_path: Path | None) -> None:
     ctx.call_on_close(ctx.obj.close)
 
 
-from . import audience_commands, campaign_commands  # noqa: E402  (they register commands)
+from . import (  # noqa: E402  (they register commands)
+    audience_commands,
+    campaign_commands,
+    delivery_commands,
+)
 
-__all__ = ["State", "audience_commands", "campaign_commands", "main", "pass_state"]
+__all__ = ["State", "audience_commands", "campaign_commands", "delivery_commands", "main",
+           "pass_state"]

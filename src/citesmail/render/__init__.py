@@ -36,6 +36,10 @@ class RenderedCampaign:
     text: str
     slots: tuple[tuple[str, str], ...]
 
+    @property
+    def slug(self) -> str:
+        return self.campaign.slug
+
     def fill(self, values: Mapping[str, str | None]) -> tuple[str, str]:
         """(html, text) for one recipient; values are escaped in the HTML part."""
         return (

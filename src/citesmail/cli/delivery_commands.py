@@ -1,0 +1,267 @@
+"""Commands that send: send, status."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+
+from ..errors import CitesmailError
+from . import State, main, pass_state
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """Ctrl-C and SIGTERM finish the messages in hand, then stop (resumable)."""
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def handler(signum: int, _frame: Any) -> None:
+        if not stop.is_set():
+            click.echo("\nstopping after the messages in hand...", err=True)
+        stop.set()
+
+    for sig in previous:
+        signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@main.command()
+@click.argument("campaign")
+@click.option("--segment", metavar="NAME", help="Segment to send to (default: the "
+              "campaign's audience).")
+@click.option("--dry-run", is_flag=True, help="Resolve the audience and build every "
+              "message; send nothing, log nothing.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--test", "test_addresses", multiple=True, metavar="ADDR",
+              help="Send only to this address (repeatable), subject prefixed [TEST]; "
+                   "nothing is logged for the campaign.")
+@click.option("--resend-unknown", is_flag=True, help="Send again to recipients whose "
+              "state is unknown (the process died while sending to them).")
+@pass_state
+def send(state: State, campaign: str, segment: str | None, dry_run: bool, yes: bool,
+         test_addresses: tuple[str, ...], resend_unknown: bool) -> None:
+    """Send CAMPAIGN to a segment, or resume its send where it stopped."""
+    from ..campaigns import resolve_campaign_path
+    from ..render import render_campaign
+    from .campaign_commands import _load
+
+    settings = state.settings
+    path = resolve_campaign_path(campaign, settings.campaigns_dir)
+    rendered = render_campaign(_load(settings, path), settings)
+    if test_addresses:
+        _send_tests(state, rendered, test_addresses)
+        return
+    from ..audience.segments import count, get_segment
+    from ..delivery import file_hash, prepare_send, requeue_unknown
+
+    name = segment or rendered.campaign.audience
+    db = state.db
+    with db.session(write=False) as session:
+        existing = _existing_send(session, rendered.slug)
+        if existing is None and not name:
+            raise CitesmailError("no segment to send to",
+                                 "give --segment NAME, or set audience = \"NAME\" in the "
+                                 "campaign file")
+        definition = get_segment(session, name)[1] if existing is None else None
+        recipients = count(session, definition) if definition else None
+    if dry_run:
+        _dry_run(state, rendered, definition)
+        return
+    where = (f"smtp {settings.smtp.host}:{settings.smtp.port}"
+             if settings.delivery.transport == "smtp" else f"the outbox {settings.outbox_dir}")
+    if existing is None:
+        question = (f"Send '{rendered.slug}' to {recipients} recipient"
+                    f"{'s' if recipients != 1 else ''} (segment {name}) via {where}?")
+        _confirm(question, yes)
+    from ..transports import make_transport
+
+    make_transport(settings).close()  # refuse early (no secret, bad outbox)
+    prepared = prepare_send(db, rendered, name, definition or _empty(),
+                            file_hash(path))
+    if prepared.resumed:
+        click.echo(f"resuming the send of '{rendered.slug}' ({prepared.total} recipients)",
+                   err=True)
+        if prepared.changed:
+            click.echo("warning: the campaign file changed since the send started; the "
+                       "stored version is sent", err=True)
+        if prepared.recovered:
+            click.echo(f"warning: {prepared.recovered} message(s) were being sent when the "
+                       "last run stopped: marked unknown (--resend-unknown sends them again)",
+                       err=True)
+    if resend_unknown:
+        click.echo(f"{requeue_unknown(db, prepared.send_id)} unknown recipient(s) queued "
+                   "again", err=True)
+    _run(state, prepared.send_id, prepared.total)
+
+
+def _empty() -> Any:
+    from ..audience.segments import Definition
+
+    return Definition()
+
+
+def _existing_send(session: Any, slug: str) -> Any:
+    from sqlalchemy import select
+
+    from ..db import Send
+
+    return session.scalar(select(Send).where(Send.campaign == slug))
+
+
+def _confirm(question: str, yes: bool) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise CitesmailError(question.rstrip("?"), "add --yes to send without a question")
+    click.confirm(question, abort=True, err=True)
+
+
+def _run(state: State, send_id: int, total: int) -> None:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from ..delivery import SendRun
+    from ..transports import make_transport
+
+    settings = state.settings
+    stop = threading.Event()
+    started = time.monotonic()
+    columns = (TextColumn("sending"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+               TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
+    with Progress(*columns, transient=True, console=_console(),
+                  disable=not sys.stderr.isatty()) as bar, _stop_on_signals(stop):
+        task = bar.add_task("send", total=total, rate="")
+
+        def progress(counts: dict[str, int]) -> None:
+            settled = sum(counts[s] for s in ("sent", "failed", "skipped", "unknown"))
+            elapsed = max(time.monotonic() - started, 1e-6)
+            bar.update(task, completed=settled, rate=f"{counts['sent'] / elapsed:.0f} msg/s")
+
+        run = SendRun(state.db, send_id, settings, lambda: make_transport(settings),
+                      stop=stop, progress=progress)
+        result = run.run()
+    summary = ", ".join(f"{s} {n}" for s, n in result.counts.items() if n)
+    click.echo(summary or "no recipients")
+    if result.finished:
+        click.echo("done", err=True)
+    elif result.stopped:
+        click.echo("stopped: run the same command to resume", err=True)
+        sys.exit(130)
+    elif result.waiting_for_cap:
+        click.echo(f"hourly cap reached: run again after "
+                   f"{_local(state, result.waiting_for_cap)} (or let citesmail worker do it)",
+                   err=True)
+    elif result.next_retry:
+        click.echo(f"next retry at {_local(state, result.next_retry)}: run the same command "
+                   "then (or let citesmail worker do it)", err=True)
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _local(state: State, moment: Any) -> str:
+    return moment.astimezone(state.settings.tz).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def _dry_run(state: State, rendered: Any, definition: Any) -> None:
+    from ..audience.segments import stream
+    from ..db import Contact
+    from ..delivery import wire_address
+    from ..message import MessageTemplate, Recipient
+
+    template = MessageTemplate(rendered, state.settings)
+    started, built, size = time.monotonic(), 0, 0
+    with state.db.session(write=False) as session:
+        columns = (Contact.email, Contact.domain, Contact.first_name, Contact.last_name,
+                   Contact.organization)
+        for batch in stream(session, definition, columns=(Contact.id, *columns), batch=5000):
+            for cid, email, domain, first, last, org in batch:
+                size += len(template.build(Recipient(wire_address(email, domain), first or "",
+                                                     last or "", org or "", cid)))
+                built += 1
+    elapsed = time.monotonic() - started
+    click.echo(f"dry run: {built} messages built ({size / max(built, 1) / 1024:.0f} KB each "
+               f"on average) in {elapsed:.2f} s; nothing sent, nothing logged")
+
+
+def _send_tests(state: State, rendered: Any, addresses: tuple[str, ...]) -> None:
+    from email.utils import parseaddr
+
+    from ..message import MessageTemplate, recipient_from_text
+    from ..transports import make_transport
+
+    settings = state.settings
+    template = MessageTemplate(rendered, settings, subject_prefix="[TEST] ")
+    recipients = []
+    for text in addresses:
+        try:
+            recipients.append(recipient_from_text(text))
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--test") from None
+    transport = make_transport(settings)
+    failed = 0
+    try:
+        for recipient in recipients:
+            outcome = transport.send(parseaddr(settings.sender.from_)[1], recipient.email,
+                                     template.build(recipient))
+            failed += outcome.kind != "sent"
+            detail = "" if outcome.kind == "sent" else f" ({outcome.code} {outcome.message})"
+            click.echo(f"{recipient.email}: {outcome.kind}{detail}")
+    finally:
+        transport.close()
+    if failed:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("campaign", required=False)
+@pass_state
+def status(state: State, campaign: str | None) -> None:
+    """Per campaign sent: recipients per state, start and end, the last errors."""
+    from sqlalchemy import select
+
+    from ..db import Delivery, Send
+    from ..delivery import counts
+
+    with state.db.session(write=False) as session:
+        query = select(Send).order_by(Send.created_at)
+        if campaign:
+            query = query.where(Send.campaign == campaign)
+        sends = list(session.scalars(query))
+        if campaign and not sends:
+            raise CitesmailError(f"'{campaign}' has not been sent",
+                                 f"send it with: citesmail send {campaign}")
+        if not sends:
+            click.echo("nothing sent yet", err=True)
+        for send in sends:
+            found = counts(session, send.id)
+            click.echo(f"{send.campaign} (segment {send.segment or '-'}): {send.state}")
+            click.echo("  " + ", ".join(f"{s} {n}" for s, n in found.items()))
+            started = _local(state, send.started_at) if send.started_at else "-"
+            ended = _local(state, send.finished_at) if send.finished_at else "-"
+            click.echo(f"  started {started}, finished {ended}")
+            errors = session.execute(
+                select(Delivery.email, Delivery.state, Delivery.last_code, Delivery.last_error)
+                .where(Delivery.send_id == send.id, Delivery.last_error.is_not(None))
+                .order_by(Delivery.updated_at.desc()).limit(5))
+            for email, row_state, code, error in errors:
+                click.echo(f"  {row_state}: {email}: {code or ''} {error}")

@@ -1,0 +1,348 @@
+"""The send log and the loop that drains it.
+
+One `deliveries` row per (send, contact), snapshotted when the send starts. States:
+queued -> sending -> sent; deferred (4xx: retried later), failed (5xx or retries used
+up), skipped (unsubscribed or erased meanwhile), unknown (it was `sending` when the
+process died: the server may have it; not resent unless asked). Every `sending` is
+committed before the message goes out, and the result is committed when it is known,
+so a killed send resumes with nobody lost and nobody mailed twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.utils import parseaddr
+from pathlib import Path
+from queue import SimpleQueue
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from .audience.bulk import insert_rows, is_postgresql
+from .audience.segments import Definition, stream
+from .config import Settings
+from .db import Contact, Database, Delivery, Send, utcnow
+from .errors import CitesmailError
+from .message import MessageTemplate, Recipient
+from .render import RenderedCampaign
+from .transports import Outcome, Transport
+
+STATES = ("queued", "sending", "sent", "deferred", "failed", "skipped", "unknown")
+PAUSE_AFTER = 10  # consecutive connection failures
+LONG_WAIT = timedelta(minutes=5)
+
+
+class SendPaused(CitesmailError):
+    """The SMTP server kept failing: the send stops, resumable."""
+
+
+@dataclass(frozen=True)
+class StoredCampaign:
+    """A campaign as its send snapshotted it."""
+
+    slug: str
+    subject: str
+    html: str
+    text: str
+    slots: tuple[tuple[str, str], ...]
+
+    @classmethod
+    def of(cls, send: Send) -> StoredCampaign:
+        return cls(send.campaign, send.subject, send.html, send.text,
+                   tuple((field_, default) for field_, default in send.slots))
+
+
+def file_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def wire_address(email: str, ascii_domain: str) -> str:
+    return f"{email.rpartition('@')[0]}@{ascii_domain}"
+
+
+@dataclass
+class Prepared:
+    send_id: int
+    total: int
+    resumed: bool
+    changed: bool  # the campaign file changed since the send started
+    recovered: int  # rows found `sending` (the process died): now `unknown`
+
+
+def prepare_send(db: Database, rendered: RenderedCampaign, segment: str | None,
+                 definition: Definition, source: str) -> Prepared:
+    """Start the send (snapshot of campaign and recipients) or find the one started."""
+    with db.session() as session:
+        found = session.scalar(select(Send).where(Send.campaign == rendered.slug))
+        if found is not None:
+            recovered = session.execute(
+                update(Delivery).where(Delivery.send_id == found.id,
+                                       Delivery.state == "sending")
+                .values(state="unknown", updated_at=utcnow())).rowcount
+            total = session.scalar(select(func.count()).where(Delivery.send_id == found.id))
+            return Prepared(found.id, total or 0, True, found.source_hash != source,
+                            recovered or 0)
+        send = Send(campaign=rendered.slug, segment=segment, subject=rendered.subject,
+                    html=rendered.html, text=rendered.text,
+                    slots=[list(slot) for slot in rendered.slots], source_hash=source,
+                    state="running", started_at=utcnow())
+        session.add(send)
+        session.flush()
+        total = _snapshot(session, send.id, definition)
+        return Prepared(send.id, total, False, False, 0)
+
+
+_COLUMNS = ("send_id", "contact_id", "email", "first_name", "last_name", "organization",
+            "state", "attempts")
+
+
+def _snapshot(session: Session, send_id: int, definition: Definition) -> int:
+    total = 0
+    columns = (Contact.email, Contact.domain, Contact.first_name, Contact.last_name,
+               Contact.organization)
+    for batch in _batches(session, definition, columns):
+        rows = [(send_id, cid, wire_address(email, domain), first or "", last or "",
+                 org or "", "queued", 0) for cid, email, domain, first, last, org in batch]
+        insert_rows(session, Delivery.__table__, _COLUMNS, rows)  # type: ignore[arg-type]
+        total += len(rows)
+    return total
+
+
+def _batches(session: Session, definition: Definition,
+             columns: tuple[Any, ...]) -> Iterator[list[tuple[Any, ...]]]:
+    for batch in stream(session, definition, columns=(Contact.id, *columns), batch=5000):
+        yield [tuple(row) for row in batch]
+
+
+def counts(session: Session, send_id: int) -> dict[str, int]:
+    query = (select(Delivery.state, func.count()).where(Delivery.send_id == send_id)
+             .group_by(Delivery.state))
+    found = dict.fromkeys(STATES, 0)
+    found.update({state: n for state, n in session.execute(query)})
+    return found
+
+
+def requeue_unknown(db: Database, send_id: int) -> int:
+    with db.session() as session:
+        return session.execute(
+            update(Delivery).where(Delivery.send_id == send_id, Delivery.state == "unknown")
+            .values(state="queued", updated_at=utcnow())).rowcount or 0
+
+
+@dataclass
+class Claimed:
+    delivery_id: int
+    contact_id: int | None
+    recipient: Recipient
+
+
+@dataclass
+class RunResult:
+    counts: dict[str, int]
+    finished: bool
+    next_retry: datetime | None = None
+    stopped: bool = False
+    waiting_for_cap: datetime | None = None
+
+
+@dataclass
+class _Pace:
+    """Rate limit (messages per second over all connections)."""
+
+    per_second: float
+    next_at: float = field(default_factory=time.monotonic)
+
+    def wait(self) -> None:
+        if self.per_second <= 0:
+            return
+        delay = self.next_at - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        self.next_at = max(self.next_at, time.monotonic()) + 1 / self.per_second
+
+
+class SendRun:
+    """Drains one send's due rows through `connections` parallel transports."""
+
+    def __init__(self, db: Database, send_id: int, settings: Settings,
+                 make_transport: Callable[[], Transport], *,
+                 stop: threading.Event | None = None,
+                 progress: Callable[[dict[str, int]], None] | None = None) -> None:
+        self.db, self.send_id, self.settings = db, send_id, settings
+        self.make_transport = make_transport
+        self.stop = stop or threading.Event()
+        self.progress = progress
+        self.sender = parseaddr(settings.sender.from_)[1]
+        self.delays = settings.delivery.retry_delays
+        self.connections = settings.delivery.connections
+        self.pace = _Pace(settings.delivery.rate_per_second)
+        with db.session(write=False) as session:
+            send = session.get(Send, send_id)
+            assert send is not None
+            self.template = MessageTemplate(StoredCampaign.of(send), settings)
+        self.failures_in_a_row = 0
+        self.last_connection_error = ""
+
+    # -- database steps: each one transaction ---------------------------------------
+
+    def _claim(self, session: Session, limit: int) -> list[Claimed]:
+        now = utcnow()
+        due = (Delivery.state == "queued") | (
+            (Delivery.state == "deferred") & (Delivery.next_attempt_at <= now))
+        query = (select(Delivery.id, Delivery.contact_id, Delivery.email, Delivery.first_name,
+                        Delivery.last_name, Delivery.organization, Contact.status)
+                 .outerjoin(Contact, Contact.id == Delivery.contact_id)
+                 .where(Delivery.send_id == self.send_id, due)
+                 .order_by(Delivery.id).limit(limit))
+        if is_postgresql(session):
+            query = query.with_for_update(of=Delivery, skip_locked=True)
+        claimed, skipped = [], []
+        for row in session.execute(query):
+            if row.contact_id is None or row.status != "active":
+                skipped.append(row.id)
+                continue
+            claimed.append(Claimed(row.id, row.contact_id, Recipient(
+                row.email, row.first_name, row.last_name, row.organization, row.contact_id)))
+        if skipped:
+            session.execute(update(Delivery).where(Delivery.id.in_(skipped))
+                            .values(state="skipped", updated_at=now))
+        if claimed:
+            session.execute(update(Delivery)
+                            .where(Delivery.id.in_([c.delivery_id for c in claimed]))
+                            .values(state="sending", updated_at=now))
+        return claimed
+
+    def _record(self, session: Session, claimed: Claimed, outcome: Outcome) -> None:
+        now = utcnow()
+        row = session.get(Delivery, claimed.delivery_id)
+        assert row is not None
+        row.attempts += 1
+        row.last_code, row.updated_at = outcome.code, now
+        if outcome.kind == "sent":
+            row.state, row.sent_at, row.last_error = "sent", now, None
+            return
+        row.last_error = outcome.message[:1000]
+        if outcome.kind == "permanent":
+            row.state = "failed"
+            if outcome.bounce and claimed.contact_id is not None:
+                session.execute(update(Contact).where(Contact.id == claimed.contact_id,
+                                                      Contact.status == "active")
+                                .values(status="bounced", updated_at=now))
+        elif row.attempts > len(self.delays):
+            row.state = "failed"
+        else:
+            row.state = "deferred"
+            row.next_attempt_at = now + timedelta(seconds=self.delays[row.attempts - 1])
+
+    def _next_retry(self, session: Session) -> datetime | None:
+        return session.scalar(select(func.min(Delivery.next_attempt_at))
+                              .where(Delivery.send_id == self.send_id,
+                                     Delivery.state == "deferred"))
+
+    def _hourly_room(self, session: Session) -> tuple[int, datetime | None]:
+        """How many messages the hourly cap still allows, and when more will be."""
+        cap = self.settings.delivery.hourly_cap
+        if cap <= 0:
+            return 1 << 30, None
+        since = utcnow() - timedelta(hours=1)
+        recent = select(Delivery.sent_at).where(Delivery.sent_at > since)
+        used = session.scalar(select(func.count()).select_from(recent.subquery())) or 0
+        if used < cap:
+            return cap - used, None
+        oldest = session.scalar(select(func.min(Delivery.sent_at))
+                                .where(Delivery.sent_at > since))
+        return 0, (oldest or utcnow()) + timedelta(hours=1)
+
+    # -- the loop ---------------------------------------------------------------------
+
+    def run(self) -> RunResult:
+        free: SimpleQueue[Transport] = SimpleQueue()
+        for _ in range(self.connections):
+            free.put(self.make_transport())
+
+        def deliver(claimed: Claimed, data: bytes) -> Outcome:
+            transport = free.get()
+            try:
+                return transport.send(self.sender, claimed.recipient.email, data)
+            finally:
+                free.put(transport)
+
+        in_flight: dict[Future[Outcome], Claimed] = {}
+        try:
+            with ThreadPoolExecutor(self.connections, "citesmail-send") as pool:
+                return self._loop(pool, deliver, in_flight)
+        finally:
+            while not free.empty():
+                free.get().close()
+
+    def _loop(self, pool: ThreadPoolExecutor,
+              deliver: Callable[[Claimed, bytes], Outcome],
+              in_flight: dict[Future[Outcome], Claimed]) -> RunResult:
+        finished_results: list[tuple[Claimed, Outcome]] = []
+        while True:
+            slots = 0 if self.stop.is_set() else self.connections - len(in_flight)
+            with self.db.session() as session:
+                for claimed, outcome in finished_results:
+                    self._record(session, claimed, outcome)
+                finished_results = []
+                room, cap_until = self._hourly_room(session) if slots else (0, None)
+                claimed_now = self._claim(session, min(slots, room)) if slots and room else []
+                state = counts(session, self.send_id) if not in_flight and not claimed_now \
+                    else None
+                next_retry = self._next_retry(session) if state else None
+            for claimed in claimed_now:
+                self.pace.wait()
+                in_flight[pool.submit(deliver, claimed,
+                                      self.template.build(claimed.recipient))] = claimed
+            if state is not None:  # nothing in flight and nothing claimable now
+                result = self._idle(state, next_retry, cap_until)
+                if result is not None:
+                    return result
+                continue
+            done, _ = wait(in_flight, timeout=1.0, return_when=FIRST_COMPLETED)
+            for future in done:
+                claimed = in_flight.pop(future)
+                outcome = future.result()
+                finished_results.append((claimed, outcome))
+                self._watch_connection(outcome)
+            if self.progress and done:
+                with self.db.session(write=False) as session:
+                    self.progress(counts(session, self.send_id))
+
+    def _watch_connection(self, outcome: Outcome) -> None:
+        if outcome.kind != "connection":
+            self.failures_in_a_row = 0
+            return
+        self.failures_in_a_row += 1
+        self.last_connection_error = outcome.message
+        if self.failures_in_a_row >= PAUSE_AFTER:
+            self.stop.set()
+
+    def _idle(self, state: dict[str, int], next_retry: datetime | None,
+              cap_until: datetime | None) -> RunResult | None:
+        """Nothing to send right now: finish, wait a little, or stop and say when."""
+        if self.stop.is_set():
+            if self.failures_in_a_row >= PAUSE_AFTER:
+                raise SendPaused(
+                    f"paused after {self.failures_in_a_row} connection failures in a row "
+                    f"(last: {self.last_connection_error})",
+                    "check [smtp] and the server, then run the same command to resume")
+            return RunResult(state, False, next_retry, stopped=True)
+        if state["queued"] == 0 and state["deferred"] == 0 and state["sending"] == 0:
+            with self.db.session() as session:
+                session.execute(update(Send).where(Send.id == self.send_id)
+                                .values(state="done", finished_at=utcnow()))
+            return RunResult(state, True)
+        wake = min(t for t in (next_retry, cap_until) if t is not None) \
+            if (next_retry or cap_until) else utcnow()
+        if wake - utcnow() > LONG_WAIT:
+            return RunResult(state, False, next_retry, waiting_for_cap=cap_until)
+        self.stop.wait(min(max((wake - utcnow()).total_seconds(), 0.05), 1.0))
+        return None

@@ -1,0 +1,164 @@
+"""Sending through a real SMTP server (aiosmtpd on 127.0.0.1): every state of the log."""
+
+from __future__ import annotations
+
+import email
+from collections.abc import Iterator
+from email import policy
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, update
+
+from citesmail.audience.importer import import_contacts
+from citesmail.audience.lists import add_list
+from citesmail.audience.segments import Definition
+from citesmail.campaigns import load_campaign
+from citesmail.config import Settings, load_settings
+from citesmail.db import Contact, Database, Delivery
+from citesmail.delivery import PAUSE_AFTER, SendPaused, SendRun, counts, prepare_send
+from citesmail.render import render_campaign
+from citesmail.transports import make_transport
+
+from .conftest import EXAMPLES, REPLAY, ROOT
+from .smtp_server import SmtpServer, free_port
+
+
+@pytest.fixture
+def server() -> Iterator[SmtpServer]:
+    with SmtpServer() as running:
+        yield running
+
+
+def settings_for(port: int, **extra: str) -> Settings:
+    return load_settings(ROOT / "config.example.toml", environ={
+        "CITESMAIL_DELIVERY_TRANSPORT": "smtp", "CITESMAIL_SMTP_HOST": "127.0.0.1",
+        "CITESMAIL_SMTP_PORT": str(port), "CITESMAIL_SMTP_SECURITY": "none",
+        "CITESMAIL_SECRET": "test-secret", "CITESMAIL_DELIVERY_RETRY_DELAYS": "[1, 1]",
+        "CITESMAIL_DELIVERY_CONNECTIONS": "2", **extra})
+
+
+def audience(db: Database, tmp_path: Path, n: int) -> list[str]:
+    with db.session() as session:
+        add_list(session, "l")
+    addresses = [f"r{i}@example.org" for i in range(n)]
+    path = tmp_path / "c.csv"
+    path.write_text("email;prénom\n" + "".join(f"{a};Prénom{i}\n"
+                                              for i, a in enumerate(addresses)),
+                    encoding="utf-8")
+    import_contacts(db, path, list_name="l")
+    return addresses
+
+
+def start(db: Database, cfg: Settings) -> int:
+    campaign = load_campaign(EXAMPLES / f"{REPLAY}.md", default_lang="fr", tz=cfg.tz)
+    rendered = render_campaign(campaign, cfg)
+    return prepare_send(db, rendered, "s", Definition(lists=["l"]), "hash").send_id
+
+
+def run(db: Database, cfg: Settings, send_id: int) -> dict[str, int]:
+    result = SendRun(db, send_id, cfg, lambda: make_transport(cfg)).run()
+    return {state: n for state, n in result.counts.items() if n}
+
+
+def rows(db: Database) -> dict[str, Delivery]:
+    with db.session(write=False) as session:
+        return {d.email: d for d in session.scalars(select(Delivery))}
+
+
+def test_every_recipient_receives_one_complete_message(db: Database, tmp_path: Path,
+                                                      server: SmtpServer) -> None:
+    addresses = audience(db, tmp_path, 12)
+    cfg = settings_for(server.port)
+    assert run(db, cfg, start(db, cfg)) == {"sent": 12}
+    assert server.handler.received == dict.fromkeys(addresses, 1)
+    message = email.message_from_bytes(server.handler.messages[0], policy=policy.default)
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert message["To"].addresses[0].addr_spec in addresses
+    body = message.get_body(("plain",)).get_content()
+    assert "Bonjour Prénom" in body
+    assert run(db, cfg, start(db, cfg)) == {"sent": 12}  # a finished campaign sends nothing
+    assert sum(server.handler.received.values()) == 12
+
+
+def test_permanent_refusal_fails_and_bounces_the_contact(db: Database, tmp_path: Path,
+                                                        server: SmtpServer) -> None:
+    addresses = audience(db, tmp_path, 3)
+    server.handler.at_rcpt[addresses[1]] = [550]
+    cfg = settings_for(server.port)
+    assert run(db, cfg, start(db, cfg)) == {"sent": 2, "failed": 1}
+    found = rows(db)[addresses[1]]
+    assert (found.state, found.last_code) == ("failed", 550)
+    with db.session(write=False) as session:
+        status = session.scalar(select(Contact.status).where(Contact.email == addresses[1]))
+    assert status == "bounced"
+
+
+@pytest.mark.parametrize(("where", "code"), [("rcpt", 451), ("rcpt", 452), ("rcpt", 421),
+                                             ("data", 451), ("data", 552)])
+def test_temporary_failures_are_retried(db: Database, tmp_path: Path, server: SmtpServer,
+                                        where: str, code: int) -> None:
+    addresses = audience(db, tmp_path, 2)
+    script = server.handler.at_rcpt if where == "rcpt" else server.handler.at_data
+    script[addresses[0]] = [code]
+    cfg = settings_for(server.port)
+    assert run(db, cfg, start(db, cfg)) == {"sent": 2}
+    found = rows(db)[addresses[0]]
+    assert found.attempts == 2 and found.state == "sent"
+    assert server.handler.received[addresses[0]] == 1
+
+
+def test_retries_used_up_fail(db: Database, tmp_path: Path, server: SmtpServer) -> None:
+    addresses = audience(db, tmp_path, 1)
+    server.handler.at_rcpt[addresses[0]] = [451, 451, 451]
+    cfg = settings_for(server.port)
+    assert run(db, cfg, start(db, cfg)) == {"failed": 1}
+    assert rows(db)[addresses[0]].attempts == 3
+
+
+def test_dropped_connection_in_data_is_deferred_then_sent(db: Database, tmp_path: Path,
+                                                         server: SmtpServer) -> None:
+    addresses = audience(db, tmp_path, 4)
+    server.handler.drop_in_data[addresses[2]] = 1
+    cfg = settings_for(server.port)
+    assert run(db, cfg, start(db, cfg)) == {"sent": 4}
+    assert rows(db)[addresses[2]].attempts == 2
+    assert server.handler.received == dict.fromkeys(addresses, 1)
+
+
+def test_contact_unsubscribed_after_the_snapshot_is_skipped(db: Database, tmp_path: Path,
+                                                           server: SmtpServer) -> None:
+    addresses = audience(db, tmp_path, 3)
+    cfg = settings_for(server.port)
+    send_id = start(db, cfg)
+    with db.session() as session:
+        session.execute(update(Contact).where(Contact.email == addresses[0])
+                        .values(status="unsubscribed"))
+    assert run(db, cfg, send_id) == {"sent": 2, "skipped": 1}
+    assert addresses[0] not in server.handler.received
+
+
+def test_sending_when_the_process_died_becomes_unknown(db: Database, tmp_path: Path,
+                                                      server: SmtpServer) -> None:
+    addresses = audience(db, tmp_path, 3)
+    cfg = settings_for(server.port)
+    send_id = start(db, cfg)
+    with db.session() as session:  # as a run killed between its commit and the server
+        session.execute(update(Delivery).where(Delivery.email == addresses[1])
+                        .values(state="sending"))
+    again = start(db, cfg)  # the next `send` resumes the same send
+    assert again == send_id
+    assert run(db, cfg, send_id) == {"sent": 2, "unknown": 1}
+    assert addresses[1] not in server.handler.received
+
+
+def test_consecutive_connection_failures_pause_the_send(db: Database, tmp_path: Path) -> None:
+    audience(db, tmp_path, PAUSE_AFTER + 5)
+    cfg = settings_for(free_port())  # nothing listens there
+    send_id = start(db, cfg)
+    with pytest.raises(SendPaused, match="connection failures in a row"):
+        run(db, cfg, send_id)
+    with db.session(write=False) as session:
+        found = counts(session, send_id)
+    assert found["sending"] == 0 and found["deferred"] >= PAUSE_AFTER
+    assert found["sent"] == 0

@@ -1,0 +1,117 @@
+"""citesmail send and status as a user runs them, including being killed mid-send."""
+
+from __future__ import annotations
+
+import email
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from email import policy
+from pathlib import Path
+
+import pytest
+
+from .conftest import REPLAY, run
+from .smtp_server import SmtpServer
+
+CITESMAIL = Path(sys.executable).parent / "citesmail"
+
+
+@pytest.fixture
+def server() -> Iterator[SmtpServer]:
+    with SmtpServer() as running:
+        yield running
+
+
+def smtp_env(port: int, **extra: str) -> dict[str, str]:
+    return {"CITESMAIL_DELIVERY_TRANSPORT": "smtp", "CITESMAIL_SMTP_HOST": "127.0.0.1",
+            "CITESMAIL_SMTP_PORT": str(port), "CITESMAIL_SMTP_SECURITY": "none",
+            "CITESMAIL_SECRET": "s", "CITESMAIL_DELIVERY_RETRY_DELAYS": "[1]", **extra}
+
+
+def with_audience(workspace: Path, n: int) -> list[str]:
+    addresses = [f"p{i}@example.org" for i in range(n)]
+    (workspace / "c.csv").write_text("email\n" + "\n".join(addresses) + "\n", encoding="utf-8")
+    assert run("lists", "add", "aura").exit_code == 0
+    assert run("contacts", "import", "c.csv", "--list", "aura").exit_code == 0
+    assert run("segments", "add", "partenaires-aura", "--list", "aura").exit_code == 0
+    return addresses
+
+
+def test_send_to_the_outbox_then_status(workspace: Path) -> None:
+    with_audience(workspace, 3)
+    dry = run("send", REPLAY, "--dry-run")
+    assert dry.exit_code == 0 and "3 messages built" in dry.stdout
+    assert not (workspace / "outbox").exists()
+    refused = run("send", REPLAY)  # no terminal to answer the question
+    assert refused.exit_code == 1 and "add --yes" in refused.stderr
+    sent = run("send", REPLAY, "--yes")
+    assert sent.exit_code == 0, sent.output
+    assert sent.stdout.strip() == "sent 3"
+    assert len(list((workspace / "outbox" / "new").iterdir())) == 3
+    shown = run("status", REPLAY)
+    assert "sent 3" in shown.stdout and ": done" in shown.stdout
+    again = run("send", REPLAY, "--yes")
+    assert "resuming" in again.stderr
+    assert len(list((workspace / "outbox" / "new").iterdir())) == 3
+
+
+def test_test_send_logs_nothing(workspace: Path, server: SmtpServer) -> None:
+    with_audience(workspace, 2)
+    env = smtp_env(server.port)
+    result = run("send", REPLAY, "--test", "moi@example.org", env=env)
+    assert result.exit_code == 0, result.output
+    assert server.handler.received == {"moi@example.org": 1}
+    message = email.message_from_bytes(server.handler.messages[0], policy=policy.default)
+    assert message["Subject"].startswith("[TEST] Replay")
+    assert "nothing sent yet" in run("status", env=env).stderr
+
+
+def test_smtp_without_a_secret_is_refused(workspace: Path, server: SmtpServer) -> None:
+    with_audience(workspace, 1)
+    env = smtp_env(server.port, CITESMAIL_SECRET="")
+    result = run("send", REPLAY, "--yes", env=env)
+    assert result.exit_code == 1 and "CITESMAIL_SECRET" in result.stderr
+    assert not server.handler.received
+
+
+def test_no_segment_is_an_error(workspace: Path) -> None:
+    (workspace / "campaigns" / "x.md").write_text(
+        (workspace / "campaigns" / f"{REPLAY}.md").read_text(encoding="utf-8")
+        .replace('audience = "partenaires-aura"\n', ""), encoding="utf-8")
+    result = run("send", "x", "--yes")
+    assert result.exit_code == 1 and "no segment to send to" in result.stderr
+
+
+def test_killed_at_random_moments_nobody_is_mailed_twice(workspace: Path,
+                                                         server: SmtpServer) -> None:
+    """SIGKILL a real `citesmail send` at random moments, restart until it is done."""
+    addresses = with_audience(workspace, 2000)
+    env = {**os.environ, **smtp_env(server.port, CITESMAIL_DELIVERY_CONNECTIONS="4")}
+    command = [str(CITESMAIL), "send", REPLAY, "--yes"]
+    rng = random.Random(20231)
+    kills = 0
+    while kills < 10:
+        process = subprocess.Popen(command, cwd=workspace, env=env,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.3, 1.2))
+        if process.poll() is not None:
+            break  # it finished before the kill
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        kills += 1
+    final = subprocess.run(command, cwd=workspace, env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert final.returncode == 0, final.stderr
+    assert kills >= 10, "the send finished too early to be killed ten times"
+    states = dict(line.split(" ") for line in final.stdout.strip().split(", "))
+    unknown = int(states.get("unknown", 0))
+    received = server.handler.received
+    assert max(received.values()) == 1  # nobody twice
+    assert int(states["sent"]) + unknown == len(addresses)
+    assert len(received) >= len(addresses) - unknown  # nobody lost but the unknown
+    assert unknown <= kills * 4
