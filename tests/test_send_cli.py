@@ -115,3 +115,20 @@ def test_killed_at_random_moments_nobody_is_mailed_twice(workspace: Path,
     assert int(states["sent"]) + unknown == len(addresses)
     assert len(received) >= len(addresses) - unknown  # nobody lost but the unknown
     assert unknown <= kills * 4
+
+
+def test_contacts_show_lists_sends_and_erasure_blanks_the_log(workspace: Path) -> None:
+    addresses = with_audience(workspace, 2)
+    assert run("send", REPLAY, "--yes").exit_code == 0
+    shown = run("contacts", "show", addresses[0]).stdout
+    assert f"send:          {REPLAY}: sent at " in shown
+    assert run("contacts", "delete", "--yes", addresses[0]).exit_code == 0
+    status = run("status", REPLAY).stdout
+    assert "sent 2" in status  # the log still counts the erased contact's message
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(f"sqlite:///{workspace}/citesmail.db")
+    with engine.connect() as connection:
+        emails = set(connection.execute(text("SELECT email FROM deliveries")).scalars())
+    engine.dispose()
+    assert emails == {"", addresses[1]}

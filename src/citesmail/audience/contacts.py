@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from ..db import Contact, MailingList, Membership, Suppression, utcnow
+from ..db import Contact, Delivery, MailingList, Membership, Send, Suppression, utcnow
 from ..errors import CitesmailError, Problem
 from .addresses import AddressError, address_hash, normalize_address
 from .lists import get_list, insert_ignoring_duplicates
@@ -49,6 +50,14 @@ def lists_of(session: Session, contact_id: int) -> list[str]:
     return list(session.scalars(query))
 
 
+def sends_of(session: Session, contact_id: int) -> list[tuple[str, str, datetime | None]]:
+    """(campaign, state, sent at) for every send that included the contact."""
+    query = (select(Send.campaign, Delivery.state, Delivery.sent_at)
+             .join(Send, Send.id == Delivery.send_id)
+             .where(Delivery.contact_id == contact_id).order_by(Send.created_at))
+    return [(campaign, state, sent_at) for campaign, state, sent_at in session.execute(query)]
+
+
 def unsubscribe(session: Session, addresses: tuple[str, ...]) -> list[Contact]:
     contacts = find_contacts(session, addresses)
     ids = [c.id for c in contacts if c.status == "active"]
@@ -65,6 +74,9 @@ def erase(session: Session, addresses: tuple[str, ...]) -> list[str]:
         {"address_hash": address_hash(c.email_key), "reason": "erased",
          "created_at": utcnow()} for c in contacts])
     ids = [c.id for c in contacts]
+    # The send log keeps its rows (counts stay right) without anything personal.
+    session.execute(update(Delivery).where(Delivery.contact_id.in_(ids)).values(
+        contact_id=None, email="", first_name="", last_name="", organization=""))
     session.execute(delete(Membership).where(Membership.contact_id.in_(ids)))
     session.execute(delete(Contact).where(Contact.id.in_(ids)))
     return [c.email for c in contacts]

@@ -103,7 +103,7 @@ def list_(state: State, list_name: str | None, segment: str | None) -> None:
 @pass_state
 def show(state: State, email: str) -> None:
     """Everything stored about one contact."""
-    from ..audience.contacts import find_contact, lists_of
+    from ..audience.contacts import find_contact, lists_of, sends_of
 
     with state.db.session(write=False) as session:
         c = find_contact(session, email)
@@ -116,6 +116,9 @@ def show(state: State, email: str) -> None:
                 ("created", f"{c.created_at:%Y-%m-%d %H:%M} UTC"),
                 ("updated", f"{c.updated_at:%Y-%m-%d %H:%M} UTC")]
         rows += [(f"attr.{k}", v) for k, v in (c.attributes or {}).items()]
+        rows += [("send", f"{campaign}: {state}" + (f" at {sent:%Y-%m-%d %H:%M} UTC"
+                                                      if sent else ""))
+                 for campaign, state, sent in sends_of(session, c.id)]
     for key, value in rows:
         click.echo(f"{key + ':':<14} {value if value is not None else ''}")
 
