@@ -137,8 +137,10 @@ class Send(Base):
     text: Mapped[str] = mapped_column(Text)
     slots: Mapped[list[list[str]]] = mapped_column(JSON)
     source_hash: Mapped[str] = mapped_column(String(64))
+    # scheduled -> running -> done; or missed (its time passed beyond the grace)
     state: Mapped[str] = mapped_column(String(16), default="running")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    scheduled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

@@ -81,14 +81,13 @@ def prepare_send(db: Database, rendered: RenderedCampaign, segment: str | None,
     """Start the send (snapshot of campaign and recipients) or find the one started."""
     with db.session() as session:
         found = session.scalar(select(Send).where(Send.campaign == rendered.slug))
+        if found is not None and found.state in {"scheduled", "missed"}:
+            when = found.scheduled_at.isoformat(" ", "minutes") if found.scheduled_at else "?"
+            raise CitesmailError(
+                f"'{rendered.slug}' is {found.state} for {when} UTC",
+                f"citesmail unschedule {rendered.slug} first, to send it now")
         if found is not None:
-            recovered = session.execute(
-                update(Delivery).where(Delivery.send_id == found.id,
-                                       Delivery.state == "sending")
-                .values(state="unknown", updated_at=utcnow())).rowcount
-            total = session.scalar(select(func.count()).where(Delivery.send_id == found.id))
-            return Prepared(found.id, total or 0, True, found.source_hash != source,
-                            recovered or 0)
+            return _resume(session, found, source)
         send = Send(campaign=rendered.slug, segment=segment, subject=rendered.subject,
                     html=rendered.html, text=rendered.text,
                     slots=[list(slot) for slot in rendered.slots], source_hash=source,
@@ -96,6 +95,31 @@ def prepare_send(db: Database, rendered: RenderedCampaign, segment: str | None,
         session.add(send)
         session.flush()
         total = _snapshot(session, send.id, definition)
+        return Prepared(send.id, total, False, False, 0)
+
+
+def _resume(session: Session, found: Send, source: str) -> Prepared:
+    recovered = session.execute(
+        update(Delivery).where(Delivery.send_id == found.id, Delivery.state == "sending")
+        .values(state="unknown", updated_at=utcnow())).rowcount
+    total = session.scalar(select(func.count()).where(Delivery.send_id == found.id))
+    return Prepared(found.id, total or 0, True, found.source_hash != source, recovered or 0)
+
+
+def start_scheduled(db: Database, campaign: str) -> Prepared | None:
+    """The scheduled send of `campaign` begins: its recipients are snapshotted now.
+    A send already running is resumed; one done (or missed) starts nothing."""
+    from .audience.segments import get_segment
+
+    with db.session() as session:
+        send = session.scalar(select(Send).where(Send.campaign == campaign))
+        if send is None or send.state in {"done", "missed"}:
+            return None
+        if send.state == "running":
+            return _resume(session, send, send.source_hash)
+        definition = get_segment(session, send.segment or "")[1]
+        total = _snapshot(session, send.id, definition)
+        send.state, send.started_at = "running", utcnow()
         return Prepared(send.id, total, False, False, 0)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -62,12 +63,15 @@ class Row:
     attributes: dict[str, str]
 
 
-def _tidy(cell: str) -> str:
-    """Trimmed, and no newline or run of spaces inside."""
-    cell = cell.strip()
-    if "  " in cell or "\n" in cell or "\r" in cell or "\t" in cell:
-        return " ".join(cell.split())
-    return cell
+_MESSY = re.compile(r"\s\x00|\x00\s|^\s|\s$|\s\s|[\n\r\t\x0b\x0c]")
+
+
+def _tidy(cells: list[str]) -> list[str]:
+    """Cells trimmed, without newlines or runs of spaces inside (checked once a row:
+    most rows are clean already)."""
+    if _MESSY.search("\x00".join(cells)):
+        return [" ".join(cell.split()) for cell in cells]
+    return cells
 
 
 def parse_rows(sheet: Sheet, report: ImportReport) -> list[Row]:
@@ -81,7 +85,7 @@ def parse_rows(sheet: Sheet, report: ImportReport) -> list[Row]:
     seen: dict[str, int] = {}
     rows: list[Row] = []
     for line, raw_cells in sheet.rows:
-        cells = [_tidy(cell) for cell in raw_cells]
+        cells = _tidy(raw_cells)
         if not any(cells):
             continue
         if len(cells) > width and any(cells[width:]):

@@ -94,7 +94,8 @@ from . import (  # noqa: E402  (they register commands)
     audience_commands,
     campaign_commands,
     delivery_commands,
+    schedule_commands,
 )
 
 __all__ = ["State", "audience_commands", "campaign_commands", "delivery_commands", "main",
-           "pass_state"]
+           "pass_state", "schedule_commands"]

@@ -258,7 +258,9 @@ def status(state: State, campaign: str | None) -> None:
             click.echo("  " + ", ".join(f"{s} {n}" for s, n in found.items()))
             started = _local(state, send.started_at) if send.started_at else "-"
             ended = _local(state, send.finished_at) if send.finished_at else "-"
-            click.echo(f"  started {started}, finished {ended}")
+            planned = (f"scheduled for {_local(state, send.scheduled_at)}, "
+                       if send.scheduled_at else "")
+            click.echo(f"  {planned}started {started}, finished {ended}")
             errors = session.execute(
                 select(Delivery.email, Delivery.state, Delivery.last_code, Delivery.last_error)
                 .where(Delivery.send_id == send.id, Delivery.last_error.is_not(None))

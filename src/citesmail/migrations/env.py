@@ -10,6 +10,8 @@ connection = context.config.attributes["connection"]
 context.configure(
     connection=connection,
     target_metadata=Base.metadata,
+    # APScheduler creates and owns its job table: not ours to migrate.
+    include_name=lambda name, kind, _parent: not (kind == "table" and name == "apscheduler_jobs"),
     render_as_batch=connection.dialect.name == "sqlite",
 )
 with context.begin_transaction():

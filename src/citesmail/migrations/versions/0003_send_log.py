@@ -28,6 +28,7 @@ def upgrade() -> None:
         sa.Column("source_hash", sa.String(64), nullable=False),
         sa.Column("state", sa.String(16), nullable=False),
         sa.Column("created_at", UTCDateTime, nullable=False),
+        sa.Column("scheduled_at", UTCDateTime),
         sa.Column("started_at", UTCDateTime),
         sa.Column("finished_at", UTCDateTime),
     )

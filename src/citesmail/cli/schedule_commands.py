@@ -1,0 +1,116 @@
+"""Commands that schedule: schedule, schedules, unschedule, worker."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from datetime import UTC
+
+import click
+
+from . import State, main, pass_state
+from .delivery_commands import _local, _stop_on_signals
+
+
+@main.command()
+@click.argument("campaign")
+@click.option("--at", "at", required=True, metavar='"YYYY-MM-DD HH:MM"',
+              help="When to send, in --tz (seconds allowed: HH:MM:SS).")
+@click.option("--tz", "zone", metavar="ZONE", help="Time zone of --at (default: "
+              "[schedule] timezone, Europe/Paris).")
+@click.option("--segment", metavar="NAME", help="Segment (default: the campaign's audience).")
+@pass_state
+def schedule(state: State, campaign: str, at: str, zone: str | None,
+             segment: str | None) -> None:
+    """Send CAMPAIGN at a given time (citesmail worker must be running then).
+
+    The campaign is rendered and stored now: the send uses this version.
+    Scheduling the same campaign again replaces its schedule.
+    """
+    from ..audience.segments import count, get_segment
+    from ..campaigns import resolve_campaign_path
+    from ..delivery import file_hash
+    from ..errors import CitesmailError
+    from ..render import render_campaign
+    from ..scheduler import parse_local_time, schedule_send
+    from .campaign_commands import _load
+
+    settings = state.settings
+    zone = zone or settings.schedule.timezone
+    when = parse_local_time(at, zone)
+    path = resolve_campaign_path(campaign, settings.campaigns_dir)
+    rendered = render_campaign(_load(settings, path), settings)
+    name = segment or rendered.campaign.audience
+    if not name:
+        raise CitesmailError("no segment to send to",
+                             'give --segment NAME, or set audience = "NAME" in the campaign')
+    with state.db.session(write=False) as session:
+        recipients = count(session, get_segment(session, name)[1])
+    replaced = schedule_send(state.db, settings, rendered, name, file_hash(path), when)
+    if when.ambiguous:
+        click.echo(f"note: {at} happens twice in {zone} (clocks go back); the first one is "
+                   "used", err=True)
+    utc = when.moment.astimezone(UTC)
+    click.echo(f"'{rendered.slug}' {'re' if replaced else ''}scheduled for "
+               f"{when.moment:%Y-%m-%d %H:%M:%S %Z} ({utc:%Y-%m-%d %H:%M:%S} UTC) to segment "
+               f"{name} ({recipients} recipients now)")
+
+
+@main.command()
+@pass_state
+def schedules(state: State) -> None:
+    """Pending, running and missed scheduled sends."""
+    from sqlalchemy import select
+
+    from ..audience.segments import count, get_segment
+    from ..db import Send
+    from ..delivery import file_hash
+
+    with state.db.session(write=False) as session:
+        sends = list(session.scalars(select(Send).where(Send.scheduled_at.is_not(None))
+                                     .order_by(Send.scheduled_at)))
+        if not sends:
+            click.echo("no scheduled sends", err=True)
+        for send in sends:
+            try:
+                recipients = str(count(session, get_segment(session, send.segment or "")[1]))
+            except Exception:  # a removed segment: say so rather than fail the listing
+                recipients = "segment missing"
+            line = (f"{send.campaign:<40} {send.state:<9} {_local(state, send.scheduled_at)}"
+                    f"  segment {send.segment} ({recipients})")
+            click.echo(line)
+            source = state.settings.campaigns_dir / f"{send.campaign}.md"
+            if send.state == "scheduled" and source.exists() and \
+                    file_hash(source) != send.source_hash:
+                click.echo("  warning: the campaign file changed since it was scheduled; "
+                           "the scheduled version will be sent (schedule it again to update)")
+
+
+@main.command()
+@click.argument("campaign")
+@pass_state
+def unschedule(state: State, campaign: str) -> None:
+    """Cancel the scheduled send of CAMPAIGN."""
+    from ..scheduler import unschedule as do_unschedule
+
+    do_unschedule(state.db, state.settings, campaign)
+    click.echo(f"'{campaign}' unscheduled")
+
+
+@main.command()
+@pass_state
+def worker(state: State) -> None:
+    """Run scheduled sends at their time, and resume interrupted ones (one per database).
+
+    Logs each event on standard output. Ctrl-C or SIGTERM finishes the messages in
+    hand and stops; what is left resumes at the next start.
+    """
+    from ..scheduler import run_worker
+
+    logging.basicConfig(stream=sys.stdout, level=logging.INFO, force=True,
+                        format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    stop = threading.Event()
+    with _stop_on_signals(stop):
+        run_worker(state.db, state.settings, stop)

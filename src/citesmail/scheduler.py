@@ -1,0 +1,294 @@
+"""Scheduled sends: APScheduler 3.11 jobs in one `citesmail worker` process.
+
+`schedule` stores the rendered campaign (the `sends` row, state `scheduled`) and a job
+in APScheduler's SQLAlchemyJobStore, on the same database. The worker runs the job at
+its time: the job only *starts* the send (recipients snapshotted then); the send log
+makes a second start harmless. A time missed by more than `[schedule] misfire_grace`
+marks the send `missed`: it is never sent silently late.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select, text, update
+
+from .config import Settings
+from .db import Database, Send, utcnow
+from .errors import CitesmailError
+from .render import RenderedCampaign
+
+JOB_FUNCTION = "citesmail.scheduler:run_scheduled_send"
+log = logging.getLogger("citesmail.worker")
+
+
+def job_id(campaign: str) -> str:
+    return f"send:{campaign}"
+
+
+# -- times --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class When:
+    moment: datetime  # aware, in the zone asked
+    ambiguous: bool
+
+
+def parse_local_time(text_value: str, zone: str) -> When:
+    """'YYYY-MM-DD HH:MM[:SS]' in `zone`; a time the clocks skip is refused."""
+    try:
+        tz = ZoneInfo(zone)
+    except Exception:
+        raise CitesmailError(f"unknown time zone '{zone}'", "e.g. Europe/Paris") from None
+    for pattern in ("%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S"):
+        try:
+            naive = datetime.strptime(text_value.strip(), pattern)
+            break
+        except ValueError:
+            continue
+    else:
+        raise CitesmailError(f"cannot read the time '{text_value}'",
+                             'write it as "YYYY-MM-DD HH:MM", e.g. "2027-01-19 09:00"')
+    first, second = naive.replace(tzinfo=tz, fold=0), naive.replace(tzinfo=tz, fold=1)
+    back = first.astimezone(UTC).astimezone(tz).replace(tzinfo=None)
+    if back != naive:
+        raise CitesmailError(
+            f"{text_value} does not exist in {zone}: the clocks skip that hour",
+            "choose a time before or after the change to summer time")
+    return When(first, first.utcoffset() != second.utcoffset())
+
+
+# -- the job store --------------------------------------------------------------------
+
+
+def _scheduler(db: Database, settings: Settings, blocking: bool = False) -> Any:
+    from apscheduler.executors.pool import ThreadPoolExecutor
+    from apscheduler.jobstores.memory import MemoryJobStore
+    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+    from apscheduler.schedulers.background import BackgroundScheduler
+    from apscheduler.schedulers.blocking import BlockingScheduler
+
+    kind = BlockingScheduler if blocking else BackgroundScheduler
+    return kind(
+        jobstores={"default": SQLAlchemyJobStore(engine=db.engine),
+                   "memory": MemoryJobStore()},
+        executors={"default": ThreadPoolExecutor(4)},
+        job_defaults={"coalesce": True, "max_instances": 1,
+                      "misfire_grace_time": int(settings.schedule.misfire_grace.total_seconds())},
+        timezone=UTC,
+    )
+
+
+def _with_store(db: Database, settings: Settings, action: Any) -> Any:
+    """Run `action(scheduler)` against the job store without running any job."""
+    scheduler = _scheduler(db, settings)
+    scheduler.start(paused=True)
+    try:
+        return action(scheduler)
+    finally:
+        scheduler.shutdown(wait=False)
+
+
+def schedule_send(db: Database, settings: Settings, rendered: RenderedCampaign,
+                  segment: str, source: str, when: When) -> bool:
+    """Store the campaign and its job; returns True when it replaced a schedule."""
+    at = when.moment.astimezone(UTC)
+    if at <= datetime.now(UTC):
+        raise CitesmailError(f"{when.moment:%Y-%m-%d %H:%M:%S %Z} is in the past",
+                             "choose a time to come")
+    with db.session() as session:
+        send = session.scalar(select(Send).where(Send.campaign == rendered.slug))
+        replaced = send is not None
+        if send is not None and send.state not in {"scheduled", "missed"}:
+            raise CitesmailError(f"'{rendered.slug}' has already been sent ({send.state})",
+                                 f"see citesmail status {rendered.slug}")
+        if send is None:
+            send = Send(campaign=rendered.slug)
+            session.add(send)
+        send.segment, send.subject, send.html, send.text = (
+            segment, rendered.subject, rendered.html, rendered.text)
+        send.slots, send.source_hash = [list(slot) for slot in rendered.slots], source
+        send.state, send.scheduled_at, send.created_at = "scheduled", at, utcnow()
+    _with_store(db, settings, lambda scheduler: scheduler.add_job(
+        JOB_FUNCTION, "date", run_date=at, id=job_id(rendered.slug), args=[rendered.slug],
+        replace_existing=True, name=rendered.slug))
+    return replaced
+
+
+def unschedule(db: Database, settings: Settings, campaign: str) -> None:
+    with db.session() as session:
+        send = session.scalar(select(Send).where(Send.campaign == campaign))
+        if send is None or send.state not in {"scheduled", "missed"}:
+            state = "not scheduled" if send is None else f"already {send.state}"
+            raise CitesmailError(f"'{campaign}' is {state}", "see citesmail schedules")
+        session.delete(send)
+
+    def remove(scheduler: Any) -> None:
+        if scheduler.get_job(job_id(campaign)) is not None:
+            scheduler.remove_job(job_id(campaign))
+
+    _with_store(db, settings, remove)
+
+
+# -- the worker -----------------------------------------------------------------------
+
+
+class WorkerLock:
+    """Exactly one scheduler: an advisory lock on PostgreSQL, a file lock on SQLite
+    (both die with the process)."""
+
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db, self.settings = db, settings
+        self.handle: Any = None
+
+    def acquire(self) -> None:
+        if self.db.is_postgresql:
+            connection = self.db.engine.connect()
+            key = connection.execute(text(
+                "SELECT hashtext('citesmail-worker:' || current_database() || ':' || "
+                "current_schema())")).scalar()
+            if not connection.execute(text("SELECT pg_try_advisory_lock(:k)"),
+                                      {"k": key}).scalar():
+                connection.close()
+                raise CitesmailError("another citesmail worker is running on this database",
+                                     "only one worker schedules sends; this one stops")
+            connection.commit()
+            self.handle = connection
+            return
+        path = Path(self.settings.database_url.removeprefix("sqlite:///") + ".worker.lock")
+        handle = path.open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            other = handle.read().strip() or "?"
+            handle.close()
+            raise CitesmailError(f"another citesmail worker is running (pid {other})",
+                                 "only one worker schedules sends; this one stops") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self.handle = handle
+
+    def release(self) -> None:
+        if self.handle is None:
+            return
+        if self.db.is_postgresql:
+            # The lock belongs to the database session: end it, not just the checkout.
+            self.handle.invalidate()
+        self.handle.close()
+        self.handle = None
+
+
+@dataclass
+class WorkerContext:
+    db: Database
+    settings: Settings
+    stop: threading.Event
+    running: set[str]
+    lock: threading.Lock
+
+
+_context: WorkerContext | None = None
+
+
+def run_scheduled_send(campaign: str) -> None:
+    """The job: start (or resume) the campaign's send and drain what is due."""
+    from .delivery import SendRun, start_scheduled
+    from .transports import make_transport
+
+    ctx = _context
+    if ctx is None:
+        raise RuntimeError("run_scheduled_send runs inside citesmail worker")
+    with ctx.lock:
+        if campaign in ctx.running:
+            return
+        ctx.running.add(campaign)
+    try:
+        prepared = start_scheduled(ctx.db, campaign)
+        if prepared is None:
+            log.info("%s: nothing to send (already done or missed)", campaign)
+            return
+        log.info("%s: %s, %d recipients", campaign,
+                 "resuming" if prepared.resumed else "starting", prepared.total)
+        result = SendRun(ctx.db, prepared.send_id, ctx.settings,
+                         lambda: make_transport(ctx.settings), stop=ctx.stop).run()
+        summary = ", ".join(f"{s} {n}" for s, n in result.counts.items() if n)
+        state = "done" if result.finished else "stopped" if result.stopped else "waiting"
+        log.info("%s: %s (%s)", campaign, state, summary)
+    except CitesmailError as exc:
+        log.error("%s: %s", campaign, exc)
+    finally:
+        with ctx.lock:
+            ctx.running.discard(campaign)
+
+
+def _resume_due(scheduler: Any) -> None:
+    """Sends left running (interrupted, or waiting for retries) are picked up again."""
+    ctx = _context
+    assert ctx is not None
+    with ctx.db.session(write=False) as session:
+        running = list(session.scalars(select(Send.campaign).where(Send.state == "running")))
+    for campaign in running:
+        if campaign not in ctx.running:
+            scheduler.add_job(run_scheduled_send, args=[campaign], jobstore="memory",
+                              id=f"resume:{campaign}", replace_existing=True)
+
+
+def _mark_missed(db: Database, event: Any) -> None:
+    campaign = event.job_id.removeprefix("send:")
+    with db.session() as session:
+        session.execute(update(Send).where(Send.campaign == campaign,
+                                           Send.state == "scheduled").values(state="missed"))
+    log.warning("%s: MISSED: its time %s passed while no worker ran (more than the "
+                "grace); not sent", campaign, event.scheduled_run_time)
+
+
+def run_worker(db: Database, settings: Settings, stop: threading.Event) -> None:
+    """Block until `stop` is set; then finish the messages in hand and return."""
+    from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED
+
+    global _context
+    lock = WorkerLock(db, settings)
+    lock.acquire()
+    scheduler = _scheduler(db, settings)
+    _context = WorkerContext(db, settings, stop, set(), threading.Lock())
+    scheduler.add_listener(lambda event: _mark_missed(db, event), EVENT_JOB_MISSED)
+    scheduler.add_listener(lambda event: log.error("job %s failed: %s", event.job_id,
+                                                   event.exception), EVENT_JOB_ERROR)
+    try:
+        scheduler.start()
+        log.info("worker started (pid %d); misfire grace %s", os.getpid(),
+                 settings.schedule.misfire_grace)
+        _resume_due(scheduler)
+        scheduler.add_job(_resume_due, "interval", args=[scheduler], seconds=30,
+                          jobstore="memory", id="resume-due")
+        for job in scheduler.get_jobs(jobstore="default"):
+            log.info("%s: scheduled for %s", job.name, job.next_run_time)
+        while not stop.wait(0.25):
+            scheduler.wakeup()  # notice jobs that other processes added to the store
+    finally:
+        log.info("worker stopping: finishing the messages in hand")
+        scheduler.shutdown(wait=True)
+        _context = None
+        lock.release()
+        log.info("worker stopped")
+
+
+def next_run_times(db: Database, settings: Settings) -> dict[str, datetime]:
+    def read(scheduler: Any) -> dict[str, datetime]:
+        return {job.id.removeprefix("send:"): job.next_run_time
+                for job in scheduler.get_jobs(jobstore="default")}
+
+    return _with_store(db, settings, read)
+

@@ -1,0 +1,209 @@
+"""Scheduled sends with real `citesmail worker` processes and a real SMTP server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from .conftest import REPLAY, run
+from .smtp_server import SmtpServer
+from .test_send_cli import smtp_env, with_audience
+
+CITESMAIL = Path(sys.executable).parent / "citesmail"
+PARIS = ZoneInfo("Europe/Paris")
+
+
+@pytest.fixture
+def server() -> Iterator[SmtpServer]:
+    with SmtpServer() as running:
+        yield running
+
+
+def in_seconds(seconds: float) -> str:
+    return (datetime.now(PARIS) + timedelta(seconds=seconds)).strftime("%Y-%m-%d %H:%M:%S")
+
+
+class Workers:
+    """Starts `citesmail worker` processes; stops whatever is left at the end."""
+
+    def __init__(self, workspace: Path, env: dict[str, str]) -> None:
+        self.workspace, self.env = workspace, {**os.environ, **env}
+        self.processes: list[subprocess.Popen[str]] = []
+
+    def start(self) -> subprocess.Popen[str]:
+        process = subprocess.Popen([str(CITESMAIL), "worker"], cwd=self.workspace,
+                                   env=self.env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True)
+        self.processes.append(process)
+        return process
+
+    def stop(self, process: subprocess.Popen[str]) -> str:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+        return output
+
+    def kill(self, process: subprocess.Popen[str]) -> None:
+        process.kill()
+        process.communicate()
+
+    def close(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+            if process.stdout and not process.stdout.closed:
+                process.communicate()
+
+
+@pytest.fixture
+def setup(workspace: Path, server: SmtpServer) -> Iterator[Callable[..., Workers]]:
+    made: list[Workers] = []
+
+    def make(grace: str = "1h", recipients: int = 5) -> Workers:
+        env = smtp_env(server.port, CITESMAIL_SCHEDULE_MISFIRE_GRACE=f'"{grace}"')
+        os.environ.update({k: v for k, v in env.items()})
+        with_audience(workspace, recipients)
+        workers = Workers(workspace, env)
+        made.append(workers)
+        return workers
+
+    saved = dict(os.environ)
+    yield make
+    for workers in made:
+        workers.close()
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 20) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return condition()
+
+
+def delivered(server: SmtpServer, n: int) -> Callable[[], bool]:
+    return lambda: sum(server.handler.received.values()) >= n
+
+
+def test_a_due_send_is_delivered_once_to_everyone(setup: Callable[..., Workers],
+                                                  server: SmtpServer) -> None:
+    workers = setup()
+    scheduled = run("schedule", REPLAY, "--at", in_seconds(3))
+    assert scheduled.exit_code == 0, scheduled.output
+    assert "UTC" in scheduled.stdout and "(5 recipients now)" in scheduled.stdout
+    assert "scheduled" in run("schedules").stdout
+    worker = workers.start()
+    assert wait_for(delivered(server, 5))
+    time.sleep(0.5)
+    output = workers.stop(worker)
+    assert worker.returncode == 0, output
+    assert set(server.handler.received.values()) == {1} and len(server.handler.received) == 5
+    assert "starting, 5 recipients" in output and "done (sent 5)" in output
+    status = run("status", REPLAY).stdout
+    assert "sent 5" in status and "scheduled for" in status
+
+
+def test_worker_killed_and_restarted_before_the_time(setup: Callable[..., Workers],
+                                                     server: SmtpServer) -> None:
+    workers = setup()
+    assert run("schedule", REPLAY, "--at", in_seconds(4)).exit_code == 0
+    first = workers.start()
+    time.sleep(1.5)
+    workers.kill(first)
+    second = workers.start()
+    assert wait_for(delivered(server, 5))
+    time.sleep(0.5)
+    workers.stop(second)
+    assert set(server.handler.received.values()) == {1} and len(server.handler.received) == 5
+
+
+def test_no_worker_at_the_time_then_one_within_the_grace(setup: Callable[..., Workers],
+                                                         server: SmtpServer) -> None:
+    workers = setup(grace="60s")
+    assert run("schedule", REPLAY, "--at", in_seconds(1.5)).exit_code == 0
+    time.sleep(3)
+    assert not server.handler.received
+    worker = workers.start()
+    assert wait_for(delivered(server, 5))
+    workers.stop(worker)
+    assert set(server.handler.received.values()) == {1}
+
+
+def test_outside_the_grace_the_send_is_missed_not_sent(setup: Callable[..., Workers],
+                                                       server: SmtpServer) -> None:
+    workers = setup(grace="1s")
+    assert run("schedule", REPLAY, "--at", in_seconds(1.2)).exit_code == 0
+    time.sleep(3.5)
+    worker = workers.start()
+    assert wait_for(lambda: "missed" in run("schedules").stdout, 10)
+    output = workers.stop(worker)
+    assert "MISSED" in output
+    assert not server.handler.received
+    assert "missed" in run("status", REPLAY).stdout
+    refused = run("send", REPLAY, "--yes")
+    assert refused.exit_code == 1 and "unschedule" in refused.stderr
+
+
+def test_two_workers_started_together_make_one_send(setup: Callable[..., Workers],
+                                                    server: SmtpServer) -> None:
+    workers = setup()
+    assert run("schedule", REPLAY, "--at", in_seconds(3)).exit_code == 0
+    a, b = workers.start(), workers.start()
+    assert wait_for(lambda: a.poll() is not None or b.poll() is not None, 10)
+    loser, winner = (a, b) if a.poll() is not None else (b, a)
+    assert loser.returncode == 1
+    assert "another citesmail worker is running" in loser.communicate()[0]
+    assert wait_for(delivered(server, 5))
+    time.sleep(0.5)
+    workers.stop(winner)
+    assert set(server.handler.received.values()) == {1} and len(server.handler.received) == 5
+
+
+def test_times_in_the_past_or_in_the_dst_gap_are_refused_and_unschedule(
+        workspace: Path) -> None:
+    with_audience(workspace, 2)
+    past = run("schedule", REPLAY, "--at", "2020-01-01 10:00")
+    assert past.exit_code == 1 and "is in the past" in past.stderr
+    gap = run("schedule", REPLAY, "--at", "2031-03-30 02:30")
+    assert gap.exit_code == 1 and "does not exist in Europe/Paris" in gap.stderr
+    ambiguous = run("schedule", REPLAY, "--at", "2031-10-26 02:30")
+    assert ambiguous.exit_code == 0
+    assert "happens twice" in ambiguous.stderr
+    assert "2031-10-26 02:30:00 CEST (2031-10-26 00:30:00 UTC)" in ambiguous.stdout
+    again = run("schedule", REPLAY, "--at", "2031-01-01 09:00", "--tz", "UTC")
+    assert "rescheduled for 2031-01-01 09:00:00 UTC" in again.stdout
+    assert "2031-01-01 10:00:00 CET" in run("schedules").stdout
+    assert run("unschedule", REPLAY).exit_code == 0
+    assert "no scheduled sends" in run("schedules").stderr
+    assert run("unschedule", REPLAY).exit_code == 1
+
+
+def test_the_worker_lock_is_exclusive_and_dies_with_its_holder(db_url: str) -> None:
+    from citesmail.config import load_settings
+    from citesmail.db import open_database
+    from citesmail.errors import CitesmailError
+    from citesmail.scheduler import WorkerLock
+
+    settings = load_settings(None, environ={}, overrides={"database": {"url": db_url}})
+    first_db, second_db = open_database(db_url), open_database(db_url)
+    first = WorkerLock(first_db, settings)
+    first.acquire()
+    with pytest.raises(CitesmailError, match="another citesmail worker is running"):
+        WorkerLock(second_db, settings).acquire()
+    first.release()
+    second = WorkerLock(second_db, settings)
+    second.acquire()
+    second.release()
+    first_db.close()
+    second_db.close()
