@@ -132,3 +132,54 @@ def test_contacts_show_lists_sends_and_erasure_blanks_the_log(workspace: Path) -
         emails = set(connection.execute(text("SELECT email FROM deliveries")).scalars())
     engine.dispose()
     assert emails == {"", addresses[1]}
+
+
+def test_long_retry_delay_ends_the_command_saying_when(workspace: Path,
+                                                      server: SmtpServer) -> None:
+    addresses = with_audience(workspace, 2)
+    server.handler.at_rcpt[addresses[0]] = [451]
+    env = smtp_env(server.port, CITESMAIL_DELIVERY_RETRY_DELAYS="[900]")
+    result = run("send", REPLAY, "--yes", env=env)
+    assert result.exit_code == 0
+    assert result.stdout.strip() == "sent 1, deferred 1"
+    assert "next retry at" in result.stderr
+
+
+def test_hourly_cap_and_rate_limit(workspace: Path, server: SmtpServer) -> None:
+    with_audience(workspace, 5)
+    env = smtp_env(server.port, CITESMAIL_DELIVERY_HOURLY_CAP="3")
+    capped = run("send", REPLAY, "--yes", env=env)
+    assert capped.stdout.strip() == "queued 2, sent 3"
+    assert "hourly cap reached" in capped.stderr
+    assert sum(server.handler.received.values()) == 3
+    copy = workspace / "campaigns" / "au-rythme.md"
+    copy.write_text((workspace / "campaigns" / f"{REPLAY}.md").read_text(encoding="utf-8"),
+                    encoding="utf-8")
+    env = smtp_env(server.port, CITESMAIL_DELIVERY_RATE_PER_SECOND="4",
+                   CITESMAIL_DELIVERY_HOURLY_CAP="0")
+    started = time.monotonic()
+    assert run("send", "au-rythme", "--yes", env=env).stdout.strip() == "sent 5"
+    assert time.monotonic() - started >= 0.95  # five at 4 per second: 1 s at least
+
+
+def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(workspace: Path,
+                                                          server: SmtpServer) -> None:
+    with_audience(workspace, 40)
+    server.handler.delay = 0.05
+    env = {**os.environ, **smtp_env(server.port, CITESMAIL_DELIVERY_CONNECTIONS="2")}
+    command = [str(CITESMAIL), "send", REPLAY, "--yes"]
+    process = subprocess.Popen(command, cwd=workspace, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not server.handler.received and time.monotonic() < deadline:
+        time.sleep(0.05)  # sending has begun
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 130, err
+    assert "stopped: run the same command to resume" in err
+    assert "sending" not in out and "unknown" not in out  # the messages in hand finished
+    server.handler.delay = 0
+    final = subprocess.run(command, cwd=workspace, env=env, capture_output=True, text=True,
+                           timeout=60)
+    assert final.stdout.strip() == "sent 40"
+    assert set(server.handler.received.values()) == {1}

@@ -270,14 +270,16 @@ class SendRun:
                               .where(Delivery.send_id == self.send_id,
                                      Delivery.state == "deferred"))
 
-    def _hourly_room(self, session: Session) -> tuple[int, datetime | None]:
-        """How many messages the hourly cap still allows, and when more will be."""
+    def _hourly_room(self, session: Session, in_flight: int) -> tuple[int, datetime | None]:
+        """How many messages the hourly cap still allows (counting those in flight),
+        and when more will be."""
         cap = self.settings.delivery.hourly_cap
         if cap <= 0:
             return 1 << 30, None
         since = utcnow() - timedelta(hours=1)
         recent = select(Delivery.sent_at).where(Delivery.sent_at > since)
-        used = session.scalar(select(func.count()).select_from(recent.subquery())) or 0
+        used = (session.scalar(select(func.count()).select_from(recent.subquery())) or 0) \
+            + in_flight
         if used < cap:
             return cap - used, None
         oldest = session.scalar(select(func.min(Delivery.sent_at))
@@ -316,7 +318,8 @@ class SendRun:
                 for claimed, outcome in finished_results:
                     self._record(session, claimed, outcome)
                 finished_results = []
-                room, cap_until = self._hourly_room(session) if slots else (0, None)
+                room, cap_until = self._hourly_room(session, len(in_flight)) if slots \
+                    else (0, None)
                 claimed_now = self._claim(session, min(slots, room)) if slots and room else []
                 state = counts(session, self.send_id) if not in_flight and not claimed_now \
                     else None
