@@ -126,3 +126,9 @@ def test_config_that_is_not_utf8_names_the_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(config, environ={})
     assert caught.value.problems[0].line == 2
+
+
+def test_secrets_come_from_the_environment_and_are_not_settings(tmp_path: Path) -> None:
+    settings = load_settings(None, cwd=tmp_path, environ={
+        "CITESMAIL_SMTP_PASSWORD": "pw", "CITESMAIL_SECRET": "s"})
+    assert settings.smtp_password == "pw" and settings.secret == "s"

@@ -187,12 +187,17 @@ _NOT_FROM_FILE = {"workspace", "config_path", "secret", "smtp_password"}
 _SECTIONS = tuple(name for name in Settings.model_fields if name not in _NOT_FROM_FILE)
 
 
+_SECRET_VARIABLES = {"CITESMAIL_SECRET", "CITESMAIL_SMTP_PASSWORD"}
+
+
 def _env_overrides(environ: dict[str, str]) -> dict[str, dict[str, Any]]:
     """CITESMAIL_<SECTION>_<KEY>=value; values are read as TOML when they parse, else text."""
     found: dict[str, dict[str, Any]] = {}
     for name, raw in environ.items():
         if not name.startswith("CITESMAIL_"):
             continue
+        if name in _SECRET_VARIABLES:
+            continue  # read as secrets, never as settings
         section, _, key = name[len("CITESMAIL_") :].lower().partition("_")
         if section not in _SECTIONS or not key:
             continue

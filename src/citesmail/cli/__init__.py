@@ -95,7 +95,8 @@ from . import (  # noqa: E402  (they register commands)
     campaign_commands,
     delivery_commands,
     schedule_commands,
+    web_commands,
 )
 
 __all__ = ["State", "audience_commands", "campaign_commands", "delivery_commands", "main",
-           "pass_state", "schedule_commands"]
+           "pass_state", "schedule_commands", "web_commands"]

@@ -27,6 +27,10 @@ LABELS: dict[str, dict[str, str]] = {
         "unsubscribe": "Se désabonner",
         "reason": "Vous recevez ce message car vous êtes inscrit·e aux annonces de {org}.",
         "colon": "\u00a0: ",
+        "unsubscribe_question": "Ne plus recevoir les messages de {org} à l'adresse {email} ?",
+        "unsubscribe_button": "Me désabonner",
+        "unsubscribed": "C'est fait : {email} ne recevra plus les messages de {org}.",
+        "bad_link": "Ce lien n'est pas valide. Utilisez celui du message reçu.",
     },
     "en": {
         "objectives": "Objectives",
@@ -45,6 +49,10 @@ LABELS: dict[str, dict[str, str]] = {
         "unsubscribe": "Unsubscribe",
         "reason": "You receive this message because you subscribed to announcements from {org}.",
         "colon": ": ",
+        "unsubscribe_question": "Stop receiving messages from {org} at {email}?",
+        "unsubscribe_button": "Unsubscribe me",
+        "unsubscribed": "Done: {email} will no longer receive messages from {org}.",
+        "bad_link": "This link is not valid. Please use the one in the message you received.",
     },
 }
 

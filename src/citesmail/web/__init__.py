@@ -1,0 +1,1 @@
+"""Web apps: the public unsubscribe and web-view app (public.py)."""

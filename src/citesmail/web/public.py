@@ -1,0 +1,152 @@
+"""The public app (`citesmail serve`): one-click unsubscribe (RFC 8058) and web view.
+
+It sits behind the organisation's reverse proxy at `[unsubscribe] base_url`. Links carry
+an HMAC-signed token naming the contact and the campaign: a tampered token gets 400, an
+unknown contact 404, and neither reveals nor changes anything.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+from urllib.parse import parse_qs
+
+from sqlalchemy import select, update
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from ..config import Settings
+from ..db import Contact, Database, Delivery, Send, utcnow
+from ..errors import CitesmailError
+from ..message import Recipient, links_for, recipient_values
+from ..render.labels import labels_for
+from ..render.slots import fill
+from ..tokens import DEVELOPMENT_SECRET, read_token
+from .security import SecurityHeaders
+
+_LANG = re.compile(r'<html[^>]*\blang="([A-Za-z_-]+)"')
+
+
+@dataclass
+class Found:
+    contact: Contact
+    send: Send | None
+    lang: str
+
+
+def _page(lang: str, title: str, body: str, status: int = 200) -> HTMLResponse:
+    document = (
+        f'<!doctype html><html lang="{html.escape(lang)}"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{html.escape(title)}</title><style>body{{font-family:Arial,Helvetica,"
+        "sans-serif;max-width:36rem;margin:3rem auto;padding:0 1rem;color:#1f2937;"
+        "line-height:1.5}button{background:#1d4ed8;color:#fff;border:0;border-radius:6px;"
+        "padding:.75rem 1.5rem;font-size:1rem;cursor:pointer}</style></head>"
+        f"<body>{body}</body></html>")
+    return HTMLResponse(document, status_code=status)
+
+
+class PublicApp:
+    def __init__(self, settings: Settings, db: Database) -> None:
+        self.settings, self.db = settings, db
+        self.secret = settings.secret or DEVELOPMENT_SECRET
+
+    def _find(self, token: str) -> Found | Response:
+        lang = self.settings.campaigns.lang
+        t = labels_for(lang)
+        try:
+            contact_id, campaign = read_token(self.secret, token)
+        except CitesmailError:
+            return _page(lang, t["bad_link"], f"<p>{html.escape(t['bad_link'])}</p>", 400)
+        with self.db.session(write=False) as session:
+            contact = session.get(Contact, contact_id)
+            send = session.scalar(select(Send).where(Send.campaign == campaign))
+            if contact is None:
+                return _page(lang, t["bad_link"], f"<p>{html.escape(t['bad_link'])}</p>", 404)
+            session.expunge_all()
+        if send is not None and (match := _LANG.search(send.html[:2000])):
+            lang = match.group(1)
+        return Found(contact, send, lang)
+
+    def _texts(self, found: Found) -> dict[str, str]:
+        t = labels_for(found.lang)
+        values = {"org": self.settings.organization.name, "email": found.contact.email}
+        return {key: t[key].format(**values) for key in
+                ("unsubscribe_question", "unsubscribe_button", "unsubscribed", "unsubscribe")}
+
+    def confirm_page(self, request: Request) -> Response:
+        found = self._find(request.path_params["token"])
+        if not isinstance(found, Found):
+            return found
+        texts = self._texts(found)
+        return _page(found.lang, texts["unsubscribe"],
+                     f"<p>{html.escape(texts['unsubscribe_question'])}</p>"
+                     '<form method="post"><input type="hidden" name="confirm" value="1">'
+                     f"<button>{html.escape(texts['unsubscribe_button'])}</button></form>")
+
+    def unsubscribe(self, token: str, body: bytes) -> Response:
+        found = self._find(token)
+        if not isinstance(found, Found):
+            return found
+        fields = parse_qs(body.decode("utf-8", "replace"))
+        # RFC 8058: "List-Unsubscribe=One-Click", url-encoded or as multipart/form-data
+        one_click = fields.get("List-Unsubscribe") == ["One-Click"] or (
+            b'name="List-Unsubscribe"' in body and b"One-Click" in body)
+        if not one_click and fields.get("confirm") != ["1"]:
+            return self.confirm_page_for(found)
+        with self.db.session() as session:  # idempotent: only an active contact changes
+            session.execute(update(Contact).where(Contact.id == found.contact.id,
+                                                  Contact.status == "active")
+                            .values(status="unsubscribed", updated_at=utcnow()))
+        texts = self._texts(found)
+        return _page(found.lang, texts["unsubscribe"],
+                     f"<p>{html.escape(texts['unsubscribed'])}</p>")
+
+    def confirm_page_for(self, found: Found) -> Response:
+        texts = self._texts(found)
+        return _page(found.lang, texts["unsubscribe"],
+                     f"<p>{html.escape(texts['unsubscribe_question'])}</p>", 400)
+
+    def web_view(self, request: Request) -> Response:
+        found = self._find(request.path_params["token"])
+        if not isinstance(found, Found):
+            return found
+        if found.send is None:
+            t = labels_for(found.lang)
+            return _page(found.lang, t["bad_link"], f"<p>{html.escape(t['bad_link'])}</p>", 404)
+        contact, send = found.contact, found.send
+        with self.db.session(write=False) as session:
+            snapshot = session.scalar(select(Delivery).where(
+                Delivery.send_id == send.id, Delivery.contact_id == contact.id))
+            session.expunge_all()
+        source = snapshot or contact
+        recipient = Recipient(contact.email, source.first_name or "", source.last_name or "",
+                              source.organization or "", contact.id)
+        values = recipient_values(recipient, links_for(self.settings, contact.id,
+                                                       send.campaign))
+        slots = tuple((field, default) for field, default in send.slots)
+        return HTMLResponse(fill(send.html, slots, values, escape=True))
+
+
+def create_public_app(settings: Settings, db: Database) -> Starlette:
+    app = PublicApp(settings, db)
+
+    async def unsubscribe(request: Request) -> Response:
+        body = await request.body()
+        return await run_in_threadpool(app.unsubscribe, request.path_params["token"], body)
+
+    async def not_found(request: Request) -> Response:
+        return Response("not found", status_code=404, media_type="text/plain")
+
+    starlette = Starlette(routes=[
+        Route("/u/{token}", app.confirm_page, methods=["GET"]),
+        Route("/u/{token}", unsubscribe, methods=["POST"]),
+        Route("/v/{token}", app.web_view, methods=["GET"]),
+        Route("/", not_found),
+    ])
+    starlette.add_middleware(SecurityHeaders)
+    return starlette

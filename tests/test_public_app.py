@@ -1,0 +1,139 @@
+"""The public app: one-click unsubscribe (RFC 8058) and the web view, in-process and for
+real behind `citesmail serve`."""
+
+from __future__ import annotations
+
+import email
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from email import policy
+from pathlib import Path
+
+import httpx
+import pytest
+from starlette.testclient import TestClient
+
+from citesmail.config import load_settings
+from citesmail.db import open_database
+from citesmail.tokens import make_token
+from citesmail.web.public import create_public_app
+
+from .conftest import REPLAY, run
+from .smtp_server import free_port
+from .test_send_cli import with_audience
+
+CITESMAIL = Path(sys.executable).parent / "citesmail"
+
+
+def sent_messages(workspace: Path) -> list[email.message.EmailMessage]:
+    return [email.message_from_bytes(path.read_bytes(), policy=policy.default)  # type: ignore[misc]
+            for path in sorted((workspace / "outbox" / "new").iterdir())]
+
+
+def unsubscribe_url(message: email.message.EmailMessage) -> str:
+    return str(message["List-Unsubscribe"]).split(",")[0].strip()[1:-1]
+
+
+@pytest.fixture
+def client(workspace: Path) -> Iterator[tuple[TestClient, list[email.message.EmailMessage]]]:
+    with_audience(workspace, 3)
+    assert run("send", REPLAY, "--yes").exit_code == 0
+    settings = load_settings(workspace / "config.toml", environ={})
+    db = open_database(settings.database_url)
+    with TestClient(create_public_app(settings, db)) as test_client:
+        yield test_client, sent_messages(workspace)
+    db.close()
+
+
+def path_of(url: str) -> str:
+    return "/" + url.split("/", 3)[3]
+
+
+def status_of(address: str) -> str:
+    shown = run("contacts", "show", address).stdout
+    return next(line.split()[1] for line in shown.splitlines() if line.startswith("status:"))
+
+
+def test_confirmation_page_then_one_click(client: tuple[TestClient, list]) -> None:
+    test_client, messages = client
+    message = messages[0]
+    address = message["To"].addresses[0].addr_spec
+    url = path_of(unsubscribe_url(message))
+    page = test_client.get(url)
+    assert page.status_code == 200
+    assert '<html lang="fr">' in page.text and "Me désabonner" in page.text
+    assert address in page.text
+    for header, value in (("x-content-type-options", "nosniff"),
+                          ("referrer-policy", "no-referrer")):
+        assert page.headers[header] == value
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    assert status_of(address) == "active"  # looking does not unsubscribe
+    done = test_client.post(url, content=b"List-Unsubscribe=One-Click",
+                            headers={"content-type": "application/x-www-form-urlencoded"})
+    assert done.status_code == 200 and "C&#x27;est fait" in done.text
+    assert status_of(address) == "unsubscribed"
+    again = test_client.post(url, data={"confirm": "1"})
+    assert again.status_code == 200  # idempotent
+    assert status_of(address) == "unsubscribed"
+
+
+def test_tampered_or_unknown_tokens_change_nothing(client: tuple[TestClient, list]) -> None:
+    test_client, messages = client
+    url = path_of(unsubscribe_url(messages[1]))
+    tampered = url[:-3] + ("AAA" if not url.endswith("AAA") else "BBB")
+    response = test_client.post(tampered, content=b"List-Unsubscribe=One-Click")
+    assert response.status_code == 400
+    assert messages[1]["To"].addresses[0].addr_spec not in response.text
+    unknown = make_token("citesmail-development-secret-not-for-real-sends", 999, REPLAY)
+    assert test_client.post(f"/u/{unknown}", content=b"List-Unsubscribe=One-Click"
+                            ).status_code == 404
+    assert all(status_of(m["To"].addresses[0].addr_spec) == "active" for m in messages)
+    assert test_client.get("/").status_code == 404
+    big = test_client.post(url, content=b"x" * 20_000)
+    assert big.status_code == 413
+
+
+def test_web_view_is_the_message_as_received(client: tuple[TestClient, list]) -> None:
+    test_client, messages = client
+    message = messages[2]
+    web = test_client.get(path_of(unsubscribe_url(message).replace("/u/", "/v/")))
+    assert web.status_code == 200
+    assert web.text == message.get_body(("html",)).get_content().replace("\r\n", "\n")
+    assert "@@cm" not in web.text
+
+
+def test_unsubscribe_through_a_real_server(workspace: Path) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    os.environ["CITESMAIL_UNSUBSCRIBE_BASE_URL"] = base
+    try:
+        with_audience(workspace, 1)
+        assert run("send", REPLAY, "--yes").exit_code == 0
+        env = {**os.environ}
+        server = subprocess.Popen([str(CITESMAIL), "serve", "--port", str(port)],
+                                  cwd=workspace, env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        try:
+            [message] = sent_messages(workspace)
+            url = unsubscribe_url(message)
+            assert url.startswith(base)
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    response = httpx.post(url, content=b"List-Unsubscribe=One-Click",
+                                          headers={"content-type":
+                                                   "application/x-www-form-urlencoded"})
+                    break
+                except httpx.ConnectError:
+                    assert time.monotonic() < deadline, "citesmail serve did not start"
+                    time.sleep(0.1)
+            assert response.status_code == 200
+            assert status_of(message["To"].addresses[0].addr_spec) == "unsubscribed"
+        finally:
+            server.terminate()
+            server.wait(timeout=20)
+    finally:
+        del os.environ["CITESMAIL_UNSUBSCRIBE_BASE_URL"]
