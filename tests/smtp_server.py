@@ -26,12 +26,27 @@ class Handler:
         self.messages: list[bytes] = []
         self.at_rcpt: dict[str, list[int]] = defaultdict(list)  # codes to answer, in order
         self.at_data: dict[str, list[int]] = defaultdict(list)
-        self.drop_in_data: Counter[str] = Counter()  # times to drop the connection
+        # times to drop the connection: at RCPT (nothing sent yet), or after the whole
+        # message came in but before answering (the server keeps it: a real risk)
+        self.drop_at_rcpt: Counter[str] = Counter()
+        self.drop_after_data: Counter[str] = Counter()
         self.delay = 0.0
+        self.refuse_sender = False
+
+    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,
+                          mail_options: list[str]) -> str:
+        if self.refuse_sender:
+            return "553 sender not allowed"
+        envelope.mail_from = address
+        return "250 OK"
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
                           rcpt_options: list[str]) -> str:
         with self.lock:
+            if self.drop_at_rcpt[address] > 0:
+                self.drop_at_rcpt[address] -= 1
+                server.transport.close()
+                return "421 closing"
             scripted = self.at_rcpt.get(address)
             code = scripted.pop(0) if scripted else None
         if code is not None:
@@ -44,8 +59,10 @@ class Handler:
         if self.delay:
             time.sleep(self.delay)
         with self.lock:
-            if self.drop_in_data[recipient] > 0:
-                self.drop_in_data[recipient] -= 1
+            if self.drop_after_data[recipient] > 0:
+                self.drop_after_data[recipient] -= 1
+                self.received[recipient] += 1
+                self.messages.append(envelope.original_content)
                 server.transport.close()
                 return "421 closing"
             scripted = self.at_data.get(recipient)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import time
 from collections.abc import Iterator
 from email import policy
 from pathlib import Path
@@ -116,14 +117,86 @@ def test_retries_used_up_fail(db: Database, tmp_path: Path, server: SmtpServer) 
     assert rows(db)[addresses[0]].attempts == 3
 
 
-def test_dropped_connection_in_data_is_deferred_then_sent(db: Database, tmp_path: Path,
-                                                         server: SmtpServer) -> None:
+def test_connection_dropped_before_the_message_is_deferred_then_sent(
+        db: Database, tmp_path: Path, server: SmtpServer) -> None:
     addresses = audience(db, tmp_path, 4)
-    server.handler.drop_in_data[addresses[2]] = 1
+    server.handler.drop_at_rcpt[addresses[2]] = 2  # the reconnection is dropped too
     cfg = settings_for(server.port)
     assert run(db, cfg, start(db, cfg)) == {"sent": 4}
-    assert rows(db)[addresses[2]].attempts == 2
+    found = rows(db)[addresses[2]]
+    assert found.attempts == 2 and found.state == "sent"  # deferred once, then sent
     assert server.handler.received == dict.fromkeys(addresses, 1)
+
+
+def test_connection_dropped_after_the_message_is_unknown_not_resent(
+        db: Database, tmp_path: Path, server: SmtpServer) -> None:
+    addresses = audience(db, tmp_path, 3)
+    server.handler.drop_after_data[addresses[1]] = 1  # the server has it, says nothing
+    cfg = settings_for(server.port)
+    assert run(db, cfg, start(db, cfg)) == {"sent": 2, "unknown": 1}
+    assert server.handler.received == dict.fromkeys(addresses, 1)  # nobody twice
+
+
+def test_resend_unknown(db: Database, tmp_path: Path, server: SmtpServer) -> None:
+    from citesmail.delivery import requeue_unknown
+
+    addresses = audience(db, tmp_path, 2)
+    server.handler.drop_after_data[addresses[0]] = 1
+    cfg = settings_for(server.port)
+    send_id = start(db, cfg)
+    assert run(db, cfg, send_id) == {"sent": 1, "unknown": 1}
+    assert requeue_unknown(db, send_id) == 1
+    assert run(db, cfg, send_id) == {"sent": 2}
+    assert server.handler.received[addresses[0]] == 2  # asked for: sent again
+
+
+def test_a_slow_answer_after_the_message_is_unknown(db: Database, tmp_path: Path,
+                                                    server: SmtpServer) -> None:
+    addresses = audience(db, tmp_path, 1)
+    server.handler.delay = 1.5
+    cfg = settings_for(server.port, CITESMAIL_SMTP_TIMEOUT='"1s"')
+    assert run(db, cfg, start(db, cfg)) == {"unknown": 1}
+    deadline = time.monotonic() + 5  # the slow server records it after its delay
+    while not server.handler.received and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.handler.received[addresses[0]] == 1
+
+
+def test_sender_refused_pauses_rather_than_failing_everyone(db: Database, tmp_path: Path,
+                                                           server: SmtpServer) -> None:
+    audience(db, tmp_path, PAUSE_AFTER + 2)
+    server.handler.refuse_sender = True
+    cfg = settings_for(server.port)
+    send_id = start(db, cfg)
+    with pytest.raises(SendPaused, match="sender refused"):
+        run(db, cfg, send_id)
+    with db.session(write=False) as session:
+        found = counts(session, send_id)
+    assert found["failed"] == 0 and found["sending"] == 0
+
+
+def test_an_address_that_needs_smtputf8_fails_alone(db: Database, tmp_path: Path,
+                                                    server: SmtpServer) -> None:
+    with db.session() as session:
+        add_list(session, "l")
+    path = tmp_path / "c.csv"
+    path.write_text("email\nzoé@bücher.de\nb@example.org\n", encoding="utf-8")
+    import_contacts(db, path, list_name="l")
+    cfg = settings_for(server.port)
+    assert run(db, cfg, start(db, cfg)) == {"sent": 1, "failed": 1}
+    assert "SMTPUTF8" in (rows(db)["zoé@xn--bcher-kva.de"].last_error or "")
+
+
+def test_one_run_per_send_at_a_time(db: Database, tmp_path: Path, server: SmtpServer) -> None:
+    from citesmail.delivery import SendBusy
+    from citesmail.locks import ProcessLock
+
+    audience(db, tmp_path, 2)
+    cfg = settings_for(server.port)
+    send_id = start(db, cfg)
+    with ProcessLock(db, f"send-{send_id}"), pytest.raises(SendBusy):
+        run(db, cfg, send_id)
+    assert run(db, cfg, send_id) == {"sent": 2}
 
 
 def test_contact_unsubscribed_after_the_snapshot_is_skipped(db: Database, tmp_path: Path,

@@ -105,7 +105,8 @@ def same_message(case: Case, recipient: Recipient) -> None:
     [fast_to] = fast["To"].addresses
     assert fast_to.addr_spec == recipient.email
     name = clean(recipient.display_name)
-    assert (fast_to.display_name if name.isascii() else phrase_of(raw)) == name
+    quoted = name.isascii() and len(name) <= 200  # longer names go as folded RFC 2047 words
+    assert (fast_to.display_name if quoted else phrase_of(raw)) == name
     assert fast["Message-ID"].endswith("@example.org>") and fast["Date"]
 
     # CPython's folder mangles a display-name word longer than a line (it raises, writes

@@ -101,6 +101,7 @@ class Smtp(Section):
     port: int = Field(587, ge=1, le=65535)
     security: Literal["starttls", "tls", "none"] = "starttls"
     username: str = ""
+    timeout: Duration = timedelta(seconds=30)
 
 
 class Unsubscribe(Section):

@@ -152,6 +152,7 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("send_id", "contact_id"),
         Index("ix_deliveries_due", "send_id", "state", "next_attempt_at"),
+        Index("ix_deliveries_queue", "send_id", "state", "id"),
         Index("ix_deliveries_contact", "contact_id"),
     )
 
@@ -170,7 +171,7 @@ class Delivery(Base):
     last_code: Mapped[int | None] = mapped_column()
     last_error: Mapped[str | None] = mapped_column(String(1000))
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
 
 
 def _sqlite_engine(url: str, busy_timeout: timedelta) -> Engine:

@@ -10,6 +10,7 @@ so a killed send resumes with nobody lost and nobody mailed twice.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
 import time
@@ -22,7 +23,7 @@ from pathlib import Path
 from queue import SimpleQueue
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from .audience.bulk import insert_rows, is_postgresql
@@ -30,6 +31,7 @@ from .audience.segments import Definition, stream
 from .config import Settings
 from .db import Contact, Database, Delivery, Send, utcnow
 from .errors import CitesmailError
+from .locks import Busy, ProcessLock
 from .message import MessageTemplate, Recipient
 from .render import RenderedCampaign
 from .transports import Outcome, Transport
@@ -40,7 +42,11 @@ LONG_WAIT = timedelta(minutes=5)
 
 
 class SendPaused(CitesmailError):
-    """The SMTP server kept failing: the send stops, resumable."""
+    """The SMTP server kept failing (or refused the login): the send stops, resumable."""
+
+
+class SendBusy(CitesmailError):
+    """Another process is running this send."""
 
 
 @dataclass(frozen=True)
@@ -73,7 +79,6 @@ class Prepared:
     total: int
     resumed: bool
     changed: bool  # the campaign file changed since the send started
-    recovered: int  # rows found `sending` (the process died): now `unknown`
 
 
 def prepare_send(db: Database, rendered: RenderedCampaign, segment: str | None,
@@ -95,15 +100,12 @@ def prepare_send(db: Database, rendered: RenderedCampaign, segment: str | None,
         session.add(send)
         session.flush()
         total = _snapshot(session, send.id, definition)
-        return Prepared(send.id, total, False, False, 0)
+        return Prepared(send.id, total, False, False)
 
 
 def _resume(session: Session, found: Send, source: str) -> Prepared:
-    recovered = session.execute(
-        update(Delivery).where(Delivery.send_id == found.id, Delivery.state == "sending")
-        .values(state="unknown", updated_at=utcnow())).rowcount
     total = session.scalar(select(func.count()).where(Delivery.send_id == found.id))
-    return Prepared(found.id, total or 0, True, found.source_hash != source, recovered or 0)
+    return Prepared(found.id, total or 0, True, found.source_hash != source)
 
 
 def start_scheduled(db: Database, campaign: str) -> Prepared | None:
@@ -120,7 +122,7 @@ def start_scheduled(db: Database, campaign: str) -> Prepared | None:
         definition = get_segment(session, send.segment or "")[1]
         total = _snapshot(session, send.id, definition)
         send.state, send.started_at = "running", utcnow()
-        return Prepared(send.id, total, False, False, 0)
+        return Prepared(send.id, total, False, False)
 
 
 _COLUMNS = ("send_id", "contact_id", "email", "first_name", "last_name", "organization",
@@ -174,6 +176,7 @@ class RunResult:
     next_retry: datetime | None = None
     stopped: bool = False
     waiting_for_cap: datetime | None = None
+    recovered: int = 0  # rows a dead run left `sending`: now `unknown`
 
 
 @dataclass
@@ -213,22 +216,38 @@ class SendRun:
             self.template = MessageTemplate(StoredCampaign.of(send), settings)
         self.failures_in_a_row = 0
         self.last_connection_error = ""
+        self.paused = False
+        self.fatal_error = ""
 
     # -- database steps: each one transaction ---------------------------------------
 
+    def _due(self, session: Session, limit: int) -> list[Any]:
+        """Queued rows in order, then deferred rows whose retry time has come."""
+        columns = (Delivery.id, Delivery.contact_id, Delivery.email, Delivery.first_name,
+                   Delivery.last_name, Delivery.organization, Contact.status)
+        queries = [
+            select(*columns).where(Delivery.send_id == self.send_id,
+                                   Delivery.state == "queued").order_by(Delivery.id),
+            select(*columns).where(Delivery.send_id == self.send_id,
+                                   Delivery.state == "deferred",
+                                   Delivery.next_attempt_at <= utcnow())
+            .order_by(Delivery.next_attempt_at),
+        ]
+        found: list[Any] = []
+        for query in queries:
+            query = query.outerjoin(Contact, Contact.id == Delivery.contact_id)
+            query = query.limit(limit - len(found))
+            if is_postgresql(session):
+                query = query.with_for_update(of=Delivery, skip_locked=True)
+            found += session.execute(query).all()
+            if len(found) >= limit:
+                break
+        return found
+
     def _claim(self, session: Session, limit: int) -> list[Claimed]:
         now = utcnow()
-        due = (Delivery.state == "queued") | (
-            (Delivery.state == "deferred") & (Delivery.next_attempt_at <= now))
-        query = (select(Delivery.id, Delivery.contact_id, Delivery.email, Delivery.first_name,
-                        Delivery.last_name, Delivery.organization, Contact.status)
-                 .outerjoin(Contact, Contact.id == Delivery.contact_id)
-                 .where(Delivery.send_id == self.send_id, due)
-                 .order_by(Delivery.id).limit(limit))
-        if is_postgresql(session):
-            query = query.with_for_update(of=Delivery, skip_locked=True)
         claimed, skipped = [], []
-        for row in session.execute(query):
+        for row in self._due(session, limit):
             if row.contact_id is None or row.status != "active":
                 skipped.append(row.id)
                 continue
@@ -243,6 +262,20 @@ class SendRun:
                             .values(state="sending", updated_at=now))
         return claimed
 
+    def _record_all(self, session: Session, results: list[tuple[Claimed, Outcome]]) -> None:
+        """Record outcomes: the common one (sent) in one statement for all."""
+        now = utcnow()
+        sent = [{"row_id": c.delivery_id} for c, o in results if o.kind == "sent"]
+        if sent:
+            session.execute(
+                update(Delivery.__table__).where(Delivery.__table__.c.id == bindparam("row_id"))
+                .values(state="sent", sent_at=now, updated_at=now, last_code=250,
+                        last_error=None, attempts=Delivery.__table__.c.attempts + 1),
+                sent)
+        for claimed, outcome in results:
+            if outcome.kind != "sent":
+                self._record(session, claimed, outcome)
+
     def _record(self, session: Session, claimed: Claimed, outcome: Outcome) -> None:
         now = utcnow()
         row = session.get(Delivery, claimed.delivery_id)
@@ -253,7 +286,9 @@ class SendRun:
             row.state, row.sent_at, row.last_error = "sent", now, None
             return
         row.last_error = outcome.message[:1000]
-        if outcome.kind == "permanent":
+        if outcome.kind == "unknown":
+            row.state = "unknown"
+        elif outcome.kind == "permanent":
             row.state = "failed"
             if outcome.bounce and claimed.contact_id is not None:
                 session.execute(update(Contact).where(Contact.id == claimed.contact_id,
@@ -289,6 +324,27 @@ class SendRun:
     # -- the loop ---------------------------------------------------------------------
 
     def run(self) -> RunResult:
+        """Drain the send. Only one process at a time runs a given send (a lock that
+        dies with its holder), so rows left `sending` can only be a dead run's."""
+        lock = ProcessLock(self.db, f"send-{self.send_id}")
+        try:
+            lock.acquire()
+        except Busy as busy:
+            raise SendBusy(f"this campaign is being sent by another process ({busy.holder})",
+                           "let it finish, or stop it first") from None
+        try:
+            with self.db.session() as session:
+                recovered = session.execute(
+                    update(Delivery).where(Delivery.send_id == self.send_id,
+                                           Delivery.state == "sending")
+                    .values(state="unknown", updated_at=utcnow())).rowcount or 0
+            result = self._run_with_transports()
+            result.recovered = recovered
+            return result
+        finally:
+            lock.release()
+
+    def _run_with_transports(self) -> RunResult:
         free: SimpleQueue[Transport] = SimpleQueue()
         for _ in range(self.connections):
             free.put(self.make_transport())
@@ -297,41 +353,71 @@ class SendRun:
             transport = free.get()
             try:
                 return transport.send(self.sender, claimed.recipient.email, data)
+            except CitesmailError as exc:  # e.g. the login refused: nothing was sent
+                return Outcome("connection", None, str(exc), fatal=True)
+            except Exception as exc:  # unforeseen: the message may have gone
+                return Outcome("unknown", None, f"{type(exc).__name__}: {exc}")
             finally:
                 free.put(transport)
 
         in_flight: dict[Future[Outcome], Claimed] = {}
         try:
             with ThreadPoolExecutor(self.connections, "citesmail-send") as pool:
-                return self._loop(pool, deliver, in_flight)
+                try:
+                    return self._loop(pool, deliver, in_flight)
+                except BaseException:
+                    self.stop.set()
+                    self._drain(in_flight)
+                    raise
         finally:
             while not free.empty():
                 free.get().close()
+
+    def _drain(self, in_flight: dict[Future[Outcome], Claimed]) -> None:
+        """After an error: wait for the messages in hand and record what became of them
+        (best effort: a row that cannot be recorded stays `sending`, then `unknown`)."""
+        wait(in_flight)
+        with contextlib.suppress(Exception), self.db.session() as session:
+            for future, claimed in in_flight.items():
+                self._record(session, claimed, future.result())
+        in_flight.clear()
+
+    def _build(self, claimed: Claimed) -> bytes | Outcome:
+        try:
+            return self.template.build(claimed.recipient)
+        except UnicodeEncodeError:
+            return Outcome("permanent", None, "the address needs SMTPUTF8 (non-ASCII before "
+                           "the @), which citesmail does not use")
 
     def _loop(self, pool: ThreadPoolExecutor,
               deliver: Callable[[Claimed, bytes], Outcome],
               in_flight: dict[Future[Outcome], Claimed]) -> RunResult:
         finished_results: list[tuple[Claimed, Outcome]] = []
+        last_progress = 0.0
         while True:
             slots = 0 if self.stop.is_set() else self.connections - len(in_flight)
             with self.db.session() as session:
-                for claimed, outcome in finished_results:
-                    self._record(session, claimed, outcome)
+                self._record_all(session, finished_results)
                 finished_results = []
                 room, cap_until = self._hourly_room(session, len(in_flight)) if slots \
-                    else (0, None)
+                    else (1, None)
                 claimed_now = self._claim(session, min(slots, room)) if slots and room else []
                 state = counts(session, self.send_id) if not in_flight and not claimed_now \
                     else None
                 next_retry = self._next_retry(session) if state else None
             for claimed in claimed_now:
+                data = self._build(claimed)
+                if isinstance(data, Outcome):
+                    finished_results.append((claimed, data))
+                    continue
                 self.pace.wait()
-                in_flight[pool.submit(deliver, claimed,
-                                      self.template.build(claimed.recipient))] = claimed
-            if state is not None:  # nothing in flight and nothing claimable now
-                result = self._idle(state, next_retry, cap_until)
+                in_flight[pool.submit(deliver, claimed, data)] = claimed
+            if state is not None and not finished_results:  # nothing to do right now
+                result = self._idle(state, next_retry, cap_until if room == 0 else None)
                 if result is not None:
                     return result
+                continue
+            if not in_flight:
                 continue
             done, _ = wait(in_flight, timeout=1.0, return_when=FIRST_COMPLETED)
             for future in done:
@@ -339,26 +425,34 @@ class SendRun:
                 outcome = future.result()
                 finished_results.append((claimed, outcome))
                 self._watch_connection(outcome)
-            if self.progress and done:
+            if self.progress and done and time.monotonic() - last_progress > 0.5:
+                last_progress = time.monotonic()
                 with self.db.session(write=False) as session:
                     self.progress(counts(session, self.send_id))
 
     def _watch_connection(self, outcome: Outcome) -> None:
+        if outcome.fatal:
+            self.fatal_error = outcome.message
+            self.stop.set()
         if outcome.kind != "connection":
             self.failures_in_a_row = 0
             return
         self.failures_in_a_row += 1
         self.last_connection_error = outcome.message
         if self.failures_in_a_row >= PAUSE_AFTER:
+            self.paused = True
             self.stop.set()
 
     def _idle(self, state: dict[str, int], next_retry: datetime | None,
               cap_until: datetime | None) -> RunResult | None:
         """Nothing to send right now: finish, wait a little, or stop and say when."""
         if self.stop.is_set():
-            if self.failures_in_a_row >= PAUSE_AFTER:
+            if self.fatal_error:
+                raise SendPaused(f"stopped: {self.fatal_error}",
+                                 "fix it, then run the same command to resume")
+            if self.paused:
                 raise SendPaused(
-                    f"paused after {self.failures_in_a_row} connection failures in a row "
+                    f"paused after {PAUSE_AFTER} connection failures in a row "
                     f"(last: {self.last_connection_error})",
                     "check [smtp] and the server, then run the same command to resume")
             return RunResult(state, False, next_retry, stopped=True)

@@ -179,9 +179,9 @@ def _phrase(name: str) -> str:
     """A display name for an address header: quoted if needed, RFC 2047 if not ASCII."""
     if not name:
         return ""
-    if name.isascii():
+    if name.isascii() and len(name) <= 200:
         return formataddr((name, "x@x")).rsplit(" <", 1)[0]
-    return _encoded_words(name)
+    return _encoded_words(name)  # folded onto lines: a long name stays under 998 bytes
 
 
 def _address_header(name: str, address: str) -> str:

@@ -9,21 +9,20 @@ marks the send `missed`: it is never sent silently late.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, text, update
+from sqlalchemy import select, update
 
 from .config import Settings
 from .db import Database, Send, utcnow
 from .errors import CitesmailError
+from .locks import Busy, ProcessLock
 from .render import RenderedCampaign
 
 JOB_FUNCTION = "citesmail.scheduler:run_scheduled_send"
@@ -142,52 +141,18 @@ def unschedule(db: Database, settings: Settings, campaign: str) -> None:
 # -- the worker -----------------------------------------------------------------------
 
 
-class WorkerLock:
-    """Exactly one scheduler: an advisory lock on PostgreSQL, a file lock on SQLite
-    (both die with the process)."""
+class WorkerLock(ProcessLock):
+    """Exactly one scheduler per database."""
 
     def __init__(self, db: Database, settings: Settings) -> None:
-        self.db, self.settings = db, settings
-        self.handle: Any = None
+        super().__init__(db, "worker")
 
     def acquire(self) -> None:
-        if self.db.is_postgresql:
-            connection = self.db.engine.connect()
-            key = connection.execute(text(
-                "SELECT hashtext('citesmail-worker:' || current_database() || ':' || "
-                "current_schema())")).scalar()
-            if not connection.execute(text("SELECT pg_try_advisory_lock(:k)"),
-                                      {"k": key}).scalar():
-                connection.close()
-                raise CitesmailError("another citesmail worker is running on this database",
-                                     "only one worker schedules sends; this one stops")
-            connection.commit()
-            self.handle = connection
-            return
-        path = Path(self.settings.database_url.removeprefix("sqlite:///") + ".worker.lock")
-        handle = path.open("a+")
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            other = handle.read().strip() or "?"
-            handle.close()
-            raise CitesmailError(f"another citesmail worker is running (pid {other})",
+            super().acquire()
+        except Busy as busy:
+            raise CitesmailError(f"another citesmail worker is running ({busy.holder})",
                                  "only one worker schedules sends; this one stops") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        self.handle = handle
-
-    def release(self) -> None:
-        if self.handle is None:
-            return
-        if self.db.is_postgresql:
-            # The lock belongs to the database session: end it, not just the checkout.
-            self.handle.invalidate()
-        self.handle.close()
-        self.handle = None
 
 
 @dataclass
@@ -204,7 +169,7 @@ _context: WorkerContext | None = None
 
 def run_scheduled_send(campaign: str) -> None:
     """The job: start (or resume) the campaign's send and drain what is due."""
-    from .delivery import SendRun, start_scheduled
+    from .delivery import SendBusy, SendRun, start_scheduled
     from .transports import make_transport
 
     ctx = _context
@@ -226,6 +191,8 @@ def run_scheduled_send(campaign: str) -> None:
         summary = ", ".join(f"{s} {n}" for s, n in result.counts.items() if n)
         state = "done" if result.finished else "stopped" if result.stopped else "waiting"
         log.info("%s: %s (%s)", campaign, state, summary)
+    except SendBusy:
+        log.info("%s: being sent by another process; left to it", campaign)
     except CitesmailError as exc:
         log.error("%s: %s", campaign, exc)
     finally:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import mailbox
+import re
 import smtplib
 import ssl
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import Literal, Protocol
 from .config import Settings
 from .errors import CitesmailError
 
-Kind = Literal["sent", "temporary", "permanent", "connection"]
+Kind = Literal["sent", "temporary", "permanent", "connection", "unknown"]
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class Outcome:
     code: int | None = None
     message: str = ""
     bounce: bool = False  # the server refused the address itself (5xx at RCPT)
+    fatal: bool = False  # no message can go until someone fixes it (e.g. the login)
 
 
 SENT = Outcome("sent", 250)
@@ -60,6 +62,14 @@ def _text(value: bytes | str) -> str:
     return " ".join(text.split())[:500]
 
 
+def _dot_stuffed(data: bytes) -> bytes:
+    """The message as DATA carries it: leading dots doubled, ended by CRLF . CRLF."""
+    body = re.sub(rb"(?m)^\.", b"..", data)
+    if not body.endswith(b"\r\n"):
+        body += b"\r\n"
+    return body + b".\r\n"
+
+
 def classify(code: int, message: bytes | str, *, at_recipient: bool) -> Outcome:
     """4xx and 552 are temporary (retried); other 5xx are permanent; anything else (smtplib
     says -1 when the connection dropped before a reply) is a lost connection."""
@@ -73,9 +83,9 @@ def classify(code: int, message: bytes | str, *, at_recipient: bool) -> Outcome:
 class SmtpTransport:
     """One SMTP connection, opened when first needed and reused for many messages."""
 
-    def __init__(self, settings: Settings, timeout: float = 30.0) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.timeout = timeout
+        self.timeout = settings.smtp.timeout.total_seconds()
         self.connection: smtplib.SMTP | None = None
 
     def _connect(self) -> smtplib.SMTP:
@@ -86,37 +96,60 @@ class SmtpTransport:
                                                          timeout=self.timeout, context=context)
         else:
             connection = smtplib.SMTP(smtp.host, smtp.port, timeout=self.timeout)
+        try:
+            connection.ehlo_or_helo_if_needed()
             if smtp.security == "starttls":
                 connection.starttls(context=context)
-        if smtp.username:
-            connection.login(smtp.username, self.settings.smtp_password or "")
+                connection.ehlo()
+            if smtp.username:
+                connection.login(smtp.username, self.settings.smtp_password or "")
+        except BaseException:
+            connection.close()
+            raise
         return connection
 
     def send(self, sender: str, recipient: str, data: bytes) -> Outcome:
+        """One SMTP transaction, step by step, so that a failure is known to be before
+        the message (safe to retry) or after it (the server may have it: unknown)."""
+        reused = self.connection is not None and self.connection.sock is not None
         try:
-            if self.connection is None or self.connection.sock is None:  # closed by a 421
+            if not reused:
+                self._drop()
                 self.connection = self._connect()
-            self.connection.sendmail(sender, [recipient], data)
-            return SENT
-        except smtplib.SMTPRecipientsRefused as exc:
-            code, message = exc.recipients.get(recipient, (550, b"refused"))
-            return classify(code, message, at_recipient=True)
-        except smtplib.SMTPSenderRefused as exc:
-            self._reset()
-            return classify(exc.smtp_code, exc.smtp_error, at_recipient=False)
-        except smtplib.SMTPDataError as exc:
-            self._reset()
-            return classify(exc.smtp_code, exc.smtp_error, at_recipient=False)
-        except smtplib.SMTPServerDisconnected as exc:
-            self._drop()
-            return Outcome("connection", None, f"disconnected: {_text(str(exc))}")
+            connection = self.connection
+            assert connection is not None
+            code, reply = connection.mail(sender)
+            if code != 250:
+                self._reset()  # the sender refused: every message would be; pause-worthy
+                return Outcome("connection", code, f"sender refused: {_text(reply)}")
+            code, reply = connection.rcpt(recipient)
+            if code not in (250, 251):
+                self._reset()
+                return classify(code, reply, at_recipient=True)
+            code, reply = connection.docmd("data")
+            if code != 354:
+                self._reset()
+                return classify(code, reply, at_recipient=False)
+            connection.send(_dot_stuffed(data))
         except smtplib.SMTPAuthenticationError as exc:
             self._drop()
             raise CitesmailError(f"SMTP login refused: {exc.smtp_code} {_text(exc.smtp_error)}",
                                  "check [smtp] username and CITESMAIL_SMTP_PASSWORD") from None
         except (smtplib.SMTPException, OSError) as exc:
             self._drop()
+            if reused:  # an idle connection the server had closed: try a fresh one once
+                return self.send(sender, recipient, data)
             return Outcome("connection", None, f"{type(exc).__name__}: {_text(str(exc))}")
+        try:
+            code, reply = connection.getreply()
+        except (smtplib.SMTPException, OSError) as exc:
+            self._drop()
+            return Outcome("unknown", None, "no answer after the message was sent (the "
+                           f"server may have it): {_text(str(exc))}")
+        if code == 250:
+            return SENT
+        self._reset()
+        return classify(code, reply, at_recipient=False)
 
     def _reset(self) -> None:
         try:

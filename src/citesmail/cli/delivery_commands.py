@@ -56,6 +56,9 @@ def send(state: State, campaign: str, segment: str | None, dry_run: bool, yes: b
     from .campaign_commands import _load
 
     settings = state.settings
+    if test_addresses and (dry_run or resend_unknown):
+        raise click.UsageError("--test sends only test messages: it goes without --dry-run "
+                               "and --resend-unknown")
     path = resolve_campaign_path(campaign, settings.campaigns_dir)
     rendered = render_campaign(_load(settings, path), settings)
     if test_addresses:
@@ -72,9 +75,12 @@ def send(state: State, campaign: str, segment: str | None, dry_run: bool, yes: b
             raise CitesmailError("no segment to send to",
                                  "give --segment NAME, or set audience = \"NAME\" in the "
                                  "campaign file")
-        definition = get_segment(session, name)[1] if existing is None else None
+        segment_name = existing.segment if existing is not None else name
+        definition = get_segment(session, segment_name)[1] if segment_name else None
         recipients = count(session, definition) if definition else None
     if dry_run:
+        if definition is None:
+            raise CitesmailError("this send has no segment to build messages for")
         _dry_run(state, rendered, definition)
         return
     where = (f"smtp {settings.smtp.host}:{settings.smtp.port}"
@@ -86,18 +92,13 @@ def send(state: State, campaign: str, segment: str | None, dry_run: bool, yes: b
     from ..transports import make_transport
 
     make_transport(settings).close()  # refuse early (no secret, bad outbox)
-    prepared = prepare_send(db, rendered, name, definition or _empty(),
-                            file_hash(path))
+    prepared = prepare_send(db, rendered, name, definition or _empty(), file_hash(path))
     if prepared.resumed:
         click.echo(f"resuming the send of '{rendered.slug}' ({prepared.total} recipients)",
                    err=True)
         if prepared.changed:
             click.echo("warning: the campaign file changed since the send started; the "
                        "stored version is sent", err=True)
-        if prepared.recovered:
-            click.echo(f"warning: {prepared.recovered} message(s) were being sent when the "
-                       "last run stopped: marked unknown (--resend-unknown sends them again)",
-                       err=True)
     if resend_unknown:
         click.echo(f"{requeue_unknown(db, prepared.send_id)} unknown recipient(s) queued "
                    "again", err=True)
@@ -156,6 +157,9 @@ def _run(state: State, send_id: int, total: int) -> None:
         run = SendRun(state.db, send_id, settings, lambda: make_transport(settings),
                       stop=stop, progress=progress)
         result = run.run()
+    if result.recovered:
+        click.echo(f"warning: {result.recovered} message(s) were being sent when the last run "
+                   "stopped: marked unknown (--resend-unknown sends them again)", err=True)
     summary = ", ".join(f"{s} {n}" for s, n in result.counts.items() if n)
     click.echo(summary or "no recipients")
     if result.finished:

@@ -53,6 +53,8 @@ def upgrade() -> None:
         sa.UniqueConstraint("send_id", "contact_id"),
     )
     op.create_index("ix_deliveries_due", "deliveries", ["send_id", "state", "next_attempt_at"])
+    op.create_index("ix_deliveries_queue", "deliveries", ["send_id", "state", "id"])
+    op.create_index("ix_deliveries_sent_at", "deliveries", ["sent_at"])
     op.create_index("ix_deliveries_contact", "deliveries", ["contact_id"])
 
 

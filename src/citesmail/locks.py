@@ -1,0 +1,80 @@
+"""Locks that die with their process: one worker per database, one run per send.
+
+PostgreSQL: a session advisory lock on a connection kept open. SQLite: an flock on a
+file beside the database. Either way a killed process leaves no stale lock behind.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+
+from .db import Database
+
+
+class Busy(Exception):
+    """Another process holds the lock."""
+
+    def __init__(self, holder: str) -> None:
+        super().__init__(holder)
+        self.holder = holder
+
+
+class ProcessLock:
+    def __init__(self, db: Database, name: str) -> None:
+        self.db, self.name = db, name
+        self.handle: Any = None
+
+    def acquire(self) -> None:
+        if self.db.is_postgresql:
+            self._acquire_advisory()
+        else:
+            self._acquire_file()
+
+    def _acquire_advisory(self) -> None:
+        connection = self.db.engine.connect()
+        key = connection.execute(text(
+            "SELECT hashtext(:name || ':' || current_database() || ':' || current_schema())"),
+            {"name": f"citesmail:{self.name}"}).scalar()
+        if not connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar():
+            connection.close()
+            raise Busy("another process")
+        connection.commit()
+        self.handle = connection
+
+    def _acquire_file(self) -> None:
+        database = self.db.engine.url.database or "citesmail.db"
+        path = Path(f"{database}.{self.name}.lock")
+        handle = path.open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            handle.close()
+            raise Busy(f"pid {holder}") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self.handle = handle
+
+    def release(self) -> None:
+        if self.handle is None:
+            return
+        if self.db.is_postgresql:
+            # The lock belongs to the database session: end it, not just the checkout.
+            self.handle.invalidate()
+        self.handle.close()
+        self.handle = None
+
+    def __enter__(self) -> ProcessLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
