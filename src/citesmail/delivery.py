@@ -23,10 +23,10 @@ from pathlib import Path
 from queue import SimpleQueue
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from .audience.bulk import insert_rows, is_postgresql
+from .audience.bulk import db_value, insert_rows, is_postgresql
 from .audience.segments import Definition, stream
 from .config import Settings
 from .db import Contact, Database, Delivery, Send, utcnow
@@ -221,57 +221,65 @@ class SendRun:
 
     # -- database steps: each one transaction ---------------------------------------
 
-    def _due(self, session: Session, limit: int) -> list[Any]:
+    # The hot path speaks SQL to the driver: building SQLAlchemy statements for every
+    # message cost more than sending it.
+    _DUE = ("SELECT d.id, d.contact_id, d.email, d.first_name, d.last_name, d.organization, "
+            "c.status FROM deliveries d LEFT JOIN contacts c ON c.id = d.contact_id "
+            "WHERE d.send_id = ? AND {condition} ORDER BY {order} LIMIT ?")
+
+    def _sql(self, session: Session, sql: str, params: Any, many: bool = False) -> Any:
+        connection = session.connection()
+        if is_postgresql(session):
+            sql = sql.replace("?", "%s")
+        if many:
+            return connection.exec_driver_sql(sql, params)
+        return connection.exec_driver_sql(sql, tuple(params))
+
+    def _stamp(self, session: Session, moment: datetime) -> Any:
+        return db_value(session, Delivery.__table__, "updated_at", moment)  # type: ignore[arg-type]
+
+    def _due(self, session: Session, limit: int, now: Any) -> list[Any]:
         """Queued rows in order, then deferred rows whose retry time has come."""
-        columns = (Delivery.id, Delivery.contact_id, Delivery.email, Delivery.first_name,
-                   Delivery.last_name, Delivery.organization, Contact.status)
-        queries = [
-            select(*columns).where(Delivery.send_id == self.send_id,
-                                   Delivery.state == "queued").order_by(Delivery.id),
-            select(*columns).where(Delivery.send_id == self.send_id,
-                                   Delivery.state == "deferred",
-                                   Delivery.next_attempt_at <= utcnow())
-            .order_by(Delivery.next_attempt_at),
-        ]
-        found: list[Any] = []
-        for query in queries:
-            query = query.outerjoin(Contact, Contact.id == Delivery.contact_id)
-            query = query.limit(limit - len(found))
-            if is_postgresql(session):
-                query = query.with_for_update(of=Delivery, skip_locked=True)
-            found += session.execute(query).all()
-            if len(found) >= limit:
-                break
+        lock = " FOR UPDATE OF d SKIP LOCKED" if is_postgresql(session) else ""
+        found = list(self._sql(session, self._DUE.format(
+            condition="d.state = 'queued'", order="d.id") + lock,
+            (self.send_id, limit)))
+        if len(found) < limit:
+            found += self._sql(session, self._DUE.format(
+                condition="d.state = 'deferred' AND d.next_attempt_at <= ?",
+                order="d.next_attempt_at") + lock,
+                (self.send_id, now, limit - len(found)))
         return found
 
+    def _set_state(self, session: Session, ids: list[int], state: str, now: Any) -> None:
+        marks = ", ".join("?" * len(ids))
+        self._sql(session, f"UPDATE deliveries SET state = ?, updated_at = ? "
+                           f"WHERE id IN ({marks})", (state, now, *ids))
+
     def _claim(self, session: Session, limit: int) -> list[Claimed]:
-        now = utcnow()
+        now = self._stamp(session, utcnow())
         claimed, skipped = [], []
-        for row in self._due(session, limit):
-            if row.contact_id is None or row.status != "active":
-                skipped.append(row.id)
+        for row_id, contact_id, email, first, last, org, status in self._due(session, limit,
+                                                                             now):
+            if contact_id is None or status != "active":
+                skipped.append(row_id)
                 continue
-            claimed.append(Claimed(row.id, row.contact_id, Recipient(
-                row.email, row.first_name, row.last_name, row.organization, row.contact_id)))
+            claimed.append(Claimed(row_id, contact_id,
+                                   Recipient(email, first, last, org, contact_id)))
         if skipped:
-            session.execute(update(Delivery).where(Delivery.id.in_(skipped))
-                            .values(state="skipped", updated_at=now))
+            self._set_state(session, skipped, "skipped", now)
         if claimed:
-            session.execute(update(Delivery)
-                            .where(Delivery.id.in_([c.delivery_id for c in claimed]))
-                            .values(state="sending", updated_at=now))
+            self._set_state(session, [c.delivery_id for c in claimed], "sending", now)
         return claimed
 
     def _record_all(self, session: Session, results: list[tuple[Claimed, Outcome]]) -> None:
         """Record outcomes: the common one (sent) in one statement for all."""
-        now = utcnow()
-        sent = [{"row_id": c.delivery_id} for c, o in results if o.kind == "sent"]
+        now = self._stamp(session, utcnow())
+        sent = [(now, now, c.delivery_id) for c, o in results if o.kind == "sent"]
         if sent:
-            session.execute(
-                update(Delivery.__table__).where(Delivery.__table__.c.id == bindparam("row_id"))
-                .values(state="sent", sent_at=now, updated_at=now, last_code=250,
-                        last_error=None, attempts=Delivery.__table__.c.attempts + 1),
-                sent)
+            self._sql(session, "UPDATE deliveries SET state = 'sent', sent_at = ?, "
+                               "updated_at = ?, last_code = 250, last_error = NULL, "
+                               "attempts = attempts + 1 WHERE id = ?", sent, many=True)
         for claimed, outcome in results:
             if outcome.kind != "sent":
                 self._record(session, claimed, outcome)
