@@ -18,13 +18,15 @@ def keep_french_spacing(text: str) -> str:
     return _AFTER_GUILLEMET.sub("«\u00a0", _BEFORE_PUNCTUATION.sub("\u00a0", text))
 
 
-_TEXT_NODE = re.compile(r"(<style\b.*?</style>|<[^>]*>)|([^<]+)", re.S | re.I)
+# In HTML the punctuation may be followed by a tag or an entity too. One pass over the
+# whole document: CSS and URLs never have a space before these marks, attribute text
+# (alt, aria-label) gains the same non-breaking space as the text.
+_BEFORE_PUNCTUATION_HTML = re.compile(r" (?=[:;?!»](?:\s|$|<|&))")
 
 
 def keep_french_spacing_html(html: str) -> str:
-    """The same in an HTML document's text, leaving tags and style sheets alone."""
-    return _TEXT_NODE.sub(
-        lambda m: m.group(1) or keep_french_spacing(m.group(2)), html)
+    """The same in an HTML document."""
+    return _AFTER_GUILLEMET.sub("«\u00a0", _BEFORE_PUNCTUATION_HTML.sub("\u00a0", html))
 
 
 def wrap(text: str, width: int = WIDTH) -> str:
