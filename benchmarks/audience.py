@@ -34,13 +34,13 @@ from citesmail.audience import segments
 from citesmail.audience.importer import ImportReport, import_contacts
 from citesmail.audience.lists import add_list
 from citesmail.db import Contact, Database, MailingList, open_database
+from report import DOCS, markdown_table, text_table, write_section
 
 IMPORT_ROWS, SEGMENT_ROWS, BATCH = 100_000, 1_000_000, 10_000
 CACHE = Path("/tmp/citesmail-bench-1m.db")
 CACHE_VERSION = 2  # PRAGMA user_version of the cached file: bump when the data changes
 PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 SQLITE3 = "/usr/bin/sqlite3"
-DOCS = Path("docs/performance.md")
 IMPORT_TARGET, COUNT_TARGET, STREAM_TARGET, RSS_TARGET_MB = 5.0, 0.5, 3.0, 200
 HEADER = "Courriel;Prénom;Nom;Structure;Fonction;Territoire;Secteur"
 TERRITORIES = {"Lyon": 14, "Grenoble": 8, "Saint-Étienne": 7, "Villeurbanne": 6,
@@ -64,6 +64,7 @@ LISTS = {"partenaires": 0.40, "lettre": 0.25, "elus": 0.10}
 SEGMENT = ["territory=Lyon", "territory=Grenoble", "role=délégué du préfet"]
 
 Row = tuple[str, str, str, str]
+TABLE_COLUMNS: Row = ("measurement", "citesmail", "reference/target", "verdict")
 
 
 def ascii_slug(value: str, sep: str = "") -> str:
@@ -295,18 +296,8 @@ def machine_line(skip_pg: bool) -> str:
             f"{cli.split()[0] if cli else 'absent'}; PostgreSQL {pg}; psycopg {version('psycopg')}")
 
 
-def text_table(rows: list[Row]) -> str:
-    header: Row = ("measurement", "citesmail", "reference/target", "verdict")
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
-    lines = [" | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-             for row in [header, *rows]]
-    lines.insert(1, "-+-".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
 def audience_section(rows: list[Row], machine: str, runs: int, count_runs: int) -> str:
-    table = ["| measurement | citesmail | reference/target | verdict |", "|---|---|---|---|"]
-    table += ["| " + " | ".join(row) + " |" for row in rows]
+    table = markdown_table(TABLE_COLUMNS, rows)
     return (f"## Audience\n\nImport: `import_contacts` of a generated 100,000-line CSV "
             f"(`;`, UTF-8, French names, 20 territories, 8 roles, 50 organizations and 20% "
             f"without one, a `Secteur` attribute column) into a fresh database and a list, "
@@ -321,20 +312,7 @@ def audience_section(rows: list[Row], machine: str, runs: int, count_runs: int) 
             f"inherit this script's peak through vfork + exec). Rerun with "
             f"`.venv/bin/python benchmarks/audience.py --write-docs`.\n\n"
             f"Machine: {machine}\n\nDate: {datetime.date.today().isoformat()}\n\n"
-            + "\n".join(table) + "\n")
-
-
-def write_docs(section: str) -> None:
-    text = DOCS.read_text(encoding="utf-8") if DOCS.exists() else (
-        "# Performance\n\nFigures from the scripts in `benchmarks/`; each section says how "
-        "to rerun it.\n\n")
-    pattern = re.compile(r"^## Audience\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text, count=1).rstrip("\n") + "\n"
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    DOCS.parent.mkdir(parents=True, exist_ok=True)
-    DOCS.write_text(text, encoding="utf-8")
+            + table + "\n")
 
 
 def main() -> None:
@@ -358,9 +336,9 @@ def main() -> None:
         with pg_schema(f"bench_segment_{os.getpid()}") as url:
             build_pg(url)
             rows += segment_rows("PostgreSQL", url, count_runs, runs)
-    print(text_table(rows))
+    print(text_table(TABLE_COLUMNS, rows))
     if args.write_docs:
-        write_docs(audience_section(rows, machine, runs, count_runs))
+        write_section("Audience", audience_section(rows, machine, runs, count_runs))
         print(f"\nwrote {DOCS}")
 
 

@@ -34,12 +34,12 @@ from citesmail.campaigns import load_campaign
 from citesmail.config import Settings, load_settings
 from citesmail.message import MessageTemplate, Recipient, reference_message, to_bytes
 from citesmail.render import RenderedCampaign, render_campaign
+from report import DOCS, markdown_table, text_table, write_section
 
 NAME = "2023-06-12-replay-cites-de-l-emploi"
 CAMPAIGN = Path("campaigns") / f"{NAME}.md"
 CONFIG = Path("config.example.toml")
 CITESMAIL = Path(".venv/bin/citesmail").resolve()
-DOCS = Path("docs/performance.md")
 SENDER = "annonces@example.org"
 BUILD_TARGET_US, SPEEDUP_TARGET, SHARE_TARGET = 100.0, 20.0, 0.90
 CPU_TARGET_US, RSS_TARGET_MB, CONNECTIONS = 300.0, 200.0, 4
@@ -57,6 +57,7 @@ ORGS = ["Mairie de Vénissieux", "Mission locale de Saint-Étienne", "CCAS d'Éc
 YES = {True: "within target", False: "OVER target"}
 
 Row = tuple[str, str, str, str]
+HEADER: Row = ("measurement", "citesmail", "reference", "ratio/verdict")
 
 
 def people(n: int, seed: int = 7) -> list[Recipient]:
@@ -276,21 +277,6 @@ def machine_line() -> str:
             f"{os.getloadavg()[0]:.2f}")
 
 
-def text_table(rows: list[Row]) -> str:
-    header: Row = ("measurement", "citesmail", "reference", "ratio/verdict")
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
-    lines = [" | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-             for row in [header, *rows]]
-    lines.insert(1, "-+-".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def markdown_table(rows: list[Row]) -> str:
-    lines = ["| measurement | citesmail | reference | ratio/verdict |", "|---|---|---|---|"]
-    lines += ["| " + " | ".join(cell or "—" for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def section(rows: list[Row], machine: str, sizes: tuple[int, int, int, int, int]) -> str:
     n, ref_n, smtp_n, naive_n, outbox_n = sizes
     today = datetime.date.today().isoformat()
@@ -310,17 +296,7 @@ def section(rows: list[Row], machine: str, sizes: tuple[int, int, int, int, int]
             f"figures are those of the part written. Rerun with "
             f"`.venv/bin/python benchmarks/delivery.py --write-docs`.\n\n"
             f"Machine: {machine}\n\nDate: {today} (load average at the end "
-            f"{os.getloadavg()[0]:.2f})\n\n{markdown_table(rows)}\n")
-
-
-def write_docs(text_section: str) -> None:
-    text = DOCS.read_text(encoding="utf-8")
-    pattern = re.compile(r"^## Delivery\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: text_section + "\n", text, count=1).rstrip("\n") + "\n"
-    else:
-        text = text.rstrip("\n") + "\n\n" + text_section
-    DOCS.write_text(text, encoding="utf-8")
+            f"{os.getloadavg()[0]:.2f})\n\n{markdown_table(HEADER, rows)}\n")
 
 
 def main() -> None:
@@ -336,10 +312,10 @@ def main() -> None:
     rows, template = build_rows(sizes[0], sizes[1])
     rows += smtp_rows(sizes[2], sizes[3], template)
     rows += outbox_rows(sizes[4], OUTBOX_TIMEOUT)
-    print(text_table(rows))
+    print(text_table(HEADER, rows))
     print(f"\nload average at the end {os.getloadavg()[0]:.2f}")
     if args.write_docs:
-        write_docs(section(rows, machine, sizes))
+        write_section("Delivery", section(rows, machine, sizes))
         print(f"\nwrote {DOCS}")
 
 

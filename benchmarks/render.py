@@ -30,12 +30,12 @@ from citesmail.campaigns import load_campaign
 from citesmail.config import Settings, load_settings
 from citesmail.models import Campaign
 from citesmail.render import inline_css, render_campaign, render_mjml
+from report import DOCS, markdown_table, text_table, write_section
 
 NAME = "2023-06-12-replay-cites-de-l-emploi"
 CAMPAIGN = Path("campaigns") / f"{NAME}.md"
 CITESMAIL = Path(".venv/bin/citesmail")
 NODE_DIR = Path("/tmp/citesmail-bench-node")
-DOCS = Path("docs/performance.md")
 WARM_TARGET_MS = 3.0
 YES_NO = {True: "yes", False: "no"}
 
@@ -58,6 +58,7 @@ const options = {keepComments: false};
 """
 
 Row = tuple[str, str, str, str]
+HEADER: Row = ("measurement", "citesmail", "reference", "ratio")
 
 
 def median_ms(fn: Callable[[], object], runs: int) -> float:
@@ -213,22 +214,6 @@ def inliner_rows(html: str, runs: int, premailer_runs: int) -> list[Row]:
             ("Inlined HTML keeps @media !important", YES_NO[ours_ok[1]], YES_NO[theirs_ok[1]], "")]
 
 
-def text_table(rows: list[Row]) -> str:
-    header: Row = ("measurement", "citesmail", "reference", "ratio")
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
-    lines = [" | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-             for row in [header, *rows]]
-    lines.insert(1, "-+-".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def markdown_table(rows: list[Row]) -> str:
-    lines = ["| measurement | citesmail | reference | ratio |", "|---|---|---|---|"]
-    cells = [[re.sub(r"(<[^>]*>)", r"`\1`", c) or "—" for c in row] for row in rows]
-    lines += ["| " + " | ".join(row) + " |" for row in cells]
-    return "\n".join(lines)
-
-
 def render_section(rows: list[Row], machine: str, runs: int, cli_runs: int) -> str:
     today = datetime.date.today().isoformat()
     return (f"## Render\n\nThe replay example `{CAMPAIGN}` rendered by citesmail, against the "
@@ -238,20 +223,7 @@ def render_section(rows: list[Row], machine: str, runs: int, cli_runs: int) -> s
             f"after one untimed run. premailer runs with network and its parse cache off and "
             f"its defaults otherwise (`strip_important=True`). Rerun with "
             f"`.venv/bin/python benchmarks/render.py --write-docs`.\n\n"
-            f"Machine: {machine}\n\nDate: {today}\n\n{markdown_table(rows)}\n")
-
-
-def write_docs(section: str) -> None:
-    text = DOCS.read_text(encoding="utf-8") if DOCS.exists() else (
-        "# Performance\n\nFigures from the scripts in `benchmarks/`; each section says how "
-        "to rerun it.\n\n")
-    pattern = re.compile(r"^## Render\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text, count=1).rstrip("\n") + "\n"
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    DOCS.parent.mkdir(parents=True, exist_ok=True)
-    DOCS.write_text(text, encoding="utf-8")
+            f"Machine: {machine}\n\nDate: {today}\n\n{markdown_table(HEADER, rows)}\n")
 
 
 def main() -> None:
@@ -268,9 +240,9 @@ def main() -> None:
     rows = [*mjml_rows(source, skipped, runs, cli_runs),
             *inliner_rows(mjml2html(source, disable_comments=True), runs, premailer_runs),
             warm_render_row(campaign, settings, runs)]
-    print(text_table(rows))
+    print(text_table(HEADER, rows))
     if args.write_docs:
-        write_docs(render_section(rows, machine, runs, cli_runs))
+        write_section("Render", render_section(rows, machine, runs, cli_runs))
         print(f"\nwrote {DOCS}")
 
 

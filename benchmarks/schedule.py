@@ -29,9 +29,10 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
+from report import DOCS, markdown_table, text_table, write_section
+
 NAME = "2023-06-12-replay-cites-de-l-emploi"
 CITESMAIL = Path(".venv/bin/citesmail").resolve()
-DOCS = Path("docs/performance.md")
 TARGET_MS, SPACING_S, RECIPIENTS = 1000.0, 2, 3
 LIST_ID = re.compile(rb"<(bench-\d+)\.")
 LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO (bench-\d+): starting",
@@ -171,20 +172,6 @@ def row(label: str, due: dict[str, float], seen: dict[str, float], target: bool)
             f"{TARGET_MS / 1000:g} s (median)" if target else "", verdict)
 
 
-def text_table(rows: list[Row]) -> str:
-    widths = [max(len(r[i]) for r in [HEADER, *rows]) for i in range(len(HEADER))]
-    lines = [" | ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
-             for r in [HEADER, *rows]]
-    lines.insert(1, "-+-".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def markdown_table(rows: list[Row]) -> str:
-    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    lines += ["| " + " | ".join(cell or "—" for cell in r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
 def section(rows: list[Row], machine: str, n: int, loads: tuple[str, str]) -> str:
     today = datetime.date.today().isoformat()
     return (f"## Schedule\n\nOne `citesmail worker` process (SQLite job store, SMTP transport "
@@ -197,17 +184,7 @@ def section(rows: list[Row], machine: str, n: int, loads: tuple[str, str]) -> st
             f"Median, p90 (nearest rank) and max over the campaigns. Load average "
             f"(1/5/15 min) before: {loads[0]}, after: {loads[1]}. Rerun with "
             f"`.venv/bin/python benchmarks/schedule.py --write-docs`.\n\n"
-            f"Machine: {machine}\n\nDate: {today}\n\n{markdown_table(rows)}\n")
-
-
-def write_docs(text_section: str) -> None:
-    text = DOCS.read_text(encoding="utf-8") if DOCS.exists() else "# Performance\n"
-    pattern = re.compile(r"^## Schedule\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: text_section + "\n", text, count=1).rstrip("\n") + "\n"
-    else:
-        text = text.rstrip("\n") + "\n\n" + text_section
-    DOCS.write_text(text, encoding="utf-8")
+            f"Machine: {machine}\n\nDate: {today}\n\n{markdown_table(HEADER, rows)}\n")
 
 
 def main() -> None:
@@ -225,11 +202,11 @@ def main() -> None:
     print(f"load average before: {before}, after: {after}\n")
     rows = [row("Due time -> first message accepted", due, first, True),
             row("Due time -> worker 'starting' log line", due, starting, False)]
-    print(text_table(rows))
+    print(text_table(HEADER, rows))
     if any(name not in first for name in due):
         print(f"\nworker output (tail):\n{output[-1500:]}")
     if args.write_docs:
-        write_docs(section(rows, machine, n, (before, after)))
+        write_section("Schedule", section(rows, machine, n, (before, after)))
         print(f"\nwrote {DOCS}")
 
 
