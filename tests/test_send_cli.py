@@ -90,7 +90,7 @@ def test_no_segment_is_an_error(workspace: Path) -> None:
 def test_killed_at_random_moments_nobody_is_mailed_twice(workspace: Path,
                                                          server: SmtpServer) -> None:
     """SIGKILL a real `citesmail send` at random moments, restart until it is done."""
-    addresses = with_audience(workspace, 2000)
+    addresses = with_audience(workspace, 3000)
     env = {**os.environ, **smtp_env(server.port, CITESMAIL_DELIVERY_CONNECTIONS="4")}
     command = [str(CITESMAIL), "send", REPLAY, "--yes"]
     rng = random.Random(20231)
@@ -98,7 +98,7 @@ def test_killed_at_random_moments_nobody_is_mailed_twice(workspace: Path,
     while kills < 10:
         process = subprocess.Popen(command, cwd=workspace, env=env,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.3, 1.2))
+        time.sleep(rng.uniform(0.3, 1.0))
         if process.poll() is not None:
             break  # it finished before the kill
         process.send_signal(signal.SIGKILL)
