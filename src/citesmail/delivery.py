@@ -469,8 +469,8 @@ class SendRun:
                 session.execute(update(Send).where(Send.id == self.send_id)
                                 .values(state="done", finished_at=utcnow()))
             return RunResult(state, True)
-        wake = min(t for t in (next_retry, cap_until) if t is not None) \
-            if (next_retry or cap_until) else utcnow()
+        # Capped, nothing can go before the cap frees a slot, whatever is due meanwhile.
+        wake = cap_until or next_retry or utcnow()
         if wake - utcnow() > LONG_WAIT:
             return RunResult(state, False, next_retry, waiting_for_cap=cap_until)
         self.stop.wait(min(max((wake - utcnow()).total_seconds(), 0.05), 1.0))
