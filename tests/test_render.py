@@ -214,3 +214,10 @@ def test_logo_replaces_the_name_in_the_header_with_alt_text(workspace: Path) -> 
     [logo] = BeautifulSoup(html, "html.parser").find_all("img")
     assert logo["src"] == "https://example.org/logo.png"
     assert logo["alt"] == "Labo Cités"
+
+
+def test_no_line_of_the_french_text_part_starts_with_punctuation(workspace: Path) -> None:
+    for slug in (REPLAY, EVENT, NEWSLETTER):
+        _, result = rendered(workspace, slug)
+        assert not [line for line in result.text.splitlines()
+                    if line.lstrip().startswith((":", ";", "?", "!", "»"))], slug

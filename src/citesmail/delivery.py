@@ -65,6 +65,21 @@ class StoredCampaign:
                    tuple((field_, default) for field_, default in send.slots))
 
 
+def send_tests(settings: Settings, rendered: RenderedCampaign,
+               recipients: list[Recipient]) -> list[tuple[str, Outcome]]:
+    """Test messages (subject prefixed [TEST]) to the given people; nothing is logged."""
+    from .transports import make_transport
+
+    template = MessageTemplate(rendered, settings, subject_prefix="[TEST] ")
+    transport = make_transport(settings)
+    sender = parseaddr(settings.sender.from_)[1]
+    try:
+        return [(r.email, transport.send(sender, r.email, template.build(r)))
+                for r in recipients]
+    finally:
+        transport.close()
+
+
 def file_hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 

@@ -208,30 +208,20 @@ def _dry_run(state: State, rendered: Any, definition: Any) -> None:
 
 
 def _send_tests(state: State, rendered: Any, addresses: tuple[str, ...]) -> None:
-    from email.utils import parseaddr
+    from ..delivery import send_tests
+    from ..message import recipient_from_text
 
-    from ..message import MessageTemplate, recipient_from_text
-    from ..transports import make_transport
-
-    settings = state.settings
-    template = MessageTemplate(rendered, settings, subject_prefix="[TEST] ")
     recipients = []
     for text in addresses:
         try:
             recipients.append(recipient_from_text(text))
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--test") from None
-    transport = make_transport(settings)
     failed = 0
-    try:
-        for recipient in recipients:
-            outcome = transport.send(parseaddr(settings.sender.from_)[1], recipient.email,
-                                     template.build(recipient))
-            failed += outcome.kind != "sent"
-            detail = "" if outcome.kind == "sent" else f" ({outcome.code} {outcome.message})"
-            click.echo(f"{recipient.email}: {outcome.kind}{detail}")
-    finally:
-        transport.close()
+    for address, outcome in send_tests(state.settings, rendered, recipients):
+        failed += outcome.kind != "sent"
+        detail = "" if outcome.kind == "sent" else f" ({outcome.code} {outcome.message})"
+        click.echo(f"{address}: {outcome.kind}{detail}")
     if failed:
         sys.exit(1)
 

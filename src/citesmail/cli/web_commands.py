@@ -1,10 +1,39 @@
-"""Commands that serve web pages: serve (the public app)."""
+"""Commands that serve web pages: preview (local) and serve (the public app)."""
 
 from __future__ import annotations
 
 import click
 
 from . import State, main, pass_state
+
+
+@main.command()
+@click.argument("campaign", required=False)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--no-browser", is_flag=True, help="Do not open a browser.")
+@pass_state
+def preview(state: State, campaign: str | None, port: int, no_browser: bool) -> None:
+    """Preview the workspace's campaigns in a browser (127.0.0.1 only), updated live as
+    campaign files and templates are saved."""
+    import threading
+    import webbrowser
+    from pathlib import Path
+
+    import uvicorn
+
+    from ..web.preview import create_preview_app
+
+    settings = state.settings
+    url = settings.database_url
+    sqlite_file = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else None
+    database = None if sqlite_file and not Path(sqlite_file).exists() else url
+    address = f"http://127.0.0.1:{port}/" + (f"campaigns/{campaign}" if campaign else "")
+    click.echo(f"preview at {address} (Ctrl-C to stop)", err=True)
+    if not no_browser:
+        threading.Timer(1.0, webbrowser.open, args=[address]).start()
+    # Open pages keep their live-reload stream: do not wait for them on Ctrl-C.
+    uvicorn.run(create_preview_app(settings, database), host="127.0.0.1", port=port,
+                log_level="warning", timeout_graceful_shutdown=1)
 
 
 @main.command()

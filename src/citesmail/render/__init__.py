@@ -110,9 +110,10 @@ def render_mjml(campaign: Campaign, settings: Settings) -> tuple[str, str, SlotT
     context["body_html"] = Markup(markdown.to_html(body))
     context["body_text"] = markdown.to_text(body).strip("\n")
     mjml_source = render_template(env, f"{campaign.kind}.mjml.j2", context)
-    text = squeeze_blank_lines(wrap(render_template(env, "text.txt.j2", context)))
-    if base_language(campaign.lang) == "fr":
+    text = render_template(env, "text.txt.j2", context)
+    if base_language(campaign.lang) == "fr":  # before wrapping: no line starts with ':'
         text = keep_french_spacing(text)
+    text = squeeze_blank_lines(wrap(text))
     return mjml_source, text, table
 
 

@@ -1,0 +1,233 @@
+"""The preview app (`citesmail preview`, 127.0.0.1 only): every campaign rendered through
+the same path as a real send, with live reload when a campaign or template is saved."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from ..campaigns import load_campaign
+from ..config import Settings
+from ..errors import CitesmailError, Problem
+from ..message import SAMPLE_RECIPIENT, MessageTemplate, Recipient, personalize
+from ..render import RenderedCampaign, render_campaign
+from ..render.lint import GMAIL_CLIP_BYTES, lint, lint_settings
+
+_RELOAD = ("<script>new EventSource('/events').onmessage = () => location.reload();"
+           "</script>")
+_STYLE = ("body{font-family:Arial,Helvetica,sans-serif;margin:1.5rem;color:#1f2937}"
+          "table{border-collapse:collapse}td,th{padding:.3rem .6rem;border-bottom:1px solid "
+          "#e5e7eb;text-align:left}.frames{display:flex;gap:1.5rem;align-items:flex-start}"
+          "iframe{border:1px solid #d1d5db;height:1400px;background:#fff}"
+          ".inbox{border:1px solid #d1d5db;padding:.6rem;max-width:60rem}"
+          ".error{color:#b91c1c}.warning{color:#92400e}pre{white-space:pre-wrap;"
+          "max-width:60rem;background:#f9fafb;padding:1rem}")
+
+
+@dataclass
+class Preview:
+    rendered: RenderedCampaign | None = None
+    problems: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+
+
+def _page(title: str, body: str) -> HTMLResponse:
+    return HTMLResponse(f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
+                        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>"
+                        f"<body>{body}{_RELOAD}</body></html>")
+
+
+class PreviewApp:
+    def __init__(self, settings: Settings, database_url: str | None) -> None:
+        self.settings = settings
+        self.database_url = database_url
+
+    # -- rendering (through the same functions as check, render and send) -------------
+
+    def preview(self, slug: str) -> Preview:
+        path = self.settings.campaigns_dir / f"{slug}.md"
+        try:
+            campaign = load_campaign(path, default_lang=self.settings.campaigns.lang,
+                                     tz=self.settings.tz)
+            rendered = render_campaign(campaign, self.settings)
+        except CitesmailError as exc:
+            return Preview(problems=exc.problems)
+        sample = personalize(rendered, SAMPLE_RECIPIENT, self.settings).html
+        return Preview(rendered, [], lint_settings(self.settings) + lint(rendered, sample))
+
+    def recipient(self, address: str | None) -> Recipient:
+        if not address or self.database_url is None:
+            return SAMPLE_RECIPIENT
+        from ..audience.contacts import find_contact
+        from ..db import open_database
+        from ..delivery import wire_address
+
+        db = open_database(self.database_url)
+        try:
+            with db.session(write=False) as session:
+                c = find_contact(session, address)
+                return Recipient(wire_address(c.email, c.domain), c.first_name or "",
+                                 c.last_name or "", c.organization or "", c.id)
+        except CitesmailError:
+            return SAMPLE_RECIPIENT
+        finally:
+            db.close()
+
+    def contacts(self, limit: int = 200) -> list[str]:
+        if self.database_url is None:
+            return []
+        from sqlalchemy import select
+
+        from ..db import Contact, open_database
+
+        db = open_database(self.database_url)
+        try:
+            with db.session(write=False) as session:
+                return list(session.scalars(select(Contact.email).where(
+                    Contact.status == "active").order_by(Contact.id).limit(limit)))
+        finally:
+            db.close()
+
+    def slugs(self) -> list[str]:
+        return sorted(p.stem for p in self.settings.campaigns_dir.glob("*.md"))
+
+    # -- pages ----------------------------------------------------------------------------
+
+    def index(self, request: Request) -> Response:
+        rows = []
+        for slug in self.slugs():
+            found = self.preview(slug)
+            if found.rendered is None:
+                status = f'<span class="error">{html.escape(str(found.problems[0]))}</span>'
+                rows.append(f'<tr><td><a href="/campaigns/{slug}">{slug}</a></td>'
+                            f"<td></td><td></td><td></td><td></td><td>{status}</td></tr>")
+                continue
+            c = found.rendered.campaign
+            when = c.event.starts.strftime("%Y-%m-%d %H:%M") if c.event and c.event.starts \
+                else ""
+            status = f"{len(found.warnings)} warning(s)" if found.warnings else "ok"
+            rows.append(f'<tr><td><a href="/campaigns/{slug}">{html.escape(c.title)}</a></td>'
+                        f"<td>{c.kind}</td><td>{when}</td><td>{html.escape(c.subject)}</td>"
+                        f"<td>{slug}</td><td>{status}</td></tr>")
+        return _page("citesmail preview", "<h1>Campaigns</h1><table><tr><th>title</th>"
+                     "<th>kind</th><th>date</th><th>subject</th><th>file</th><th>check</th>"
+                     "</tr>" + "".join(rows) + "</table>")
+
+    def campaign(self, request: Request) -> Response:
+        slug = request.path_params["slug"]
+        if slug not in self.slugs():
+            return PlainTextResponse("no such campaign", status_code=404)
+        found = self.preview(slug)
+        if found.rendered is None:
+            errors = "".join(f'<li class="error">{html.escape(str(p))}</li>'
+                             for p in found.problems)
+            return _page(slug, f'<p><a href="/">campaigns</a></p><h1>{slug}</h1>'
+                         f"<ul>{errors}</ul>")
+        address = request.query_params.get("as", "")
+        recipient = self.recipient(address)
+        parts = personalize(found.rendered, recipient, self.settings)
+        query = f"?as={html.escape(address)}" if address else ""
+        c = found.rendered.campaign
+        size = len(parts.html.encode("utf-8"))
+        options = "".join(f'<option value="{html.escape(e)}"{" selected" if e == address else ""}>'
+                          f"{html.escape(e)}</option>" for e in self.contacts())
+        warnings = "".join(f'<li class="warning">{html.escape(str(p))}</li>'
+                           for p in found.warnings) or "<li>none</li>"
+        body = (
+            f'<p><a href="/">campaigns</a></p><h1>{html.escape(c.title)}</h1>'
+            f'<div class="inbox"><strong>{html.escape(self.settings.sender.from_)}</strong><br>'
+            f"<strong>{html.escape(c.subject)}</strong> — {html.escape(c.preheader or '')}</div>"
+            f'<form method="get"><label>Preview as <select name="as"><option value="">'
+            f"sample recipient</option>{options}</select></label> <button>show</button></form>"
+            f"<p>HTML {size / 1024:.0f} KB of Gmail's {GMAIL_CLIP_BYTES // 1024} KB · "
+            f'<a href="/campaigns/{slug}/eml{query}">download .eml</a> · '
+            f'<a href="/campaigns/{slug}/html{query}">HTML</a> · '
+            f'<a href="/campaigns/{slug}/text{query}">text</a></p>'
+            f"<h2>Check</h2><ul>{warnings}</ul>"
+            f'<div class="frames"><div><h2>600 px</h2><iframe title="desktop" width="620" '
+            f'src="/campaigns/{slug}/html{query}"></iframe></div><div><h2>375 px</h2>'
+            f'<iframe title="phone" width="375" src="/campaigns/{slug}/html{query}"></iframe>'
+            f"</div></div><h2>Text part</h2><pre>{html.escape(parts.text)}</pre>"
+            f'<h2>Send a test</h2><form method="post" action="/campaigns/{slug}/test">'
+            f'<input name="to" type="email" required placeholder="you@example.org"> '
+            f"<button>send a test</button></form>")
+        return _page(c.title, body)
+
+    def part(self, request: Request) -> Response:
+        slug, kind = request.path_params["slug"], request.path_params["kind"]
+        if kind not in {"html", "text", "eml"}:
+            return PlainTextResponse("not found", status_code=404)
+        found = self.preview(slug) if slug in self.slugs() else Preview()
+        if found.rendered is None:
+            return PlainTextResponse("\n".join(str(p) for p in found.problems) or "not found",
+                                     status_code=404)
+        recipient = self.recipient(request.query_params.get("as"))
+        if kind == "eml":
+            data = MessageTemplate(found.rendered, self.settings).build(recipient)
+            return Response(data, media_type="message/rfc822", headers={
+                "content-disposition": f'attachment; filename="{slug}.eml"'})
+        parts = personalize(found.rendered, recipient, self.settings)
+        if kind == "html":
+            return HTMLResponse(parts.html)
+        return PlainTextResponse(parts.text)
+
+    def send_test(self, slug: str, address: str) -> Response:
+        from ..delivery import send_tests
+        from ..message import recipient_from_text
+
+        found = self.preview(slug)
+        if found.rendered is None:
+            return PlainTextResponse("the campaign has errors", status_code=400)
+        try:
+            recipient = recipient_from_text(address)
+            [(to, outcome)] = send_tests(self.settings, found.rendered, [recipient])
+        except (ValueError, CitesmailError) as exc:
+            return _page("test", f"<p class='error'>{html.escape(str(exc))}</p>")
+        detail = "" if outcome.kind == "sent" else f" ({outcome.code} {outcome.message})"
+        return _page("test", f'<p>{html.escape(to)}: {outcome.kind}{html.escape(detail)}</p>'
+                     f'<p><a href="/campaigns/{slug}">back</a></p>')
+
+
+async def _changes(folders: list[Path]) -> AsyncIterator[str]:
+    from watchfiles import awatch
+
+    watched = [str(f) for f in folders if f.is_dir()]
+    yield ": connected\n\n"
+    async for _ in awatch(*watched, debounce=200, step=50):
+        yield "data: reload\n\n"
+
+
+def create_preview_app(settings: Settings, database_url: str | None) -> Starlette:
+    app = PreviewApp(settings, database_url)
+
+    async def events(request: Request) -> Response:
+        folders = [settings.campaigns_dir, settings.templates_dir]
+        return StreamingResponse(_changes(folders), media_type="text/event-stream",
+                                 headers={"cache-control": "no-store"})
+
+    async def test(request: Request) -> Response:
+        form = (await request.body()).decode("utf-8", "replace")
+        from urllib.parse import parse_qs
+
+        address = (parse_qs(form).get("to") or [""])[0]
+        return await run_in_threadpool(app.send_test, request.path_params["slug"], address)
+
+    def part(request: Request) -> Any:
+        return app.part(request)
+
+    return Starlette(routes=[
+        Route("/", app.index),
+        Route("/campaigns/{slug}", app.campaign),
+        Route("/campaigns/{slug}/{kind:str}", part, methods=["GET"]),
+        Route("/campaigns/{slug}/test", test, methods=["POST"]),
+        Route("/events", events),
+    ])

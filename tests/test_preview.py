@@ -1,0 +1,167 @@
+"""The preview app: in-process routes, then a real `citesmail preview` in Chromium with
+live reload, and an unsubscribe followed in the browser through `citesmail serve`."""
+
+from __future__ import annotations
+
+import email
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from email import policy
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.testclient import TestClient
+
+from citesmail.config import load_settings
+from citesmail.web.preview import create_preview_app
+
+from .conftest import MINIMAL_REPLAY, REPLAY, run, write
+from .smtp_server import SmtpServer, free_port
+from .test_browser import ARGS, CHROMIUM, browser  # noqa: F401  (the browser fixture)
+from .test_send_cli import smtp_env, with_audience
+
+CITESMAIL = Path(sys.executable).parent / "citesmail"
+ARTEFACTS = Path(__file__).resolve().parent.parent / "test-artefacts"
+
+
+@pytest.fixture
+def client(workspace: Path) -> Iterator[TestClient]:
+    with_audience(workspace, 2)
+    settings = load_settings(workspace / "config.toml", environ={})
+    with TestClient(create_preview_app(settings, settings.database_url)) as test_client:
+        yield test_client
+
+
+def test_index_lists_every_campaign_with_its_check(client: TestClient,
+                                                   workspace: Path) -> None:
+    write(workspace / "campaigns" / "casse.md", "pas de front matter\n")
+    page = client.get("/")
+    assert page.status_code == 200
+    assert "Les cités de l&#x27;emploi" in page.text or "Les cités de l'emploi" in page.text
+    for slug in (REPLAY, "2026-12-15-lettre-decembre", "casse"):
+        assert f'href="/campaigns/{slug}"' in page.text
+    assert "campaigns/casse.md:1: no front matter" in page.text
+
+
+def test_campaign_page_parts_and_recipient_picker(client: TestClient) -> None:
+    page = client.get(f"/campaigns/{REPLAY}")
+    assert page.status_code == 200
+    for expected in ("Labo Cités &lt;annonces@example.org&gt;", "la visio du 12 juin",
+                     'width="375"', 'width="620"', "of Gmail's 102 KB",
+                     "download .eml", "send a test", "EventSource('/events')"):
+        assert expected in page.text
+    assert "p0@example.org" in page.text  # a contact to preview as
+    as_contact = client.get(f"/campaigns/{REPLAY}/text?as=p0@example.org")
+    assert "Bonjour à toutes et à tous," in as_contact.text  # p0 has no first name
+    assert "Bonjour Camille," in client.get(f"/campaigns/{REPLAY}/text").text
+    html = client.get(f"/campaigns/{REPLAY}/html")
+    assert html.text.startswith("<!DOCTYPE html>")
+    eml = client.get(f"/campaigns/{REPLAY}/eml")
+    message = email.message_from_bytes(eml.content, policy=policy.default)
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert client.get("/campaigns/nope").status_code == 404
+    assert client.get(f"/campaigns/{REPLAY}/etc").status_code == 404
+
+
+def test_broken_file_shows_its_error_and_the_server_keeps_running(
+        client: TestClient, workspace: Path) -> None:
+    write(workspace / "campaigns" / "b.md", MINIMAL_REPLAY.replace('title = "Un titre"',
+                                                                  "title = Un titre"))
+    page = client.get("/campaigns/b")
+    assert page.status_code == 200 and "campaigns/b.md:5:9: TOML syntax error" in page.text
+    assert client.get(f"/campaigns/{REPLAY}").status_code == 200
+
+
+def test_send_a_test_from_the_page(workspace: Path) -> None:
+    with SmtpServer() as server:
+        os.environ.update(smtp_env(server.port))
+        try:
+            settings = load_settings(workspace / "config.toml")
+            with TestClient(create_preview_app(settings, None)) as test_client:
+                done = test_client.post(f"/campaigns/{REPLAY}/test", data={"to": "moi@example.org"})
+        finally:
+            for key in smtp_env(server.port):
+                os.environ.pop(key, None)
+    assert done.status_code == 200 and "moi@example.org: sent" in done.text
+    assert server.handler.received == {"moi@example.org": 1}
+
+
+def _serve(command: list[str], workspace: Path, port: int) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen([str(CITESMAIL), *command, "--port", str(port)],
+                               cwd=workspace, env={**os.environ},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+            return process
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    process.kill()
+    raise AssertionError(f"citesmail {command[0]} did not start")
+
+
+def _frame_text(page: Any, title: str) -> str:
+    return str(page.frame_locator(f"iframe[title={title}]").locator("body").inner_text())
+
+
+def test_live_preview_in_chromium(browser: Any, workspace: Path) -> None:  # noqa: F811
+    port = free_port()
+    server = _serve(["preview", "--no-browser"], workspace, port)
+    try:
+        page = browser.new_page(viewport={"width": 1300, "height": 1000})
+        page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(
+            f"http://127.0.0.1:{port}") else route.abort())
+        page.goto(f"http://127.0.0.1:{port}/campaigns/{REPLAY}")
+        text = _frame_text(page, "phone")
+        for expected in ("Les cités de l'emploi", "Céline Mourier", "Alix Humbert",
+                         "Voir le replay", "Télécharger le support"):
+            assert expected in text.replace("\u00a0", " ")
+        ARTEFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTEFACTS / "preview-desktop.png"), full_page=True)
+        phone = browser.new_page(viewport={"width": 375, "height": 800})
+        phone.goto(f"http://127.0.0.1:{port}/campaigns/{REPLAY}/html")
+        assert phone.evaluate("document.documentElement.scrollWidth") <= 375
+        phone.screenshot(path=str(ARTEFACTS / "preview-375.png"), full_page=True)
+        source = workspace / "campaigns" / f"{REPLAY}.md"
+        time.sleep(0.5)  # the page's event stream is connected
+        source.write_text(source.read_text(encoding="utf-8").replace(
+            'title = "Les cités', 'title = "MODIFIÉ : les cités'), encoding="utf-8")
+        deadline = time.monotonic() + 10
+        while "MODIFIÉ" not in _frame_text(page, "desktop") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "MODIFIÉ" in _frame_text(page, "desktop")  # no manual reload
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
+def test_unsubscribe_in_chromium_through_serve(browser: Any, workspace: Path) -> None:  # noqa: F811
+    port = free_port()
+    os.environ["CITESMAIL_UNSUBSCRIBE_BASE_URL"] = f"http://127.0.0.1:{port}"
+    try:
+        [address] = with_audience(workspace, 1)
+        assert run("send", REPLAY, "--yes").exit_code == 0
+        [path] = (workspace / "outbox" / "new").iterdir()
+        message = email.message_from_bytes(path.read_bytes(), policy=policy.default)
+        link = message.get_body(("html",)).get_content().split('href="')
+        url = next(part.split('"')[0] for part in link if "/u/" in part.split('"')[0])
+        server = _serve(["serve"], workspace, port)
+        try:
+            page = browser.new_page()
+            page.goto(url)
+            page.get_by_role("button").click()
+            page.wait_for_load_state()
+            assert "C'est fait" in page.content().replace("&#x27;", "'")
+        finally:
+            server.terminate()
+            server.wait(timeout=20)
+        shown = run("contacts", "show", address).stdout
+        assert "status:        unsubscribed" in shown
+    finally:
+        del os.environ["CITESMAIL_UNSUBSCRIBE_BASE_URL"]
