@@ -127,6 +127,10 @@ def test_live_preview_in_chromium(browser: Any, workspace: Path) -> None:  # noq
         phone = browser.new_page(viewport={"width": 375, "height": 800})
         phone.goto(f"http://127.0.0.1:{port}/campaigns/{REPLAY}/html")
         assert phone.evaluate("document.documentElement.scrollWidth") <= 375
+        for visible in (phone.locator("h1"), phone.get_by_text("Céline Mourier"),
+                        phone.get_by_role("link", name="Voir le replay"),
+                        phone.get_by_role("link", name="Télécharger le support")):
+            assert visible.first.is_visible()
         phone.screenshot(path=str(ARTEFACTS / "preview-375.png"), full_page=True)
         source = workspace / "campaigns" / f"{REPLAY}.md"
         time.sleep(0.5)  # the page's event stream is connected
