@@ -83,7 +83,13 @@ def test_send_a_test_from_the_page(workspace: Path) -> None:
         try:
             settings = load_settings(workspace / "config.toml")
             with TestClient(create_preview_app(settings, None)) as test_client:
-                done = test_client.post(f"/campaigns/{REPLAY}/test", data={"to": "moi@example.org"})
+                forged = test_client.post(f"/campaigns/{REPLAY}/test",
+                                          data={"to": "moi@example.org"})
+                assert forged.status_code == 403  # not from the preview page's form
+                page = test_client.get(f"/campaigns/{REPLAY}").text
+                token = page.split('name="token" value="')[1].split('"')[0]
+                done = test_client.post(f"/campaigns/{REPLAY}/test",
+                                        data={"to": "moi@example.org", "token": token})
         finally:
             for key in smtp_env(server.port):
                 os.environ.pop(key, None)

@@ -4,6 +4,7 @@ the same path as a real send, with live reload when a campaign or template is sa
 from __future__ import annotations
 
 import html
+import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,8 @@ class PreviewApp:
     def __init__(self, settings: Settings, database_url: str | None) -> None:
         self.settings = settings
         self.database_url = database_url
+        # Another web page must not make the browser send tests through this server.
+        self.form_token = secrets.token_urlsafe(16)
 
     # -- rendering (through the same functions as check, render and send) -------------
 
@@ -158,6 +161,7 @@ class PreviewApp:
             f'<iframe title="phone" width="375" src="/campaigns/{slug}/html{query}"></iframe>'
             f"</div></div><h2>Text part</h2><pre>{html.escape(parts.text)}</pre>"
             f'<h2>Send a test</h2><form method="post" action="/campaigns/{slug}/test">'
+            f'<input type="hidden" name="token" value="{self.form_token}">'
             f'<input name="to" type="email" required placeholder="you@example.org"> '
             f"<button>send a test</button></form>")
         return _page(c.title, body)
@@ -180,10 +184,14 @@ class PreviewApp:
             return HTMLResponse(parts.html)
         return PlainTextResponse(parts.text)
 
-    def send_test(self, slug: str, address: str) -> Response:
+    def send_test(self, slug: str, address: str, token: str) -> Response:
         from ..delivery import send_tests
         from ..message import recipient_from_text
 
+        if not secrets.compare_digest(token, self.form_token):
+            return PlainTextResponse("use the form of the preview page", status_code=403)
+        if slug not in self.slugs():
+            return PlainTextResponse("no such campaign", status_code=404)
         found = self.preview(slug)
         if found.rendered is None:
             return PlainTextResponse("the campaign has errors", status_code=400)
@@ -218,8 +226,11 @@ def create_preview_app(settings: Settings, database_url: str | None) -> Starlett
         form = (await request.body()).decode("utf-8", "replace")
         from urllib.parse import parse_qs
 
-        address = (parse_qs(form).get("to") or [""])[0]
-        return await run_in_threadpool(app.send_test, request.path_params["slug"], address)
+        fields = parse_qs(form)
+        address = (fields.get("to") or [""])[0]
+        token = (fields.get("token") or [""])[0]
+        return await run_in_threadpool(app.send_test, request.path_params["slug"], address,
+                                       token)
 
     def part(request: Request) -> Any:
         return app.part(request)
