@@ -66,6 +66,9 @@ def test_campaign_page_parts_and_recipient_picker(client: TestClient) -> None:
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert client.get("/campaigns/nope").status_code == 404
     assert client.get(f"/campaigns/{REPLAY}/etc").status_code == 404
+    rebound = client.get("/", headers={"host": "evil.example"})
+    assert rebound.status_code == 400  # a page elsewhere cannot read the preview
+    assert 'sandbox="allow-popups"' in page.text
 
 
 def test_broken_file_shows_its_error_and_the_server_keeps_running(
@@ -154,6 +157,7 @@ def test_live_preview_in_chromium(browser: Any, workspace: Path) -> None:  # noq
 def test_unsubscribe_in_chromium_through_serve(browser: Any, workspace: Path) -> None:  # noqa: F811
     port = free_port()
     os.environ["CITESMAIL_UNSUBSCRIBE_BASE_URL"] = f"http://127.0.0.1:{port}"
+    os.environ["CITESMAIL_SECRET"] = "serve-secret"
     try:
         [address] = with_audience(workspace, 1)
         assert run("send", REPLAY, "--yes").exit_code == 0
@@ -175,3 +179,4 @@ def test_unsubscribe_in_chromium_through_serve(browser: Any, workspace: Path) ->
         assert "status:        unsubscribed" in shown
     finally:
         del os.environ["CITESMAIL_UNSUBSCRIBE_BASE_URL"]
+        del os.environ["CITESMAIL_SECRET"]

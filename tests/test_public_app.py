@@ -77,6 +77,11 @@ def test_confirmation_page_then_one_click(client: tuple[TestClient, list]) -> No
     assert status_of(address) == "unsubscribed"
     again = test_client.post(url, data={"confirm": "1"})
     assert again.status_code == 200  # idempotent
+    crlf = test_client.post(url, content=b"List-Unsubscribe=One-Click\r\n")
+    assert crlf.status_code == 200
+    slash = test_client.post(url + "/", content=b"List-Unsubscribe=One-Click",
+                             follow_redirects=False)
+    assert slash.status_code == 404  # never a redirect (RFC 8058)
     assert status_of(address) == "unsubscribed"
 
 
@@ -109,7 +114,10 @@ def test_unsubscribe_through_a_real_server(workspace: Path) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     os.environ["CITESMAIL_UNSUBSCRIBE_BASE_URL"] = base
+    os.environ["CITESMAIL_SECRET"] = "serve-secret"
     try:
+        refused = run("serve", "--port", str(port), env={"CITESMAIL_SECRET": ""})
+        assert refused.exit_code == 1 and "needs CITESMAIL_SECRET" in refused.stderr
         with_audience(workspace, 1)
         assert run("send", REPLAY, "--yes").exit_code == 0
         env = {**os.environ}
@@ -137,3 +145,4 @@ def test_unsubscribe_through_a_real_server(workspace: Path) -> None:
             server.wait(timeout=20)
     finally:
         del os.environ["CITESMAIL_UNSUBSCRIBE_BASE_URL"]
+        del os.environ["CITESMAIL_SECRET"]

@@ -48,8 +48,11 @@ def serve(state: State, host: str, port: int) -> None:
     from ..web.public import create_public_app
 
     if not state.settings.secret:
-        click.echo("warning: CITESMAIL_SECRET is not set: only links signed with the "
-                   "development key (outbox and previews) are accepted", err=True)
+        from ..errors import CitesmailError
+
+        raise CitesmailError(
+            "citesmail serve needs CITESMAIL_SECRET: without it anyone could forge links",
+            "export CITESMAIL_SECRET=<the same secret as when the messages were sent>")
     app = create_public_app(state.settings, state.db)
     uvicorn.run(app, host=host, port=port, log_level="info", server_header=False,
                 proxy_headers=True, limit_concurrency=200)

@@ -9,9 +9,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -111,16 +113,17 @@ class PreviewApp:
             found = self.preview(slug)
             if found.rendered is None:
                 status = f'<span class="error">{html.escape(str(found.problems[0]))}</span>'
-                rows.append(f'<tr><td><a href="/campaigns/{slug}">{slug}</a></td>'
-                            f"<td></td><td></td><td></td><td></td><td>{status}</td></tr>")
+                rows.append(f'<tr><td><a href="/campaigns/{_url(slug)}">{html.escape(slug)}'
+                            f"</a></td><td></td><td></td><td></td><td></td><td>{status}</td></tr>")
                 continue
             c = found.rendered.campaign
             when = c.event.starts.strftime("%Y-%m-%d %H:%M") if c.event and c.event.starts \
                 else ""
             status = f"{len(found.warnings)} warning(s)" if found.warnings else "ok"
-            rows.append(f'<tr><td><a href="/campaigns/{slug}">{html.escape(c.title)}</a></td>'
-                        f"<td>{c.kind}</td><td>{when}</td><td>{html.escape(c.subject)}</td>"
-                        f"<td>{slug}</td><td>{status}</td></tr>")
+            rows.append(f'<tr><td><a href="/campaigns/{_url(slug)}">{html.escape(c.title)}'
+                        f"</a></td><td>{html.escape(c.kind)}</td><td>{when}</td>"
+                        f"<td>{html.escape(c.subject)}</td><td>{html.escape(slug)}</td>"
+                        f"<td>{status}</td></tr>")
         return _page("citesmail preview", "<h1>Campaigns</h1><table><tr><th>title</th>"
                      "<th>kind</th><th>date</th><th>subject</th><th>file</th><th>check</th>"
                      "</tr>" + "".join(rows) + "</table>")
@@ -133,12 +136,13 @@ class PreviewApp:
         if found.rendered is None:
             errors = "".join(f'<li class="error">{html.escape(str(p))}</li>'
                              for p in found.problems)
-            return _page(slug, f'<p><a href="/">campaigns</a></p><h1>{slug}</h1>'
+            return _page(slug, f'<p><a href="/">campaigns</a></p><h1>{html.escape(slug)}</h1>'
                          f"<ul>{errors}</ul>")
         address = request.query_params.get("as", "")
         recipient = self.recipient(address)
         parts = personalize(found.rendered, recipient, self.settings)
-        query = f"?as={html.escape(address)}" if address else ""
+        query = html.escape(f"?as={quote(address)}") if address else ""
+        slug = _url(slug)
         c = found.rendered.campaign
         size = len(parts.html.encode("utf-8"))
         options = "".join(f'<option value="{html.escape(e)}"{" selected" if e == address else ""}>'
@@ -156,9 +160,11 @@ class PreviewApp:
             f'<a href="/campaigns/{slug}/html{query}">HTML</a> · '
             f'<a href="/campaigns/{slug}/text{query}">text</a></p>'
             f"<h2>Check</h2><ul>{warnings}</ul>"
-            f'<div class="frames"><div><h2>600 px</h2><iframe title="desktop" width="620" '
+            f'<div class="frames"><div><h2>600 px</h2>'
+            f'<iframe title="desktop" width="620" sandbox="allow-popups" '
             f'src="/campaigns/{slug}/html{query}"></iframe></div><div><h2>375 px</h2>'
-            f'<iframe title="phone" width="375" src="/campaigns/{slug}/html{query}"></iframe>'
+            f'<iframe title="phone" width="375" sandbox="allow-popups" '
+            f'src="/campaigns/{slug}/html{query}"></iframe>'
             f"</div></div><h2>Text part</h2><pre>{html.escape(parts.text)}</pre>"
             f'<h2>Send a test</h2><form method="post" action="/campaigns/{slug}/test">'
             f'<input type="hidden" name="token" value="{self.form_token}">'
@@ -205,6 +211,10 @@ class PreviewApp:
                      f'<p><a href="/campaigns/{slug}">back</a></p>')
 
 
+def _url(slug: str) -> str:
+    return html.escape(quote(slug))
+
+
 async def _changes(folders: list[Path]) -> AsyncIterator[str]:
     from watchfiles import awatch
 
@@ -235,10 +245,14 @@ def create_preview_app(settings: Settings, database_url: str | None) -> Starlett
     def part(request: Request) -> Any:
         return app.part(request)
 
-    return Starlette(routes=[
+    preview = Starlette(routes=[
         Route("/", app.index),
         Route("/campaigns/{slug}", app.campaign),
         Route("/campaigns/{slug}/{kind:str}", part, methods=["GET"]),
         Route("/campaigns/{slug}/test", test, methods=["POST"]),
         Route("/events", events),
     ])
+    # Only this machine's names: a page elsewhere cannot rebind its domain to us.
+    preview.add_middleware(TrustedHostMiddleware,
+                           allowed_hosts=["127.0.0.1", "localhost", "testserver"])
+    return preview

@@ -53,6 +53,8 @@ def _page(lang: str, title: str, body: str, status: int = 200) -> HTMLResponse:
 class PublicApp:
     def __init__(self, settings: Settings, db: Database) -> None:
         self.settings, self.db = settings, db
+        # `citesmail serve` refuses to start without a secret; the development key is
+        # only for in-process use (tests, trials on one machine).
         self.secret = settings.secret or DEVELOPMENT_SECRET
 
     def _find(self, token: str) -> Found | Response:
@@ -92,7 +94,7 @@ class PublicApp:
         found = self._find(token)
         if not isinstance(found, Found):
             return found
-        fields = parse_qs(body.decode("utf-8", "replace"))
+        fields = parse_qs(body.decode("utf-8", "replace").strip())
         # RFC 8058: "List-Unsubscribe=One-Click", url-encoded or as multipart/form-data
         one_click = fields.get("List-Unsubscribe") == ["One-Click"] or (
             b'name="List-Unsubscribe"' in body and b"One-Click" in body)
@@ -142,11 +144,12 @@ def create_public_app(settings: Settings, db: Database) -> Starlette:
     async def not_found(request: Request) -> Response:
         return Response("not found", status_code=404, media_type="text/plain")
 
-    starlette = Starlette(routes=[
+    starlette = Starlette(routes=[  # no slash redirects: RFC 8058 POSTs must not move
         Route("/u/{token}", app.confirm_page, methods=["GET"]),
         Route("/u/{token}", unsubscribe, methods=["POST"]),
         Route("/v/{token}", app.web_view, methods=["GET"]),
         Route("/", not_found),
     ])
+    starlette.router.redirect_slashes = False
     starlette.add_middleware(SecurityHeaders)
     return starlette

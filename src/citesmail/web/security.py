@@ -37,11 +37,18 @@ class SecurityHeaders:
                 message["headers"] = [*message.get("headers", []), *HEADERS]
             await send(message)
 
-        await self.app(scope, _limited(receive), send_with_headers)
+        try:
+            await self.app(scope, _limited(receive), send_with_headers)
+        except _TooLarge:
+            await _respond(send, 413, b"request too large")
+
+
+class _TooLarge(Exception):
+    pass
 
 
 def _limited(receive: Receive) -> Receive:
-    """A body longer than announced (chunked, say) is cut at MAX_BODY."""
+    """A body longer than announced (chunked, say) is refused past MAX_BODY."""
     seen = 0
 
     async def wrapped() -> Message:
@@ -50,7 +57,7 @@ def _limited(receive: Receive) -> Receive:
         if message["type"] == "http.request":
             seen += len(message.get("body", b""))
             if seen > MAX_BODY:
-                message = {"type": "http.request", "body": b"", "more_body": False}
+                raise _TooLarge
         return message
 
     return wrapped
