@@ -128,6 +128,18 @@ class Unsubscribe(Section):
         return value
 
 
+class Dkim(Section):
+    """DKIM signing of every message; off until all three keys are set."""
+
+    selector: str = ""
+    domain: str = ""
+    private_key: Path = Path("")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.selector and self.domain and str(self.private_key) not in {"", "."})
+
+
 class Schedule(Section):
     timezone: str = "Europe/Paris"
     misfire_grace: Duration = timedelta(hours=6)
@@ -151,6 +163,7 @@ class Settings(Section):
     smtp: Smtp = Smtp()
     unsubscribe: Unsubscribe = Unsubscribe()
     schedule: Schedule = Schedule()
+    dkim: Dkim = Dkim()
 
     # Not read from the file: where the workspace is, and secrets from the environment.
     workspace: Path = Field(default_factory=Path.cwd, exclude=True)
@@ -169,6 +182,17 @@ class Settings(Section):
     @property
     def campaigns_dir(self) -> Path:
         return self.workspace / "campaigns"
+
+    def dkim_key(self) -> bytes | None:
+        """The DKIM private key (PEM), when signing is configured."""
+        if not self.dkim.enabled:
+            return None
+        path = self.workspace / self.dkim.private_key
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"cannot read the DKIM private key {path}: {exc.strerror}",
+                              "check [dkim] private_key, or run citesmail dkim keygen") from None
 
     @property
     def outbox_dir(self) -> Path:

@@ -34,6 +34,8 @@ from .tokens import DEVELOPMENT_SECRET, make_token
 # read. Other headers are still folded (and encoded when not ASCII) at 78 columns.
 WIRE_POLICY = policy.SMTP.clone(refold_source="none")
 CRLF = b"\r\n"
+DKIM_HEADERS = [b"from", b"to", b"subject", b"date", b"message-id", b"list-unsubscribe",
+                b"list-unsubscribe-post", b"mime-version", b"content-type"]
 
 
 @dataclass(frozen=True)
@@ -244,6 +246,7 @@ class MessageTemplate:
                         b'Content-Type: text/html; charset="utf-8"\r\n'
                         b"Content-Transfer-Encoding: quoted-printable\r\n\r\n")
         self.end = b"\r\n--" + boundary.encode() + b"--\r\n"
+        self.dkim_key = settings.dkim_key()
         self.text_pieces = _split_body(rendered.text)
         self.html_pieces = _split_body(rendered.html)
         self._date = (0, b"")
@@ -267,7 +270,7 @@ class MessageTemplate:
         text_values = [_qp_piece(value) for value in resolved]
         html_values = [_qp_piece(html.escape(value, quote=True)) for value in resolved]
         message_id = f"<{self.slug}.{recipient.contact_id}.{secrets.token_hex(8)}@{self.domain}>"
-        return b"".join([
+        data = b"".join([
             self.head,
             b"To: ", _address_header(recipient.display_name, recipient.email).encode("ascii"),
             CRLF,
@@ -281,6 +284,19 @@ class MessageTemplate:
             *self._fill(self.html_pieces, html_values),
             self.end,
         ])
+        return self._signed(data) if self.dkim_key else data
+
+    def _signed(self, data: bytes) -> bytes:
+        """DKIM-Signature (rsa-sha256, relaxed/relaxed) over the headers RFC 8058 and
+        the mailbox providers look at."""
+        import dkim
+
+        dkim_settings = self.settings.dkim
+        signature = dkim.sign(data, dkim_settings.selector.encode(),
+                              dkim_settings.domain.encode(), self.dkim_key or b"",
+                              canonicalize=(b"relaxed", b"relaxed"),
+                              include_headers=DKIM_HEADERS, linesep=b"\r\n")
+        return signature + data
 
 
 def reference_message(rendered: RenderedCampaign, recipient: Recipient, settings: Settings,

@@ -94,9 +94,11 @@ from . import (  # noqa: E402  (they register commands)
     audience_commands,
     campaign_commands,
     delivery_commands,
+    dkim_commands,
     schedule_commands,
     web_commands,
 )
 
-__all__ = ["State", "audience_commands", "campaign_commands", "delivery_commands", "main",
+__all__ = ["State", "audience_commands", "campaign_commands", "delivery_commands",
+           "dkim_commands", "main",
            "pass_state", "schedule_commands", "web_commands"]
