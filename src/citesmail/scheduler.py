@@ -251,11 +251,3 @@ def run_worker(db: Database, settings: Settings, stop: threading.Event) -> None:
         lock.release()
         log.info("worker stopped")
 
-
-def next_run_times(db: Database, settings: Settings) -> dict[str, datetime]:
-    def read(scheduler: Any) -> dict[str, datetime]:
-        return {job.id.removeprefix("send:"): job.next_run_time
-                for job in scheduler.get_jobs(jobstore="default")}
-
-    return _with_store(db, settings, read)
-

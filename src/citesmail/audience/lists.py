@@ -33,13 +33,18 @@ def insert_ignoring_duplicates(session: Session, model: type[Any],
     session.execute(dialect.insert(model).on_conflict_do_nothing(), values)
 
 
+def unknown_name(what: str, name: str, known: list[str], create: str) -> CitesmailError:
+    """`unknown list 'x'` with the names that do exist, or how to make the first one."""
+    return CitesmailError(f"unknown {what} '{name}'",
+                          f"known {what}s: {', '.join(known)}" if known else
+                          f"create it with: {create}")
+
+
 def get_list(session: Session, name: str) -> MailingList:
     found = session.scalar(select(MailingList).where(MailingList.name == name))
     if found is None:
-        known = ", ".join(session.scalars(select(MailingList.name).order_by(MailingList.name)))
-        raise CitesmailError(f"unknown list '{name}'",
-                             f"known lists: {known}" if known else
-                             f"create it with: citesmail lists add {name}")
+        known = list(session.scalars(select(MailingList.name).order_by(MailingList.name)))
+        raise unknown_name("list", name, known, f"citesmail lists add {name}")
     return found
 
 

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from ..db import Contact, Membership, Segment
 from ..errors import CitesmailError
 from .addresses import AddressError, normalize_domain
-from .lists import check_name, get_list
+from .lists import check_name, get_list, unknown_name
 
 FIELDS = ("role", "territory", "organization", "lang", "domain")
 _CONDITION = re.compile(r"^\s*(attr\.[^=!]+|[A-Za-z_]+)\s*(!=|=)\s*(.*?)\s*$", re.S)
@@ -142,10 +142,8 @@ def stream(session: Session, definition: Definition | None, *,
 def get_segment(session: Session, name: str) -> tuple[Segment, Definition]:
     found = session.scalar(select(Segment).where(Segment.name == name))
     if found is None:
-        known = ", ".join(session.scalars(select(Segment.name).order_by(Segment.name)))
-        raise CitesmailError(f"unknown segment '{name}'",
-                             f"known segments: {known}" if known else
-                             f"create it with: citesmail segments add {name} --list ...")
+        known = list(session.scalars(select(Segment.name).order_by(Segment.name)))
+        raise unknown_name("segment", name, known, f"citesmail segments add {name} --list ...")
     return found, Definition.from_json(found.definition)
 
 
