@@ -16,8 +16,9 @@ from citesmail.audience.lists import add_list
 from citesmail.audience.segments import Definition
 from citesmail.campaigns import load_campaign
 from citesmail.config import Settings, load_settings
-from citesmail.db import Contact, Database, Delivery
+from citesmail.db import Contact, Database, Delivery, Send
 from citesmail.delivery import PAUSE_AFTER, SendPaused, SendRun, counts, prepare_send
+from citesmail.journal import Journal
 from citesmail.render import render_campaign
 from citesmail.transports import make_transport
 
@@ -223,6 +224,48 @@ def test_sending_when_the_process_died_becomes_unknown(db: Database, tmp_path: P
     assert again == send_id
     assert run(db, cfg, send_id) == {"sent": 2, "unknown": 1}
     assert addresses[1] not in server.handler.received
+
+
+def test_a_killed_runs_journal_settles_what_it_left_sending(db: Database, tmp_path: Path,
+                                                           server: SmtpServer) -> None:
+    """Rows are claimed by the batch: the journal tells which of them had gone."""
+    addresses = audience(db, tmp_path, 5)
+    cfg = settings_for(server.port)
+    send_id = start(db, cfg)
+    with db.session() as session:  # a run killed with four rows `sending`
+        session.execute(update(Send).where(Send.id == send_id).values(run_id="dead-run"))
+        session.execute(update(Delivery).where(Delivery.email.in_(addresses[:4]))
+                        .values(state="sending"))
+        ids = {d.email: d.id for d in session.scalars(select(Delivery))}
+    run_ = SendRun(db, send_id, cfg, lambda: make_transport(cfg))
+    journal = Journal(run_.journal_path, "dead-run")
+    journal.transmitting(ids[addresses[0]])
+    journal.accepted(ids[addresses[0]])  # the server took it
+    journal.transmitting(ids[addresses[1]])  # the server may have it
+    journal.close(remove=False)  # addresses[2] and [3] never left
+    result = run_.run()
+    assert result.recovered == 1
+    assert {s: n for s, n in result.counts.items() if n} == {"sent": 4, "unknown": 1}
+    assert server.handler.received == dict.fromkeys([*addresses[2:]], 1)
+    found = rows(db)
+    assert found[addresses[0]].state == "sent" and found[addresses[0]].attempts == 1
+    assert found[addresses[1]].state == "unknown"
+    assert not run_.journal_path.exists()  # all it said is in the database now
+
+
+def test_a_journal_of_another_run_is_not_believed(db: Database, tmp_path: Path,
+                                                  server: SmtpServer) -> None:
+    addresses = audience(db, tmp_path, 2)
+    cfg = settings_for(server.port)
+    send_id = start(db, cfg)
+    with db.session() as session:
+        session.execute(update(Send).where(Send.id == send_id).values(run_id="other-run"))
+        session.execute(update(Delivery).where(Delivery.email == addresses[0])
+                        .values(state="sending"))
+    run_ = SendRun(db, send_id, cfg, lambda: make_transport(cfg))
+    Journal(run_.journal_path, "old-run").close(remove=False)  # says nothing was sent
+    assert {s: n for s, n in run_.run().counts.items() if n} == {"sent": 1, "unknown": 1}
+    assert addresses[0] not in server.handler.received
 
 
 def test_consecutive_connection_failures_pause_the_send(db: Database, tmp_path: Path) -> None:

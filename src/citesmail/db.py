@@ -31,7 +31,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 from .errors import CitesmailError
 
 # The newest migration; tests check that it is Alembic's head.
-HEAD = "0003"
+HEAD = "0004"
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 STATUSES = ("active", "unsubscribed", "bounced", "complained")
 DEFAULT_BUSY_TIMEOUT = timedelta(seconds=5)
@@ -143,6 +143,10 @@ class Send(Base):
     scheduled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The run that last drained this send: its journal is trusted only for that run.
+    run_id: Mapped[str | None] = mapped_column(String(32))
+    # The event campaign's invitation (iCalendar text), attached to every message.
+    calendar: Mapped[str | None] = mapped_column(Text)
 
 
 class Delivery(Base):

@@ -3,9 +3,10 @@
 One `deliveries` row per (send, contact), snapshotted when the send starts. States:
 queued -> sending -> sent; deferred (4xx: retried later), failed (5xx or retries used
 up), skipped (unsubscribed or erased meanwhile), unknown (it was `sending` when the
-process died: the server may have it; not resent unless asked). Every `sending` is
-committed before the message goes out, and the result is committed when it is known,
-so a killed send resumes with nobody lost and nobody mailed twice.
+process died: the server may have it; not resent unless asked). Rows are claimed
+(`sending`) and their results recorded a batch per transaction; between two commits the
+run's journal (journal.py) says which messages left and which the server took, so a
+killed send resumes with nobody lost and nobody mailed twice.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ import contextlib
 import hashlib
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parseaddr
 from pathlib import Path
-from queue import SimpleQueue
+from queue import Empty, SimpleQueue
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -31,6 +33,7 @@ from .audience.segments import Definition, stream
 from .config import Settings
 from .db import Contact, Database, Delivery, Send, utcnow
 from .errors import CitesmailError
+from .journal import Journal, journal_path, read_journal
 from .locks import Busy, ProcessLock
 from .message import MessageTemplate, Recipient
 from .render import RenderedCampaign
@@ -39,6 +42,8 @@ from .transports import Outcome, Transport
 STATES = ("queued", "sending", "sent", "deferred", "failed", "skipped", "unknown")
 PAUSE_AFTER = 10  # consecutive connection failures
 LONG_WAIT = timedelta(minutes=5)
+BATCH = 64  # rows claimed, and results recorded, per transaction
+RECORD_EVERY = 0.25  # seconds: results are recorded at least this often
 
 
 class SendPaused(CitesmailError):
@@ -194,20 +199,33 @@ class RunResult:
     recovered: int = 0  # rows a dead run left `sending`: now `unknown`
 
 
-@dataclass
 class _Pace:
-    """Rate limit (messages per second over all connections)."""
+    """Rate limit (messages per second over all connections), shared by the threads."""
 
-    per_second: float
-    next_at: float = field(default_factory=time.monotonic)
+    def __init__(self, per_second: float) -> None:
+        self.per_second = per_second
+        self.next_at = time.monotonic()
+        self.lock = threading.Lock()
 
     def wait(self) -> None:
         if self.per_second <= 0:
             return
-        delay = self.next_at - time.monotonic()
+        with self.lock:
+            at = max(self.next_at, time.monotonic())
+            self.next_at = at + 1 / self.per_second
+        delay = at - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        self.next_at = max(self.next_at, time.monotonic()) + 1 / self.per_second
+
+
+class _InPlace(contextlib.AbstractContextManager["_InPlace"]):
+    """Runs each task at once, in the calling thread (a transport without parallelism)."""
+
+    def submit(self, task: Callable[..., None], *args: Any) -> None:
+        task(*args)
+
+    def __exit__(self, *exc: object) -> None:
+        return None
 
 
 class SendRun:
@@ -229,6 +247,11 @@ class SendRun:
             send = session.get(Send, send_id)
             assert send is not None
             self.template = MessageTemplate(StoredCampaign.of(send), settings)
+        url = db.engine.url
+        self.journal_path = journal_path(
+            url.database if url.get_backend_name() == "sqlite" else None,
+            settings.workspace, send_id)
+        self.journal: Journal | None = None
         self.failures_in_a_row = 0
         self.last_connection_error = ""
         self.paused = False
@@ -287,16 +310,24 @@ class SendRun:
             self._set_state(session, [c.delivery_id for c in claimed], "sending", now)
         return claimed
 
-    def _record_all(self, session: Session, results: list[tuple[Claimed, Outcome]]) -> None:
-        """Record outcomes: the common one (sent) in one statement for all."""
+    def _record_all(self, session: Session,
+                    results: list[tuple[Claimed, Outcome | None]]) -> None:
+        """Record outcomes: the common one (sent) in one statement for all; rows whose
+        message never left (the run stopping) go back to the queue."""
+        if not results:
+            return
         now = self._stamp(session, utcnow())
-        sent = [(now, now, c.delivery_id) for c, o in results if o.kind == "sent"]
+        sent = [(now, now, c.delivery_id) for c, o in results if o is not None
+                and o.kind == "sent"]
         if sent:
             self._sql(session, "UPDATE deliveries SET state = 'sent', sent_at = ?, "
                                "updated_at = ?, last_code = 250, last_error = NULL, "
                                "attempts = attempts + 1 WHERE id = ?", sent, many=True)
+        unsent = [c.delivery_id for c, o in results if o is None]
+        if unsent:
+            self._set_state(session, unsent, "queued", now)
         for claimed, outcome in results:
-            if outcome.kind != "sent":
+            if outcome is not None and outcome.kind != "sent":
                 self._record(session, claimed, outcome)
 
     def _record(self, session: Session, claimed: Claimed, outcome: Outcome) -> None:
@@ -356,54 +387,116 @@ class SendRun:
             raise SendBusy(f"this campaign is being sent by another process ({busy.holder})",
                            "let it finish, or stop it first") from None
         try:
-            with self.db.session() as session:
-                recovered = session.execute(
-                    update(Delivery).where(Delivery.send_id == self.send_id,
-                                           Delivery.state == "sending")
-                    .values(state="unknown", updated_at=utcnow())).rowcount or 0
-            result = self._run_with_transports()
+            recovered, run_id = self._recover()
+            self.journal = Journal(self.journal_path, run_id)
+            settled = False
+            try:
+                result = self._run_with_transports()
+                settled = True
+            finally:  # the journal goes once the database holds all it says
+                self.journal.close(remove=settled)
             result.recovered = recovered
             return result
         finally:
             lock.release()
 
+    def _recover(self) -> tuple[int, str]:
+        """Settle the rows a dead run left `sending`, by its journal when there is one
+        for that run (sent, unknown, or never sent: queued again), else all `unknown`.
+        Then this run takes the send: its id goes into the send row."""
+        with self.db.session() as session:
+            send = session.get(Send, self.send_id)
+            assert send is not None
+            left = list(session.scalars(select(Delivery.id).where(
+                Delivery.send_id == self.send_id, Delivery.state == "sending")))
+            journal = read_journal(self.journal_path, send.run_id)
+            unknown = [i for i in left if journal is None or i in journal.transmitting]
+            if journal is not None:
+                self._settle(session, [i for i in left if i in journal.accepted], "sent")
+                self._settle(session, [i for i in left if i not in journal.accepted
+                                       and i not in journal.transmitting], "queued")
+            self._settle(session, unknown, "unknown")
+            send.run_id = uuid.uuid4().hex
+            return len(unknown), send.run_id
+
+    def _settle(self, session: Session, ids: list[int], state: str) -> None:
+        now = self._stamp(session, utcnow())
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ", ".join("?" * len(chunk))
+            if state == "sent":
+                self._sql(session, f"UPDATE deliveries SET state = 'sent', sent_at = ?, "
+                                   f"updated_at = ?, last_code = 250, last_error = NULL, "
+                                   f"attempts = attempts + 1 WHERE id IN ({marks})",
+                          (now, now, *chunk))
+            elif state == "unknown":
+                self._sql(session, f"UPDATE deliveries SET state = 'unknown', updated_at = ?, "
+                                   f"last_error = ? WHERE id IN ({marks})",
+                          (now, "the run stopped while this message was being sent (the "
+                                "server may have it)", *chunk))
+            else:
+                self._set_state(session, chunk, state, now)
+
     def _run_with_transports(self) -> RunResult:
         free: SimpleQueue[Transport] = SimpleQueue()
-        for _ in range(self.connections):
+        first = self.make_transport()
+        free.put(first)
+        parallel = first.parallel
+        for _ in range(self.connections - 1 if parallel else 0):
             free.put(self.make_transport())
+        results: SimpleQueue[tuple[Claimed, Outcome | None]] = SimpleQueue()
+        journal = self.journal
+        assert journal is not None
 
-        def deliver(claimed: Claimed, data: bytes) -> Outcome:
-            transport = free.get()
+        def deliver(claimed: Claimed, data: bytes) -> None:
+            """In a connection's thread. None: not sent (stopping), back to the queue."""
+            outcome: Outcome | None = None
             try:
-                return transport.send(self.sender, claimed.recipient.email, data)
-            except CitesmailError as exc:  # e.g. the login refused: nothing was sent
-                return Outcome("connection", None, str(exc), fatal=True)
-            except Exception as exc:  # unforeseen: the message may have gone
-                return Outcome("unknown", None, f"{type(exc).__name__}: {exc}")
+                if not self.stop.is_set():
+                    self.pace.wait()
+                if not self.stop.is_set():
+                    outcome = self._deliver(free, journal, claimed, data)
             finally:
-                free.put(transport)
+                results.put((claimed, outcome))
 
-        in_flight: dict[Future[Outcome], Claimed] = {}
+        outstanding = [0]
         try:
-            with ThreadPoolExecutor(self.connections, "citesmail-send") as pool:
+            with (ThreadPoolExecutor(self.connections, "citesmail-send") if parallel
+                  else _InPlace()) as pool:
                 try:
-                    return self._loop(pool, deliver, in_flight)
+                    return self._loop(pool, deliver, results, outstanding)
                 except BaseException:
                     self.stop.set()
-                    self._drain(in_flight)
+                    self._drain(results, outstanding[0])
                     raise
         finally:
             while not free.empty():
                 free.get().close()
 
-    def _drain(self, in_flight: dict[Future[Outcome], Claimed]) -> None:
+    def _deliver(self, free: SimpleQueue[Transport], journal: Journal, claimed: Claimed,
+                 data: bytes) -> Outcome:
+        transport = free.get()
+        delivery_id = claimed.delivery_id
+        try:
+            outcome = transport.send(self.sender, claimed.recipient.email, data,
+                                     lambda: journal.transmitting(delivery_id))
+        except CitesmailError as exc:  # e.g. the login refused: nothing was sent
+            outcome = Outcome("connection", None, str(exc), fatal=True)
+        except Exception as exc:  # unforeseen: the message may have gone
+            outcome = Outcome("unknown", None, f"{type(exc).__name__}: {exc}")
+        finally:
+            free.put(transport)
+        if outcome.kind == "sent":
+            journal.accepted(delivery_id)
+        return outcome
+
+    def _drain(self, results: SimpleQueue[tuple[Claimed, Outcome | None]],
+               outstanding: int) -> None:
         """After an error: wait for the messages in hand and record what became of them
-        (best effort: a row that cannot be recorded stays `sending`, then `unknown`)."""
-        wait(in_flight)
+        (best effort: the journal tells the next run what this one could not record)."""
+        done = [results.get() for _ in range(outstanding)]
         with contextlib.suppress(Exception), self.db.session() as session:
-            for future, claimed in in_flight.items():
-                self._record(session, claimed, future.result())
-        in_flight.clear()
+            self._record_all(session, done)
 
     def _build(self, claimed: Claimed) -> bytes | Outcome:
         try:
@@ -412,43 +505,60 @@ class SendRun:
             return Outcome("permanent", None, "the address needs SMTPUTF8 (non-ASCII before "
                            "the @), which citesmail does not use")
 
-    def _loop(self, pool: ThreadPoolExecutor,
-              deliver: Callable[[Claimed, bytes], Outcome],
-              in_flight: dict[Future[Outcome], Claimed]) -> RunResult:
-        finished_results: list[tuple[Claimed, Outcome]] = []
-        last_progress = 0.0
+    def _loop(self, pool: ThreadPoolExecutor | _InPlace, deliver: Callable[[Claimed, bytes], None],
+              results: SimpleQueue[tuple[Claimed, Outcome | None]],
+              outstanding: list[int]) -> RunResult:
+        """Claim a batch, hand its messages to the connections, record the results in
+        batches; claim the next batch while the connections still have work."""
+        finished: list[tuple[Claimed, Outcome | None]] = []
+        last_progress = last_record = claim_again = 0.0
         while True:
-            slots = 0 if self.stop.is_set() else self.connections - len(in_flight)
-            with self.db.session() as session:
-                self._record_all(session, finished_results)
-                finished_results = []
-                room, cap_until = self._hourly_room(session, len(in_flight)) if slots \
-                    else (1, None)
-                claimed_now = self._claim(session, min(slots, room)) if slots and room else []
-                state = counts(session, self.send_id) if not in_flight and not claimed_now \
-                    else None
-                next_retry = self._next_retry(session) if state else None
-            for claimed in claimed_now:
-                data = self._build(claimed)
-                if isinstance(data, Outcome):
-                    finished_results.append((claimed, data))
+            want = 0 if self.stop.is_set() or outstanding[0] > BATCH or \
+                time.monotonic() < claim_again else 2 * BATCH - outstanding[0]
+            quiet = outstanding[0] == 0
+            if want or quiet or len(finished) >= BATCH or \
+                    time.monotonic() - last_record > RECORD_EVERY:
+                with self.db.session() as session:
+                    self._record_all(session, finished)
+                    finished = []
+                    room, cap_until = self._hourly_room(session, outstanding[0]) if want \
+                        else (1, None)
+                    claimed_now = self._claim(session, min(want, room)) if want and room \
+                        else []
+                    state = counts(session, self.send_id) if quiet and not claimed_now \
+                        else None
+                    next_retry = self._next_retry(session) if state else None
+                last_record = time.monotonic()
+                if want and len(claimed_now) < want:  # the queue is dry for now
+                    claim_again = last_record + RECORD_EVERY
+                for claimed in claimed_now:
+                    data = self._build(claimed)
+                    if isinstance(data, Outcome):
+                        finished.append((claimed, data))
+                        continue
+                    pool.submit(deliver, claimed, data)
+                    outstanding[0] += 1
+                if state is not None and not finished:  # nothing to do right now
+                    result = self._idle(state, next_retry, cap_until if room == 0 else None)
+                    if result is not None:
+                        return result
                     continue
-                self.pace.wait()
-                in_flight[pool.submit(deliver, claimed, data)] = claimed
-            if state is not None and not finished_results:  # nothing to do right now
-                result = self._idle(state, next_retry, cap_until if room == 0 else None)
-                if result is not None:
-                    return result
+            if not outstanding[0]:
                 continue
-            if not in_flight:
+            try:
+                item = results.get(timeout=RECORD_EVERY)
+            except Empty:
                 continue
-            done, _ = wait(in_flight, timeout=1.0, return_when=FIRST_COMPLETED)
-            for future in done:
-                claimed = in_flight.pop(future)
-                outcome = future.result()
-                finished_results.append((claimed, outcome))
-                self._watch_connection(outcome)
-            if self.progress and done and time.monotonic() - last_progress > 0.5:
+            while True:
+                finished.append(item)
+                outstanding[0] -= 1
+                if item[1] is not None:
+                    self._watch_connection(item[1])
+                try:
+                    item = results.get_nowait()
+                except Empty:
+                    break
+            if self.progress and time.monotonic() - last_progress > 0.5:
                 last_progress = time.monotonic()
                 with self.db.session(write=False) as session:
                     self.progress(counts(session, self.send_id))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import html
+import itertools
 import re
 import secrets
 from dataclasses import dataclass
@@ -220,6 +221,8 @@ class MessageTemplate:
         self.domain = settings.sender.domain
         self.slug = rendered.slug
         boundary = f"=_citesmail_{secrets.token_hex(12)}"  # "=_" never occurs in QP
+        # Message-IDs: random per template, then counted (no system call per message).
+        self._id_prefix, self._ids = secrets.token_hex(6), itertools.count()
         sender = settings.sender
         head = [b"From: " + _address_header(*parseaddr(clean(sender.from_))).encode("ascii")
                 + CRLF]
@@ -269,7 +272,8 @@ class MessageTemplate:
         resolved = [values.get(field) or default for field, default in self.slots]
         text_values = [_qp_piece(value) for value in resolved]
         html_values = [_qp_piece(html.escape(value, quote=True)) for value in resolved]
-        message_id = f"<{self.slug}.{recipient.contact_id}.{secrets.token_hex(8)}@{self.domain}>"
+        message_id = (f"<{self.slug}.{recipient.contact_id}.{self._id_prefix}"
+                      f"{next(self._ids):x}@{self.domain}>")
         data = b"".join([
             self.head,
             b"To: ", _address_header(recipient.display_name, recipient.email).encode("ascii"),
