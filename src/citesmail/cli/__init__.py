@@ -92,6 +92,7 @@ def main(ctx: click.Context, config_path: Path | None) -> None:
 
 from . import (  # noqa: E402  (they register commands)
     audience_commands,
+    bounce_commands,
     campaign_commands,
     delivery_commands,
     dkim_commands,
@@ -99,6 +100,6 @@ from . import (  # noqa: E402  (they register commands)
     web_commands,
 )
 
-__all__ = ["State", "audience_commands", "campaign_commands", "delivery_commands",
-           "dkim_commands", "main",
+__all__ = ["State", "audience_commands", "bounce_commands", "campaign_commands",
+           "delivery_commands", "dkim_commands", "main",
            "pass_state", "schedule_commands", "web_commands"]
