@@ -239,6 +239,7 @@ def outbox_rows(n: int, timeout: float) -> list[Row]:
     after timeout seconds, and then the figures are those of the part sent."""
     with tempfile.TemporaryDirectory(prefix="citesmail-bench-") as tmp:
         ws = workspace(Path(tmp), people(n, seed=13))
+        os.sync()  # the writes of earlier steps are not billed to this one
         command = ["/usr/bin/time", "-f", "TIME %e %U %S %M", "timeout", "-s", "TERM",
                    str(int(timeout)), str(CITESMAIL), "send", NAME, "--yes"]
         result = subprocess.run(command, cwd=ws, env=clean_env(), capture_output=True,
@@ -291,7 +292,7 @@ def section(rows: list[Row], machine: str, sizes: tuple[int, int, int, int, int]
             f"smtplib connections in threads sending the same pre-built bytes; the naive loop "
             f"opens one connection per message, {naive_n:,} messages. Outbox: CPU (user + "
             f"sys) and peak RSS of `citesmail send --yes` of {outbox_n:,} contacts to the "
-            f"Maildir outbox, from `/usr/bin/time`; still running after "
+            f"Maildir outbox, from `/usr/bin/time`, started after a `sync`; still running after "
             f"{OUTBOX_TIMEOUT:.0f} s, it gets SIGTERM (a clean, resumable stop) and the "
             f"figures are those of the part written. Rerun with "
             f"`.venv/bin/python benchmarks/delivery.py --write-docs`.\n\n"
