@@ -7,16 +7,21 @@ from email import policy
 from pathlib import Path
 
 import dkim
+import pytest
 
 from .conftest import REPLAY, run
 from .test_send_cli import with_audience
 
 
-def test_keygen_sign_and_verify(workspace: Path) -> None:
-    made = run("dkim", "keygen", "--selector", "cm", "--domain", "example.org", "-o", "keys")
+@pytest.mark.parametrize(("algorithm", "signed_with"), [("rsa", b"a=rsa-sha256"),
+                                                       ("ed25519", b"a=ed25519-sha256")])
+def test_keygen_sign_and_verify(workspace: Path, algorithm: str, signed_with: bytes) -> None:
+    made = run("dkim", "keygen", "--selector", "cm", "--domain", "example.org", "-o", "keys",
+               "--algorithm", algorithm)
     assert made.exit_code == 0, made.output
     record = made.stdout.strip().splitlines()[-1]
-    assert record.startswith('cm._domainkey.example.org. IN TXT "v=DKIM1; k=rsa; p=')
+    assert record.startswith(
+        f'cm._domainkey.example.org. IN TXT "v=DKIM1; k={algorithm}; p=')
     txt = record.split('"')[1].encode()
     assert (workspace / "keys" / "cm.example.org.pem").stat().st_mode & 0o077 == 0
     again = run("dkim", "keygen", "--selector", "cm", "--domain", "example.org", "-o", "keys")
@@ -34,6 +39,7 @@ def test_keygen_sign_and_verify(workspace: Path) -> None:
 
     for raw in messages:
         assert raw.startswith(b"DKIM-Signature: ")
+        assert signed_with in raw.split(b"\r\n\r\n", 1)[0]
         assert dkim.verify(raw, dnsfunc=dns)
         signature = email.message_from_bytes(raw, policy=policy.default)["DKIM-Signature"]
         signed = {h.strip().lower() for h in
@@ -50,3 +56,13 @@ def test_unreadable_key_is_a_clear_error(workspace: Path) -> None:
     result = run("render", REPLAY, env=env)
     assert result.exit_code == 1
     assert "cannot read the DKIM private key" in result.stderr
+
+
+def test_a_key_that_is_not_pem_is_a_clear_error(workspace: Path) -> None:
+    (workspace / "bad.pem").write_text("not a key\n", encoding="utf-8")
+    env = {"CITESMAIL_DKIM_SELECTOR": "cm", "CITESMAIL_DKIM_DOMAIN": "example.org",
+           "CITESMAIL_DKIM_PRIVATE_KEY": "bad.pem"}
+    result = run("render", REPLAY, env=env)
+    assert result.exit_code == 1
+    assert "the DKIM private key bad.pem cannot be read" in result.stderr
+    assert "Traceback" not in result.output

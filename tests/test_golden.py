@@ -7,6 +7,7 @@ then review `git diff tests/golden`.
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 from pathlib import Path
@@ -37,9 +38,17 @@ def test_example_matches_golden_files(workspace: Path, slug: str) -> None:
 
 
 def _stable(eml: str) -> str:
-    """The message without what changes on every run: date, Message-ID, MIME boundary."""
-    boundary = re.search(r'boundary="([^"]+)"', eml)
-    if boundary:
-        eml = eml.replace(boundary.group(1), "BOUNDARY")
+    """The message without what changes on every run: date, Message-ID, MIME boundaries,
+    and the invitation's DTSTAMP (its base64 parts are decoded to show the ICS)."""
+    for boundary in sorted(set(re.findall(r'boundary="([^"]+)"', eml)), key=len,
+                           reverse=True):  # the outer one holds the inner one's name
+        eml = eml.replace(boundary, "OUTER" if boundary.endswith("_mixed") else "BOUNDARY")
     eml = re.sub(r"(?m)^Date: .*$", "Date: DATE", eml)
-    return re.sub(r"(?m)^Message-ID: <[\w.-]+\.[0-9a-f]+@", "Message-ID: <ID@", eml)
+    eml = re.sub(r"(?m)^Message-ID: <[\w.-]+\.[0-9a-f]+@", "Message-ID: <ID@", eml)
+
+    def decoded(match: re.Match[str]) -> str:
+        ics = base64.b64decode(match.group(2)).decode("utf-8").replace("\r\n", "\n")
+        return match.group(1) + re.sub(r"(?m)^DTSTAMP:.*$", "DTSTAMP:STAMP", ics)
+
+    return re.sub(r"(Content-Transfer-Encoding: base64\n\n)([A-Za-z0-9+/=\n]+?)(?=\n--)",
+                  decoded, eml)

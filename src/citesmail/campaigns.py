@@ -118,6 +118,13 @@ def load_campaign(path: Path, *, default_lang: str, tz: ZoneInfo) -> Campaign:
     )
 
 
+def key_line(path: Path, loc: tuple[str, ...]) -> int | None:
+    """The line of a front-matter key in a campaign file (None when absent)."""
+    front_text = split_front_matter(read_text(path), path)[0]
+    found = line_of(key_lines(front_text), loc)
+    return None if found is None else found + 1
+
+
 def resolve_campaign_path(name: str, campaigns_dir: Path) -> Path:
     """A campaign argument is a path to a .md file or a slug in campaigns/."""
     candidate = Path(name)

@@ -63,11 +63,12 @@ class StoredCampaign:
     html: str
     text: str
     slots: tuple[tuple[str, str], ...]
+    calendar: str | None = None
 
     @classmethod
     def of(cls, send: Send) -> StoredCampaign:
         return cls(send.campaign, send.subject, send.html, send.text,
-                   tuple((field_, default) for field_, default in send.slots))
+                   tuple((field_, default) for field_, default in send.slots), send.calendar)
 
 
 def send_tests(settings: Settings, rendered: RenderedCampaign,
@@ -116,7 +117,7 @@ def prepare_send(db: Database, rendered: RenderedCampaign, segment: str | None,
         send = Send(campaign=rendered.slug, segment=segment, subject=rendered.subject,
                     html=rendered.html, text=rendered.text,
                     slots=[list(slot) for slot in rendered.slots], source_hash=source,
-                    state="running", started_at=utcnow())
+                    calendar=rendered.calendar, state="running", started_at=utcnow())
         session.add(send)
         session.flush()
         total = _snapshot(session, send.id, definition)

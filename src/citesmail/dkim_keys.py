@@ -1,34 +1,74 @@
-"""DKIM key pairs: the private key for signing, the DNS record to publish."""
+"""DKIM key pairs: the private key for signing, the DNS record to publish.
+
+Two kinds (RFC 8463 added the second): RSA 2048 (`rsa-sha256`, what every receiver
+checks) and Ed25519 (`ed25519-sha256`, short keys and signatures; not every receiver
+checks it yet, so publish it beside an RSA one). Keys are PEM files; the kind is read
+from the key, so `[dkim]` needs no setting for it.
+"""
 
 from __future__ import annotations
 
 import base64
 import os
 from pathlib import Path
+from typing import Literal
 
 from .errors import CitesmailError
 
+Algorithm = Literal["rsa", "ed25519"]
 
-def generate(selector: str, domain: str, folder: Path, bits: int = 2048) -> tuple[Path, str]:
+
+def generate(selector: str, domain: str, folder: Path, algorithm: Algorithm = "rsa",
+             bits: int = 2048) -> tuple[Path, str]:
     """Write `<selector>.<domain>.pem` (mode 600); return it and the TXT record."""
     from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
     path = folder / f"{selector}.{domain}.pem"
     if path.exists():
         raise CitesmailError(f"{path} already exists", "keep it, or choose another selector")
-    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
-    private = key.private_bytes(serialization.Encoding.PEM,
-                                serialization.PrivateFormat.TraditionalOpenSSL,
-                                serialization.NoEncryption())
-    public = key.public_key().public_bytes(serialization.Encoding.DER,
-                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    key: rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+    if algorithm == "ed25519":
+        key = ed25519.Ed25519PrivateKey.generate()
+        public = key.public_key().public_bytes(serialization.Encoding.Raw,
+                                               serialization.PublicFormat.Raw)
+        private = key.private_bytes(serialization.Encoding.PEM,
+                                    serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption())
+    else:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+        public = key.public_key().public_bytes(serialization.Encoding.DER,
+                                               serialization.PublicFormat.SubjectPublicKeyInfo)
+        private = key.private_bytes(serialization.Encoding.PEM,
+                                    serialization.PrivateFormat.TraditionalOpenSSL,
+                                    serialization.NoEncryption())
     folder.mkdir(parents=True, exist_ok=True)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "wb") as out:
         out.write(private)
-    value = f"v=DKIM1; k=rsa; p={base64.b64encode(public).decode('ascii')}"
+    value = f"v=DKIM1; k={algorithm}; p={base64.b64encode(public).decode('ascii')}"
     return path, value
+
+
+def signing_key(pem: bytes, where: Path | str) -> tuple[bytes, bytes]:
+    """(the key as dkimpy takes it, the signature algorithm) from a PEM private key."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise CitesmailError(f"the DKIM private key {where} cannot be read: {exc}",
+                             "give an unencrypted PEM key, as citesmail dkim keygen "
+                             "writes") from None
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        seed = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                                 serialization.NoEncryption())
+        return base64.b64encode(seed), b"ed25519-sha256"
+    if isinstance(key, rsa.RSAPrivateKey):
+        return pem, b"rsa-sha256"
+    raise CitesmailError(f"the DKIM private key {where} is neither RSA nor Ed25519",
+                         "make one with citesmail dkim keygen")
 
 
 def dns_name(selector: str, domain: str) -> str:

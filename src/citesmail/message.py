@@ -26,6 +26,7 @@ from email.utils import format_datetime, formataddr, parseaddr
 from typing import Protocol
 
 from .config import Settings
+from .dkim_keys import signing_key
 from .render import RenderedCampaign
 from .render.slots import TOKEN
 from .tokens import DEVELOPMENT_SECRET, make_token
@@ -101,6 +102,7 @@ def recipient_values(recipient: Recipient, links: Links) -> dict[str, str]:
         "organization": recipient.organization,
         "unsubscribe_url": links.unsubscribe,
         "webview_url": links.webview,
+        "calendar_url": f"{links.webview}/event.ics",
     }
 
 
@@ -208,6 +210,35 @@ class Renderable(Protocol):
     html: str
     text: str
     slots: tuple[tuple[str, str], ...]
+    calendar: str | None
+
+
+def _base64(data: bytes) -> bytes:
+    """Base64 body lines of 76 characters, CRLF."""
+    encoded = base64.b64encode(data)
+    return b"".join(encoded[i:i + 76] + CRLF for i in range(0, len(encoded), 76))
+
+
+def calendar_filename(slug: str) -> str:
+    return f"{slug}.ics"
+
+
+def _calendar_parts(calendar: str, slug: str, inner: bytes, outer: bytes) -> bytes:
+    """After the HTML: the invitation as the last alternative (text/calendar, which
+    Outlook and Gmail offer to add), then as an .ics attachment for every other client."""
+    data = calendar.encode("utf-8")
+    name = calendar_filename(slug).encode("ascii")
+    return b"".join([
+        b"\r\n--", inner, b"\r\n",
+        b'Content-Type: text/calendar; charset="utf-8"; method="PUBLISH"\r\n',
+        b"Content-Transfer-Encoding: base64\r\n\r\n", _base64(data),
+        b"\r\n--", inner, b"--\r\n",
+        b"\r\n--", outer, b"\r\n",
+        b'Content-Type: application/ics; name="', name, b'"\r\n',
+        b'Content-Disposition: attachment; filename="', name, b'"\r\n',
+        b"Content-Transfer-Encoding: base64\r\n\r\n", _base64(data),
+        b"\r\n--", outer, b"--\r\n",
+    ])
 
 
 class MessageTemplate:
@@ -236,20 +267,27 @@ class MessageTemplate:
                                            f"{self.slug}.{self.domain}").encode("ascii")
             + CRLF,
         ])
-        self.tail = (
+        inner = boundary.encode()
+        alternative = b'Content-Type: multipart/alternative; boundary="' + inner + b'"\r\n'
+        calendar = rendered.calendar
+        outer = inner + b"_mixed"
+        self.tail = b"".join([
             b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
-            b"MIME-Version: 1.0\r\n"
-            b'Content-Type: multipart/alternative; boundary="' + boundary.encode() + b'"\r\n'
-            b"\r\n"
-            b"--" + boundary.encode() + b"\r\n"
+            b"MIME-Version: 1.0\r\n",
+            b'Content-Type: multipart/mixed; boundary="' + outer + b'"\r\n\r\n--' + outer
+            + b"\r\n" if calendar else b"",
+            alternative,
+            b"\r\n--" + inner + b"\r\n"
             b'Content-Type: text/plain; charset="utf-8"\r\n'
-            b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
-        )
-        self.between = (b"\r\n--" + boundary.encode() + b"\r\n"
+            b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
+        ])
+        self.between = (b"\r\n--" + inner + b"\r\n"
                         b'Content-Type: text/html; charset="utf-8"\r\n'
                         b"Content-Transfer-Encoding: quoted-printable\r\n\r\n")
-        self.end = b"\r\n--" + boundary.encode() + b"--\r\n"
-        self.dkim_key = settings.dkim_key()
+        self.end = _calendar_parts(calendar, self.slug, inner, outer) if calendar else \
+            b"\r\n--" + inner + b"--\r\n"
+        pem = settings.dkim_key()
+        self.dkim = signing_key(pem, settings.dkim.private_key) if pem else None
         self.text_pieces = _split_body(rendered.text)
         self.html_pieces = _split_body(rendered.html)
         self._date = (0, b"")
@@ -288,16 +326,19 @@ class MessageTemplate:
             *self._fill(self.html_pieces, html_values),
             self.end,
         ])
-        return self._signed(data) if self.dkim_key else data
+        return self._signed(data) if self.dkim else data
 
     def _signed(self, data: bytes) -> bytes:
-        """DKIM-Signature (rsa-sha256, relaxed/relaxed) over the headers RFC 8058 and
-        the mailbox providers look at."""
+        """DKIM-Signature (rsa-sha256 or ed25519-sha256, relaxed/relaxed) over the headers
+        RFC 8058 and the mailbox providers look at."""
         import dkim
 
         dkim_settings = self.settings.dkim
+        assert self.dkim is not None
+        key, algorithm = self.dkim
         signature = dkim.sign(data, dkim_settings.selector.encode(),
-                              dkim_settings.domain.encode(), self.dkim_key or b"",
+                              dkim_settings.domain.encode(), key,
+                              signature_algorithm=algorithm,
                               canonicalize=(b"relaxed", b"relaxed"),
                               include_headers=DKIM_HEADERS, linesep=b"\r\n")
         return signature + data
@@ -327,6 +368,12 @@ def reference_message(rendered: RenderedCampaign, recipient: Recipient, settings
     message.set_content(parts.text, subtype="plain", charset="utf-8", cte="quoted-printable")
     message.add_alternative(parts.html, subtype="html", charset="utf-8",
                             cte="quoted-printable")
+    if rendered.calendar:
+        message.add_alternative(rendered.calendar, subtype="calendar", charset="utf-8",
+                                cte="base64", params={"method": "PUBLISH"})
+        name = calendar_filename(campaign.slug)
+        message.add_attachment(rendered.calendar.encode("utf-8"), maintype="application",
+                               subtype="ics", filename=name, params={"name": name})
     return message
 
 

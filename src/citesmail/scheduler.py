@@ -116,6 +116,7 @@ def schedule_send(db: Database, settings: Settings, rendered: RenderedCampaign,
         send.segment, send.subject, send.html, send.text = (
             segment, rendered.subject, rendered.html, rendered.text)
         send.slots, send.source_hash = [list(slot) for slot in rendered.slots], source
+        send.calendar = rendered.calendar
         send.state, send.scheduled_at, send.created_at = "scheduled", at, utcnow()
     _with_store(db, settings, lambda scheduler: scheduler.add_job(
         JOB_FUNCTION, "date", run_date=at, id=job_id(rendered.slug), args=[rendered.slug],

@@ -77,7 +77,7 @@ def check(state: State, campaigns: tuple[str, ...]) -> None:
     """
     from ..message import SAMPLE_RECIPIENT, personalize
     from ..render import render_campaign
-    from ..render.lint import lint, lint_settings
+    from ..render.lint import lint, lint_settings, timing_problems
 
     settings = state.settings
     paths = _campaign_paths(settings, campaigns)
@@ -92,8 +92,12 @@ def check(state: State, campaigns: tuple[str, ...]) -> None:
             errors += len(exc.problems)
             _report(exc.problems, "error")
             continue
+        late, early = timing_problems(rendered.campaign)
+        errors += len(late)
+        _report(late, "error")
         sample_html = personalize(rendered, SAMPLE_RECIPIENT, settings).html
-        found = lint(rendered, sample_html) + _audience_problems(state, rendered.campaign)
+        found = early + lint(rendered, sample_html) + _audience_problems(state,
+                                                                         rendered.campaign)
         warnings += len(found)
         _report(found, "warning")
     summary = (f"{len(paths)} campaign{'s' if len(paths) > 1 else ''} checked: "

@@ -64,6 +64,11 @@ def send(state: State, campaign: str, segment: str | None, dry_run: bool, yes: b
     if test_addresses:
         _send_tests(state, rendered, test_addresses)
         return
+    from ..render.lint import timing_problems
+
+    late = timing_problems(rendered.campaign)[0]
+    if late:
+        raise CitesmailError.from_problems(late)
     from ..audience.segments import count, get_segment
     from ..delivery import file_hash, prepare_send, requeue_unknown
 

@@ -19,11 +19,15 @@ def dkim() -> None:
 @click.option("--domain", required=True, help="The domain of your From address.")
 @click.option("-o", "--output", type=click.Path(path_type=Path, file_okay=False),
               default=".", show_default=True, help="Folder for the private key file.")
-def keygen(selector: str, domain: str, output: Path) -> None:
-    """Write an RSA 2048 private key and print the DNS TXT record to publish."""
+@click.option("--algorithm", type=click.Choice(["rsa", "ed25519"]), default="rsa",
+              show_default=True, help="rsa (2048 bits, checked everywhere) or ed25519 "
+              "(RFC 8463; publish it beside an RSA key under another selector).")
+def keygen(selector: str, domain: str, output: Path, algorithm: str) -> None:
+    """Write a private key and print the DNS TXT record to publish."""
     from ..dkim_keys import dns_name, generate
 
-    path, record = generate(selector, domain, output)
+    path, record = generate(selector, domain, output,
+                            "ed25519" if algorithm == "ed25519" else "rsa")
     click.echo(f"private key: {path} (keep it secret; set [dkim] private_key to it)")
     click.echo("publish this DNS record, then set [dkim] selector and domain:")
     click.echo(f'{dns_name(selector, domain)}. IN TXT "{record}"')

@@ -35,6 +35,7 @@ class RenderedCampaign:
     html: str
     text: str
     slots: tuple[tuple[str, str], ...]
+    calendar: str | None = None  # an event's invitation (iCalendar)
 
     @property
     def slug(self) -> str:
@@ -80,7 +81,17 @@ def template_context(campaign: Campaign, settings: Settings, table: SlotTable) -
         "speaker_groups": speaker_groups(campaign.speakers),
         "recipient": RecipientSlots(table),
         "links": LinkSlots(table),
+        "calendar_links": calendar_links(campaign, settings),
     }
+
+
+def calendar_links(campaign: Campaign, settings: Settings) -> dict[str, str] | None:
+    """Google's and Outlook.com's "add to calendar" pages, for an event."""
+    from ..calendar import google_link, has_calendar, outlook_link
+
+    if not has_calendar(campaign):
+        return None
+    return {"google": google_link(campaign, settings), "outlook": outlook_link(campaign)}
 
 
 _HREF = re.compile(r'href="([^"]*)"')
@@ -131,4 +142,7 @@ def render_campaign(campaign: Campaign, settings: Settings) -> RenderedCampaign:
         html = keep_french_spacing_html(html)
     if not html.endswith("\n"):
         html += "\n"  # as a MIME text part ends
-    return RenderedCampaign(campaign, campaign.subject, html, text, tuple(table.slots))
+    from ..calendar import invitation
+
+    return RenderedCampaign(campaign, campaign.subject, html, text, tuple(table.slots),
+                            invitation(campaign, settings))

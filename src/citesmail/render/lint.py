@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
 from ..config import Settings
 from ..errors import Problem
+from ..models import Campaign
 from . import RenderedCampaign
 
 GMAIL_CLIP_BYTES = 102 * 1024
@@ -55,6 +57,41 @@ def lint(rendered: RenderedCampaign, sample_html: str) -> list[Problem]:
         warnings.append(Problem("no preheader", "add preheader = \"...\" (inbox preview text)",
                                 path))
     return warnings
+
+
+def timing_problems(campaign: Campaign, now: datetime | None = None,
+                    ) -> tuple[list[Problem], list[Problem]]:
+    """(errors, warnings) about when the event is: the replay of an event still to come
+    is an error (wrong date, or sent too early); an invitation to an event that is over,
+    a warning."""
+    from ..calendar import DEFAULT_LENGTH
+    from ..campaigns import key_line
+
+    event = campaign.event
+    if event is None or event.starts is None or campaign.kind == "newsletter":
+        return [], []
+    now = now or datetime.now(UTC)
+    path = campaign.path
+
+    def at(*loc: str) -> int | None:
+        return key_line(path, loc) if path.exists() else None
+
+    when = f"{event.starts:%Y-%m-%d %H:%M}"
+    if campaign.kind == "replay" and event.starts > now:
+        return [Problem(f"this replay's event ({when}) has not happened yet",
+                        "check event.starts, or send the replay after the event", path,
+                        at("event", "starts"))], []
+    warnings = []
+    if campaign.kind == "event":
+        ends = event.ends or event.starts + DEFAULT_LENGTH
+        if ends < now:
+            warnings.append(Problem(f"this event ({when}) is over",
+                                    "check event.starts and event.ends, or make it a replay "
+                                    "(kind = \"replay\")", path, at("event", "starts")))
+        if event.ends is None:
+            warnings.append(Problem("the event has no end: calendars will show one hour",
+                                    "add ends = ... under [event]", path, at("event")))
+    return [], warnings
 
 
 def lint_settings(settings: Settings) -> list[Problem]:

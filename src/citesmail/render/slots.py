@@ -15,7 +15,7 @@ TOKEN = re.compile(r"@@cm(\d+)@@")
 # A token changed by a filter (upper, urlencode, ...) no longer fills: find such leftovers.
 MANGLED = re.compile(r"(?i)(?:@|%40|&#64;)(?:@|%40|&#64;)cm")
 RECIPIENT_FIELDS = ("first_name", "last_name", "email", "organization")
-LINK_FIELDS = ("unsubscribe_url", "webview_url")
+LINK_FIELDS = ("unsubscribe_url", "webview_url", "calendar_url")
 USE = ("recipient values are filled in per recipient: print them as they are, "
        "optionally with default(\"text\")")
 
@@ -84,6 +84,7 @@ class LinkSlots:
     def __init__(self, table: SlotTable) -> None:
         self.unsubscribe = table.slot("unsubscribe_url")
         self.webview = table.slot("webview_url")
+        self.calendar = table.slot("calendar_url")  # the web view's event.ics
 
 
 def check_tokens(text: str) -> None:

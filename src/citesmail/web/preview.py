@@ -23,7 +23,7 @@ from ..config import Settings
 from ..errors import CitesmailError, Problem
 from ..message import SAMPLE_RECIPIENT, MessageTemplate, Recipient, personalize
 from ..render import RenderedCampaign, render_campaign
-from ..render.lint import GMAIL_CLIP_BYTES, lint, lint_settings
+from ..render.lint import GMAIL_CLIP_BYTES, lint, lint_settings, timing_problems
 
 _RELOAD = ("<script>new EventSource('/events').onmessage = () => location.reload();"
            "</script>")
@@ -67,7 +67,9 @@ class PreviewApp:
         except CitesmailError as exc:
             return Preview(problems=exc.problems)
         sample = personalize(rendered, SAMPLE_RECIPIENT, self.settings).html
-        return Preview(rendered, [], lint_settings(self.settings) + lint(rendered, sample))
+        late, early = timing_problems(campaign)
+        return Preview(rendered, [], late + early + lint_settings(self.settings)
+                       + lint(rendered, sample))
 
     def recipient(self, address: str | None) -> Recipient:
         if not address or self.database_url is None:

@@ -22,7 +22,7 @@ from starlette.routing import Route
 from ..config import Settings
 from ..db import Contact, Database, Delivery, Send, utcnow
 from ..errors import CitesmailError
-from ..message import Recipient, links_for, recipient_values
+from ..message import Recipient, calendar_filename, links_for, recipient_values
 from ..render.labels import labels_for
 from ..render.slots import fill
 from ..tokens import DEVELOPMENT_SECRET, read_token
@@ -133,6 +133,19 @@ class PublicApp:
         slots = tuple((field, default) for field, default in send.slots)
         return HTMLResponse(fill(send.html, slots, values, escape=True))
 
+    def calendar(self, request: Request) -> Response:
+        """The event's invitation as a file, for calendars that take no attachment."""
+        found = self._find(request.path_params["token"])
+        if not isinstance(found, Found):
+            return found
+        if found.send is None or not found.send.calendar:
+            t = labels_for(found.lang)
+            return _page(found.lang, t["bad_link"], f"<p>{html.escape(t['bad_link'])}</p>", 404)
+        name = calendar_filename(found.send.campaign)
+        return Response(found.send.calendar.encode("utf-8"),
+                        media_type="text/calendar; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
 
 def create_public_app(settings: Settings, db: Database) -> Starlette:
     app = PublicApp(settings, db)
@@ -148,6 +161,7 @@ def create_public_app(settings: Settings, db: Database) -> Starlette:
         Route("/u/{token}", app.confirm_page, methods=["GET"]),
         Route("/u/{token}", unsubscribe, methods=["POST"]),
         Route("/v/{token}", app.web_view, methods=["GET"]),
+        Route("/v/{token}/event.ics", app.calendar, methods=["GET"]),
         Route("/", not_found),
     ])
     starlette.router.redirect_slashes = False

@@ -1,0 +1,123 @@
+"""An event campaign in calendars: its iCalendar invitation and "add to calendar" links.
+
+The invitation is published (METHOD:PUBLISH, RFC 5546), not a meeting request: nobody
+is asked to answer. Its UID is the campaign's, so a corrected invitation replaces the
+first one in calendars instead of adding a second event.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from email.utils import parseaddr
+from urllib.parse import urlencode
+
+from icalendar import Calendar, Event, vCalAddress
+
+from . import __version__
+from .config import Settings
+from .models import Campaign
+from .render.labels import labels_for
+
+DEFAULT_LENGTH = timedelta(hours=1)  # an event without `ends`
+GOOGLE = "https://calendar.google.com/calendar/render"
+OUTLOOK = "https://outlook.live.com/calendar/0/action/compose"
+
+
+def has_calendar(campaign: Campaign) -> bool:
+    return campaign.kind == "event" and campaign.event is not None \
+        and campaign.event.starts is not None
+
+
+def _span(campaign: Campaign) -> tuple[datetime, datetime]:
+    event = campaign.event
+    assert event is not None and event.starts is not None
+    return event.starts, event.ends or event.starts + DEFAULT_LENGTH
+
+
+def _description(campaign: Campaign) -> str:
+    """The lede and the event's links, as plain text."""
+    event = campaign.event
+    assert event is not None
+    t = labels_for(campaign.lang)
+    lines = [campaign.lede] if campaign.lede else []
+    for label, url in ((t["register"], event.registration_url), (t["join"], event.join_url)):
+        if url:
+            lines.append(f"{label}{t['colon']}{url}")
+    return "\n\n".join(lines)
+
+
+def uid(campaign: Campaign, settings: Settings) -> str:
+    return f"{campaign.slug}@{settings.sender.domain}"
+
+
+def invitation(campaign: Campaign, settings: Settings, *,
+               stamp: datetime | None = None) -> str | None:
+    """The invitation (iCalendar text, CRLF lines) of an event campaign; None otherwise.
+    Times are in the organisation's zone, which the file carries (VTIMEZONE)."""
+    if not has_calendar(campaign):
+        return None
+    event = campaign.event
+    assert event is not None
+    starts, ends = _span(campaign)
+    zone = settings.tz
+    calendar = Calendar()
+    calendar.add("prodid", f"-//citesmail//citesmail {__version__}//{campaign.lang.upper()}")
+    calendar.add("version", "2.0")
+    calendar.add("calscale", "GREGORIAN")
+    calendar.add("method", "PUBLISH")
+    entry = Event()
+    entry.add("uid", uid(campaign, settings))
+    entry.add("dtstamp", (stamp or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0))
+    entry.add("dtstart", starts.astimezone(zone))
+    entry.add("dtend", ends.astimezone(zone))
+    entry.add("summary", campaign.title)
+    if event.location:
+        entry.add("location", event.location)
+    url = event.registration_url or event.join_url
+    if url:
+        entry.add("url", url)
+    description = _description(campaign)
+    if description:
+        entry.add("description", description)
+    organizer = vCalAddress(f"mailto:{parseaddr(settings.sender.from_)[1]}")
+    organizer.params["cn"] = settings.organization.name
+    entry.add("organizer", organizer)
+    entry.add("sequence", 0)
+    entry.add("status", "CONFIRMED")
+    entry.add("transp", "OPAQUE")
+    calendar.add_component(entry)
+    # The zone's rules for the event's year only: a few lines, not fifty years of them.
+    calendar.add_missing_timezones(first_date=date(starts.year, 1, 1),
+                                   last_date=date(ends.year + 1, 1, 1))
+    return calendar.to_ical().decode("utf-8")
+
+
+def _utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def google_link(campaign: Campaign, settings: Settings) -> str:
+    """Google Calendar's page for adding the event (the user confirms there)."""
+    starts, ends = _span(campaign)
+    event = campaign.event
+    assert event is not None
+    query = {"action": "TEMPLATE", "text": campaign.title,
+             "dates": f"{_utc(starts)}/{_utc(ends)}", "details": _description(campaign),
+             "ctz": settings.schedule.timezone}
+    if event.location:
+        query["location"] = event.location
+    return f"{GOOGLE}?{urlencode(query)}"
+
+
+def outlook_link(campaign: Campaign) -> str:
+    """Outlook.com's page for adding the event."""
+    starts, ends = _span(campaign)
+    event = campaign.event
+    assert event is not None
+    query = {"path": "/calendar/action/compose", "rru": "addevent", "subject": campaign.title,
+             "startdt": starts.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+             "enddt": ends.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+             "body": _description(campaign)}
+    if event.location:
+        query["location"] = event.location
+    return f"{OUTLOOK}?{urlencode(query)}"
