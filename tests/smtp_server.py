@@ -32,6 +32,10 @@ class Handler:
         self.drop_after_data: Counter[str] = Counter()
         self.delay = 0.0
         self.refuse_sender = False
+        # per message accepted: the TLS version of its connection (None: plain text) and
+        # the user it logged in as (None: no AUTH)
+        self.tls_versions: list[str | None] = []
+        self.logins: list[bytes | None] = []
 
     async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,
                           mail_options: list[str]) -> str:
@@ -70,16 +74,24 @@ class Handler:
             if code is None:
                 self.received[recipient] += 1
                 self.messages.append(envelope.original_content)
+                tls = server.transport.get_extra_info("ssl_object")
+                self.tls_versions.append(tls.version() if tls is not None else None)
+                self.logins.append(getattr(session.auth_data, "login", None)
+                                   if session.authenticated else None)
         if code is not None:
             return f"{code} scripted answer at DATA"
         return "250 OK queued"
 
 
 class SmtpServer:
-    def __init__(self) -> None:
+    """`options` go to aiosmtpd: tls_context (STARTTLS), ssl_context (implicit TLS),
+    authenticator, auth_required..."""
+
+    def __init__(self, **options: Any) -> None:
         self.handler = Handler()
         self.port = free_port()
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port,
+                                     **options)
 
     def __enter__(self) -> SmtpServer:
         self.controller.start()

@@ -183,3 +183,40 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(workspace: Path,
                            timeout=60)
     assert final.stdout.strip() == "sent 40"
     assert set(server.handler.received.values()) == {1}
+
+
+def test_a_second_process_cannot_send_the_same_campaign(
+        workspace: Path, server: SmtpServer, db_url: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two real `citesmail send` of one campaign on one database (SQLite or PostgreSQL):
+    the second stops at once, the first finishes alone, everybody gets one message."""
+    monkeypatch.setenv("CITESMAIL_DATABASE_URL", f'"{db_url}"')
+    addresses = with_audience(workspace, 40)
+    server.handler.delay = 0.2  # 8 s for all: the first run is still busy when asked
+    env = {**os.environ, **smtp_env(server.port, CITESMAIL_DELIVERY_CONNECTIONS="2")}
+    command = [str(CITESMAIL), "send", REPLAY, "--yes"]
+    first = subprocess.Popen(command, cwd=workspace, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not server.handler.received and time.monotonic() < deadline:
+            time.sleep(0.05)  # the first run holds the send and is sending
+        assert server.handler.received, "the first send did not begin"
+        second = subprocess.run(command, cwd=workspace, env=env, capture_output=True,
+                                text=True, timeout=60)
+        overlapped = first.poll() is None
+        server.handler.delay = 0
+        out, err = first.communicate(timeout=60)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.communicate()
+    assert second.returncode == 1, second.stderr
+    holder = f"pid {first.pid}" if db_url.startswith("sqlite") else "another process"
+    assert f"error: this campaign is being sent by another process ({holder})" \
+        in second.stderr
+    assert second.stdout == ""
+    assert overlapped, "the first send ended before the second was tried"
+    assert first.returncode == 0, err
+    assert out.strip() == "sent 40"
+    assert server.handler.received == dict.fromkeys(addresses, 1)

@@ -11,8 +11,6 @@ from datetime import UTC, date, datetime, timedelta
 from email.utils import parseaddr
 from urllib.parse import urlencode
 
-from icalendar import Calendar, Event, vCalAddress
-
 from . import __version__
 from .config import Settings
 from .models import Campaign
@@ -56,6 +54,8 @@ def invitation(campaign: Campaign, settings: Settings, *,
     Times are in the organisation's zone, which the file carries (VTIMEZONE)."""
     if not has_calendar(campaign):
         return None
+    from icalendar import Calendar, Event, vCalAddress  # 40 ms: only for events
+
     event = campaign.event
     assert event is not None
     starts, ends = _span(campaign)

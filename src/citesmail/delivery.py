@@ -314,7 +314,8 @@ class SendRun:
     def _record_all(self, session: Session,
                     results: list[tuple[Claimed, Outcome | None]]) -> None:
         """Record outcomes: the common one (sent) in one statement for all; rows whose
-        message never left (the run stopping) go back to the queue."""
+        message never left (the run stopping, or a fatal problem such as a refused login,
+        which says nothing about the recipient) go back to the queue, no attempt counted."""
         if not results:
             return
         now = self._stamp(session, utcnow())
@@ -324,11 +325,11 @@ class SendRun:
             self._sql(session, "UPDATE deliveries SET state = 'sent', sent_at = ?, "
                                "updated_at = ?, last_code = 250, last_error = NULL, "
                                "attempts = attempts + 1 WHERE id = ?", sent, many=True)
-        unsent = [c.delivery_id for c, o in results if o is None]
+        unsent = [c.delivery_id for c, o in results if o is None or o.fatal]
         if unsent:
             self._set_state(session, unsent, "queued", now)
         for claimed, outcome in results:
-            if outcome is not None and outcome.kind != "sent":
+            if outcome is not None and outcome.kind != "sent" and not outcome.fatal:
                 self._record(session, claimed, outcome)
 
     def _record(self, session: Session, claimed: Claimed, outcome: Outcome) -> None:

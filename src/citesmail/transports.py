@@ -179,6 +179,13 @@ class SmtpTransport:
             self._drop()
             raise CitesmailError(f"SMTP login refused: {exc.smtp_code} {_text(exc.smtp_error)}",
                                  "check [smtp] username and CITESMAIL_SMTP_PASSWORD") from None
+        except ssl.SSLCertVerificationError as exc:  # no message can go: not a retry matter
+            self._drop()
+            raise CitesmailError(
+                "the SMTP server's certificate could not be verified: "
+                f"{_text(exc.verify_message or exc.reason or str(exc))}",
+                "check [smtp] host (a name the certificate lists); for a private CA, "
+                "export SSL_CERT_FILE=<its certificate, PEM>") from None
         except (smtplib.SMTPException, OSError) as exc:
             self._drop()
             if reused:  # an idle connection the server had closed: try a fresh one once

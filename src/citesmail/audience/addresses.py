@@ -11,8 +11,6 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from email_validator import EmailNotValidError, validate_email
-
 # RFC 5322 dot-atom: what an unquoted ASCII local part may be. Addresses of this common
 # shape only need their domain checked, once per domain; others go whole to the library.
 _DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
@@ -33,6 +31,8 @@ class Address:
 @lru_cache(maxsize=65536)
 def _domain(domain: str) -> tuple[str, str] | str:
     """(domain as displayed, ASCII domain), or the reason it is refused."""
+    from email_validator import EmailNotValidError, validate_email  # 25 ms: when needed
+
     try:
         result = validate_email(f"a@{domain}", check_deliverability=False)
     except EmailNotValidError as exc:
@@ -50,6 +50,8 @@ def normalize_address(raw: str) -> Address:
         display, ascii_domain = checked
         if len(local) + len(ascii_domain) < _SHORT:
             return Address(f"{local}@{display}", f"{local.lower()}@{ascii_domain}", ascii_domain)
+    from email_validator import EmailNotValidError, validate_email
+
     try:
         result = validate_email(text, check_deliverability=False)
     except EmailNotValidError as exc:

@@ -6,7 +6,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -132,7 +132,12 @@ def _confirm(question: str, yes: bool) -> None:
     click.confirm(question, abort=True, err=True)
 
 
-def _run(state: State, send_id: int, total: int) -> None:
+@contextmanager
+def _progress_bar(total: int) -> Iterator[Callable[[dict[str, int]], None] | None]:
+    """A progress bar with rate and ETA on a terminal; nothing (not even rich) otherwise."""
+    if not sys.stderr.isatty():
+        yield None
+        return
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -142,16 +147,10 @@ def _run(state: State, send_id: int, total: int) -> None:
         TimeRemainingColumn,
     )
 
-    from ..delivery import SendRun
-    from ..transports import make_transport
-
-    settings = state.settings
-    stop = threading.Event()
     started = time.monotonic()
     columns = (TextColumn("sending"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
                TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
-    with Progress(*columns, transient=True, console=_console(),
-                  disable=not sys.stderr.isatty()) as bar, _stop_on_signals(stop):
+    with Progress(*columns, transient=True, console=_console()) as bar:
         task = bar.add_task("send", total=total, rate="")
 
         def progress(counts: dict[str, int]) -> None:
@@ -159,6 +158,16 @@ def _run(state: State, send_id: int, total: int) -> None:
             elapsed = max(time.monotonic() - started, 1e-6)
             bar.update(task, completed=settled, rate=f"{counts['sent'] / elapsed:.0f} msg/s")
 
+        yield progress
+
+
+def _run(state: State, send_id: int, total: int) -> None:
+    from ..delivery import SendRun
+    from ..transports import make_transport
+
+    settings = state.settings
+    stop = threading.Event()
+    with _progress_bar(total) as progress, _stop_on_signals(stop):
         run = SendRun(state.db, send_id, settings, lambda: make_transport(settings),
                       stop=stop, progress=progress)
         result = run.run()

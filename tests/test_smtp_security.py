@@ -1,0 +1,264 @@
+"""SMTP over TLS and with a login, against real aiosmtpd servers on 127.0.0.1.
+
+Each test makes its own certificate authority and a server certificate it signs. The
+client trusts that CA the way a user would make it trust a private CA: SSL_CERT_FILE,
+which OpenSSL reads whenever `ssl.create_default_context()` loads the default paths.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import ssl
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.smtp import AuthResult, LoginPassword
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from sqlalchemy import select
+
+from citesmail.db import Database, Send, open_database
+from citesmail.delivery import counts
+
+from .conftest import REPLAY
+from .conftest import run as cli
+from .smtp_server import SmtpServer
+from .test_delivery import audience, run, settings_for, start
+from .test_send_cli import smtp_env, with_audience
+
+USER, PASSWORD = "citesmail", "correct horse battery staple"
+
+
+# -- a certificate authority of our own --------------------------------------------------
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _builder(subject: str, issuer: x509.Name, public_key: ec.EllipticCurvePublicKey
+             ) -> x509.CertificateBuilder:
+    now = datetime.now(UTC)
+    return (x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(issuer)
+            .public_key(public_key).serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(hours=1)).not_valid_after(now + timedelta(days=1))
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key),
+                           critical=False))
+
+
+def _pem(certificate: x509.Certificate) -> bytes:
+    return certificate.public_bytes(serialization.Encoding.PEM)
+
+
+@dataclass
+class Authority:
+    """A CA that signs server certificates, its certificate written to `path`."""
+
+    key: ec.EllipticCurvePrivateKey
+    certificate: x509.Certificate
+    path: Path
+
+    @classmethod
+    def create(cls, folder: Path, name: str) -> Authority:
+        key = ec.generate_private_key(ec.SECP256R1())
+        usage = x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                              content_commitment=False, key_encipherment=False,
+                              data_encipherment=False, key_agreement=False,
+                              encipher_only=False, decipher_only=False)
+        certificate = (_builder(name, _name(name), key.public_key())
+                       .add_extension(x509.BasicConstraints(ca=True, path_length=0),
+                                      critical=True)
+                       .add_extension(usage, critical=True)
+                       .sign(key, hashes.SHA256()))
+        path = folder / f"{name.replace(' ', '-')}.pem"
+        path.write_bytes(_pem(certificate))
+        return cls(key, certificate, path)
+
+    def server_context(self, folder: Path, names: tuple[str, ...] = ("localhost",),
+                       addresses: tuple[str, ...] = ("127.0.0.1",)) -> ssl.SSLContext:
+        """A server-side TLS context with a certificate for these names, signed here."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        alternatives: list[x509.GeneralName] = [x509.DNSName(n) for n in names]
+        alternatives += [x509.IPAddress(ipaddress.ip_address(a)) for a in addresses]
+        usage = x509.KeyUsage(digital_signature=True, key_cert_sign=False, crl_sign=False,
+                              content_commitment=False, key_encipherment=False,
+                              data_encipherment=False, key_agreement=False,
+                              encipher_only=False, decipher_only=False)
+        ca_key_id = x509.SubjectKeyIdentifier.from_public_key(self.key.public_key())
+        certificate = (
+            _builder(names[0], self.certificate.subject, key.public_key())
+            .add_extension(x509.SubjectAlternativeName(alternatives), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(usage, critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
+                           critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
+                ca_key_id), critical=False)
+            .sign(self.key, hashes.SHA256()))
+        chain, key_path = folder / f"{names[0]}.pem", folder / f"{names[0]}.key"
+        chain.write_bytes(_pem(certificate))
+        key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                               serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(chain, key_path)
+        return context
+
+
+@pytest.fixture
+def ca(tmp_path: Path) -> Authority:
+    return Authority.create(tmp_path, "citesmail test CA")
+
+
+@pytest.fixture
+def trusted(ca: Authority, monkeypatch: pytest.MonkeyPatch) -> Authority:
+    """The CA, trusted by every default context made in this process from now on."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca.path))
+    return ca
+
+
+def authenticator(server: Any, session: Any, envelope: Any, mechanism: str,
+                  auth_data: Any) -> AuthResult:
+    """Lets in USER with PASSWORD only (aiosmtpd answers 535 otherwise)."""
+    good = isinstance(auth_data, LoginPassword) and \
+        (auth_data.login, auth_data.password) == (USER.encode(), PASSWORD.encode())
+    return AuthResult(success=good, handled=False, auth_data=auth_data)
+
+
+def starttls_server(authority: Authority, folder: Path, **options: Any) -> SmtpServer:
+    """A server that refuses MAIL before STARTTLS (aiosmtpd: 530)."""
+    return SmtpServer(tls_context=authority.server_context(folder), require_starttls=True,
+                      **options)
+
+
+TLS_VERSIONS = {"TLSv1.2", "TLSv1.3"}
+
+
+# -- through SendRun and the real SmtpTransport ------------------------------------------
+
+def test_starttls_delivers_every_message_over_tls(db: Database, tmp_path: Path,
+                                                  trusted: Authority) -> None:
+    addresses = audience(db, tmp_path, 5)
+    with starttls_server(trusted, tmp_path) as server:
+        cfg = settings_for(server.port, CITESMAIL_SMTP_SECURITY="starttls")
+        assert run(db, cfg, start(db, cfg)) == {"sent": 5}
+    assert server.handler.received == dict.fromkeys(addresses, 1)
+    assert len(server.handler.tls_versions) == 5
+    assert set(server.handler.tls_versions) <= TLS_VERSIONS
+    assert server.handler.logins == [None] * 5  # no username: no AUTH
+
+
+def test_implicit_tls_delivers_every_message(db: Database, tmp_path: Path,
+                                             trusted: Authority) -> None:
+    addresses = audience(db, tmp_path, 4)
+    with SmtpServer(ssl_context=trusted.server_context(tmp_path)) as server:
+        cfg = settings_for(server.port, CITESMAIL_SMTP_SECURITY="tls")
+        assert run(db, cfg, start(db, cfg)) == {"sent": 4}
+    assert server.handler.received == dict.fromkeys(addresses, 1)
+    assert len(server.handler.tls_versions) == 4
+    assert set(server.handler.tls_versions) <= TLS_VERSIONS
+
+
+def test_login_with_the_right_password(db: Database, tmp_path: Path,
+                                       trusted: Authority) -> None:
+    addresses = audience(db, tmp_path, 3)
+    with starttls_server(trusted, tmp_path, authenticator=authenticator,
+                         auth_required=True) as server:
+        cfg = settings_for(server.port, CITESMAIL_SMTP_SECURITY="starttls",
+                           CITESMAIL_SMTP_USERNAME=USER, CITESMAIL_SMTP_PASSWORD=PASSWORD)
+        assert run(db, cfg, start(db, cfg)) == {"sent": 3}
+    assert server.handler.received == dict.fromkeys(addresses, 1)
+    assert server.handler.logins == [USER.encode()] * 3
+
+
+# -- through `citesmail send`, as a user sees it ---------------------------------------------
+
+def send_env(port: int, security: str, **extra: str) -> dict[str, str]:
+    return smtp_env(port, CITESMAIL_SMTP_SECURITY=security,
+                    CITESMAIL_DELIVERY_RETRY_DELAYS="[1, 1]", **extra)
+
+
+def states(workspace: Path) -> dict[str, int]:
+    database = open_database(f"sqlite:///{workspace}/citesmail.db")
+    try:
+        with database.session(write=False) as session:
+            send_id = session.scalar(select(Send.id))
+            assert send_id is not None
+            return {state: n for state, n in counts(session, send_id).items() if n}
+    finally:
+        database.close()
+
+
+def test_a_refused_login_stops_the_send_and_the_right_password_finishes_it(
+        workspace: Path, trusted: Authority) -> None:
+    addresses = with_audience(workspace, 4)
+    with starttls_server(trusted, workspace, authenticator=authenticator,
+                         auth_required=True) as server:
+        wrong = send_env(server.port, "starttls", CITESMAIL_SMTP_USERNAME=USER,
+                         CITESMAIL_SMTP_PASSWORD="not the password")
+        refused = cli("send", REPLAY, "--yes", env=wrong)
+        assert refused.exit_code == 1
+        assert refused.stderr.count("\n") == 1, refused.stderr  # one line, no traceback
+        assert refused.stderr.startswith("error: stopped: SMTP login refused: 535 ")
+        assert "CITESMAIL_SMTP_PASSWORD" in refused.stderr
+        assert not server.handler.received
+        assert states(workspace) == {"queued": 4}  # nothing sent, nobody failed
+        right = cli("send", REPLAY, "--yes", env={**wrong, "CITESMAIL_SMTP_PASSWORD": PASSWORD})
+        assert right.exit_code == 0, right.output
+        assert right.stdout.strip() == "sent 4"
+    assert server.handler.received == dict.fromkeys(addresses, 1)
+    assert server.handler.logins == [USER.encode()] * 4
+
+
+def test_a_login_refused_again_and_again_never_fails_a_recipient(
+        workspace: Path, trusted: Authority) -> None:
+    """Nothing about the recipients is wrong: each run gives them back to the queue."""
+    addresses = with_audience(workspace, 1)
+    with starttls_server(trusted, workspace, authenticator=authenticator,
+                         auth_required=True) as server:
+        wrong = send_env(server.port, "starttls", CITESMAIL_SMTP_USERNAME=USER,
+                         CITESMAIL_SMTP_PASSWORD="not the password")
+        for _ in range(4):  # more runs than there are retries
+            assert cli("send", REPLAY, "--yes", env=wrong).exit_code == 1
+            assert states(workspace) == {"queued": 1}  # no attempt counted
+        right = cli("send", REPLAY, "--yes", env={**wrong, "CITESMAIL_SMTP_PASSWORD": PASSWORD})
+        assert right.stdout.strip() == "sent 1", right.output
+    assert server.handler.received == {addresses[0]: 1}
+
+
+@pytest.mark.parametrize("security", ["starttls", "tls"])
+@pytest.mark.parametrize("problem", ["unknown CA", "other host name"])
+def test_a_certificate_that_cannot_be_verified_sends_nothing_and_fails_nobody(
+        workspace: Path, ca: Authority, monkeypatch: pytest.MonkeyPatch, security: str,
+        problem: str) -> None:
+    addresses = with_audience(workspace, 3)
+    if problem == "unknown CA":  # signed by a CA nobody trusts
+        monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+        context = ca.server_context(workspace)
+    else:  # a trusted CA, but the certificate names another server
+        monkeypatch.setenv("SSL_CERT_FILE", str(ca.path))
+        context = ca.server_context(workspace, names=("mail.example.org",), addresses=())
+    options = {"tls_context": context, "require_starttls": True} if security == "starttls" \
+        else {"ssl_context": context}
+    with SmtpServer(**options) as server:
+        env = send_env(server.port, security)
+        result = cli("send", REPLAY, "--yes", env=env)
+        assert result.exit_code == 1, (result.stdout, result.stderr)
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert result.stderr.startswith("error: stopped: the SMTP server's certificate "
+                                        "could not be verified")
+        reason = "unable to get local issuer certificate" if problem == "unknown CA" \
+            else "mismatch, certificate is not valid for '127.0.0.1'"
+        assert reason in result.stderr
+        assert not server.handler.received
+        assert states(workspace) == {"queued": 3}  # nothing sent, nobody failed
+        if problem == "unknown CA":  # the user trusts the CA now: the same command resumes
+            monkeypatch.setenv("SSL_CERT_FILE", str(ca.path))
+            again = cli("send", REPLAY, "--yes", env=env)
+            assert again.stdout.strip() == "sent 3", again.output
+    if problem == "unknown CA":
+        assert server.handler.received == dict.fromkeys(addresses, 1)
