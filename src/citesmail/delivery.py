@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import sys
 import threading
 import time
 import uuid
@@ -44,6 +45,7 @@ PAUSE_AFTER = 10  # consecutive connection failures
 LONG_WAIT = timedelta(minutes=5)
 BATCH = 64  # rows claimed, and results recorded, per transaction
 RECORD_EVERY = 0.25  # seconds: results are recorded at least this often
+SWITCH_INTERVAL = 0.0005  # seconds a thread may hold the interpreter while others wait
 
 
 class SendPaused(CitesmailError):
@@ -253,6 +255,8 @@ class SendRun:
             url.database if url.get_backend_name() == "sqlite" else None,
             settings.workspace, send_id)
         self.journal: Journal | None = None
+        self.wake = threading.Event()  # the connections wake the loop
+        self.wake_at = 1  # results waiting that are worth waking it for
         self.failures_in_a_row = 0
         self.last_connection_error = ""
         self.paused = False
@@ -450,18 +454,30 @@ class SendRun:
         journal = self.journal
         assert journal is not None
 
-        def deliver(claimed: Claimed, data: bytes) -> None:
-            """In a connection's thread. None: not sent (stopping), back to the queue."""
+        def deliver(claimed: Claimed) -> None:
+            """In a connection's thread (the message is built there too, while the other
+            connections wait for their server). None: not sent (stopping), back to the
+            queue."""
             outcome: Outcome | None = None
             try:
                 if not self.stop.is_set():
                     self.pace.wait()
                 if not self.stop.is_set():
-                    outcome = self._deliver(free, journal, claimed, data)
+                    data = self._build(claimed)
+                    outcome = data if isinstance(data, Outcome) else \
+                        self._deliver(free, journal, claimed, data)
             finally:
                 results.put((claimed, outcome))
+                # Wake the loop only when it has work: fewer wake-ups, less GIL traffic.
+                if results.qsize() >= self.wake_at or (outcome is not None
+                                                       and outcome.kind != "sent"):
+                    self.wake.set()
 
         outstanding = [0]
+        # A connection whose server has answered gets the interpreter sooner (the default
+        # 5 ms slice left it waiting behind the other threads' work).
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(SWITCH_INTERVAL)
         try:
             with (ThreadPoolExecutor(self.connections, "citesmail-send") if parallel
                   else _InPlace()) as pool:
@@ -472,6 +488,7 @@ class SendRun:
                     self._drain(results, outstanding[0])
                     raise
         finally:
+            sys.setswitchinterval(switch)
             while not free.empty():
                 free.get().close()
 
@@ -507,7 +524,7 @@ class SendRun:
             return Outcome("permanent", None, "the address needs SMTPUTF8 (non-ASCII before "
                            "the @), which citesmail does not use")
 
-    def _loop(self, pool: ThreadPoolExecutor | _InPlace, deliver: Callable[[Claimed, bytes], None],
+    def _loop(self, pool: ThreadPoolExecutor | _InPlace, deliver: Callable[[Claimed], None],
               results: SimpleQueue[tuple[Claimed, Outcome | None]],
               outstanding: list[int]) -> RunResult:
         """Claim a batch, hand its messages to the connections, record the results in
@@ -534,11 +551,7 @@ class SendRun:
                 if want and len(claimed_now) < want:  # the queue is dry for now
                     claim_again = last_record + RECORD_EVERY
                 for claimed in claimed_now:
-                    data = self._build(claimed)
-                    if isinstance(data, Outcome):
-                        finished.append((claimed, data))
-                        continue
-                    pool.submit(deliver, claimed, data)
+                    pool.submit(deliver, claimed)
                     outstanding[0] += 1
                 if state is not None and not finished:  # nothing to do right now
                     result = self._idle(state, next_retry, cap_until if room == 0 else None)
@@ -547,19 +560,21 @@ class SendRun:
                     continue
             if not outstanding[0]:
                 continue
-            try:
-                item = results.get(timeout=RECORD_EVERY)
-            except Empty:
-                continue
+            # Sleep until enough results are in to claim the next batch (or all of them,
+            # at the end), or a failure, or RECORD_EVERY has passed.
+            self.wake_at = outstanding[0] - BATCH if outstanding[0] > BATCH else outstanding[0]
+            if results.qsize() < self.wake_at:
+                self.wake.wait(RECORD_EVERY)
+            self.wake.clear()
             while True:
-                finished.append(item)
-                outstanding[0] -= 1
-                if item[1] is not None:
-                    self._watch_connection(item[1])
                 try:
                     item = results.get_nowait()
                 except Empty:
                     break
+                finished.append(item)
+                outstanding[0] -= 1
+                if item[1] is not None:
+                    self._watch_connection(item[1])
             if self.progress and time.monotonic() - last_progress > 0.5:
                 last_progress = time.monotonic()
                 with self.db.session(write=False) as session:

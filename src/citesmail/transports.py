@@ -103,7 +103,8 @@ def _text(value: bytes | str) -> str:
 
 def _dot_stuffed(data: bytes) -> bytes:
     """The message as DATA carries it: leading dots doubled, ended by CRLF . CRLF."""
-    body = re.sub(rb"(?m)^\.", b"..", data)
+    body = re.sub(rb"(?m)^\.", b"..", data) if data.startswith(b".") or b"\n." in data \
+        else data
     if not body.endswith(b"\r\n"):
         body += b"\r\n"
     return body + b".\r\n"

@@ -4,6 +4,7 @@ each command module registers its commands on `main`."""
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -90,6 +91,28 @@ def main(ctx: click.Context, config_path: Path | None) -> None:
     ctx.call_on_close(ctx.obj.close)
 
 
+def run() -> None:
+    """The console script. Once the command is done and its output flushed, the process
+    ends at once: tearing the interpreter down (every module, the caches of SQLAlchemy
+    and pydantic) took another 0.15-0.3 s after the work was over."""
+    import logging
+
+    try:
+        main(prog_name="citesmail")
+        code = 0
+    except SystemExit as done:
+        if isinstance(done.code, str):
+            click.echo(done.code, err=True)
+        code = done.code if isinstance(done.code, int) else int(done.code is not None)
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing more to say
+            code = code or 1
+    os._exit(code)
+
+
 from . import (  # noqa: E402  (they register commands)
     audience_commands,
     bounce_commands,
@@ -100,6 +123,16 @@ from . import (  # noqa: E402  (they register commands)
     web_commands,
 )
 
-__all__ = ["State", "audience_commands", "bounce_commands", "campaign_commands",
-           "delivery_commands", "dkim_commands", "main",
-           "pass_state", "schedule_commands", "web_commands"]
+__all__ = [
+    "State",
+    "audience_commands",
+    "bounce_commands",
+    "campaign_commands",
+    "delivery_commands",
+    "dkim_commands",
+    "main",
+    "pass_state",
+    "run",
+    "schedule_commands",
+    "web_commands",
+]
