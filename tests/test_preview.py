@@ -71,6 +71,17 @@ def test_campaign_page_parts_and_recipient_picker(client: TestClient) -> None:
     assert 'sandbox="allow-popups"' in page.text
 
 
+def test_an_event_page_offers_its_invitation(client: TestClient) -> None:
+    event = "2027-01-19-invitation-emploi-des-jeunes"
+    page = client.get(f"/campaigns/{event}")
+    assert f'href="/campaigns/{event}/ics">invitation .ics' in page.text
+    ics = client.get(f"/campaigns/{event}/ics")
+    assert ics.status_code == 200 and ics.headers["content-type"].startswith("text/calendar")
+    assert "METHOD:PUBLISH" in ics.text and f"UID:{event}@example.org" in ics.text
+    assert "invitation .ics" not in client.get(f"/campaigns/{REPLAY}").text
+    assert client.get(f"/campaigns/{REPLAY}/ics").status_code == 404
+
+
 def test_broken_file_shows_its_error_and_the_server_keeps_running(
         client: TestClient, workspace: Path) -> None:
     write(workspace / "campaigns" / "b.md", MINIMAL_REPLAY.replace('title = "Un titre"',

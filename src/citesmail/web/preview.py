@@ -160,7 +160,9 @@ class PreviewApp:
             f"<p>HTML {size / 1024:.0f} KB of Gmail's {GMAIL_CLIP_BYTES // 1024} KB · "
             f'<a href="/campaigns/{slug}/eml{query}">download .eml</a> · '
             f'<a href="/campaigns/{slug}/html{query}">HTML</a> · '
-            f'<a href="/campaigns/{slug}/text{query}">text</a></p>'
+            f'<a href="/campaigns/{slug}/text{query}">text</a>'
+            + (f' · <a href="/campaigns/{slug}/ics">invitation .ics</a>'
+               if found.rendered.calendar else "") + "</p>"
             f"<h2>Check</h2><ul>{warnings}</ul>"
             f'<div class="frames"><div><h2>600 px</h2>'
             f'<iframe title="desktop" width="620" sandbox="allow-popups" '
@@ -176,12 +178,17 @@ class PreviewApp:
 
     def part(self, request: Request) -> Response:
         slug, kind = request.path_params["slug"], request.path_params["kind"]
-        if kind not in {"html", "text", "eml"}:
+        if kind not in {"html", "text", "eml", "ics"}:
             return PlainTextResponse("not found", status_code=404)
         found = self.preview(slug) if slug in self.slugs() else Preview()
         if found.rendered is None:
             return PlainTextResponse("\n".join(str(p) for p in found.problems) or "not found",
                                      status_code=404)
+        if kind == "ics":
+            if not found.rendered.calendar:
+                return PlainTextResponse("no invitation: not an event", status_code=404)
+            return Response(found.rendered.calendar, media_type="text/calendar", headers={
+                "content-disposition": f'attachment; filename="{slug}.ics"'})
         recipient = self.recipient(request.query_params.get("as"))
         if kind == "eml":
             data = MessageTemplate(found.rendered, self.settings).build(recipient)
