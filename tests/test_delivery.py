@@ -17,7 +17,14 @@ from citesmail.audience.segments import Definition
 from citesmail.campaigns import load_campaign
 from citesmail.config import Settings, load_settings
 from citesmail.db import Contact, Database, Delivery, Send
-from citesmail.delivery import PAUSE_AFTER, SendPaused, SendRun, counts, prepare_send
+from citesmail.delivery import (
+    PAUSE_AFTER,
+    SendBusy,
+    SendPaused,
+    SendRun,
+    counts,
+    prepare_send,
+)
 from citesmail.journal import Journal
 from citesmail.render import render_campaign
 from citesmail.transports import make_transport
@@ -238,7 +245,7 @@ def test_a_killed_runs_journal_settles_what_it_left_sending(db: Database, tmp_pa
                         .values(state="sending"))
         ids = {d.email: d.id for d in session.scalars(select(Delivery))}
     run_ = SendRun(db, send_id, cfg, lambda: make_transport(cfg))
-    journal = Journal(run_.journal_path, "dead-run")
+    journal = Journal(run_.journal_path("dead-run"), "dead-run")
     journal.transmitting(ids[addresses[0]])
     journal.accepted(ids[addresses[0]])  # the server took it
     journal.transmitting(ids[addresses[1]])  # the server may have it
@@ -250,7 +257,8 @@ def test_a_killed_runs_journal_settles_what_it_left_sending(db: Database, tmp_pa
     found = rows(db)
     assert found[addresses[0]].state == "sent" and found[addresses[0]].attempts == 1
     assert found[addresses[1]].state == "unknown"
-    assert not run_.journal_path.exists()  # all it said is in the database now
+    assert not run_.journal_path("dead-run").exists()  # the database holds what it said
+    assert not run_.journal_path(run_.run_id).exists()  # and what this run's said
 
 
 def test_a_journal_of_another_run_is_not_believed(db: Database, tmp_path: Path,
@@ -263,9 +271,85 @@ def test_a_journal_of_another_run_is_not_believed(db: Database, tmp_path: Path,
         session.execute(update(Delivery).where(Delivery.email == addresses[0])
                         .values(state="sending"))
     run_ = SendRun(db, send_id, cfg, lambda: make_transport(cfg))
-    Journal(run_.journal_path, "old-run").close(remove=False)  # says nothing was sent
+    Journal(run_.journal_path("other-run"), "old-run").close(remove=False)  # wrong run
     assert {s: n for s, n in run_.run().counts.items() if n} == {"sent": 1, "unknown": 1}
     assert addresses[0] not in server.handler.received
+
+
+def test_a_run_whose_journal_is_in_use_does_not_start(db: Database, tmp_path: Path,
+                                                     server: SmtpServer) -> None:
+    """Another process of this machine still runs the send (its database lock was lost)."""
+    addresses = audience(db, tmp_path, 2)
+    cfg = settings_for(server.port)
+    send_id = start(db, cfg)
+    with db.session() as session:
+        session.execute(update(Send).where(Send.id == send_id).values(run_id="live-run"))
+        session.execute(update(Delivery).where(Delivery.email == addresses[0])
+                        .values(state="sending"))
+    run_ = SendRun(db, send_id, cfg, lambda: make_transport(cfg))
+    live = Journal(run_.journal_path("live-run"), "live-run")
+    try:
+        with pytest.raises(SendBusy, match="journal is in use"):
+            run_.run()
+    finally:
+        live.close(remove=True)
+    assert server.handler.received == {}
+    assert rows(db)[addresses[0]].state == "sending"  # left to its run
+
+
+def test_a_run_that_lost_the_send_to_another_stops(db: Database, tmp_path: Path,
+                                                  server: SmtpServer) -> None:
+    addresses = audience(db, tmp_path, 300)
+    cfg = settings_for(server.port, CITESMAIL_DELIVERY_CONNECTIONS="1")
+    send_id = start(db, cfg)
+
+    class TakenOver:
+        parallel = True
+
+        def __init__(self) -> None:
+            self.inner, self.count = make_transport(cfg), 0
+
+        def send(self, *args: object, **kwargs: object) -> object:
+            self.count += 1
+            if self.count == 3:  # meanwhile another run takes the send over
+                with db.session() as session:
+                    session.execute(update(Send).where(Send.id == send_id)
+                                    .values(run_id="another-run"))
+            return self.inner.send(*args, **kwargs)  # type: ignore[arg-type]
+
+        def close(self) -> None:
+            self.inner.close()
+
+    with pytest.raises(SendBusy, match="another run has taken over"):
+        SendRun(db, send_id, cfg, TakenOver).run()  # type: ignore[arg-type]
+    received = server.handler.received
+    assert set(received.values()) == {1} and len(received) < len(addresses)
+    found = rows(db)
+    assert all(found[a].state == "sent" for a in received)  # what went is recorded
+
+
+def test_a_message_that_cannot_be_built_stops_the_send(db: Database, tmp_path: Path,
+                                                      server: SmtpServer,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from citesmail.message import MessageTemplate
+
+    addresses = audience(db, tmp_path, 5)
+    cfg = settings_for(server.port)
+    send_id = start(db, cfg)
+    built = MessageTemplate.build
+
+    def build(self: MessageTemplate, recipient: object, **kwargs: object) -> bytes:
+        if getattr(recipient, "email", "") == addresses[2]:
+            raise RuntimeError("a template bug")
+        return built(self, recipient, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(MessageTemplate, "build", build)
+    with pytest.raises(SendPaused, match=r"cannot build the message for r2@example\.org: "
+                                         r"RuntimeError: a template bug"):
+        run(db, cfg, send_id)
+    assert rows(db)[addresses[2]].state == "queued"  # not failed: nothing was sent
+    assert addresses[2] not in server.handler.received
+    assert set(server.handler.received.values()) <= {1}
 
 
 def test_consecutive_connection_failures_pause_the_send(db: Database, tmp_path: Path) -> None:

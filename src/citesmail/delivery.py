@@ -34,7 +34,7 @@ from .audience.segments import Definition, stream
 from .config import Settings
 from .db import Contact, Database, Delivery, Send, utcnow
 from .errors import CitesmailError
-from .journal import Journal, journal_path, read_journal
+from .journal import Journal, JournalInUse, journal_path, read_journal
 from .locks import Busy, ProcessLock
 from .message import MessageTemplate, Recipient
 from .render import RenderedCampaign
@@ -210,7 +210,7 @@ class _Pace:
         self.next_at = time.monotonic()
         self.lock = threading.Lock()
 
-    def wait(self) -> None:
+    def wait(self, stop: threading.Event) -> None:
         if self.per_second <= 0:
             return
         with self.lock:
@@ -218,7 +218,7 @@ class _Pace:
             self.next_at = at + 1 / self.per_second
         delay = at - time.monotonic()
         if delay > 0:
-            time.sleep(delay)
+            stop.wait(delay)  # Ctrl-C does not wait for the pace
 
 
 class _InPlace(contextlib.AbstractContextManager["_InPlace"]):
@@ -229,6 +229,25 @@ class _InPlace(contextlib.AbstractContextManager["_InPlace"]):
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+
+_switching = {"runs": 0, "saved": 0.005}
+_switching_lock = threading.Lock()
+
+
+def _faster_switching(on: bool) -> None:
+    """A 0.5 ms switch interval while any send runs in the process (the worker may run
+    several at once); the saved one again after the last."""
+    with _switching_lock:
+        if on:
+            if _switching["runs"] == 0:
+                _switching["saved"] = sys.getswitchinterval()
+                sys.setswitchinterval(SWITCH_INTERVAL)
+            _switching["runs"] += 1
+        else:
+            _switching["runs"] -= 1
+            if _switching["runs"] == 0:
+                sys.setswitchinterval(_switching["saved"])
 
 
 class SendRun:
@@ -251,10 +270,15 @@ class SendRun:
             assert send is not None
             self.template = MessageTemplate(StoredCampaign.of(send), settings)
         url = db.engine.url
-        self.journal_path = journal_path(
-            url.database if url.get_backend_name() == "sqlite" else None,
-            settings.workspace, send_id)
+        self._database_file = url.database if url.get_backend_name() == "sqlite" else None
+        self._database = url.render_as_string(hide_password=True)
+        self.run_id = ""
         self.journal: Journal | None = None
+        # Claimed ahead: enough to keep the connections busy, no more than a second's worth
+        # at a slow rate (an unsubscribe is checked when its row is claimed).
+        rate = settings.delivery.rate_per_second
+        self.batch = BATCH if rate <= 0 else max(self.connections, min(BATCH, int(rate)))
+        self.finished: list[tuple[Claimed, Outcome | None]] = []  # results to record
         self.wake = threading.Event()  # the connections wake the loop
         self.wake_at = 1  # results waiting that are worth waking it for
         self.failures_in_a_row = 0
@@ -393,12 +417,15 @@ class SendRun:
             raise SendBusy(f"this campaign is being sent by another process ({busy.holder})",
                            "let it finish, or stop it first") from None
         try:
-            recovered, run_id = self._recover()
-            self.journal = Journal(self.journal_path, run_id)
+            recovered = self._recover()
+            self.journal = Journal(self.journal_path(self.run_id), self.run_id)
             settled = False
             try:
                 result = self._run_with_transports()
                 settled = True
+            except SendPaused:  # everything was recorded before it paused
+                settled = True
+                raise
             finally:  # the journal goes once the database holds all it says
                 self.journal.close(remove=settled)
             result.recovered = recovered
@@ -406,24 +433,44 @@ class SendRun:
         finally:
             lock.release()
 
-    def _recover(self) -> tuple[int, str]:
+    def journal_path(self, run_id: str) -> Path:
+        return journal_path(self._database_file, self.settings.workspace, self._database,
+                            self.send_id, run_id)
+
+    def _recover(self) -> int:
         """Settle the rows a dead run left `sending`, by its journal when there is one
         for that run (sent, unknown, or never sent: queued again), else all `unknown`.
-        Then this run takes the send: its id goes into the send row."""
+        Then this run takes the send: its id goes into the send row (the fence every
+        later transaction of this run checks)."""
         with self.db.session() as session:
             send = session.get(Send, self.send_id)
             assert send is not None
+            previous = self.journal_path(send.run_id) if send.run_id else None
+            try:
+                journal = read_journal(previous, send.run_id) if previous else None
+            except JournalInUse:
+                raise SendBusy("this campaign is being sent by another process on this "
+                               "machine (its journal is in use)",
+                               "let it finish, or stop it first") from None
             left = list(session.scalars(select(Delivery.id).where(
                 Delivery.send_id == self.send_id, Delivery.state == "sending")))
-            journal = read_journal(self.journal_path, send.run_id)
             unknown = [i for i in left if journal is None or i in journal.transmitting]
             if journal is not None:
                 self._settle(session, [i for i in left if i in journal.accepted], "sent")
                 self._settle(session, [i for i in left if i not in journal.accepted
                                        and i not in journal.transmitting], "queued")
             self._settle(session, unknown, "unknown")
-            send.run_id = uuid.uuid4().hex
-            return len(unknown), send.run_id
+            send.run_id = self.run_id = uuid.uuid4().hex
+        if previous is not None:  # the database holds what it said now
+            previous.unlink(missing_ok=True)
+        return len(unknown)
+
+    def _fence(self, session: Session) -> None:
+        """Stop if another run has taken the send (this one lost its lock)."""
+        holder = self._sql(session, "SELECT run_id FROM sends WHERE id = ?",
+                           (self.send_id,)).scalar()
+        if holder != self.run_id:
+            raise SendBusy("another run has taken over this send", "let it finish")
 
     def _settle(self, session: Session, ids: list[int], state: str) -> None:
         now = self._stamp(session, utcnow())
@@ -461,11 +508,15 @@ class SendRun:
             outcome: Outcome | None = None
             try:
                 if not self.stop.is_set():
-                    self.pace.wait()
+                    self.pace.wait(self.stop)
                 if not self.stop.is_set():
                     data = self._build(claimed)
                     outcome = data if isinstance(data, Outcome) else \
                         self._deliver(free, journal, claimed, data)
+            except Exception as exc:  # before anything was sent: stop the send, say why
+                outcome = Outcome("connection", None, "cannot build the message for "
+                                  f"{claimed.recipient.email}: {type(exc).__name__}: {exc}",
+                                  fatal=True)
             finally:
                 results.put((claimed, outcome))
                 # Wake the loop only when it has work: fewer wake-ups, less GIL traffic.
@@ -476,8 +527,7 @@ class SendRun:
         outstanding = [0]
         # A connection whose server has answered gets the interpreter sooner (the default
         # 5 ms slice left it waiting behind the other threads' work).
-        switch = sys.getswitchinterval()
-        sys.setswitchinterval(SWITCH_INTERVAL)
+        _faster_switching(True)
         try:
             with (ThreadPoolExecutor(self.connections, "citesmail-send") if parallel
                   else _InPlace()) as pool:
@@ -488,7 +538,7 @@ class SendRun:
                     self._drain(results, outstanding[0])
                     raise
         finally:
-            sys.setswitchinterval(switch)
+            _faster_switching(False)
             while not free.empty():
                 free.get().close()
 
@@ -505,15 +555,21 @@ class SendRun:
             outcome = Outcome("unknown", None, f"{type(exc).__name__}: {exc}")
         finally:
             free.put(transport)
-        if outcome.kind == "sent":
-            journal.accepted(delivery_id)
+        # The answer, for the next run should this one die before recording it. Failing to
+        # note it costs nothing worse than `unknown` then.
+        with contextlib.suppress(OSError):
+            if outcome.kind == "sent":
+                journal.accepted(delivery_id)
+            elif outcome.kind != "unknown":
+                journal.refused(delivery_id)
         return outcome
 
     def _drain(self, results: SimpleQueue[tuple[Claimed, Outcome | None]],
                outstanding: int) -> None:
         """After an error: wait for the messages in hand and record what became of them
         (best effort: the journal tells the next run what this one could not record)."""
-        done = [results.get() for _ in range(outstanding)]
+        done = [*self.finished, *(results.get() for _ in range(outstanding))]
+        self.finished.clear()
         with contextlib.suppress(Exception), self.db.session() as session:
             self._record_all(session, done)
 
@@ -529,17 +585,19 @@ class SendRun:
               outstanding: list[int]) -> RunResult:
         """Claim a batch, hand its messages to the connections, record the results in
         batches; claim the next batch while the connections still have work."""
-        finished: list[tuple[Claimed, Outcome | None]] = []
+        finished = self.finished
         last_progress = last_record = claim_again = 0.0
         while True:
-            want = 0 if self.stop.is_set() or outstanding[0] > BATCH or \
-                time.monotonic() < claim_again else 2 * BATCH - outstanding[0]
+            batch = self.batch
+            want = 0 if self.stop.is_set() or outstanding[0] > batch or \
+                time.monotonic() < claim_again else 2 * batch - outstanding[0]
             quiet = outstanding[0] == 0
-            if want or quiet or len(finished) >= BATCH or \
+            if want or quiet or len(finished) >= batch or \
                     time.monotonic() - last_record > RECORD_EVERY:
                 with self.db.session() as session:
+                    self._fence(session)
                     self._record_all(session, finished)
-                    finished = []
+                    finished.clear()
                     room, cap_until = self._hourly_room(session, outstanding[0]) if want \
                         else (1, None)
                     claimed_now = self._claim(session, min(want, room)) if want and room \
@@ -562,7 +620,7 @@ class SendRun:
                 continue
             # Sleep until enough results are in to claim the next batch (or all of them,
             # at the end), or a failure, or RECORD_EVERY has passed.
-            self.wake_at = outstanding[0] - BATCH if outstanding[0] > BATCH else outstanding[0]
+            self.wake_at = outstanding[0] - batch if outstanding[0] > batch else outstanding[0]
             if results.qsize() < self.wake_at:
                 self.wake.wait(RECORD_EVERY)
             self.wake.clear()
