@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import case, delete, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from ..db import Contact, MailingList, Membership, Segment
@@ -29,6 +28,8 @@ def insert_ignoring_duplicates(session: Session, model: type[Any],
     """INSERT ... ON CONFLICT DO NOTHING, on SQLite and PostgreSQL alike."""
     if not values:
         return
+    from sqlalchemy.dialects import postgresql, sqlite  # 25 ms: only when adding members
+
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     session.execute(dialect.insert(model).on_conflict_do_nothing(), values)
 
