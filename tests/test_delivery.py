@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import threading
 import time
 from collections.abc import Iterator
 from email import policy
@@ -356,9 +357,26 @@ def test_consecutive_connection_failures_pause_the_send(db: Database, tmp_path: 
     audience(db, tmp_path, PAUSE_AFTER + 5)
     cfg = settings_for(free_port())  # nothing listens there
     send_id = start(db, cfg)
+    worker_stop = threading.Event()  # as citesmail worker passes its own
     with pytest.raises(SendPaused, match="connection failures in a row"):
-        run(db, cfg, send_id)
+        SendRun(db, send_id, cfg, lambda: make_transport(cfg), stop=worker_stop).run()
+    assert not worker_stop.is_set()  # one send pausing does not stop the worker
     with db.session(write=False) as session:
         found = counts(session, send_id)
     assert found["sending"] == 0 and found["deferred"] >= PAUSE_AFTER
     assert found["sent"] == 0
+
+
+def test_a_stop_from_outside_ends_the_run_resumably(db: Database, tmp_path: Path,
+                                                    server: SmtpServer) -> None:
+    addresses = audience(db, tmp_path, 400)
+    cfg = settings_for(server.port, CITESMAIL_DELIVERY_RATE_PER_SECOND="200")
+    send_id = start(db, cfg)
+    outside = threading.Event()
+    threading.Timer(0.5, outside.set).start()
+    result = SendRun(db, send_id, cfg, lambda: make_transport(cfg), stop=outside).run()
+    assert result.stopped and not result.finished
+    assert 0 < result.counts["sent"] < len(addresses)
+    assert result.counts["sending"] == 0  # what was claimed and not sent is queued again
+    assert run(db, cfg, send_id) == {"sent": len(addresses)}
+    assert set(server.handler.received.values()) == {1}

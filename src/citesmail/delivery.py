@@ -259,7 +259,10 @@ class SendRun:
                  progress: Callable[[dict[str, int]], None] | None = None) -> None:
         self.db, self.send_id, self.settings = db, send_id, settings
         self.make_transport = make_transport
-        self.stop = stop or threading.Event()
+        # Asked from outside (Ctrl-C, the worker stopping) or decided here (a pause): the
+        # outside event is only read, so one send's pause does not stop the worker.
+        self.outer_stop = stop or threading.Event()
+        self.stop = threading.Event()
         self.progress = progress
         self.sender = parseaddr(settings.sender.from_)[1]
         self.delays = settings.delivery.retry_delays
@@ -588,6 +591,8 @@ class SendRun:
         finished = self.finished
         last_progress = last_record = claim_again = 0.0
         while True:
+            if self.outer_stop.is_set():
+                self.stop.set()
             batch = self.batch
             want = 0 if self.stop.is_set() or outstanding[0] > batch or \
                 time.monotonic() < claim_again else 2 * batch - outstanding[0]
