@@ -167,6 +167,22 @@ def test_workspace_template_overrides_builtin(workspace: Path) -> None:
     assert result.text.startswith("CUSTOM Les cités de l'emploi")
 
 
+def test_compiled_templates_are_kept_and_a_changed_template_is_recompiled(
+        workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from citesmail.render.environment import environment
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    write(workspace / "templates" / "text.txt.j2", "FIRST {{ campaign.title }}\n")
+    environment.cache_clear()  # as a new process would start
+    assert rendered(workspace, REPLAY)[1].text.startswith("FIRST ")
+    kept = list((tmp_path / "cache" / "citesmail" / "jinja").iterdir())
+    assert kept  # compiled templates, for the next run
+    write(workspace / "templates" / "text.txt.j2", "SECOND {{ campaign.title }}\n")
+    environment.cache_clear()
+    assert rendered(workspace, REPLAY)[1].text.startswith("SECOND ")
+    environment.cache_clear()
+
+
 def test_broken_mjml_in_workspace_template_names_template_and_line(workspace: Path) -> None:
     write(workspace / "templates" / "replay.mjml.j2", """{% extends "base.mjml.j2" %}
 {% block content %}
