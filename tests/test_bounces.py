@@ -193,7 +193,8 @@ def make_maildir(path: Path, messages: list[bytes]) -> Path:
 
 COUNTS = ("messages read", "permanent failures", "temporary failures", "not a bounce",
           "unreadable", "contacts marked bounced", "already bounced",
-          "not active, left as is", "unknown addresses", "deliveries marked failed",
+          "not active, left as is", "refused, contact kept", "unknown addresses",
+          "deliveries marked failed",
           "linked to campaigns")
 
 
@@ -221,7 +222,8 @@ def test_import_an_mbox_twice(env: dict[str, str], db_url: str, tmp_path: Path,
     assert report(first.stdout) == {
         "messages read": "7", "permanent failures": "5", "temporary failures": "1",
         "not a bounce": "1", "unreadable": "0", "contacts marked bounced": "4",
-        "already bounced": "0", "not active, left as is": "0", "unknown addresses": "1",
+        "already bounced": "0", "not active, left as is": "0", "refused, contact kept": "0",
+        "unknown addresses": "1",
         "deliveries marked failed": "4", "linked to campaigns": f"{REPLAY} 4"}
     for address in BOUNCED:
         assert f"{address}: bounced, campaign {REPLAY}" in first.stdout.splitlines()
@@ -310,17 +312,50 @@ def test_a_bounce_for_another_contacts_message_is_not_linked(
     assert statuses(db_url)["anne.dupont@example.net"] == "bounced"
 
 
+def test_a_refusal_by_policy_fails_the_message_and_keeps_the_contact(
+        env: dict[str, str], db_url: str, tmp_path: Path) -> None:
+    # Bruno's message was refused by a spam filter (the relay's address was blocked).
+    data = sample("postfix-mailbox-unknown.eml").replace(b"Status: 5.1.1", b"Status: 5.7.1")
+    data = data.replace(b"550 5.1.1 <bruno.martin@example.com>: Recipient address",
+                        b"550 5.7.1 Service unavailable; client host blocked using a list:")
+    path = make_mbox(tmp_path / "bounces.mbox", [data])
+    result = run("bounces", "import", str(path), env=env)
+    assert result.exit_code == 0, result.output
+    counts = report(result.stdout)
+    assert (counts["contacts marked bounced"], counts["refused, contact kept"],
+            counts["deliveries marked failed"]) == ("0", "1", "1")
+    assert "bruno.martin@example.com: refused (5.7.1: policy, spam filter or network), " \
+           "contact kept" in result.stdout
+    assert statuses(db_url)["bruno.martin@example.com"] == "active"
+    state, code, error = deliveries(db_url)["bruno.martin@example.com"]
+    assert (state, code) == ("failed", 550) and error and "blocked" in error
+
+
+def test_a_bounce_from_a_forwarded_address_finds_the_contact_by_message_id(
+        env: dict[str, str], db_url: str, tmp_path: Path) -> None:
+    # Bruno forwards his mail; the address that failed is the one he forwards to.
+    data = sample("postfix-mailbox-unknown.eml").replace(
+        b"bruno.martin@example.com", b"bmartin@forward.example")
+    path = make_mbox(tmp_path / "bounces.mbox", [data])
+    result = run("bounces", "import", str(path), env=env)
+    assert result.exit_code == 0, result.output
+    assert report(result.stdout)["unknown addresses"] == "0"
+    assert f"bruno.martin@example.com: bounced, campaign {REPLAY}" in result.stdout
+    assert statuses(db_url)["bruno.martin@example.com"] == "bounced"
+    assert deliveries(db_url)["bruno.martin@example.com"][0] == "failed"
+
+
 def test_a_failure_half_way_leaves_nothing_changed(env: dict[str, str], db_url: str,
                                                    tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     record = bounces._Apply.permanent
     calls = []
 
-    def failing_on_the_third(self: Any, failure: Any, origin: Any) -> None:
+    def failing_on_the_third(self: Any, failure: Any, origin: Any, **options: Any) -> None:
         calls.append(failure.address)
         if len(calls) == 3:
             raise RuntimeError("the database went away")
-        record(self, failure, origin)
+        record(self, failure, origin, **options)
 
     monkeypatch.setattr(bounces._Apply, "permanent", failing_on_the_third)
     path = make_mbox(tmp_path / "bounces.mbox", [sample(n) for n in sample_names()])

@@ -4,7 +4,7 @@ the "add to calendar" links, and the checks on when the event is."""
 from __future__ import annotations
 
 import email
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -216,13 +216,13 @@ def test_a_replay_of_an_event_to_come_is_a_check_error(workspace: Path) -> None:
         (workspace / "campaigns" / f"{REPLAY}.md").read_text(encoding="utf-8").splitlines(), 1)
         if text.startswith("starts = 2099"))
     assert (f"campaigns/{REPLAY}.md:{line}: error: this replay's event (2099-06-12 14:00) "
-            "has not happened yet") in checked.stderr
+            "is not over yet") in checked.stderr
     with_audience(workspace, 1)
     refused = run("send", REPLAY, "--yes")
-    assert refused.exit_code == 1 and "has not happened yet" in refused.stderr
+    assert refused.exit_code == 1 and "is not over yet" in refused.stderr
     assert not (workspace / "outbox").exists()
     early = run("schedule", REPLAY, "--at", "2099-06-01 09:00")
-    assert early.exit_code == 1 and "has not happened yet" in early.stderr
+    assert early.exit_code == 1 and "is not over yet" in early.stderr
     later = run("schedule", REPLAY, "--at", "2099-06-13 09:00")  # after the event: fine
     assert later.exit_code == 0, later.output
 
@@ -241,3 +241,22 @@ def test_an_event_that_is_over_is_a_warning(workspace: Path) -> None:
                              tz=PARIS)
     event = event_of(invitation(campaign, settings()) or "")
     assert (event.decoded("DTEND") - event.decoded("DTSTART")).total_seconds() == 3600
+
+
+def test_a_replay_while_its_event_is_still_running_is_an_error() -> None:
+    from citesmail.render.lint import timing_problems
+
+    campaign = rendered(REPLAY).campaign
+    assert campaign.event is not None and campaign.event.starts is not None
+    starts = campaign.event.starts
+    during, after = starts + timedelta(minutes=30), starts + timedelta(hours=2)
+    assert timing_problems(campaign, now=during)[0]
+    assert timing_problems(campaign, now=after) == ([], [])
+
+
+def test_scheduling_an_invitation_after_its_event_says_so(workspace: Path) -> None:
+    with_audience(workspace, 1)
+    _shift(workspace, EVENT, "2027-01-19T", "2099-01-19T")
+    late = run("schedule", EVENT, "--at", "2099-02-01 09:00", "--segment", "partenaires-aura")
+    assert late.exit_code == 0, late.output
+    assert "warning: this event (2099-01-19 10:00) is over" in late.stderr

@@ -9,7 +9,7 @@ import sys
 from email import policy
 from pathlib import Path
 
-from .conftest import MINIMAL_REPLAY, REPLAY, ROOT, run, write
+from .conftest import EVENT, MINIMAL_REPLAY, REPLAY, ROOT, run, write
 
 CITESMAIL = Path(sys.executable).parent / "citesmail"
 
@@ -78,6 +78,9 @@ def test_new_event_passes_check_and_newsletter_asks_for_its_items(workspace: Pat
 
 
 def test_check_all_examples_passes(workspace: Path) -> None:
+    event = workspace / "campaigns" / f"{EVENT}.md"  # still to come, whatever today is
+    event.write_text(event.read_text(encoding="utf-8").replace("2027-01-19T", "2099-01-19T"),
+                     encoding="utf-8")
     result = run("check")
     assert result.exit_code == 0, result.output
     assert result.output.strip().endswith("3 campaigns checked: 0 errors, 0 warnings")

@@ -22,13 +22,17 @@ def test_keygen_sign_and_verify(workspace: Path, algorithm: str, signed_with: by
     record = made.stdout.strip().splitlines()[-1]
     assert record.startswith(
         f'cm._domainkey.example.org. IN TXT "v=DKIM1; k={algorithm}; p=')
-    txt = record.split('"')[1].encode()
+    strings = record.split('"')[1::2]
+    assert all(len(part) <= 255 for part in strings)  # a DNS string's limit
+    txt = "".join(strings).encode()
     assert (workspace / "keys" / "cm.example.org.pem").stat().st_mode & 0o077 == 0
     again = run("dkim", "keygen", "--selector", "cm", "--domain", "example.org", "-o", "keys")
     assert again.exit_code == 1 and "already exists" in again.stderr
 
     env = {"CITESMAIL_DKIM_SELECTOR": "cm", "CITESMAIL_DKIM_DOMAIN": "example.org",
            "CITESMAIL_DKIM_PRIVATE_KEY": "keys/cm.example.org.pem"}
+    checked = run("check", REPLAY, env=env)
+    assert ("the DKIM key is Ed25519" in checked.output) == (algorithm == "ed25519")
     with_audience(workspace, 2)
     assert run("send", REPLAY, "--yes", env=env).exit_code == 0
     messages = [path.read_bytes() for path in (workspace / "outbox" / "new").iterdir()]

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from flufl.bounce import all_failures
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from .audience.addresses import AddressError, normalize_address
@@ -43,6 +43,10 @@ ID_LINE = re.compile(r"^message-id:[ \t]*(<[^<>\s]+>)", re.IGNORECASE | re.MULTI
 # A permanent SMTP reply in the text of a notification that is not a DSN (Exim, ...).
 SMTP_REPLY = re.compile(r"^[ \t]*(5[0-9][0-9][ -].*)$", re.MULTILINE)
 REPLY_CODE = re.compile(r"([2-5][0-9][0-9])(?:[ -]|$)")
+ENHANCED = re.compile(r"\b([245])\.([0-9]{1,3})\.([0-9]{1,3})\b")  # RFC 3463: 5.1.1
+# RFC 3463 subjects that say nothing about the address: network and routing (3, 4) and
+# security or policy (7: spam filters, blocked relays).
+NOT_THE_ADDRESS = {"3", "4", "7"}
 # Deliveries a bounce report may fail: not `sending` (another process holds it), nor
 # `skipped` (never sent), nor `failed` already.
 FAILABLE = ("queued", "sent", "deferred", "unknown")
@@ -62,6 +66,24 @@ class Origin:
 class Failure:
     address: str  # as the notification gives it
     diagnostic: str
+    status: str = ""  # the DSN's Status field (5.1.1), when it has one
+
+    @property
+    def code(self) -> str:
+        """The enhanced status code (RFC 3463), from the Status field or the text."""
+        if ENHANCED.fullmatch(self.status):
+            return self.status
+        found = ENHANCED.search(self.diagnostic)
+        return found[0] if found else ""
+
+    @property
+    def about_address(self) -> bool:
+        """Whether the address itself failed (5.1.x, 5.2.x, ...): then its contact is
+        bounced. A refusal by policy or a spam filter (5.7.x), or a network or system
+        trouble (5.3.x, 5.4.x), fails the message, not the address. Without a code the
+        failure is taken as the address's."""
+        code = self.code
+        return not code or code.split(".")[1] not in NOT_THE_ADDRESS
 
     @property
     def reply_code(self) -> int | None:
@@ -161,6 +183,18 @@ def _recipient(field_value: str) -> str:
     return field_value.rpartition(";")[2].strip().strip("<>").lower()
 
 
+def _statuses(message: Message) -> dict[str, str]:
+    """Per recipient (lower-cased), the DSN's Status field."""
+    found: dict[str, str] = {}
+    for block in _report_blocks(message):
+        status = _text(block.get("status"))
+        for name in ("final-recipient", "original-recipient"):
+            address = _recipient(_text(block.get(name)))
+            if address and status:
+                found.setdefault(address, status)
+    return found
+
+
 def _diagnostics(message: Message) -> dict[str, str]:
     """Per recipient (lower-cased), the DSN's Diagnostic-Code, else its Status."""
     found: dict[str, str] = {}
@@ -207,9 +241,10 @@ def read_bounce(message: Message) -> Bounce | None:
     temporary, permanent = all_failures(message)
     if not temporary and not permanent:
         return None
-    per_recipient = _diagnostics(message)
+    per_recipient, statuses = _diagnostics(message), _statuses(message)
     fallback = _reply_in_text(message) or "permanent failure (no diagnostic given)"
-    failures = tuple(Failure(address, per_recipient.get(address.lower(), fallback))
+    failures = tuple(Failure(address, per_recipient.get(address.lower(), fallback),
+                             statuses.get(address.lower(), ""))
                      for address in _addresses(permanent))
     return Bounce(failures, tuple(_addresses(temporary)), find_origin(message))
 
@@ -279,6 +314,7 @@ class Report:
     bounced: list[tuple[str, str | None]] = field(default_factory=list)  # (email, campaign)
     already_bounced: list[tuple[str, str | None]] = field(default_factory=list)
     not_active: list[tuple[str, str]] = field(default_factory=list)  # (email, status)
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (email, code): kept
     unknown: list[str] = field(default_factory=list)
     deliveries_failed: int = 0
     linked: Counter[str] = field(default_factory=Counter)
@@ -297,6 +333,7 @@ class Report:
             ("contacts marked bounced", len(self.bounced)),
             ("already bounced", len(self.already_bounced)),
             ("not active, left as is", len(self.not_active)),
+            ("refused, contact kept", len(self.refused)),
             ("unknown addresses", len(self.unknown)),
             ("deliveries marked failed", self.deliveries_failed),
             ("linked to campaigns", campaigns or "none"),
@@ -307,6 +344,8 @@ class Report:
         lines += [f"{address}: already bounced, {_campaign(campaign)}"
                   for address, campaign in self.already_bounced]
         lines += [f"{address}: {status}, left as is" for address, status in self.not_active]
+        lines += [f"{address}: refused ({code or 'no code'}: policy, spam filter or network), "
+                  "contact kept" for address, code in self.refused]
         lines += [f"{address}: unknown address" for address in self.unknown]
         lines += [f"{name}: unreadable, {why}" for name, why in self.unreadable]
         if self.dry_run:
@@ -351,9 +390,15 @@ class _Apply:
             return None
         return self.session.scalar(select(Contact).where(Contact.email_key == key))
 
-    def permanent(self, failure: Failure, origin: Origin | None) -> None:
+    def permanent(self, failure: Failure, origin: Origin | None, *, alone: bool) -> None:
+        """One permanent failure. Changes are conditional (an unsubscribe or a send
+        meanwhile is not overwritten)."""
         report = self.report
         contact = self._contact(failure.address)
+        if contact is None and origin is not None and alone:
+            # A forwarded address: the failing one is not the contact's, but the
+            # message the notification reports on names the contact.
+            contact = self.session.get(Contact, origin.contact_id)
         if contact is None:
             report.unknown.append(failure.address)
             return
@@ -362,18 +407,23 @@ class _Apply:
         if campaign is not None:
             report.linked[campaign] += 1
         now = utcnow()
-        if contact.status == "active":
-            contact.status, contact.updated_at = "bounced", now
+        if not failure.about_address:
+            report.refused.append((contact.email, failure.code))
+        elif self.session.execute(
+                update(Contact).where(Contact.id == contact.id, Contact.status == "active")
+                .values(status="bounced", updated_at=now)).rowcount:
             report.bounced.append((contact.email, campaign))
         elif contact.status == "bounced":
             report.already_bounced.append((contact.email, campaign))
         else:
             report.not_active.append((contact.email, contact.status))
-        if delivery is not None and delivery.state in FAILABLE:
-            delivery.state, delivery.updated_at = "failed", now
-            delivery.last_code = failure.reply_code
-            delivery.last_error = (ERROR_PREFIX + failure.diagnostic)[:MAX_ERROR]
-            report.deliveries_failed += 1
+        if delivery is not None:
+            report.deliveries_failed += self.session.execute(
+                update(Delivery).where(Delivery.id == delivery.id,
+                                       Delivery.state.in_(FAILABLE))
+                .values(state="failed", updated_at=now, last_code=failure.reply_code,
+                        last_error=(ERROR_PREFIX + failure.diagnostic)[:MAX_ERROR])
+            ).rowcount or 0
 
 
 def apply(db: Database, found: Scan, *, dry_run: bool = False) -> Report:
@@ -386,7 +436,7 @@ def apply(db: Database, found: Scan, *, dry_run: bool = False) -> Report:
             report.temporary += len(bounce.temporary)
             report.permanent += len(bounce.permanent)
             for failure in bounce.permanent:
-                changes.permanent(failure, bounce.origin)
+                changes.permanent(failure, bounce.origin, alone=len(bounce.permanent) == 1)
     return report
 
 

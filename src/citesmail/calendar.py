@@ -1,15 +1,16 @@
 """An event campaign in calendars: its iCalendar invitation and "add to calendar" links.
 
 The invitation is published (METHOD:PUBLISH, RFC 5546), not a meeting request: nobody
-is asked to answer. Its UID is the campaign's, so a corrected invitation replaces the
-first one in calendars instead of adding a second event.
+is asked to answer. Its UID is made of the campaign's slug and the sender's domain: the
+same at every render, so the messages of a send, resumed or scheduled, all carry the
+same event.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from email.utils import parseaddr
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from . import __version__
 from .config import Settings
@@ -87,8 +88,8 @@ def invitation(campaign: Campaign, settings: Settings, *,
     entry.add("transp", "OPAQUE")
     calendar.add_component(entry)
     # The zone's rules for the event's year only: a few lines, not fifty years of them.
-    calendar.add_missing_timezones(first_date=date(starts.year, 1, 1),
-                                   last_date=date(ends.year + 1, 1, 1))
+    calendar.add_missing_timezones(first_date=date(starts.astimezone(zone).year, 1, 1),
+                                   last_date=date(ends.astimezone(zone).year + 1, 1, 1))
     return calendar.to_ical().decode("utf-8")
 
 
@@ -114,10 +115,10 @@ def outlook_link(campaign: Campaign) -> str:
     starts, ends = _span(campaign)
     event = campaign.event
     assert event is not None
-    query = {"path": "/calendar/action/compose", "rru": "addevent", "subject": campaign.title,
+    query = {"rru": "addevent", "subject": campaign.title,
              "startdt": starts.astimezone(UTC).isoformat().replace("+00:00", "Z"),
              "enddt": ends.astimezone(UTC).isoformat().replace("+00:00", "Z"),
              "body": _description(campaign)}
     if event.location:
         query["location"] = event.location
-    return f"{OUTLOOK}?{urlencode(query)}"
+    return f"{OUTLOOK}?{urlencode(query, quote_via=quote)}"  # %20: Outlook shows '+' as is

@@ -64,11 +64,6 @@ def send(state: State, campaign: str, segment: str | None, dry_run: bool, yes: b
     if test_addresses:
         _send_tests(state, rendered, test_addresses)
         return
-    from ..render.lint import timing_problems
-
-    late = timing_problems(rendered.campaign)[0]
-    if late:
-        raise CitesmailError.from_problems(late)
     from ..audience.segments import count, get_segment
     from ..delivery import file_hash, prepare_send, requeue_unknown
 
@@ -80,6 +75,8 @@ def send(state: State, campaign: str, segment: str | None, dry_run: bool, yes: b
             raise CitesmailError("no segment to send to",
                                  "give --segment NAME, or set audience = \"NAME\" in the "
                                  "campaign file")
+        if existing is None:  # a send under way goes on with what it stored
+            _check_timing(rendered.campaign)
         segment_name = existing.segment if existing is not None else name
         definition = get_segment(session, segment_name)[1] if segment_name else None
         recipients = count(session, definition) if definition else None
@@ -108,6 +105,18 @@ def send(state: State, campaign: str, segment: str | None, dry_run: bool, yes: b
         click.echo(f"{requeue_unknown(db, prepared.send_id)} unknown recipient(s) queued "
                    "again", err=True)
     _run(state, prepared.send_id, prepared.total)
+
+
+def _check_timing(campaign: Any, now: Any = None) -> None:
+    """A replay of an event not over yet is refused; an invitation to an event that is
+    over is said, not refused."""
+    from ..render.lint import timing_problems
+
+    late, early = timing_problems(campaign, now)
+    if late:
+        raise CitesmailError.from_problems(late)
+    for problem in early:
+        click.echo(problem.format("warning"), err=True)
 
 
 def _empty() -> Any:

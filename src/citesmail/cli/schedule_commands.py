@@ -41,11 +41,10 @@ def schedule(state: State, campaign: str, at: str, zone: str | None,
     when = parse_local_time(at, zone)
     path = resolve_campaign_path(campaign, settings.campaigns_dir)
     rendered = render_campaign(_load(settings, path), settings)
-    from ..render.lint import timing_problems
+    from .delivery_commands import _check_timing
 
-    late = timing_problems(rendered.campaign, now=when.moment)[0]  # as it will be then
-    if late and when.moment > datetime.now(UTC):  # a time past is refused below anyway
-        raise CitesmailError.from_problems(late)
+    if when.moment > datetime.now(UTC):  # a time past is refused below anyway
+        _check_timing(rendered.campaign, when.moment)  # as it will be then
     name = segment or rendered.campaign.audience
     if not name:
         raise CitesmailError("no segment to send to",

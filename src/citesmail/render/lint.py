@@ -77,13 +77,13 @@ def timing_problems(campaign: Campaign, now: datetime | None = None,
         return key_line(path, loc) if path.exists() else None
 
     when = f"{event.starts:%Y-%m-%d %H:%M}"
-    if campaign.kind == "replay" and event.starts > now:
-        return [Problem(f"this replay's event ({when}) has not happened yet",
+    ends = event.ends or event.starts + DEFAULT_LENGTH
+    if campaign.kind == "replay" and ends > now:  # not over yet: no replay to show
+        return [Problem(f"this replay's event ({when}) is not over yet",
                         "check event.starts, or send the replay after the event", path,
                         at("event", "starts"))], []
     warnings = []
     if campaign.kind == "event":
-        ends = event.ends or event.starts + DEFAULT_LENGTH
         if ends < now:
             warnings.append(Problem(f"this event ({when}) is over",
                                     "check event.starts and event.ends, or make it a replay "
@@ -107,4 +107,13 @@ def lint_settings(settings: Settings) -> list[Problem]:
             "unsubscribe links (RFC 8058) over https",
             "set it to the public https address of the unsubscribe app before sending",
             where))
+    if settings.dkim.enabled:
+        from ..dkim_keys import signing_key
+
+        pem = settings.dkim_key() or b""
+        if signing_key(pem, settings.dkim.private_key)[1] == b"ed25519-sha256":
+            warnings.append(Problem(
+                "the DKIM key is Ed25519: Gmail and Microsoft do not check such signatures "
+                "yet, so your mail counts as unsigned there",
+                "use an RSA key (citesmail dkim keygen, the default)", where))
     return warnings
