@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import sys
 import threading
 import time
 import uuid
@@ -45,7 +44,6 @@ PAUSE_AFTER = 10  # consecutive connection failures
 LONG_WAIT = timedelta(minutes=5)
 BATCH = 64  # rows claimed, and results recorded, per transaction
 RECORD_EVERY = 0.25  # seconds: results are recorded at least this often
-SWITCH_INTERVAL = 0.0005  # seconds a thread may hold the interpreter while others wait
 
 
 class SendPaused(CitesmailError):
@@ -229,25 +227,6 @@ class _InPlace(contextlib.AbstractContextManager["_InPlace"]):
 
     def __exit__(self, *exc: object) -> None:
         return None
-
-
-_switching = {"runs": 0, "saved": 0.005}
-_switching_lock = threading.Lock()
-
-
-def _faster_switching(on: bool) -> None:
-    """A 0.5 ms switch interval while any send runs in the process (the worker may run
-    several at once); the saved one again after the last."""
-    with _switching_lock:
-        if on:
-            if _switching["runs"] == 0:
-                _switching["saved"] = sys.getswitchinterval()
-                sys.setswitchinterval(SWITCH_INTERVAL)
-            _switching["runs"] += 1
-        else:
-            _switching["runs"] -= 1
-            if _switching["runs"] == 0:
-                sys.setswitchinterval(_switching["saved"])
 
 
 class SendRun:
@@ -528,9 +507,6 @@ class SendRun:
                     self.wake.set()
 
         outstanding = [0]
-        # A connection whose server has answered gets the interpreter sooner (the default
-        # 5 ms slice left it waiting behind the other threads' work).
-        _faster_switching(True)
         try:
             with (ThreadPoolExecutor(self.connections, "citesmail-send") if parallel
                   else _InPlace()) as pool:
@@ -541,7 +517,6 @@ class SendRun:
                     self._drain(results, outstanding[0])
                     raise
         finally:
-            _faster_switching(False)
             while not free.empty():
                 free.get().close()
 
