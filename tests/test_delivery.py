@@ -321,8 +321,10 @@ def test_a_run_that_lost_the_send_to_another_stops(db: Database, tmp_path: Path,
         def close(self) -> None:
             self.inner.close()
 
+    fenced = SendRun(db, send_id, cfg, TakenOver)  # type: ignore[arg-type]
     with pytest.raises(SendBusy, match="another run has taken over"):
-        SendRun(db, send_id, cfg, TakenOver).run()  # type: ignore[arg-type]
+        fenced.run()
+    assert not fenced.journal_path(fenced.run_id).exists()  # all it knew is recorded
     received = server.handler.received
     assert set(received.values()) == {1} and len(received) < len(addresses)
     found = rows(db)

@@ -261,6 +261,7 @@ class SendRun:
         rate = settings.delivery.rate_per_second
         self.batch = BATCH if rate <= 0 else max(self.connections, min(BATCH, int(rate)))
         self.finished: list[tuple[Claimed, Outcome | None]] = []  # results to record
+        self.drained = False  # after an error, everything in hand was recorded
         self.wake = threading.Event()  # the connections wake the loop
         self.wake_at = 1  # results waiting that are worth waking it for
         self.failures_in_a_row = 0
@@ -408,6 +409,9 @@ class SendRun:
             except SendPaused:  # everything was recorded before it paused
                 settled = True
                 raise
+            except BaseException:
+                settled = self.drained  # all it knew is recorded: nothing to keep
+                raise
             finally:  # the journal goes once the database holds all it says
                 self.journal.close(remove=settled)
             result.recovered = recovered
@@ -514,7 +518,7 @@ class SendRun:
                     return self._loop(pool, deliver, results, outstanding)
                 except BaseException:
                     self.stop.set()
-                    self._drain(results, outstanding[0])
+                    self.drained = self._drain(results, outstanding[0])
                     raise
         finally:
             while not free.empty():
@@ -543,13 +547,17 @@ class SendRun:
         return outcome
 
     def _drain(self, results: SimpleQueue[tuple[Claimed, Outcome | None]],
-               outstanding: int) -> None:
+               outstanding: int) -> bool:
         """After an error: wait for the messages in hand and record what became of them
         (best effort: the journal tells the next run what this one could not record)."""
         done = [*self.finished, *(results.get() for _ in range(outstanding))]
         self.finished.clear()
-        with contextlib.suppress(Exception), self.db.session() as session:
-            self._record_all(session, done)
+        try:
+            with self.db.session() as session:
+                self._record_all(session, done)
+        except Exception:
+            return False
+        return True
 
     def _build(self, claimed: Claimed) -> bytes | Outcome:
         try:
