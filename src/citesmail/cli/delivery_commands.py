@@ -79,7 +79,8 @@ def send(state: State, campaign: str, segment: str | None, dry_run: bool, yes: b
             _check_timing(rendered.campaign)
         segment_name = existing.segment if existing is not None else name
         definition = get_segment(session, segment_name)[1] if segment_name else None
-        recipients = count(session, definition) if definition else None
+        asking = existing is None and not yes and not dry_run
+        recipients = count(session, definition) if definition and asking else None
     if dry_run:
         if definition is None:
             raise CitesmailError("this send has no segment to build messages for")
