@@ -234,17 +234,22 @@ def test_sending_when_the_process_died_becomes_unknown(db: Database, tmp_path: P
     assert addresses[1] not in server.handler.received
 
 
+def left_sending(db: Database, send_id: int, run_id: str, emails: list[str]) -> dict[str, int]:
+    """As a run `run_id` that stopped with these recipients `sending`; row ids by address."""
+    with db.session() as session:
+        session.execute(update(Send).where(Send.id == send_id).values(run_id=run_id))
+        session.execute(update(Delivery).where(Delivery.email.in_(emails))
+                        .values(state="sending"))
+        return {d.email: d.id for d in session.scalars(select(Delivery))}
+
+
 def test_a_killed_runs_journal_settles_what_it_left_sending(db: Database, tmp_path: Path,
                                                            server: SmtpServer) -> None:
     """Rows are claimed by the batch: the journal tells which of them had gone."""
     addresses = audience(db, tmp_path, 5)
     cfg = settings_for(server.port)
     send_id = start(db, cfg)
-    with db.session() as session:  # a run killed with four rows `sending`
-        session.execute(update(Send).where(Send.id == send_id).values(run_id="dead-run"))
-        session.execute(update(Delivery).where(Delivery.email.in_(addresses[:4]))
-                        .values(state="sending"))
-        ids = {d.email: d.id for d in session.scalars(select(Delivery))}
+    ids = left_sending(db, send_id, "dead-run", addresses[:4])  # killed with four in hand
     run_ = SendRun(db, send_id, cfg, lambda: make_transport(cfg))
     journal = Journal(run_.journal_path("dead-run"), "dead-run")
     journal.transmitting(ids[addresses[0]])
@@ -267,10 +272,7 @@ def test_a_journal_of_another_run_is_not_believed(db: Database, tmp_path: Path,
     addresses = audience(db, tmp_path, 2)
     cfg = settings_for(server.port)
     send_id = start(db, cfg)
-    with db.session() as session:
-        session.execute(update(Send).where(Send.id == send_id).values(run_id="other-run"))
-        session.execute(update(Delivery).where(Delivery.email == addresses[0])
-                        .values(state="sending"))
+    left_sending(db, send_id, "other-run", addresses[:1])
     run_ = SendRun(db, send_id, cfg, lambda: make_transport(cfg))
     Journal(run_.journal_path("other-run"), "old-run").close(remove=False)  # wrong run
     assert {s: n for s, n in run_.run().counts.items() if n} == {"sent": 1, "unknown": 1}
@@ -283,10 +285,7 @@ def test_a_run_whose_journal_is_in_use_does_not_start(db: Database, tmp_path: Pa
     addresses = audience(db, tmp_path, 2)
     cfg = settings_for(server.port)
     send_id = start(db, cfg)
-    with db.session() as session:
-        session.execute(update(Send).where(Send.id == send_id).values(run_id="live-run"))
-        session.execute(update(Delivery).where(Delivery.email == addresses[0])
-                        .values(state="sending"))
+    left_sending(db, send_id, "live-run", addresses[:1])
     run_ = SendRun(db, send_id, cfg, lambda: make_transport(cfg))
     live = Journal(run_.journal_path("live-run"), "live-run")
     try:

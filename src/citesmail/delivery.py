@@ -219,6 +219,10 @@ class _Pace:
             stop.wait(delay)  # Ctrl-C does not wait for the pace
 
 
+_SENT = ("UPDATE deliveries SET state = 'sent', sent_at = ?, updated_at = ?, last_code = 250, "
+         "last_error = NULL, attempts = attempts + 1 WHERE id ")
+
+
 class _InPlace(contextlib.AbstractContextManager["_InPlace"]):
     """Runs each task at once, in the calling thread (a transport without parallelism)."""
 
@@ -333,9 +337,7 @@ class SendRun:
         sent = [(now, now, c.delivery_id) for c, o in results if o is not None
                 and o.kind == "sent"]
         if sent:
-            self._sql(session, "UPDATE deliveries SET state = 'sent', sent_at = ?, "
-                               "updated_at = ?, last_code = 250, last_error = NULL, "
-                               "attempts = attempts + 1 WHERE id = ?", sent, many=True)
+            self._sql(session, _SENT + "= ?", sent, many=True)
         unsent = [c.delivery_id for c, o in results if o is None or o.fatal]
         if unsent:
             self._set_state(session, unsent, "queued", now)
@@ -464,10 +466,7 @@ class SendRun:
             chunk = ids[start:start + 500]
             marks = ", ".join("?" * len(chunk))
             if state == "sent":
-                self._sql(session, f"UPDATE deliveries SET state = 'sent', sent_at = ?, "
-                                   f"updated_at = ?, last_code = 250, last_error = NULL, "
-                                   f"attempts = attempts + 1 WHERE id IN ({marks})",
-                          (now, now, *chunk))
+                self._sql(session, f"{_SENT}IN ({marks})", (now, now, *chunk))
             elif state == "unknown":
                 self._sql(session, f"UPDATE deliveries SET state = 'unknown', updated_at = ?, "
                                    f"last_error = ? WHERE id IN ({marks})",

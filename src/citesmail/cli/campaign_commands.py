@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -106,6 +106,18 @@ def check(state: State, campaigns: tuple[str, ...]) -> None:
     click.echo(summary, err=errors > 0)
     if errors:
         sys.exit(1)
+
+
+def check_timing(campaign: Campaign, now: datetime | None = None) -> None:
+    """A replay of an event not over yet is refused; an invitation to an event that is
+    over is said, not refused."""
+    from ..render.lint import timing_problems
+
+    late, early = timing_problems(campaign, now)
+    if late:
+        raise CitesmailError.from_problems(late)
+    for problem in early:
+        click.echo(problem.format("warning"), err=True)
 
 
 def _audience_problems(state: State, campaign: Campaign) -> list[Problem]:

@@ -53,7 +53,7 @@ def send(state: State, campaign: str, segment: str | None, dry_run: bool, yes: b
     """Send CAMPAIGN to a segment, or resume its send where it stopped."""
     from ..campaigns import resolve_campaign_path
     from ..render import render_campaign
-    from .campaign_commands import _load
+    from .campaign_commands import _load, check_timing
 
     settings = state.settings
     if test_addresses and (dry_run or resend_unknown):
@@ -76,7 +76,7 @@ def send(state: State, campaign: str, segment: str | None, dry_run: bool, yes: b
                                  "give --segment NAME, or set audience = \"NAME\" in the "
                                  "campaign file")
         if existing is None:  # a send under way goes on with what it stored
-            _check_timing(rendered.campaign)
+            check_timing(rendered.campaign)
         segment_name = existing.segment if existing is not None else name
         definition = get_segment(session, segment_name)[1] if segment_name else None
         asking = existing is None and not yes and not dry_run
@@ -106,18 +106,6 @@ def send(state: State, campaign: str, segment: str | None, dry_run: bool, yes: b
         click.echo(f"{requeue_unknown(db, prepared.send_id)} unknown recipient(s) queued "
                    "again", err=True)
     _run(state, prepared.send_id, prepared.total)
-
-
-def _check_timing(campaign: Any, now: Any = None) -> None:
-    """A replay of an event not over yet is refused; an invitation to an event that is
-    over is said, not refused."""
-    from ..render.lint import timing_problems
-
-    late, early = timing_problems(campaign, now)
-    if late:
-        raise CitesmailError.from_problems(late)
-    for problem in early:
-        click.echo(problem.format("warning"), err=True)
 
 
 def _empty() -> Any:

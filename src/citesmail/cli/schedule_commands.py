@@ -41,10 +41,10 @@ def schedule(state: State, campaign: str, at: str, zone: str | None,
     when = parse_local_time(at, zone)
     path = resolve_campaign_path(campaign, settings.campaigns_dir)
     rendered = render_campaign(_load(settings, path), settings)
-    from .delivery_commands import _check_timing
+    from .campaign_commands import check_timing
 
     if when.moment > datetime.now(UTC):  # a time past is refused below anyway
-        _check_timing(rendered.campaign, when.moment)  # as it will be then
+        check_timing(rendered.campaign, when.moment)  # as it will be then
     name = segment or rendered.campaign.audience
     if not name:
         raise CitesmailError("no segment to send to",
