@@ -34,7 +34,7 @@ from citesmail.audience import segments
 from citesmail.audience.importer import ImportReport, import_contacts
 from citesmail.audience.lists import add_list
 from citesmail.db import Contact, Database, MailingList, open_database
-from report import DOCS, markdown_table, text_table, write_section
+from report import DOCS, compile_bytecode, markdown_table, text_table, write_section
 
 IMPORT_ROWS, SEGMENT_ROWS, BATCH = 100_000, 1_000_000, 10_000
 CACHE = Path("/tmp/citesmail-bench-1m.db")
@@ -327,6 +327,7 @@ def main() -> None:
         return
     runs, count_runs = (1, 3) if args.quick else (3, 5)
     machine = machine_line(args.skip_pg)
+    compile_bytecode()
     print(f"Machine: {machine}\n", flush=True)
     with tempfile.TemporaryDirectory(prefix="citesmail-bench-") as tmp:
         rows = import_rows(Path(tmp), runs, args.skip_pg)

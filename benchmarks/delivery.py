@@ -35,7 +35,7 @@ from citesmail.campaigns import load_campaign
 from citesmail.config import Settings, load_settings
 from citesmail.message import MessageTemplate, Recipient, reference_message, to_bytes
 from citesmail.render import RenderedCampaign, render_campaign
-from report import DOCS, markdown_table, text_table, write_section
+from report import DOCS, compile_bytecode, markdown_table, text_table, write_section
 
 NAME = "2023-06-12-replay-cites-de-l-emploi"
 CAMPAIGN = Path("campaigns") / f"{NAME}.md"
@@ -328,6 +328,7 @@ def main() -> None:
     sizes = (10_000, 50, 1_000, 200, 20_000) if args.quick else (
         10_000, 300, 5_000, 1_000, 100_000)
     machine = machine_line()
+    compile_bytecode()
     print(f"Machine: {machine}\n", flush=True)
     rows, template = build_rows(sizes[0], sizes[1])
     rows += smtp_rows(sizes[2], sizes[3], template, SMTP_ROUNDS)

@@ -30,7 +30,7 @@ from citesmail.campaigns import load_campaign
 from citesmail.config import Settings, load_settings
 from citesmail.models import Campaign
 from citesmail.render import inline_css, render_campaign, render_mjml
-from report import DOCS, markdown_table, text_table, write_section
+from report import DOCS, compile_bytecode, markdown_table, text_table, write_section
 
 NAME = "2023-06-12-replay-cites-de-l-emploi"
 CAMPAIGN = Path("campaigns") / f"{NAME}.md"
@@ -234,6 +234,7 @@ def main() -> None:
     runs, cli_runs, premailer_runs = (50, 5, 10) if args.quick else (200, 15, 50)
     skipped = ensure_node_mjml()
     machine = machine_line()
+    compile_bytecode()
     print(f"Machine: {machine}\n", flush=True)
     campaign, settings = load()
     source = render_mjml(campaign, settings)[0]

@@ -39,3 +39,14 @@ def write_section(heading: str, section: str) -> None:
         text = text.rstrip("\n") + "\n\n" + section
     DOCS.parent.mkdir(parents=True, exist_ok=True)
     DOCS.write_text(text, encoding="utf-8")
+
+
+def compile_bytecode() -> None:
+    """Compile citesmail's modules to bytecode, as installing a wheel does, so a command
+    run as a subprocess is timed as installed: an editable install under
+    PYTHONDONTWRITEBYTECODE=1 would otherwise compile every module at every start."""
+    import compileall
+
+    import citesmail
+
+    compileall.compile_dir(Path(citesmail.__file__).parent, quiet=1)

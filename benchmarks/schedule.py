@@ -29,7 +29,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-from report import DOCS, markdown_table, text_table, write_section
+from report import DOCS, compile_bytecode, markdown_table, text_table, write_section
 
 NAME = "2023-06-12-replay-cites-de-l-emploi"
 CITESMAIL = Path(".venv/bin/citesmail").resolve()
@@ -195,6 +195,7 @@ def main() -> None:
     args = parser.parse_args()
     n = 5 if args.quick else 20
     machine = machine_line()
+    compile_bytecode()
     print(f"Machine: {machine}\n", flush=True)
     before = load()
     due, first, starting, output = run(n)

@@ -25,6 +25,7 @@ from citesmail.delivery import (
     SendRun,
     counts,
     prepare_send,
+    wire_address,
 )
 from citesmail.journal import Journal
 from citesmail.render import render_campaign
@@ -194,6 +195,34 @@ def test_an_address_that_needs_smtputf8_fails_alone(db: Database, tmp_path: Path
     cfg = settings_for(server.port)
     assert run(db, cfg, start(db, cfg)) == {"sent": 1, "failed": 1}
     assert "SMTPUTF8" in (rows(db)["zoé@xn--bcher-kva.de"].last_error or "")
+
+
+def test_the_snapshot_holds_each_recipient_as_sent(db: Database, tmp_path: Path) -> None:
+    """The snapshot is one INSERT ... SELECT: the database computes the wire address
+    (local part as written @ ASCII domain), blanks for missing names, in contact order."""
+    with db.session() as session:
+        add_list(session, "l")
+        add_list(session, "other")
+    path = tmp_path / "c.csv"
+    path.write_text("email;first_name;last_name;organization\n"
+                    "Zoé.Dupré@Bücher.DE;Zoé;Dupré;Mairie de Vénissieux\n"
+                    "jean+annonces@exemple.fr;;;\n"
+                    "o'neil@élysée.fr;Ryan;O'Neil;\n", encoding="utf-8")
+    import_contacts(db, path, list_name="l")
+    path.write_text("email\nailleurs@example.org\n", encoding="utf-8")
+    import_contacts(db, path, list_name="other")
+    send_id = start(db, load_settings(ROOT / "config.example.toml", environ={}))
+    with db.session(write=False) as session:
+        found = [(d.email, d.first_name, d.last_name, d.organization, d.state, d.attempts)
+                 for d in session.scalars(select(Delivery).where(Delivery.send_id == send_id)
+                                          .order_by(Delivery.id))]
+        contacts = [wire_address(c.email, c.domain)
+                    for c in session.scalars(select(Contact).order_by(Contact.id))]
+    assert found == [
+        ("Zoé.Dupré@xn--bcher-kva.de", "Zoé", "Dupré", "Mairie de Vénissieux", "queued", 0),
+        ("jean+annonces@exemple.fr", "", "", "", "queued", 0),
+        ("o'neil@xn--lyse-9oad.fr", "Ryan", "O'Neil", "", "queued", 0)]
+    assert [row[0] for row in found] == contacts[:3]
 
 
 def test_one_run_per_send_at_a_time(db: Database, tmp_path: Path, server: SmtpServer) -> None:

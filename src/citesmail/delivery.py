@@ -16,7 +16,7 @@ import hashlib
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,11 +25,11 @@ from pathlib import Path
 from queue import Empty, SimpleQueue
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
-from .audience.bulk import db_value, insert_rows, is_postgresql
-from .audience.segments import Definition, stream
+from .audience.bulk import db_value, is_postgresql
+from .audience.segments import Definition, matching
 from .config import Settings
 from .db import Contact, Database, Delivery, Send, utcnow
 from .errors import CitesmailError
@@ -146,26 +146,24 @@ def start_scheduled(db: Database, campaign: str) -> Prepared | None:
         return Prepared(send.id, total, False, False)
 
 
-_COLUMNS = ("send_id", "contact_id", "email", "first_name", "last_name", "organization",
-            "state", "attempts")
+def _local_part(session: Session) -> ColumnElement[str]:
+    """Contact.email up to its '@' (a stored address has one: quoted local parts are
+    refused at import), in the database's own words."""
+    at = (func.strpos if is_postgresql(session) else func.instr)(Contact.email, "@")
+    return func.substr(Contact.email, 1, at - 1)
 
 
 def _snapshot(session: Session, send_id: int, definition: Definition) -> int:
-    total = 0
-    columns = (Contact.email, Contact.domain, Contact.first_name, Contact.last_name,
-               Contact.organization)
-    for batch in _batches(session, definition, columns):
-        rows = [(send_id, cid, wire_address(email, domain), first or "", last or "",
-                 org or "", "queued", 0) for cid, email, domain, first, last, org in batch]
-        insert_rows(session, Delivery.__table__, _COLUMNS, rows)  # type: ignore[arg-type]
-        total += len(rows)
-    return total
-
-
-def _batches(session: Session, definition: Definition,
-             columns: tuple[Any, ...]) -> Iterator[list[tuple[Any, ...]]]:
-    for batch in stream(session, definition, columns=(Contact.id, *columns), batch=5000):
-        yield [tuple(row) for row in batch]
+    """One INSERT ... SELECT: the recipients never pass through Python."""
+    wire = _local_part(session) + "@" + Contact.domain
+    query = (select(literal(send_id), Contact.id, wire, func.coalesce(Contact.first_name, ""),
+                    func.coalesce(Contact.last_name, ""),
+                    func.coalesce(Contact.organization, ""), literal("queued"), literal(0))
+             .where(matching(session, definition)).order_by(Contact.id))
+    columns = ("send_id", "contact_id", "email", "first_name", "last_name", "organization",
+               "state", "attempts")
+    result = session.execute(insert(Delivery).from_select(columns, query))
+    return result.rowcount or 0
 
 
 def counts(session: Session, send_id: int) -> dict[str, int]:
