@@ -211,3 +211,31 @@ def test_render_does_not_import_database_or_scheduler(workspace: Path) -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)
     assert "HEAVY []" in result.stdout
+
+
+def test_each_command_is_found_in_the_module_that_defines_it() -> None:
+    """COMMANDS names every command, each in the module that registers it."""
+    import importlib
+
+    from citesmail.cli import COMMANDS, main
+
+    for module in set(COMMANDS.values()):
+        importlib.import_module(f"citesmail.cli.{module}")
+    found = {name: command.callback.__module__.rsplit(".", 1)[1]
+             for name, command in main.commands.items() if command.callback}
+    assert found == COMMANDS
+
+
+def test_a_command_imports_only_its_own_module(workspace: Path) -> None:
+    code = ("import sys; from citesmail.cli import main\n"
+            "try:\n    main(['status'])\nexcept SystemExit:\n    pass\n"
+            "print('LOADED', sorted(m for m in sys.modules if m.endswith('_commands')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True, cwd=workspace)
+    assert "LOADED ['citesmail.cli.delivery_commands']" in result.stdout, result.stderr
+
+
+def test_a_mistyped_command_gets_the_nearest_name(workspace: Path) -> None:
+    result = run("sned", "x")
+    assert result.exit_code == 2
+    assert "No such command 'sned'. Did you mean 'send'?" in result.stderr

@@ -1,8 +1,11 @@
 """The citesmail command line: a thin edge over the library. Errors become messages here;
-each command module registers its commands on `main`."""
+each command module registers its commands on `main`, and is imported only when one of
+its commands runs (or when the help lists them all)."""
 
 from __future__ import annotations
 
+import difflib
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -18,8 +21,41 @@ if TYPE_CHECKING:
     from ..db import Database
 
 
+# The module (in this package) that defines each top-level command.
+COMMANDS = {
+    "bounces": "bounce_commands",
+    "check": "campaign_commands", "init": "campaign_commands", "new": "campaign_commands",
+    "render": "campaign_commands",
+    "contacts": "audience_commands", "db": "audience_commands", "lists": "audience_commands",
+    "segments": "audience_commands",
+    "dkim": "dkim_commands",
+    "schedule": "schedule_commands", "schedules": "schedule_commands",
+    "unschedule": "schedule_commands", "worker": "schedule_commands",
+    "send": "delivery_commands", "status": "delivery_commands",
+    "preview": "web_commands", "serve": "web_commands",
+}
+
+
 class Group(click.Group):
-    """Turns CitesmailError (and OS errors) into one-line messages and exit codes."""
+    """Turns CitesmailError (and OS errors) into one-line messages and exit codes, and
+    imports a command's module when the command is wanted."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            importlib.import_module(f"{__name__}.{COMMANDS[cmd_name]}")
+        return self.commands.get(cmd_name)
+
+    def resolve_command(self, ctx: click.Context,
+                        args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            close = difflib.get_close_matches(name, self.list_commands(ctx), n=1)
+            ctx.fail(f"No such command '{name}'." + (f" Did you mean '{close[0]}'?"
+                                                     if close else ""))
+        return super().resolve_command(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -117,26 +153,4 @@ def run() -> None:
     os._exit(code)
 
 
-from . import (  # noqa: E402  (they register commands)
-    audience_commands,
-    bounce_commands,
-    campaign_commands,
-    delivery_commands,
-    dkim_commands,
-    schedule_commands,
-    web_commands,
-)
-
-__all__ = [
-    "State",
-    "audience_commands",
-    "bounce_commands",
-    "campaign_commands",
-    "delivery_commands",
-    "dkim_commands",
-    "main",
-    "pass_state",
-    "run",
-    "schedule_commands",
-    "web_commands",
-]
+__all__ = ["COMMANDS", "State", "main", "pass_state", "run"]
