@@ -28,6 +28,7 @@ class ProcessLock:
     def __init__(self, db: Database, name: str) -> None:
         self.db, self.name = db, name
         self.handle: Any = None
+        self.path: Path | None = None
 
     def acquire(self) -> None:
         if self.db.is_postgresql:
@@ -49,19 +50,23 @@ class ProcessLock:
     def _acquire_file(self) -> None:
         database = self.db.engine.url.database or "citesmail.db"
         path = Path(f"{database}.{self.name}.lock")
-        handle = path.open("a+")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "?"
-            handle.close()
-            raise Busy(f"pid {holder}") from None
+        while True:
+            handle = path.open("a+")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "?"
+                handle.close()
+                raise Busy(f"pid {holder}") from None
+            if _same_file(handle, path):
+                break
+            handle.close()  # its holder removed it as we opened it: take the new one
         handle.seek(0)
         handle.truncate()
         handle.write(str(os.getpid()))
         handle.flush()
-        self.handle = handle
+        self.handle, self.path = handle, path
 
     def release(self) -> None:
         if self.handle is None:
@@ -69,6 +74,8 @@ class ProcessLock:
         if self.db.is_postgresql:
             # The lock belongs to the database session: end it, not just the checkout.
             self.handle.invalidate()
+        elif self.path is not None:  # removed while still held: no lock file is left
+            self.path.unlink(missing_ok=True)
         self.handle.close()
         self.handle = None
 
@@ -78,3 +85,11 @@ class ProcessLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def _same_file(handle: Any, path: Path) -> bool:
+    """Whether `path` still names the file `handle` has open."""
+    try:
+        return os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
+    except FileNotFoundError:
+        return False
