@@ -214,28 +214,49 @@ def test_render_does_not_import_database_or_scheduler(workspace: Path) -> None:
 
 
 def test_each_command_is_found_in_the_module_that_defines_it() -> None:
-    """COMMANDS names every command, each in the module that registers it."""
+    """COMMANDS names every command of every command module, each in its own module."""
     import importlib
+    import pkgutil
 
+    import citesmail.cli
     from citesmail.cli import COMMANDS, main
 
-    for module in set(COMMANDS.values()):
+    modules = [m.name for m in pkgutil.iter_modules(citesmail.cli.__path__)]
+    assert sorted(set(COMMANDS.values())) == sorted(modules)
+    for module in modules:
         importlib.import_module(f"citesmail.cli.{module}")
     found = {name: command.callback.__module__.rsplit(".", 1)[1]
              for name, command in main.commands.items() if command.callback}
     assert found == COMMANDS
 
 
+def _fresh(code: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """`code` in a new interpreter: no command module imported beforehand."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=cwd, env={**os.environ, **env})
+
+
 def test_a_command_imports_only_its_own_module(workspace: Path) -> None:
-    code = ("import sys; from citesmail.cli import main\n"
-            "try:\n    main(['status'])\nexcept SystemExit:\n    pass\n"
-            "print('LOADED', sorted(m for m in sys.modules if m.endswith('_commands')))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=True, cwd=workspace)
+    result = _fresh("import sys; from citesmail.cli import main\n"
+                    "try:\n    main(['status'])\nexcept SystemExit:\n    pass\n"
+                    "print('LOADED', sorted(m for m in sys.modules if m.endswith('_commands')))",
+                    workspace)
     assert "LOADED ['citesmail.cli.delivery_commands']" in result.stdout, result.stderr
 
 
 def test_a_mistyped_command_gets_the_nearest_name(workspace: Path) -> None:
-    result = run("sned", "x")
-    assert result.exit_code == 2
+    result = _fresh("from citesmail.cli import main; main(['sned', 'x'])", workspace)
+    assert result.returncode == 2
     assert "No such command 'sned'. Did you mean 'send'?" in result.stderr
+
+
+def test_shell_completion_lists_commands_and_stays_quiet_after_a_typo(
+        workspace: Path) -> None:
+    code = "from citesmail.cli import main; main(prog_name='citesmail')"
+    listed = _fresh(code, workspace, _CITESMAIL_COMPLETE="bash_complete",
+                    COMP_WORDS="citesmail se", COMP_CWORD="1")
+    assert listed.returncode == 0 and listed.stderr == ""
+    assert {"plain,send", "plain,segments", "plain,serve"} <= set(listed.stdout.split())
+    typo = _fresh(code, workspace, _CITESMAIL_COMPLETE="bash_complete",
+                  COMP_WORDS="citesmail sned ", COMP_CWORD="2")
+    assert typo.returncode == 0 and typo.stderr == ""

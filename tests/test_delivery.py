@@ -211,7 +211,12 @@ def test_the_snapshot_holds_each_recipient_as_sent(db: Database, tmp_path: Path)
     import_contacts(db, path, list_name="l")
     path.write_text("email\nailleurs@example.org\n", encoding="utf-8")
     import_contacts(db, path, list_name="other")
-    send_id = start(db, load_settings(ROOT / "config.example.toml", environ={}))
+    cfg = load_settings(ROOT / "config.example.toml", environ={})
+    campaign = load_campaign(EXAMPLES / f"{REPLAY}.md", default_lang="fr", tz=cfg.tz)
+    rendered = render_campaign(campaign, cfg)
+    prepared = prepare_send(db, rendered, "s", Definition(lists=["l"]), "hash")
+    assert prepared.total == 3
+    send_id = prepared.send_id
     with db.session(write=False) as session:
         found = [(d.email, d.first_name, d.last_name, d.organization, d.state, d.attempts)
                  for d in session.scalars(select(Delivery).where(Delivery.send_id == send_id)

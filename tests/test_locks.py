@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import fcntl
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from citesmail import locks
 from citesmail.db import open_database
 from citesmail.locks import Busy, ProcessLock, _same_file
 
@@ -26,20 +29,54 @@ def test_a_lock_is_exclusive_and_leaves_no_file(tmp_path: Path) -> None:
     db.close()
 
 
-def test_a_lock_file_removed_by_its_holder_is_not_taken(tmp_path: Path) -> None:
-    """A process that opened the file just before its holder removed it gets the flock
-    on a file nobody else will see: it must notice, and take the new file instead."""
+def _race(monkeypatch: pytest.MonkeyPatch, between: Callable[[], None]) -> None:
+    """Run `between` once, after the next acquire opened the lock file and before it
+    calls flock: where another process's release (or lock) can fall."""
+    real = fcntl.flock
+    pending = [between]
+
+    def flock(handle: Any, operation: int) -> None:
+        if pending:
+            pending.pop()()
+        real(handle, operation)
+
+    monkeypatch.setattr(locks.fcntl, "flock", flock)
+
+
+@pytest.mark.parametrize("someone_else_on_the_old_file", [False, True])
+def test_a_lock_file_removed_by_its_holder_is_not_taken(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, someone_else_on_the_old_file: bool
+) -> None:
+    """Opened just before its holder removed it, the old file is no lock: whether the
+    flock on it succeeds, or fails because a third process holds it for a moment, the
+    acquire takes the new file instead (not a wrong Busy, not a lock nobody sees)."""
     db = open_database(f"sqlite:///{tmp_path / 'c.db'}")
     path = tmp_path / "c.db.worker.lock"
     holder = ProcessLock(db, "worker")
     holder.acquire()
-    late = path.open("a+")  # opened while held
-    holder.release()  # removes the file
-    fcntl.flock(late, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the old file: flock succeeds
-    assert not _same_file(late, path)
-    with ProcessLock(db, "worker"), path.open() as current:  # a new file, locked
-        assert _same_file(current, path)
-        with pytest.raises(Busy):
-            ProcessLock(db, "worker").acquire()
-    late.close()
+    with path.open("a+") as third:
+        def release() -> None:
+            holder.release()
+            if someone_else_on_the_old_file:
+                fcntl.flock(third, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+        _race(monkeypatch, release)
+        with ProcessLock(db, "worker") as late:
+            assert late.handle is not None and _same_file(late.handle, path)
+            assert path.read_text() == str(os.getpid())
+            with pytest.raises(Busy):
+                ProcessLock(db, "worker").acquire()
+    assert not path.exists()
+    db.close()
+
+
+def test_release_leaves_a_file_that_is_not_its_own(tmp_path: Path) -> None:
+    db = open_database(f"sqlite:///{tmp_path / 'c.db'}")
+    path = tmp_path / "c.db.worker.lock"
+    lock = ProcessLock(db, "worker")
+    lock.acquire()
+    path.unlink()  # removed by hand, and another process made a new one
+    path.write_text("4242")
+    lock.release()
+    assert path.read_text() == "4242"
     db.close()

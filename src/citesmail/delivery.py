@@ -162,8 +162,9 @@ def _snapshot(session: Session, send_id: int, definition: Definition) -> int:
              .where(matching(session, definition)).order_by(Contact.id))
     columns = ("send_id", "contact_id", "email", "first_name", "last_name", "organization",
                "state", "attempts")
-    result = session.execute(insert(Delivery).from_select(columns, query))
-    return result.rowcount or 0
+    session.execute(insert(Delivery).from_select(columns, query))
+    # Counted, not taken from rowcount: psycopg reports -1 for this INSERT ... SELECT.
+    return session.scalar(select(func.count()).where(Delivery.send_id == send_id)) or 0
 
 
 def counts(session: Session, send_id: int) -> dict[str, int]:

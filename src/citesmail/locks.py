@@ -54,14 +54,18 @@ class ProcessLock:
             handle = path.open("a+")
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                held = False
             except BlockingIOError:
+                held = True
+            if not _same_file(handle, path):  # its holder removed it as we opened it
+                handle.close()
+                continue
+            if held:
                 handle.seek(0)
                 holder = handle.read().strip() or "?"
                 handle.close()
-                raise Busy(f"pid {holder}") from None
-            if _same_file(handle, path):
-                break
-            handle.close()  # its holder removed it as we opened it: take the new one
+                raise Busy(f"pid {holder}")
+            break
         handle.seek(0)
         handle.truncate()
         handle.write(str(os.getpid()))
@@ -74,8 +78,8 @@ class ProcessLock:
         if self.db.is_postgresql:
             # The lock belongs to the database session: end it, not just the checkout.
             self.handle.invalidate()
-        elif self.path is not None:  # removed while still held: no lock file is left
-            self.path.unlink(missing_ok=True)
+        elif self.path is not None and _same_file(self.handle, self.path):
+            self.path.unlink(missing_ok=True)  # removed while held: no file left behind
         self.handle.close()
         self.handle = None
 

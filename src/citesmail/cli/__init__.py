@@ -51,7 +51,8 @@ class Group(click.Group):
     def resolve_command(self, ctx: click.Context,
                         args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
         name = args[0] if args else ""
-        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+        if name and not name.startswith("-") and not ctx.resilient_parsing \
+                and self.get_command(ctx, name) is None:  # (completion stays quiet)
             close = difflib.get_close_matches(name, self.list_commands(ctx), n=1)
             ctx.fail(f"No such command '{name}'." + (f" Did you mean '{close[0]}'?"
                                                      if close else ""))
