@@ -230,6 +230,26 @@ def test_the_snapshot_holds_each_recipient_as_sent(db: Database, tmp_path: Path)
     assert [row[0] for row in found] == contacts[:3]
 
 
+def test_the_hourly_cap_counts_what_other_sends_have_in_flight(
+        db: Database, tmp_path: Path, server: SmtpServer) -> None:
+    """The cap is the relay's: messages another running send has in flight count."""
+    addresses = audience(db, tmp_path, 6)
+    cfg = settings_for(server.port, CITESMAIL_DELIVERY_HOURLY_CAP="5")
+    other = tmp_path / "2023-06-13-autre-annonce.md"
+    other.write_text((EXAMPLES / f"{REPLAY}.md").read_text(encoding="utf-8"),
+                     encoding="utf-8")
+    rendered = render_campaign(load_campaign(other, default_lang="fr", tz=cfg.tz), cfg)
+    other_id = prepare_send(db, rendered, "s", Definition(lists=["l"]), "hash").send_id
+    with db.session() as session:  # as another process sending three of its messages
+        session.execute(update(Delivery).where(Delivery.send_id == other_id,
+                                               Delivery.email.in_(addresses[:3]))
+                        .values(state="sending"))
+    result = SendRun(db, start(db, cfg), cfg, lambda: make_transport(cfg)).run()
+    assert (result.counts["sent"], result.counts["queued"]) == (2, 4)
+    assert result.waiting_for_cap is not None
+    assert sum(server.handler.received.values()) == 2
+
+
 def test_one_run_per_send_at_a_time(db: Database, tmp_path: Path, server: SmtpServer) -> None:
     from citesmail.delivery import SendBusy
     from citesmail.locks import ProcessLock

@@ -373,21 +373,28 @@ class SendRun:
                               .where(Delivery.send_id == self.send_id,
                                      Delivery.state == "deferred"))
 
-    def _hourly_room(self, session: Session, in_flight: int) -> tuple[int, datetime | None]:
-        """How many messages the hourly cap still allows (counting those in flight),
-        and when more will be."""
+    def _hourly_room(self, session: Session) -> tuple[int, datetime | None]:
+        """How many messages the hourly cap still allows, and when more will be. The
+        cap is the relay's, so every send counts: those sent in the last hour, and those
+        in flight in any running send (this one's, another process's, the worker's
+        other sends)."""
         cap = self.settings.delivery.hourly_cap
         if cap <= 0:
             return 1 << 30, None
         since = utcnow() - timedelta(hours=1)
         recent = select(Delivery.sent_at).where(Delivery.sent_at > since)
-        used = (session.scalar(select(func.count()).select_from(recent.subquery())) or 0) \
-            + in_flight
+        running = select(Send.id).where(Send.state == "running")
+        in_flight = select(Delivery.id).where(Delivery.send_id.in_(running),
+                                              Delivery.state == "sending")
+        used = sum(session.scalar(select(func.count()).select_from(rows.subquery())) or 0
+                   for rows in (recent, in_flight))
         if used < cap:
             return cap - used, None
         oldest = session.scalar(select(func.min(Delivery.sent_at))
                                 .where(Delivery.sent_at > since))
-        return 0, (oldest or utcnow()) + timedelta(hours=1)
+        if oldest is None:  # only messages in flight fill it: look again in a moment
+            return 0, utcnow() + timedelta(seconds=1)
+        return 0, oldest + timedelta(hours=1)
 
     # -- the loop ---------------------------------------------------------------------
 
@@ -584,8 +591,7 @@ class SendRun:
                     self._fence(session)
                     self._record_all(session, finished)
                     finished.clear()
-                    room, cap_until = self._hourly_room(session, outstanding[0]) if want \
-                        else (1, None)
+                    room, cap_until = self._hourly_room(session) if want else (1, None)
                     claimed_now = self._claim(session, min(want, room)) if want and room \
                         else []
                     state = counts(session, self.send_id) if quiet and not claimed_now \
