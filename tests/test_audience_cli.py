@@ -48,9 +48,13 @@ def test_import_list_show_unsubscribe_delete(env: dict[str, str], tmp_path: Path
     assert missing.exit_code == 1
     assert "no contact with address nobody@lyon.fr — nothing was changed" in missing.stderr
     assert "status:        active" in ok("contacts", "show", "bob@lyon.fr", env=env)
+    unasked = run("contacts", "delete", "bob@lyon.fr", env=env)  # no terminal to answer
+    assert unasked.exit_code == 1 and "add --yes to erase" in unasked.stderr
     ok("contacts", "delete", "--yes", "bob@lyon.fr", env=env)
     gone = run("contacts", "show", "bob@lyon.fr", env=env)
     assert gone.exit_code == 1
+    assert gone.stderr.strip() == ("error: no contact with address bob@lyon.fr — check the "
+                                   "spelling; citesmail contacts list shows them all")
     again = run("contacts", "import", "c.csv", "--update", env=env)
     assert "c.csv: line 3: skipped: bob@lyon.fr was erased (suppression list)" in again.stderr
     assert "1 erased address skipped" in again.stdout

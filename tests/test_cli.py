@@ -9,6 +9,8 @@ import sys
 from email import policy
 from pathlib import Path
 
+import pytest
+
 from .conftest import EVENT, MINIMAL_REPLAY, REPLAY, ROOT, run, write
 
 CITESMAIL = Path(sys.executable).parent / "citesmail"
@@ -260,3 +262,20 @@ def test_shell_completion_lists_commands_and_stays_quiet_after_a_typo(
     typo = _fresh(code, workspace, _CITESMAIL_COMPLETE="bash_complete",
                   COMP_WORDS="citesmail sned ", COMP_CWORD="2")
     assert typo.returncode == 0 and typo.stderr == ""
+
+
+@pytest.mark.parametrize("command", [["status"], ["contacts", "list"], ["contacts", "export"]])
+def test_output_cut_short_by_its_reader_ends_quietly(workspace: Path, command: list[str]) -> None:
+    """`citesmail ... | head`: the reader goes away before the output is written."""
+    assert run("lists", "add", "l").exit_code == 0
+    (workspace / "c.csv").write_text("email\nanne@lyon.fr\n", encoding="utf-8")
+    assert run("contacts", "import", "c.csv", "--list", "l").exit_code == 0
+    script = Path(sys.executable).parent / "citesmail"
+    process = subprocess.Popen([str(script), *command], cwd=workspace,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # gone long before the command has started up
+    assert process.wait(timeout=60) == 0
+    said = process.stderr.read()
+    assert b"error" not in said and b"Traceback" not in said, said
+    process.stderr.close()

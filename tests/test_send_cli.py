@@ -56,8 +56,40 @@ def test_send_to_the_outbox_then_status(workspace: Path) -> None:
     shown = run("status", REPLAY)
     assert "sent 3" in shown.stdout and ": done" in shown.stdout
     again = run("send", REPLAY, "--yes")
-    assert "resuming" in again.stderr
+    assert again.exit_code == 0 and again.stdout.strip() == "sent 3"
+    assert "was sent already" in again.stderr and "nothing more to send" in again.stderr
+    assert run("status", REPLAY).stdout == shown.stdout  # not even the finish time moved
     assert len(list((workspace / "outbox" / "new").iterdir())) == 3
+    other = run("send", REPLAY, "--yes", "--segment", "nope")
+    assert other.exit_code == 1
+    assert "started for segment partenaires-aura" in other.stderr
+
+
+def test_a_finished_send_sends_its_unknown_recipients_only_when_asked(
+        workspace: Path, server: SmtpServer) -> None:
+    addresses = with_audience(workspace, 2)
+    server.handler.drop_after_data[addresses[0]] = 1  # the server has it, says nothing
+    env = smtp_env(server.port)
+    assert run("send", REPLAY, "--yes", env=env).stdout.strip() == "sent 1, unknown 1"
+    again = run("send", REPLAY, "--yes", env=env)
+    assert again.stdout.strip() == "sent 1, unknown 1" and "sent already" in again.stderr
+    asked = run("send", REPLAY, "--yes", "--resend-unknown", env=env)
+    assert asked.exit_code == 0, asked.output
+    assert asked.stdout.strip() == "sent 2" and "1 unknown recipient(s) queued" in asked.stderr
+    assert server.handler.received == {addresses[0]: 2, addresses[1]: 1}
+    assert ": done" in run("status", REPLAY).stdout
+
+
+def test_a_send_under_way_resumes_even_if_its_segment_was_removed(workspace: Path,
+                                                                   server: SmtpServer) -> None:
+    addresses = with_audience(workspace, 3)
+    server.handler.at_rcpt[addresses[1]] = [451]
+    env = smtp_env(server.port, CITESMAIL_DELIVERY_RETRY_DELAYS="[900]")
+    assert run("send", REPLAY, "--yes", env=env).stdout.strip() == "sent 2, deferred 1"
+    assert run("segments", "remove", "partenaires-aura").exit_code == 0
+    resumed = run("send", REPLAY, "--yes", env=env)
+    assert resumed.exit_code == 0, resumed.output
+    assert "resuming the send" in resumed.stderr and "next retry at" in resumed.stderr
 
 
 def test_test_send_logs_nothing(workspace: Path, server: SmtpServer) -> None:

@@ -176,10 +176,15 @@ def counts(session: Session, send_id: int) -> dict[str, int]:
 
 
 def requeue_unknown(db: Database, send_id: int) -> int:
+    """Queue the `unknown` rows again; a finished send runs again for them."""
     with db.session() as session:
-        return session.execute(
+        found = session.execute(
             update(Delivery).where(Delivery.send_id == send_id, Delivery.state == "unknown")
             .values(state="queued", updated_at=utcnow())).rowcount or 0
+        if found:
+            session.execute(update(Send).where(Send.id == send_id, Send.state == "done")
+                            .values(state="running"))
+        return found
 
 
 @dataclass
@@ -658,7 +663,8 @@ class SendRun:
             return RunResult(state, False, next_retry, stopped=True)
         if state["queued"] == 0 and state["deferred"] == 0 and state["sending"] == 0:
             with self.db.session() as session:
-                session.execute(update(Send).where(Send.id == self.send_id)
+                session.execute(update(Send).where(Send.id == self.send_id,
+                                                   Send.state != "done")
                                 .values(state="done", finished_at=utcnow()))
             return RunResult(state, True)
         # Capped, nothing can go before the cap frees a slot, whatever is due meanwhile.

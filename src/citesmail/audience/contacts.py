@@ -28,20 +28,21 @@ def _keys(addresses: tuple[str, ...] | list[str]) -> dict[str, str]:
     return keys
 
 
-def find_contacts(session: Session, addresses: tuple[str, ...] | list[str]) -> list[Contact]:
+def find_contacts(session: Session, addresses: tuple[str, ...] | list[str],
+                  hint: str = "nothing was changed") -> list[Contact]:
     """Every contact named, or an error listing the unknown ones (nothing is changed)."""
     keys = _keys(addresses)
     found = list(session.scalars(select(Contact).where(Contact.email_key.in_(list(keys)))))
     missing = set(keys) - {c.email_key for c in found}
     if missing:
         raise CitesmailError.from_problems([
-            Problem(f"no contact with address {keys[k]}", "nothing was changed")
-            for k in sorted(missing)])
+            Problem(f"no contact with address {keys[k]}", hint) for k in sorted(missing)])
     return found
 
 
 def find_contact(session: Session, address: str) -> Contact:
-    return find_contacts(session, [address])[0]
+    return find_contacts(session, [address],
+                         "check the spelling; citesmail contacts list shows them all")[0]
 
 
 def lists_of(session: Session, contact_id: int) -> list[str]:

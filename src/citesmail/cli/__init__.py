@@ -7,6 +7,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import os
+import select
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -66,6 +67,8 @@ class Group(click.Group):
                 click.echo(problem.format("error"), err=True)
             ctx.exit(exc.exit_code)
         except OSError as exc:
+            if isinstance(exc, BrokenPipeError) and _reader_gone():
+                ctx.exit(0)  # `citesmail status | head`: the reader has what it wanted
             where = f"{exc.filename}: " if exc.filename else ""
             click.echo(f"error: {where}{exc.strerror or exc}", err=True)
             ctx.exit(1)
@@ -80,6 +83,20 @@ class Group(click.Group):
             click.echo(f"internal error: {type(exc).__name__}: {exc} (rerun with "
                        "CITESMAIL_DEBUG=1 for details, and please report it)", err=True)
             ctx.exit(1)
+
+
+def _reader_gone() -> bool:
+    """Whether standard output is a pipe whose reader has gone (`| head`); if so, what
+    is still to be written goes to /dev/null, so that the exit is quiet."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        gone = any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError):
+        return False
+    if gone:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return gone
 
 
 class State:
@@ -116,6 +133,15 @@ class State:
 pass_state = click.make_pass_decorator(State)
 
 
+def confirm(question: str, yes: bool, hint: str) -> None:
+    """Ask on a terminal; without one (a script, a pipe) refuse, saying how to go on."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise CitesmailError(f"not confirmed: {question.rstrip('?')}", hint)
+    click.confirm(question, abort=True, err=True)
+
+
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
               help="Workspace config file (default: ./config.toml if present, "
@@ -146,6 +172,7 @@ def run() -> None:
             click.echo(done.code, err=True)
         code = done.code if isinstance(done.code, int) else int(done.code is not None)
     logging.shutdown()
+    _reader_gone()  # output cut short by its reader (`| head`) is no failure
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
@@ -154,4 +181,4 @@ def run() -> None:
     os._exit(code)
 
 
-__all__ = ["COMMANDS", "State", "main", "pass_state", "run"]
+__all__ = ["COMMANDS", "State", "confirm", "main", "pass_state", "run"]

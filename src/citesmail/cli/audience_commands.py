@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import io
 import sys
 from pathlib import Path
 
 import click
 
-from . import State, main, pass_state
+from . import State, confirm, main, pass_state
 
 
 @main.group()
@@ -62,13 +61,10 @@ def export(state: State, list_name: str | None, segment: str | None, output: Pat
         raise click.UsageError("give --list or --segment, not both")
     separator = "\t" if delimiter == "tab" else delimiter
     with state.db.session(write=False) as session:
-        if output is None:
-            out = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8-sig",
-                                   newline="")
-            export_contacts(session, out, list_name=list_name, segment=segment,
+        if output is None:  # nothing written yet: standard output can change encoding
+            sys.stdout.reconfigure(encoding="utf-8-sig", newline="")  # type: ignore[union-attr]
+            export_contacts(session, sys.stdout, list_name=list_name, segment=segment,
                             delimiter=separator)
-            out.flush()
-            out.detach()
             return
         temporary = output.with_name(f".{output.name}.tmp")
         with temporary.open("w", encoding="utf-8-sig", newline="") as out:
@@ -146,8 +142,8 @@ def delete(state: State, emails: tuple[str, ...], yes: bool) -> None:
     no later import adds them back)."""
     from ..audience.contacts import erase
 
-    if not yes:
-        click.confirm(f"Erase {len(emails)} contact(s) for good?", abort=True, err=True)
+    confirm(f"Erase {len(emails)} contact(s) for good?", yes,
+            "add --yes to erase without a question")
     with state.db.session() as session:
         erased = erase(session, emails)
     click.echo("\n".join(f"{email}: erased" for email in erased))

@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from ..errors import CitesmailError
-from . import State, main, pass_state
+from . import State, confirm, main, pass_state
 
 
 @contextmanager
@@ -65,12 +65,16 @@ def send(state: State, campaign: str, segment: str | None, dry_run: bool, yes: b
         _send_tests(state, rendered, test_addresses)
         return
     from ..audience.segments import count, get_segment
-    from ..delivery import file_hash, prepare_send, requeue_unknown
+    from ..delivery import counts, file_hash, prepare_send, requeue_unknown
 
     name = segment or rendered.campaign.audience
     db = state.db
     with db.session(write=False) as session:
         existing = _existing_send(session, rendered.slug)
+        if existing is not None and segment and segment != existing.segment:
+            raise CitesmailError(
+                f"'{rendered.slug}' was started for segment {existing.segment}, whose "
+                "recipients were fixed then", "drop --segment: the send goes on as started")
         if existing is None and not name:
             raise CitesmailError("no segment to send to",
                                  "give --segment NAME, or set audience = \"NAME\" in the "
@@ -78,9 +82,19 @@ def send(state: State, campaign: str, segment: str | None, dry_run: bool, yes: b
         if existing is None:  # a send under way goes on with what it stored
             check_timing(rendered.campaign)
         segment_name = existing.segment if existing is not None else name
-        definition = get_segment(session, segment_name)[1] if segment_name else None
+        wanted = existing is None or dry_run  # a resumed send has its recipients
+        definition = get_segment(session, segment_name)[1] if segment_name and wanted \
+            else None
         asking = existing is None and not yes and not dry_run
         recipients = count(session, definition) if definition and asking else None
+        done = counts(session, existing.id) if existing is not None \
+            and existing.state == "done" else None
+    if done is not None and not dry_run and not (resend_unknown and done["unknown"]):
+        click.echo(", ".join(f"{s} {n}" for s, n in done.items() if n) or "no recipients")
+        finished = _local(state, existing.finished_at) if existing.finished_at else "?"
+        click.echo(f"'{rendered.slug}' was sent already (finished {finished}): nothing "
+                   "more to send", err=True)
+        return
     if dry_run:
         if definition is None:
             raise CitesmailError("this send has no segment to build messages for")
@@ -91,7 +105,7 @@ def send(state: State, campaign: str, segment: str | None, dry_run: bool, yes: b
     if existing is None:
         question = (f"Send '{rendered.slug}' to {recipients} recipient"
                     f"{'s' if recipients != 1 else ''} (segment {name}) via {where}?")
-        _confirm(question, yes)
+        confirm(question, yes, "add --yes to send without a question")
     from ..transports import make_transport
 
     make_transport(settings).close()  # refuse early (no secret, bad outbox)
@@ -120,14 +134,6 @@ def _existing_send(session: Any, slug: str) -> Any:
     from ..db import Send
 
     return session.scalar(select(Send).where(Send.campaign == slug))
-
-
-def _confirm(question: str, yes: bool) -> None:
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        raise CitesmailError(question.rstrip("?"), "add --yes to send without a question")
-    click.confirm(question, abort=True, err=True)
 
 
 @contextmanager
@@ -188,6 +194,11 @@ def _run(state: State, send_id: int, total: int) -> None:
                    "then (or let citesmail worker do it)", err=True)
 
 
+def _reply(code: int | None, message: str) -> str:
+    """A server's answer as a line: '550 no such user', or the error alone."""
+    return f"{code} {message}" if code is not None else message
+
+
 def _console() -> Any:
     from rich.console import Console
 
@@ -232,7 +243,7 @@ def _send_tests(state: State, rendered: Any, addresses: tuple[str, ...]) -> None
     failed = 0
     for address, outcome in send_tests(state.settings, rendered, recipients):
         failed += outcome.kind != "sent"
-        detail = "" if outcome.kind == "sent" else f" ({outcome.code} {outcome.message})"
+        detail = "" if outcome.kind == "sent" else f" ({_reply(outcome.code, outcome.message)})"
         click.echo(f"{address}: {outcome.kind}{detail}")
     if failed:
         sys.exit(1)
@@ -272,4 +283,4 @@ def status(state: State, campaign: str | None) -> None:
                 .where(Delivery.send_id == send.id, Delivery.last_error.is_not(None))
                 .order_by(Delivery.updated_at.desc()).limit(5))
             for email, row_state, code, error in errors:
-                click.echo(f"  {row_state}: {email}: {code or ''} {error}")
+                click.echo(f"  {row_state}: {email}: {_reply(code, error)}")
