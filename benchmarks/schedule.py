@@ -35,8 +35,8 @@ NAME = "2023-06-12-replay-cites-de-l-emploi"
 CITESMAIL = Path(".venv/bin/citesmail").resolve()
 TARGET_MS, SPACING_S, RECIPIENTS = 1000.0, 2, 3
 LIST_ID = re.compile(rb"<(bench-\d+)\.")
-LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO (bench-\d+): starting",
-                      re.MULTILINE)
+LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) UTC INFO (bench-\d+): "
+                      r"starting", re.MULTILINE)
 
 Row = tuple[str, str, str, str, str, str]
 HEADER: Row = ("measurement", "median", "p90", "max", "target", "verdict")
@@ -125,7 +125,8 @@ def run(n: int) -> tuple[dict[str, float], dict[str, float], dict[str, float], s
     controller = Controller(handler, hostname="127.0.0.1", port=port)
     env = {**os.environ, "CITESMAIL_DELIVERY_TRANSPORT": "smtp",
            "CITESMAIL_SMTP_HOST": "127.0.0.1", "CITESMAIL_SMTP_PORT": str(port),
-           "CITESMAIL_SMTP_SECURITY": "none", "CITESMAIL_SECRET": "bench"}
+           "CITESMAIL_SMTP_SECURITY": "none", "CITESMAIL_SECRET": "bench",
+           "CITESMAIL_SCHEDULE_TIMEZONE": "UTC"}  # the worker logs its times in UTC
     worker: subprocess.Popen[str] | None = None
     lines: list[str] = []
     with tempfile.TemporaryDirectory(prefix="citesmail-bench-schedule-") as tmp:
@@ -154,7 +155,8 @@ def run(n: int) -> tuple[dict[str, float], dict[str, float], dict[str, float], s
             controller.stop()
     output = "".join(lines)
     first = {name: min(times) for name, times in handler.accepted.items()}
-    starting = {name: datetime.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+    starting = {name: datetime.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f")
+                .replace(tzinfo=datetime.UTC).timestamp()
                 for stamp, name in LOG_LINE.findall(output)}
     return due, first, starting, output
 

@@ -279,3 +279,10 @@ def test_output_cut_short_by_its_reader_ends_quietly(workspace: Path, command: l
     said = process.stderr.read()
     assert b"error" not in said and b"Traceback" not in said, said
     process.stderr.close()
+
+
+@pytest.mark.parametrize("command", [["status", "nope"], ["preview", "nope", "--no-browser"]])
+def test_an_unknown_campaign_is_refused(workspace: Path, command: list[str]) -> None:
+    result = run(*command)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: no campaign named 'nope' — known campaigns: ")

@@ -70,3 +70,13 @@ def test_a_key_that_is_not_pem_is_a_clear_error(workspace: Path) -> None:
     assert result.exit_code == 1
     assert "the DKIM private key bad.pem cannot be read" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_a_selector_that_cannot_be_a_dns_name_is_refused(workspace: Path) -> None:
+    made = run("dkim", "keygen", "--selector", "a b", "--domain", "example.org", "-o", "keys")
+    assert made.exit_code == 1
+    assert "'a b' cannot be a DKIM selector" in made.stderr
+    assert not (workspace / "keys").exists() or not any((workspace / "keys").iterdir())
+    checked = run("check", env={"CITESMAIL_DKIM_SELECTOR": "a b"})
+    assert checked.exit_code == 1
+    assert "'dkim.selector'" in checked.stderr and "a DNS name is expected" in checked.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -102,7 +103,8 @@ def test_a_due_send_is_delivered_once_to_everyone(setup: Callable[..., Workers],
     scheduled = run("schedule", REPLAY, "--at", in_seconds(3))
     assert scheduled.exit_code == 0, scheduled.output
     assert "UTC" in scheduled.stdout and "(5 recipients now)" in scheduled.stdout
-    assert "scheduled" in run("schedules").stdout
+    pending = run("schedules").stdout
+    assert "scheduled" in pending and "segment partenaires-aura (5 now)" in pending
     worker = workers.start()
     assert wait_for(delivered(server, 5))
     time.sleep(0.5)
@@ -110,8 +112,11 @@ def test_a_due_send_is_delivered_once_to_everyone(setup: Callable[..., Workers],
     assert worker.returncode == 0, output
     assert set(server.handler.received.values()) == {1} and len(server.handler.received) == 5
     assert "starting, 5 recipients" in output and "done (sent 5)" in output
+    assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} CES?T INFO ", output, re.M), output
     status = run("status", REPLAY).stdout
     assert "sent 5" in status and "scheduled for" in status
+    listed = run("schedules").stdout
+    assert " done " in listed and "(5 recipients)" in listed
 
 
 def test_worker_killed_and_restarted_before_the_time(setup: Callable[..., Workers],

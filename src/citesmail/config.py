@@ -32,6 +32,10 @@ from .tomlfile import key_lines, line_of, parse_toml, validation_problems
 
 CONFIG_NAME = "config.toml"
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
+# A DNS name in ASCII: labels of letters, digits, '_' and inner hyphens (a DKIM selector
+# is one).
+DNS_NAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+                      r"(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -134,6 +138,14 @@ class Dkim(Section):
     selector: str = ""
     domain: str = ""
     private_key: Path = Path("")
+
+    @field_validator("selector", "domain")
+    @classmethod
+    def _dns_name(cls, value: str) -> str:
+        if value and not DNS_NAME.fullmatch(value):
+            raise ValueError("a DNS name is expected: letters, digits, '-' and '.' "
+                             "(an international domain in its xn-- form)")
+        return value
 
     @property
     def enabled(self) -> bool:

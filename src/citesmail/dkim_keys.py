@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
+from .config import DNS_NAME
 from .errors import CitesmailError
 
 Algorithm = Literal["rsa", "ed25519"]
@@ -24,6 +25,11 @@ def generate(selector: str, domain: str, folder: Path, algorithm: Algorithm = "r
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
+    for value, what in ((selector, "selector"), (domain, "domain")):
+        if not DNS_NAME.fullmatch(value):
+            raise CitesmailError(f"'{value}' cannot be a DKIM {what}: it goes into a DNS "
+                                 "name", "use letters, digits, '-' and '.' (an "
+                                 "international domain in its xn-- form)")
     path = folder / f"{selector}.{domain}.pem"
     if path.exists():
         raise CitesmailError(f"{path} already exists", "keep it, or choose another selector")

@@ -265,6 +265,9 @@ def status(state: State, campaign: str | None) -> None:
             query = query.where(Send.campaign == campaign)
         sends = list(session.scalars(query))
         if campaign and not sends:
+            from ..campaigns import resolve_campaign_path
+
+            resolve_campaign_path(campaign, state.settings.campaigns_dir)  # it exists?
             raise CitesmailError(f"'{campaign}' has not been sent",
                                  f"send it with: citesmail send {campaign}")
         if not sends:

@@ -6,6 +6,7 @@ import logging
 import sys
 import threading
 from datetime import UTC, datetime
+from typing import Any
 
 import click
 
@@ -64,11 +65,12 @@ def schedule(state: State, campaign: str, at: str, zone: str | None,
 @main.command()
 @pass_state
 def schedules(state: State) -> None:
-    """Pending, running and missed scheduled sends."""
-    from sqlalchemy import select
+    """Scheduled sends, pending, running, done or missed: when, to which segment, and how
+    many recipients (the segment's members now; the snapshot once the send started)."""
+    from sqlalchemy import func, select
 
     from ..audience.segments import count, get_segment
-    from ..db import Send
+    from ..db import Delivery, Send
     from ..delivery import file_hash
 
     with state.db.session(write=False) as session:
@@ -77,8 +79,10 @@ def schedules(state: State) -> None:
         if not sends:
             click.echo("no scheduled sends", err=True)
         for send in sends:
+            snapshot = session.scalar(select(func.count()).where(Delivery.send_id == send.id))
             try:
-                recipients = str(count(session, get_segment(session, send.segment or "")[1]))
+                recipients = f"{snapshot} recipients" if snapshot else \
+                    f"{count(session, get_segment(session, send.segment or '')[1])} now"
             except Exception:  # a removed segment: say so rather than fail the listing
                 recipients = "segment missing"
             line = (f"{send.campaign:<40} {send.state:<9} {_local(state, send.scheduled_at)}"
@@ -112,9 +116,23 @@ def worker(state: State) -> None:
     """
     from ..scheduler import run_worker
 
-    logging.basicConfig(stream=sys.stdout, level=logging.INFO, force=True,
-                        format="%(asctime)s %(levelname)s %(message)s")
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(_ZonedFormatter(state.settings.tz))
+    logging.basicConfig(level=logging.INFO, force=True, handlers=[handler])
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     stop = threading.Event()
     with _stop_on_signals(stop):
         run_worker(state.db, state.settings, stop)
+
+
+class _ZonedFormatter(logging.Formatter):
+    """Log times in [schedule] timezone, zone shown, as schedule and status print them."""
+
+    def __init__(self, tz: Any) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(message)s")
+        self.tz = tz
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        moment = datetime.fromtimestamp(record.created, self.tz)
+        return (f"{moment:%Y-%m-%d %H:%M:%S},{moment.microsecond // 1000:03d} "
+                f"{moment:%Z}")

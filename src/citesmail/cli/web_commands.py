@@ -24,6 +24,10 @@ def preview(state: State, campaign: str | None, port: int, no_browser: bool) -> 
     from ..web.preview import create_preview_app
 
     settings = state.settings
+    if campaign:  # an unknown one is refused here, as by every command
+        from ..campaigns import resolve_campaign_path
+
+        campaign = resolve_campaign_path(campaign, settings.campaigns_dir).stem
     url = settings.database_url
     sqlite_file = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else None
     database = None if sqlite_file and not Path(sqlite_file).exists() else url
