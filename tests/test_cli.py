@@ -98,7 +98,8 @@ def test_check_reports_errors_one_line_each_and_exits_1(workspace: Path) -> None
     assert errors[0].startswith("campaigns/bad.md:1: error: 'title' is required")
     assert errors[1].startswith("campaigns/bad.md:5: error: unknown key 'titel'")
     assert errors[2].startswith("campaigns/bad.md:6: error: unknown key 'kind2'")
-    assert "2 campaigns checked: 3 errors, 0 warnings" in result.stderr
+    assert "2 campaigns checked: 3 errors, 0 warnings (1 could not be rendered: its " \
+        "warnings show once its errors are fixed)" in result.stderr
 
 
 def test_check_warnings_exit_0(workspace: Path) -> None:

@@ -132,3 +132,17 @@ def test_secrets_come_from_the_environment_and_are_not_settings(tmp_path: Path) 
     settings = load_settings(None, cwd=tmp_path, environ={
         "CITESMAIL_SMTP_PASSWORD": "pw", "CITESMAIL_SECRET": "s"})
     assert settings.smtp_password == "pw" and settings.secret == "s"
+
+
+def test_a_bad_value_from_the_environment_names_its_variable() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(ROOT / "config.example.toml",
+                      environ={"CITESMAIL_SMTP_PORT": "abc", "CITESMAIL_SMTP_PROT": "25",
+                               "CITESMAIL_DELIVERY_RATE_PER_SECOND": "-1"})
+    lines = sorted(problem.format("error") for problem in caught.value.problems)
+    assert [line.split(" — ")[0] for line in lines] == [
+        "CITESMAIL_DELIVERY_RATE_PER_SECOND: error: 'delivery.rate_per_second': input "
+        "should be greater than or equal to 0",
+        "CITESMAIL_SMTP_PORT: error: 'smtp.port': input should be a valid integer, unable "
+        "to parse string as an integer",
+        "CITESMAIL_SMTP_PROT: error: unknown key 'smtp.prot'"]

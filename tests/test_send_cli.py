@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -164,6 +165,18 @@ def test_contacts_show_lists_sends_and_erasure_blanks_the_log(workspace: Path) -
         emails = set(connection.execute(text("SELECT email FROM deliveries")).scalars())
     engine.dispose()
     assert emails == {"", addresses[1]}
+
+
+def test_a_short_retry_delay_is_waited_out_saying_so(workspace: Path,
+                                                   server: SmtpServer) -> None:
+    addresses = with_audience(workspace, 2)
+    server.handler.at_rcpt[addresses[0]] = [451]
+    env = smtp_env(server.port, CITESMAIL_DELIVERY_RETRY_DELAYS="[3]")
+    result = run("send", REPLAY, "--yes", env=env)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "sent 2"
+    assert re.search(r"^waiting [23] s for the next retry of 1 deferred message\(s\)$",
+                     result.stderr, re.M), result.stderr
 
 
 def test_long_retry_delay_ends_the_command_saying_when(workspace: Path,

@@ -302,7 +302,8 @@ def load_settings(
             ) from None
         data = parse_toml(text, path, error=ConfigError)
         _refuse_unknown_sections(data, text, path)
-    data = _merge(_merge(data, _env_overrides(environ)), overrides or {})
+    from_env = _env_overrides(environ)
+    data = _merge(_merge(data, from_env), overrides or {})
     workspace = (path.parent if path else (cwd or Path.cwd())).resolve()
     try:
         return Settings.model_validate(
@@ -316,4 +317,7 @@ def load_settings(
         )
     except ValidationError as exc:
         where = path or "configuration"
-        raise ConfigError.from_problems(validation_problems(exc, Settings, text, where)) from None
+        variables = {(section, key): f"CITESMAIL_{section}_{key}".upper()
+                     for section, values in from_env.items() for key in values}
+        raise ConfigError.from_problems(
+            validation_problems(exc, Settings, text, where, elsewhere=variables)) from None

@@ -243,8 +243,11 @@ class SendRun:
     def __init__(self, db: Database, send_id: int, settings: Settings,
                  make_transport: Callable[[], Transport], *,
                  stop: threading.Event | None = None,
-                 progress: Callable[[dict[str, int]], None] | None = None) -> None:
+                 progress: Callable[[dict[str, int]], None] | None = None,
+                 notice: Callable[[str], None] | None = None) -> None:
         self.db, self.send_id, self.settings = db, send_id, settings
+        self.notice = notice  # told when the run waits (for a retry, for the cap)
+        self.announced: datetime | None = None
         self.make_transport = make_transport
         # Asked from outside (Ctrl-C, the worker stopping) or decided here (a pause): the
         # outside event is only read, so one send's pause does not stop the worker.
@@ -648,6 +651,18 @@ class SendRun:
             self.paused = True
             self.stop.set()
 
+    def _announce(self, wake: datetime, state: dict[str, int], capped: bool) -> None:
+        """Say once per wait of a few seconds or more what the run is waiting for."""
+        seconds = (wake - utcnow()).total_seconds()
+        if self.notice is None or seconds < 2 or wake == self.announced:
+            return
+        self.announced = wake
+        why = "the hourly cap ([delivery] hourly_cap)" if capped else \
+            f"the next retry of {state['deferred']} deferred message(s)"
+        last = f"; last connection error: {self.last_connection_error}" \
+            if self.failures_in_a_row and not capped else ""
+        self.notice(f"waiting {seconds:.0f} s for {why}{last}")
+
     def _idle(self, state: dict[str, int], next_retry: datetime | None,
               cap_until: datetime | None) -> RunResult | None:
         """Nothing to send right now: finish, wait a little, or stop and say when."""
@@ -671,5 +686,6 @@ class SendRun:
         wake = cap_until or next_retry or utcnow()
         if wake - utcnow() > LONG_WAIT:
             return RunResult(state, False, next_retry, waiting_for_cap=cap_until)
+        self._announce(wake, state, capped=cap_until is not None)
         self.stop.wait(min(max((wake - utcnow()).total_seconds(), 0.05), 1.0))
         return None

@@ -188,7 +188,8 @@ def run_scheduled_send(campaign: str) -> None:
         log.info("%s: %s, %d recipients", campaign,
                  "resuming" if prepared.resumed else "starting", prepared.total)
         result = SendRun(ctx.db, prepared.send_id, ctx.settings,
-                         lambda: make_transport(ctx.settings), stop=ctx.stop).run()
+                         lambda: make_transport(ctx.settings), stop=ctx.stop,
+                         notice=lambda text: log.info("%s: %s", campaign, text)).run()
         summary = ", ".join(f"{s} {n}" for s, n in result.counts.items() if n)
         state = "done" if result.finished else "stopped" if result.stopped else "waiting"
         log.info("%s: %s (%s)", campaign, state, summary)

@@ -121,13 +121,16 @@ def validation_problems(
     text: str,
     path: Path | str,
     first_line: int = 1,
+    elsewhere: dict[tuple[str, ...], str] | None = None,
 ) -> list[Problem]:
-    """Turn pydantic errors into one Problem per error, each at the line of its key."""
+    """Turn pydantic errors into one Problem per error, each at the line of its key, or
+    named by where else its value came from (`elsewhere`: key path -> source)."""
     lines = key_lines(text)
     problems = []
     for error in exc.errors(include_url=False):
         loc = tuple(error["loc"])
-        line = line_of(lines, loc)
+        source = (elsewhere or {}).get(tuple(str(part) for part in loc[:2]))
+        line = None if source else line_of(lines, loc)
         name = dotted(loc)
         kind = error["type"]
         if kind == "extra_forbidden":
@@ -146,10 +149,11 @@ def validation_problems(
             if not hint and any(isinstance(p, int) for p in loc) and tables and \
                     tables[0] != "items":
                 hint = f"or remove this [[{tables[0]}]] table"
-        if line is None:  # a missing top-level key: point at the start of the TOML
+        if line is None and not source:  # a missing top-level key: the start of the TOML
             line = 0 if first_line > 1 else None
         problems.append(
-            Problem(message, hint, path, None if line is None else line + first_line - 1)
+            Problem(message, hint, source or path,
+                    None if line is None else line + first_line - 1)
         )
     return sorted(problems, key=lambda problem: problem.line or 0)
 

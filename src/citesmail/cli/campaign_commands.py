@@ -81,7 +81,7 @@ def check(state: State, campaigns: tuple[str, ...]) -> None:
 
     settings = state.settings
     paths = _campaign_paths(settings, campaigns)
-    errors = 0
+    errors = unrendered = 0
     shared = lint_settings(settings)
     _report(shared, "warning")
     warnings = len(shared)
@@ -90,6 +90,7 @@ def check(state: State, campaigns: tuple[str, ...]) -> None:
             rendered = render_campaign(_load(settings, path), settings)
         except CitesmailError as exc:
             errors += len(exc.problems)
+            unrendered += 1
             _report(exc.problems, "error")
             continue
         late, early = timing_problems(rendered.campaign)
@@ -103,6 +104,10 @@ def check(state: State, campaigns: tuple[str, ...]) -> None:
     summary = (f"{len(paths)} campaign{'s' if len(paths) > 1 else ''} checked: "
                f"{errors} error{'s' if errors != 1 else ''}, "
                f"{warnings} warning{'s' if warnings != 1 else ''}")
+    if unrendered:  # its warnings come from the rendered email
+        summary += (f" ({unrendered} could not be rendered: "
+                    f"{'its' if unrendered == 1 else 'their'} warnings show once "
+                    f"{'its' if unrendered == 1 else 'their'} errors are fixed)")
     click.echo(summary, err=errors > 0)
     if errors:
         sys.exit(1)

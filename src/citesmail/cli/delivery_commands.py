@@ -136,11 +136,15 @@ def _existing_send(session: Any, slug: str) -> Any:
     return session.scalar(select(Send).where(Send.campaign == slug))
 
 
+OnProgress = Callable[[dict[str, int]], None]
+
+
 @contextmanager
-def _progress_bar(total: int) -> Iterator[Callable[[dict[str, int]], None] | None]:
-    """A progress bar with rate and ETA on a terminal; nothing (not even rich) otherwise."""
+def _progress_bar(total: int) -> Iterator[tuple[OnProgress | None, Callable[[str], None]]]:
+    """A progress bar with rate and ETA on a terminal; nothing (not even rich) otherwise.
+    With it, a way to say something on standard error that the bar does not garble."""
     if not sys.stderr.isatty():
-        yield None
+        yield None, lambda text: click.echo(text, err=True)
         return
     from rich.progress import (
         BarColumn,
@@ -162,7 +166,7 @@ def _progress_bar(total: int) -> Iterator[Callable[[dict[str, int]], None] | Non
             elapsed = max(time.monotonic() - started, 1e-6)
             bar.update(task, completed=settled, rate=f"{counts['sent'] / elapsed:.0f} msg/s")
 
-        yield progress
+        yield progress, bar.console.print
 
 
 def _run(state: State, send_id: int, total: int) -> None:
@@ -171,9 +175,9 @@ def _run(state: State, send_id: int, total: int) -> None:
 
     settings = state.settings
     stop = threading.Event()
-    with _progress_bar(total) as progress, _stop_on_signals(stop):
+    with _progress_bar(total) as (progress, say), _stop_on_signals(stop):
         run = SendRun(state.db, send_id, settings, lambda: make_transport(settings),
-                      stop=stop, progress=progress)
+                      stop=stop, progress=progress, notice=say)
         result = run.run()
     if result.recovered:
         click.echo(f"warning: {result.recovered} message(s) were being sent when the last run "
