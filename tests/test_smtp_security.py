@@ -262,3 +262,18 @@ def test_a_certificate_that_cannot_be_verified_sends_nothing_and_fails_nobody(
             assert again.stdout.strip() == "sent 3", again.output
     if problem == "unknown CA":
         assert server.handler.received == dict.fromkeys(addresses, 1)
+
+
+def test_starttls_asked_of_a_server_without_it_stops_at_once(workspace: Path) -> None:
+    """A setting problem, not a recipient's: one line, nobody failed or deferred."""
+    with_audience(workspace, 3)
+    with SmtpServer() as server:  # plain text only: no STARTTLS offered
+        env = send_env(server.port, "starttls")
+        result = cli("send", REPLAY, "--yes", env=env)
+        assert result.exit_code == 1, (result.stdout, result.stderr)
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert result.stderr.startswith(f"error: stopped: the SMTP server 127.0.0.1:"
+                                        f"{server.port} refuses: ")
+        assert "STARTTLS" in result.stderr and "check [smtp] security" in result.stderr
+        assert not server.handler.received
+    assert states(workspace) == {"queued": 3}

@@ -197,6 +197,12 @@ class SmtpTransport:
             self._drop()
             raise CitesmailError(f"SMTP login refused: {exc.smtp_code} {_text(exc.smtp_error)}",
                                  "check [smtp] username and CITESMAIL_SMTP_PASSWORD") from None
+        except smtplib.SMTPNotSupportedError as exc:  # STARTTLS or AUTH not offered
+            self._drop()
+            raise CitesmailError(f"the SMTP server {self.settings.smtp.host}:"
+                                 f"{self.settings.smtp.port} refuses: {_text(str(exc))}",
+                                 "check [smtp] security (starttls, tls or none) and "
+                                 "username") from None
         except ssl.SSLCertVerificationError as exc:  # no message can go: not a retry matter
             self._drop()
             raise CitesmailError(
