@@ -146,3 +146,13 @@ def test_a_bad_value_from_the_environment_names_its_variable() -> None:
         "CITESMAIL_SMTP_PORT: error: 'smtp.port': input should be a valid integer, unable "
         "to parse string as an integer",
         "CITESMAIL_SMTP_PROT: error: unknown key 'smtp.prot'"]
+
+
+def test_toml_unfinished_at_the_end_names_the_last_line(tmp_path: Path) -> None:
+    config = write(tmp_path / "config.toml", "[smtp]\nhost = \"relais\"\nport = ")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, environ={})
+    [problem] = caught.value.problems
+    assert problem.line == 3
+    assert problem.format("error").startswith(f"{config}:3: error: TOML syntax error: "
+                                              "invalid value — ")

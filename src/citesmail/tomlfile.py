@@ -36,6 +36,9 @@ def parse_toml(
             line = int(match.group(1)) + first_line - 1
             column = int(match.group(2))
             message = message[: match.start()].strip()
+        elif message.endswith("(at end of document)"):  # the last line is unfinished
+            line = len(text.splitlines()) + first_line - 1
+            message = message.removesuffix("(at end of document)").strip()
         raise error(
             f"TOML syntax error: {message[:1].lower()}{message[1:]}",
             "check quotes, brackets and '=' on that line",
