@@ -6,6 +6,7 @@ import email
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from email import policy
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from citesmail.delivery import (
     prepare_send,
     wire_address,
 )
+from citesmail.errors import CitesmailError
 from citesmail.journal import Journal
 from citesmail.render import render_campaign
 from citesmail.transports import make_transport
@@ -240,14 +242,45 @@ def test_the_hourly_cap_counts_what_other_sends_have_in_flight(
                      encoding="utf-8")
     rendered = render_campaign(load_campaign(other, default_lang="fr", tz=cfg.tz), cfg)
     other_id = prepare_send(db, rendered, "s", Definition(lists=["l"]), "hash").send_id
+    now = datetime.now(UTC)
     with db.session() as session:  # as another process sending three of its messages
         session.execute(update(Delivery).where(Delivery.send_id == other_id,
                                                Delivery.email.in_(addresses[:3]))
-                        .values(state="sending"))
+                        .values(state="sending", updated_at=now))
+        # and two a dead run left `sending` long ago: they no longer count
+        session.execute(update(Delivery).where(Delivery.send_id == other_id,
+                                               Delivery.email.in_(addresses[3:5]))
+                        .values(state="sending", updated_at=now - timedelta(minutes=20)))
     result = SendRun(db, start(db, cfg), cfg, lambda: make_transport(cfg)).run()
     assert (result.counts["sent"], result.counts["queued"]) == (2, 4)
     assert result.waiting_for_cap is not None
     assert sum(server.handler.received.values()) == 2
+
+
+def test_a_wait_is_told_once_then_at_most_once_a_minute(db: Database, tmp_path: Path,
+                                                        server: SmtpServer) -> None:
+    audience(db, tmp_path, 1)
+    cfg = settings_for(server.port)
+    said: list[str] = []
+    send_run = SendRun(db, start(db, cfg), cfg, lambda: make_transport(cfg),
+                       notice=said.append)
+    state = {"deferred": 2}
+    soon = datetime.now(UTC) + timedelta(seconds=30)
+    for _ in range(3):
+        send_run._announce(soon, state, capped=False)
+    send_run._announce(datetime.now(UTC) + timedelta(seconds=1), state, capped=True)  # short
+    send_run._announce(soon, state, capped=True)
+    assert [text.split(" for ")[1] for text in said] == [
+        "the next retry of 2 deferred message(s)", "the hourly cap ([delivery] hourly_cap)"]
+    assert said[0].startswith(("waiting 30 s", "waiting 29 s"))
+
+
+def test_a_new_send_needs_its_recipients(db: Database) -> None:
+    cfg = load_settings(ROOT / "config.example.toml", environ={})
+    rendered = render_campaign(load_campaign(EXAMPLES / f"{REPLAY}.md", default_lang="fr",
+                                             tz=cfg.tz), cfg)
+    with pytest.raises(CitesmailError, match="is gone"):
+        prepare_send(db, rendered, "s", None, "hash")  # not everyone, by default
 
 
 def test_one_run_per_send_at_a_time(db: Database, tmp_path: Path, server: SmtpServer) -> None:

@@ -44,6 +44,8 @@ PAUSE_AFTER = 10  # consecutive connection failures
 LONG_WAIT = timedelta(minutes=5)
 BATCH = 64  # rows claimed, and results recorded, per transaction
 RECORD_EVERY = 0.25  # seconds: results are recorded at least this often
+IN_FLIGHT_FOR = timedelta(minutes=10)  # a row `sending` longer than this is a dead run's
+ANNOUNCE_EVERY = 60.0  # seconds: a wait is told again at most this often
 
 
 class SendPaused(CitesmailError):
@@ -103,8 +105,9 @@ class Prepared:
 
 
 def prepare_send(db: Database, rendered: RenderedCampaign, segment: str | None,
-                 definition: Definition, source: str) -> Prepared:
-    """Start the send (snapshot of campaign and recipients) or find the one started."""
+                 definition: Definition | None, source: str) -> Prepared:
+    """Start the send (snapshot of campaign and recipients) or find the one started
+    (`definition` may then be None: a send under way keeps its recipients)."""
     with db.session() as session:
         found = session.scalar(select(Send).where(Send.campaign == rendered.slug))
         if found is not None and found.state in {"scheduled", "missed"}:
@@ -114,6 +117,9 @@ def prepare_send(db: Database, rendered: RenderedCampaign, segment: str | None,
                 f"citesmail unschedule {rendered.slug} first, to send it now")
         if found is not None:
             return _resume(session, found, source)
+        if definition is None:  # it was there a moment ago (unscheduled meanwhile?)
+            raise CitesmailError(f"the send of '{rendered.slug}' is gone",
+                                 "check citesmail status, then run the command again")
         send = Send(campaign=rendered.slug, segment=segment, subject=rendered.subject,
                     html=rendered.html, text=rendered.text,
                     slots=[list(slot) for slot in rendered.slots], source_hash=source,
@@ -183,7 +189,7 @@ def requeue_unknown(db: Database, send_id: int) -> int:
             .values(state="queued", updated_at=utcnow())).rowcount or 0
         if found:
             session.execute(update(Send).where(Send.id == send_id, Send.state == "done")
-                            .values(state="running"))
+                            .values(state="running", finished_at=None))
         return found
 
 
@@ -247,7 +253,7 @@ class SendRun:
                  notice: Callable[[str], None] | None = None) -> None:
         self.db, self.send_id, self.settings = db, send_id, settings
         self.notice = notice  # told when the run waits (for a retry, for the cap)
-        self.announced: datetime | None = None
+        self.announced = ("", 0.0)  # what it last said it waited for, and when
         self.make_transport = make_transport
         # Asked from outside (Ctrl-C, the worker stopping) or decided here (a pause): the
         # outside event is only read, so one send's pause does not stop the worker.
@@ -391,9 +397,12 @@ class SendRun:
             return 1 << 30, None
         since = utcnow() - timedelta(hours=1)
         recent = select(Delivery.sent_at).where(Delivery.sent_at > since)
+        # Rows a dead run left `sending` stop counting after a while (its next run
+        # settles them): a live run's have been claimed seconds ago.
         running = select(Send.id).where(Send.state == "running")
-        in_flight = select(Delivery.id).where(Delivery.send_id.in_(running),
-                                              Delivery.state == "sending")
+        in_flight = select(Delivery.id).where(
+            Delivery.send_id.in_(running), Delivery.state == "sending",
+            Delivery.updated_at > utcnow() - IN_FLIGHT_FOR)
         used = sum(session.scalar(select(func.count()).select_from(rows.subquery())) or 0
                    for rows in (recent, in_flight))
         if used < cap:
@@ -401,7 +410,7 @@ class SendRun:
         oldest = session.scalar(select(func.min(Delivery.sent_at))
                                 .where(Delivery.sent_at > since))
         if oldest is None:  # only messages in flight fill it: look again in a moment
-            return 0, utcnow() + timedelta(seconds=1)
+            return 0, utcnow() + timedelta(seconds=5)
         return 0, oldest + timedelta(hours=1)
 
     # -- the loop ---------------------------------------------------------------------
@@ -652,13 +661,16 @@ class SendRun:
             self.stop.set()
 
     def _announce(self, wake: datetime, state: dict[str, int], capped: bool) -> None:
-        """Say once per wait of a few seconds or more what the run is waiting for."""
+        """Say what the run waits for, when it waits a few seconds or more: once, and
+        again a minute later if it still does."""
         seconds = (wake - utcnow()).total_seconds()
-        if self.notice is None or seconds < 2 or wake == self.announced:
-            return
-        self.announced = wake
         why = "the hourly cap ([delivery] hourly_cap)" if capped else \
             f"the next retry of {state['deferred']} deferred message(s)"
+        said, when = self.announced
+        if self.notice is None or seconds < 2 or (
+                why == said and time.monotonic() - when < ANNOUNCE_EVERY):
+            return
+        self.announced = (why, time.monotonic())
         last = f"; last connection error: {self.last_connection_error}" \
             if self.failures_in_a_row and not capped else ""
         self.notice(f"waiting {seconds:.0f} s for {why}{last}")

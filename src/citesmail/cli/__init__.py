@@ -92,7 +92,7 @@ def _reader_gone() -> bool:
         poller = select.poll()
         poller.register(sys.stdout.fileno(), select.POLLOUT)
         gone = any(events & select.POLLERR for _, events in poller.poll(0))
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):  # closed, or no stdout at all
         return False
     if gone:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -176,7 +176,7 @@ def run() -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except (OSError, ValueError):  # a closed pipe: nothing more to say
+        except (OSError, ValueError, AttributeError):  # a closed pipe, or none
             code = code or 1
     os._exit(code)
 

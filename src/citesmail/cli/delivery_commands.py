@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import click
@@ -71,7 +72,8 @@ def send(state: State, campaign: str, segment: str | None, dry_run: bool, yes: b
     db = state.db
     with db.session(write=False) as session:
         existing = _existing_send(session, rendered.slug)
-        if existing is not None and segment and segment != existing.segment:
+        if existing is not None and existing.state == "running" and segment \
+                and segment != existing.segment:
             raise CitesmailError(
                 f"'{rendered.slug}' was started for segment {existing.segment}, whose "
                 "recipients were fixed then", "drop --segment: the send goes on as started")
@@ -109,7 +111,7 @@ def send(state: State, campaign: str, segment: str | None, dry_run: bool, yes: b
     from ..transports import make_transport
 
     make_transport(settings).close()  # refuse early (no secret, bad outbox)
-    prepared = prepare_send(db, rendered, name, definition or _empty(), file_hash(path))
+    prepared = prepare_send(db, rendered, name, definition, file_hash(path))
     if prepared.resumed:
         click.echo(f"resuming the send of '{rendered.slug}' ({prepared.total} recipients)",
                    err=True)
@@ -120,12 +122,6 @@ def send(state: State, campaign: str, segment: str | None, dry_run: bool, yes: b
         click.echo(f"{requeue_unknown(db, prepared.send_id)} unknown recipient(s) queued "
                    "again", err=True)
     _run(state, prepared.send_id, prepared.total)
-
-
-def _empty() -> Any:
-    from ..audience.segments import Definition
-
-    return Definition()
 
 
 def _existing_send(session: Any, slug: str) -> Any:
@@ -166,7 +162,7 @@ def _progress_bar(total: int) -> Iterator[tuple[OnProgress | None, Callable[[str
             elapsed = max(time.monotonic() - started, 1e-6)
             bar.update(task, completed=settled, rate=f"{counts['sent'] / elapsed:.0f} msg/s")
 
-        yield progress, bar.console.print
+        yield progress, lambda text: bar.console.print(text, markup=False, highlight=False)
 
 
 def _run(state: State, send_id: int, total: int) -> None:
@@ -263,6 +259,8 @@ def status(state: State, campaign: str | None) -> None:
     from ..db import Delivery, Send
     from ..delivery import counts
 
+    if campaign and campaign.endswith(".md"):  # a path, as other commands take
+        campaign = Path(campaign).stem
     with state.db.session(write=False) as session:
         query = select(Send).order_by(Send.created_at)
         if campaign:
