@@ -181,6 +181,11 @@ def counts(session: Session, send_id: int) -> dict[str, int]:
     return found
 
 
+def summary(found: dict[str, int]) -> str:
+    """'sent 4, failed 1': the states that have rows."""
+    return ", ".join(f"{state} {n}" for state, n in found.items() if n) or "no recipients"
+
+
 def requeue_unknown(db: Database, send_id: int) -> int:
     """Queue the `unknown` rows again; a finished send runs again for them."""
     with db.session() as session:

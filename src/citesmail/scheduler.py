@@ -170,7 +170,7 @@ _context: WorkerContext | None = None
 
 def run_scheduled_send(campaign: str) -> None:
     """The job: start (or resume) the campaign's send and drain what is due."""
-    from .delivery import SendBusy, SendRun, start_scheduled
+    from .delivery import SendBusy, SendRun, start_scheduled, summary
     from .transports import make_transport
 
     ctx = _context
@@ -190,9 +190,8 @@ def run_scheduled_send(campaign: str) -> None:
         result = SendRun(ctx.db, prepared.send_id, ctx.settings,
                          lambda: make_transport(ctx.settings), stop=ctx.stop,
                          notice=lambda text: log.info("%s: %s", campaign, text)).run()
-        summary = ", ".join(f"{s} {n}" for s, n in result.counts.items() if n)
         state = "done" if result.finished else "stopped" if result.stopped else "waiting"
-        log.info("%s: %s (%s)", campaign, state, summary)
+        log.info("%s: %s (%s)", campaign, state, summary(result.counts))
     except SendBusy:
         log.info("%s: being sent by another process; left to it", campaign)
     except CitesmailError as exc:

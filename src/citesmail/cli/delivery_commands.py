@@ -66,7 +66,7 @@ def send(state: State, campaign: str, segment: str | None, dry_run: bool, yes: b
         _send_tests(state, rendered, test_addresses)
         return
     from ..audience.segments import count, get_segment
-    from ..delivery import counts, file_hash, prepare_send, requeue_unknown
+    from ..delivery import counts, file_hash, prepare_send, requeue_unknown, summary
 
     name = segment or rendered.campaign.audience
     db = state.db
@@ -92,7 +92,7 @@ def send(state: State, campaign: str, segment: str | None, dry_run: bool, yes: b
         done = counts(session, existing.id) if existing is not None \
             and existing.state == "done" else None
     if done is not None and not dry_run and not (resend_unknown and done["unknown"]):
-        click.echo(", ".join(f"{s} {n}" for s, n in done.items() if n) or "no recipients")
+        click.echo(summary(done))
         finished = _local(state, existing.finished_at) if existing.finished_at else "?"
         click.echo(f"'{rendered.slug}' was sent already (finished {finished}): nothing "
                    "more to send", err=True)
@@ -166,7 +166,7 @@ def _progress_bar(total: int) -> Iterator[tuple[OnProgress | None, Callable[[str
 
 
 def _run(state: State, send_id: int, total: int) -> None:
-    from ..delivery import SendRun
+    from ..delivery import SendRun, summary
     from ..transports import make_transport
 
     settings = state.settings
@@ -178,8 +178,7 @@ def _run(state: State, send_id: int, total: int) -> None:
     if result.recovered:
         click.echo(f"warning: {result.recovered} message(s) were being sent when the last run "
                    "stopped: marked unknown (--resend-unknown sends them again)", err=True)
-    summary = ", ".join(f"{s} {n}" for s, n in result.counts.items() if n)
-    click.echo(summary or "no recipients")
+    click.echo(summary(result.counts))
     if result.finished:
         click.echo("done", err=True)
     elif result.stopped:
