@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from email import policy
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -169,12 +170,17 @@ def test_contacts_show_lists_sends_and_erasure_blanks_the_log(workspace: Path) -
     assert emails == {"", addresses[1]}
 
 
-def test_a_short_retry_delay_is_waited_out_saying_so(workspace: Path,
-                                                   server: SmtpServer) -> None:
+def send_with_one_451(workspace: Path, server: SmtpServer, delays: str) -> Any:
+    """`send` to two recipients, the first answered 451 once; retries after `delays`."""
     addresses = with_audience(workspace, 2)
     server.handler.at_rcpt[addresses[0]] = [451]
-    env = smtp_env(server.port, CITESMAIL_DELIVERY_RETRY_DELAYS="[3]")
-    result = run("send", REPLAY, "--yes", env=env)
+    env = smtp_env(server.port, CITESMAIL_DELIVERY_RETRY_DELAYS=delays)
+    return run("send", REPLAY, "--yes", env=env)
+
+
+def test_a_short_retry_delay_is_waited_out_saying_so(workspace: Path,
+                                                   server: SmtpServer) -> None:
+    result = send_with_one_451(workspace, server, "[3]")
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == "sent 2"
     assert re.search(r"^waiting [23] s for the next retry of 1 deferred message\(s\)$",
@@ -183,10 +189,7 @@ def test_a_short_retry_delay_is_waited_out_saying_so(workspace: Path,
 
 def test_long_retry_delay_ends_the_command_saying_when(workspace: Path,
                                                       server: SmtpServer) -> None:
-    addresses = with_audience(workspace, 2)
-    server.handler.at_rcpt[addresses[0]] = [451]
-    env = smtp_env(server.port, CITESMAIL_DELIVERY_RETRY_DELAYS="[900]")
-    result = run("send", REPLAY, "--yes", env=env)
+    result = send_with_one_451(workspace, server, "[900]")
     assert result.exit_code == 0
     assert result.stdout.strip() == "sent 1, deferred 1"
     assert "next retry at" in result.stderr
