@@ -25,16 +25,15 @@ from sqlalchemy import (
     inspect,
     text,
 )
-from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from .dberrors import DEFAULT_BUSY_TIMEOUT, repair_sidecars, translate_errors
 from .errors import CitesmailError
 
 # The newest migration; tests check that it is Alembic's head.
 HEAD = "0004"
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 STATUSES = ("active", "unsubscribed", "bounced", "complained")
-DEFAULT_BUSY_TIMEOUT = timedelta(seconds=5)
 
 
 def utcnow() -> datetime:
@@ -246,35 +245,6 @@ class Database:
         self.engine.dispose()
 
 
-def _describe(engine: Engine) -> str:
-    url = engine.url
-    return url.database or "" if url.get_backend_name() == "sqlite" else url.render_as_string()
-
-
-@contextmanager
-def translate_errors(engine: Engine,
-                     busy_timeout: timedelta = DEFAULT_BUSY_TIMEOUT) -> Iterator[None]:
-    """Database failures a user can act on become one-line CitesmailErrors."""
-    try:
-        yield
-    except OperationalError as exc:
-        message = str(exc.orig)
-        if "locked" in message or "busy" in message:
-            raise CitesmailError(
-                f"the database {_describe(engine)} is locked by another process",
-                f"waited {busy_timeout.total_seconds():g} s; try again when the other "
-                "command ends ([database] busy_timeout sets the wait)",
-            ) from None
-        raise CitesmailError(f"database error on {_describe(engine)}: {message}",
-                             "check [database] url in config.toml") from None
-    except DatabaseError as exc:
-        message = str(exc.orig)
-        if "not a database" in message:
-            raise CitesmailError(f"{_describe(engine)} is not a SQLite database",
-                                 "check [database] url in config.toml") from None
-        raise
-
-
 def current_revision(engine: Engine) -> str | None:
     with engine.connect() as connection:
         if not inspect(connection).has_table("alembic_version"):
@@ -298,7 +268,9 @@ def open_database(url: str, *, migrate: bool = True,
                   busy_timeout: timedelta = DEFAULT_BUSY_TIMEOUT) -> Database:
     """Connect, and bring an older schema up to date (a new database is created)."""
     if url.startswith("sqlite:///") and ":memory:" not in url:
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        path = Path(url.removeprefix("sqlite:///"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        repair_sidecars(path)
     engine = make_engine(url, busy_timeout)
     with translate_errors(engine, busy_timeout):
         revision = current_revision(engine)

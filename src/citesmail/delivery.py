@@ -33,7 +33,7 @@ from .audience.segments import Definition, matching
 from .config import Settings
 from .db import Contact, Database, Delivery, Send, utcnow
 from .errors import CitesmailError
-from .journal import Journal, JournalInUse, journal_path, read_journal
+from .journal import Journal, JournalError, JournalInUse, journal_path, read_journal
 from .locks import Busy, ProcessLock
 from .message import MessageTemplate, Recipient
 from .render import RenderedCampaign
@@ -558,32 +558,41 @@ class SendRun:
         try:
             outcome = transport.send(self.sender, claimed.recipient.email, data,
                                      lambda: journal.transmitting(delivery_id))
+        except JournalError as exc:  # its line could not be written: it did not go
+            outcome = Outcome("connection", None, exc.problems[0].message, fatal=True)
         except CitesmailError as exc:  # e.g. the login refused: nothing was sent
             outcome = Outcome("connection", None, str(exc), fatal=True)
         except Exception as exc:  # unforeseen: the message may have gone
             outcome = Outcome("unknown", None, f"{type(exc).__name__}: {exc}")
         finally:
             free.put(transport)
-        # The answer, for the next run should this one die before recording it. Failing to
-        # note it costs nothing worse than `unknown` then.
-        with contextlib.suppress(OSError):
+        # The answer, for the next run should this one die before recording it. The
+        # journal reserved room for it; if it still cannot be written, stop sending.
+        try:
             if outcome.kind == "sent":
                 journal.accepted(delivery_id)
             elif outcome.kind != "unknown":
                 journal.refused(delivery_id)
+        except JournalError as exc:
+            self._halt(exc.problems[0].message)
         return outcome
+
+    def _halt(self, why: str) -> None:
+        """Stop sending for a reason no retry fixes; the first reason is the one told."""
+        self.fatal_error = self.fatal_error or why
+        self.stop.set()
 
     def _drain(self, results: SimpleQueue[tuple[Claimed, Outcome | None]],
                outstanding: int) -> bool:
         """After an error: wait for the messages in hand and record what became of them
         (best effort: the journal tells the next run what this one could not record)."""
-        done = [*self.finished, *(results.get() for _ in range(outstanding))]
-        self.finished.clear()
+        self.finished.extend(results.get() for _ in range(outstanding))
         try:
             with self.db.session() as session:
-                self._record_all(session, done)
+                self._record_all(session, self.finished)
         except Exception:
-            return False
+            return False  # the journal keeps what they were, for the next run
+        self.finished.clear()
         return True
 
     def _build(self, claimed: Claimed) -> bytes | Outcome:
@@ -612,13 +621,13 @@ class SendRun:
                 with self.db.session() as session:
                     self._fence(session)
                     self._record_all(session, finished)
-                    finished.clear()
                     room, cap_until = self._hourly_room(session) if want else (1, None)
                     claimed_now = self._claim(session, min(want, room)) if want and room \
                         else []
                     state = counts(session, self.send_id) if quiet and not claimed_now \
                         else None
                     next_retry = self._next_retry(session) if state else None
+                finished.clear()  # only once committed: else the drain records them
                 last_record = time.monotonic()
                 if want and len(claimed_now) < want:  # the queue is dry for now
                     claim_again = last_record + RECORD_EVERY
@@ -654,8 +663,7 @@ class SendRun:
 
     def _watch_connection(self, outcome: Outcome) -> None:
         if outcome.fatal:
-            self.fatal_error = outcome.message
-            self.stop.set()
+            self._halt(outcome.message)
         if outcome.kind != "connection":
             self.failures_in_a_row = 0
             return

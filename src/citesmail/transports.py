@@ -191,7 +191,11 @@ class SmtpTransport:
                 self._reset()
                 return classify(code, reply, at_recipient=False)
             if before_data is not None:
-                before_data()
+                try:
+                    before_data()
+                except BaseException:  # the message must not go: never end this DATA
+                    self._drop()
+                    raise
             connection.send(_dot_stuffed(data))
         except smtplib.SMTPAuthenticationError as exc:
             self._drop()
