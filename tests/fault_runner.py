@@ -1,6 +1,8 @@
 """Runs sends with a fault injected, in a process of its own (tests/test_faults.py).
 
-    python tests/fault_runner.py TEMPLATE WORK commit-once|commit-from|journal|journal-space FIRST LAST
+    python tests/fault_runner.py TEMPLATE WORK KIND FIRST LAST
+
+KIND: commit-once, commit-from, journal or journal-space.
 
 TEMPLATE is a workspace with its contacts imported; for each N from FIRST to LAST, a
 copy of it gets a `send` whose Nth database commit fails (once, or that one and every
@@ -32,8 +34,8 @@ from sqlalchemy.orm import Session
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from citesmail.cli import main
 from citesmail import journal
+from citesmail.cli import main
 from citesmail.journal import Journal
 from tests.smtp_server import SmtpServer
 

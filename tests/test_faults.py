@@ -5,15 +5,19 @@ every recipient exactly once."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from .conftest import REPLAY as CAMPAIGN
 from .conftest import ROOT, run
+from .smtp_server import SmtpServer
 
 RECIPIENTS = 300
 RUNNER = Path(__file__).resolve().parent / "fault_runner.py"
@@ -32,8 +36,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     workspace = tmp_path_factory.mktemp("template")
     (workspace / "campaigns").mkdir()
     shutil.copy(ROOT / "config.example.toml", workspace / "config.toml")
-    shutil.copy(ROOT / "campaigns" / "2023-06-12-replay-cites-de-l-emploi.md",
-                workspace / "campaigns")
+    shutil.copy(ROOT / "campaigns" / f"{CAMPAIGN}.md", workspace / "campaigns")
     addresses = [f"p{i}@example.org" for i in range(RECIPIENTS)]
     (workspace / "c.csv").write_text("email\n" + "\n".join(addresses) + "\n", encoding="utf-8")
     with pytest.MonkeyPatch.context() as patch:
@@ -54,8 +57,6 @@ def faulty_sends(template: Path, work: Path, kind: str, first: int,
 
 
 def _environ() -> dict[str, str]:
-    import os
-
     return {k: v for k, v in os.environ.items() if not k.startswith("CITESMAIL_")}
 
 
@@ -124,3 +125,58 @@ def test_a_journal_that_cannot_grow_stops_before_the_next_message(template: Path
             assert_located_error(outcome, "No space left on device")
         assert "unknown" not in outcome["resumed"], (outcome["n"], outcome["resumed"])
         every_address_once(outcome)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MB tmpfs (CI runs as root, which may mount one)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        if os.environ.get("CI"):
+            pytest.fail(f"cannot mount a tmpfs: {mounted.stderr.strip()}")
+        pytest.skip(f"cannot mount a tmpfs (not root?): {mounted.stderr.strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def fill(disk: Path, leave: int) -> Path:
+    """A file taking all the free space of `disk` but `leave` bytes."""
+    filler = disk / "filler"
+    free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+    with filler.open("wb") as out:
+        out.write(b"\0" * max(free - leave, 0))
+    return filler
+
+
+def test_a_real_full_disk_stops_the_send_and_resuming_mails_everyone_once(
+        template: Path, small_disk: Path) -> None:
+    stopped_midway = 0
+    with SmtpServer() as server, pytest.MonkeyPatch.context() as patch:
+        env = {**smtp_env(), "CITESMAIL_SMTP_PORT": str(server.port)}
+        for leave in (400, 480, 560, 640):  # KB left free when the send starts
+            server.handler.received.clear()
+            workspace = small_disk / f"ws-{leave}"
+            shutil.copytree(template, workspace)
+            patch.chdir(workspace)
+            filler = fill(small_disk, leave * 1024)
+            first = run("send", CAMPAIGN, "--yes", env=env)
+            before = sum(server.handler.received.values())
+            filler.unlink()
+            if first.exit_code:
+                assert "Traceback" not in first.output
+                assert f"the disk holding {workspace}" in first.output or \
+                    "No space left on device" in first.output, first.output
+                stopped_midway += 0 < before < RECIPIENTS
+            resumed = run("send", CAMPAIGN, "--yes", env=env)
+            assert resumed.exit_code == 0, resumed.output
+            assert "unknown" not in resumed.output, resumed.output
+            again = run("send", CAMPAIGN, "--yes", "--resend-unknown", env=env)
+            assert again.exit_code == 0, again.output
+            every_address_once({"n": leave, "received": dict(server.handler.received)})
+            shutil.rmtree(workspace)
+    assert stopped_midway, "the disk never filled in the middle of a send"
