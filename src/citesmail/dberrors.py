@@ -16,7 +16,7 @@ from sqlalchemy.exc import DatabaseError, OperationalError
 from .errors import CitesmailError
 
 DEFAULT_BUSY_TIMEOUT = timedelta(seconds=5)
-RESUME = "then run the same command again (a send resumes where it stopped)"
+RESUME = "then run the command again (a send resumes where it stopped)"
 # PostgreSQL's SQLSTATE codes for the causes named below.
 _PG_DISK_FULL, _PG_READ_ONLY = "53100", "25006"
 

@@ -7,6 +7,7 @@ the send log understands; it never raises for a delivery problem.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import itertools
 import os
@@ -87,11 +88,18 @@ class OutboxTransport:
             finally:
                 os.close(fd)
             os.rename(f"{self.tmp}/{name}", f"{self.new}/{name}")
-        except OSError as exc:
+        except OSError as exc:  # no message can go until someone fixes the folder
             with contextlib.suppress(OSError):
                 os.unlink(f"{self.tmp}/{name}")
-            return Outcome("connection", None, f"cannot write to the outbox: {exc.strerror}")
+            return Outcome("connection", None, self._problem(exc), fatal=True)
         return SENT
+
+    def _problem(self, exc: OSError) -> str:
+        folder = os.path.dirname(self.tmp)
+        if exc.errno == errno.ENOSPC:
+            return f"the disk holding the outbox {folder} is full"
+        return (f"cannot write to the outbox {folder}: {exc.strerror} (check its "
+                "permissions, or [delivery] outbox in config.toml)")
 
     def close(self) -> None:
         pass
