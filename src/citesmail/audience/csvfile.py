@@ -33,6 +33,22 @@ def _plain(header: str) -> str:
     return re.sub(r"[\s_]+", " ", text.strip().lower())
 
 
+# What a spreadsheet takes for the start of a formula when it opens a CSV file.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(cell: str) -> str:
+    """A cell a spreadsheet would evaluate is written with a leading apostrophe."""
+    return f"'{cell}" if cell.startswith(FORMULA_STARTS) else cell
+
+
+def from_spreadsheet(cell: str) -> str:
+    """The apostrophe `spreadsheet_safe` adds is taken off again, so that an exported
+    file imports back to the same values. (Tabs and CRs never start a cell that has been
+    trimmed, so only the visible characters are looked for.)"""
+    return cell[1:] if cell[:1] == "'" and cell[1:2] in ("=", "+", "-", "@") else cell
+
+
 _LOOKUP = {_plain(alias): field for field, aliases in _ALIASES.items() for alias in aliases}
 _LOOKUP.update({alias.replace(" ", "-"): field for alias, field in list(_LOOKUP.items())})
 
@@ -100,7 +116,7 @@ def read_sheet(path: Path) -> Sheet:
         headers = next(reader)
     except csv.Error as exc:
         raise CitesmailError(f"{path}:1: cannot read the header: {exc}") from None
-    headers = [h.strip() for h in headers]
+    headers = [from_spreadsheet(h.strip()) for h in headers]
     columns = map_headers(headers)
     if "email" not in columns.values():
         found = ", ".join(repr(h) for h in headers) or "none"

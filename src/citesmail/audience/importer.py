@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from ..db import Contact, Database, Membership, Suppression, utcnow
 from .addresses import AddressError, address_hash, normalize_address
 from .bulk import db_value, insert_rows, reserve_ids
-from .csvfile import FIELDS, Sheet, read_sheet
+from .csvfile import FIELDS, FORMULA_STARTS, Sheet, from_spreadsheet, read_sheet, spreadsheet_safe
 from .lists import get_list, insert_ignoring_duplicates
 
 CHUNK = 500  # keys per IN (...) query: under SQLite's variable limit everywhere
@@ -31,6 +31,7 @@ class ImportReport:
     rejected: list[tuple[int, str]] = field(default_factory=list)
     duplicates: list[tuple[int, str]] = field(default_factory=list)
     suppressed: list[tuple[int, str]] = field(default_factory=list)
+    warnings: list[tuple[int, str]] = field(default_factory=list)
     dry_run: bool = False
 
     def summary(self) -> str:
@@ -50,6 +51,7 @@ class ImportReport:
         lines += [f"line {n}: duplicate: {why}" for n, why in self.duplicates]
         lines += [f"line {n}: skipped: {email} was erased (suppression list)"
                   for n, email in self.suppressed]
+        lines += [f"line {n}: warning: {why}" for n, why in self.warnings]
         return sorted(lines, key=lambda text: int(text.split(":")[0].split()[1]))
 
 
@@ -64,14 +66,46 @@ class Row:
 
 
 _MESSY = re.compile(r"\s\x00|\x00\s|^\s|\s$|\s\s|[\n\r\t\x0b\x0c]")
+_MARKED = re.compile(r"(?:^|\x00)'[=+@-]")  # a cell as `contacts export` protects it
 
 
 def _tidy(cells: list[str]) -> list[str]:
-    """Cells trimmed, without newlines or runs of spaces inside (checked once a row:
-    most rows are clean already)."""
-    if _MESSY.search("\x00".join(cells)):
-        return [" ".join(cell.split()) for cell in cells]
+    """Cells trimmed, without newlines or runs of spaces inside, and without the
+    apostrophe an export puts before formula-like values (checked once a row: most rows
+    are clean already)."""
+    joined = "\x00".join(cells)
+    if _MESSY.search(joined):
+        cells = [" ".join(cell.split()) for cell in cells]
+        joined = "\x00".join(cells)
+    if _MARKED.search(joined):
+        cells = [from_spreadsheet(cell) for cell in cells]
     return cells
+
+
+# Columns `contacts export` writes that an import does not take, and why.
+_EXPORT_ONLY = {"status": "an import never changes a status",
+                "lists": "give the list with --list"}
+
+
+def _attribute_columns(sheet: Sheet, report: ImportReport) -> list[tuple[int, str]]:
+    """The columns kept as attributes, by index and header, with a warning for those
+    that look wrong or are left out."""
+    kept = []
+    for index, header in enumerate(sheet.headers):
+        if index in sheet.columns or not header:
+            continue
+        if header.lower() in _EXPORT_ONLY:
+            report.warnings.append((1, f"column '{header}' not imported: "
+                                       f"{_EXPORT_ONLY[header.lower()]}"))
+            continue
+        if header.startswith(FORMULA_STARTS):
+            # Kept (the export protects it), but more often the sign of a tampered or
+            # shifted file than a name someone chose.
+            report.warnings.append((1, f"column '{header}' looks like a spreadsheet formula; "
+                                       "kept as an attribute, exported as "
+                                       f"'{spreadsheet_safe(header)}'"))
+        kept.append((index, header))
+    return kept
 
 
 def parse_rows(sheet: Sheet, report: ImportReport) -> list[Row]:
@@ -80,8 +114,7 @@ def parse_rows(sheet: Sheet, report: ImportReport) -> list[Row]:
     by_field = {field: index for index, field in sheet.columns.items()}
     email_at = by_field["email"]
     fields = [(name, by_field.get(name)) for name in FIELDS if name != "email"]
-    extras = [(index, header) for index, header in enumerate(sheet.headers)
-              if index not in sheet.columns and header]
+    extras = _attribute_columns(sheet, report)
     seen: dict[str, int] = {}
     rows: list[Row] = []
     for line, raw_cells in sheet.rows:
