@@ -193,6 +193,8 @@ def test_values_that_look_like_sql_are_stored_literally(db: Database, tmp_path: 
         (b"", "the file is empty"),
         (b"  \r\n", "the file is empty"),
         (b"PK\x03\x04\x00\x00binary", "not a CSV file"),
+        ("email;nom\na@ex.fr;A\n".encode("utf-16"), "UTF-16 text (Excel's “Unicode text”) "
+                                                 "is not read — save the sheet as “CSV UTF-8”"),
         ("Nom;Prénom;Ville\nA;B;C\n".encode(), "no email column (headers found: 'Nom', "
                                                "'Prénom', 'Ville')"),
     ],
