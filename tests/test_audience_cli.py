@@ -126,6 +126,19 @@ def test_formula_headers_are_exported_safe_and_import_back_the_same(
                                   "=1": "1", "note": '=HYPERLINK("x")'}
 
 
+def test_list_title_and_description_longer_than_their_column(env: dict[str, str]) -> None:
+    too_long = run("lists", "add", "l", "--title", "t" * 256, env=env)
+    assert too_long.exit_code == 1
+    assert too_long.stderr.splitlines() == [
+        "error: list title of 256 characters, at most 255 — shorten the --title"]
+    described = run("lists", "add", "l", "--description", "d" * 2001, env=env)
+    assert described.stderr.splitlines() == [
+        "error: list description of 2001 characters, at most 2000 — shorten the --description"]
+    assert "no lists yet" in run("lists", env=env).stderr
+    ok("lists", "add", "l", "--title", "t" * 255, "--description", "d" * 2000, env=env)
+    assert "t" * 255 in ok("lists", env=env)
+
+
 def test_segments_commands(env: dict[str, str], tmp_path: Path) -> None:
     (tmp_path / "c.csv").write_text("email;ville;fonction\na@ex.fr;Lyon;DP\nb@ex.fr;Lyon;CM\n"
                                     "c@ex.fr;Paris;DP\n", encoding="utf-8")

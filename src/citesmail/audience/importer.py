@@ -108,6 +108,26 @@ def _attribute_columns(sheet: Sheet, report: ImportReport) -> list[tuple[int, st
     return kept
 
 
+# What the contacts columns hold. PostgreSQL refuses longer text (and with it the whole
+# import) where SQLite would store it: on both, such a row is rejected instead.
+_MAX_LENGTH = {name: Contact.__table__.c[name].type.length
+               for name in (*FIELDS, "consent_source")}
+_LENGTH_HINT = {"lang": " (a language code, such as fr)"}
+
+
+def _length_checks(sheet: Sheet) -> list[tuple[int, str, int, str]]:
+    """(column index, header, limit, hint) for the columns mapped to contact fields."""
+    return [(index, sheet.headers[index], _MAX_LENGTH[name], _LENGTH_HINT.get(name, ""))
+            for index, name in sheet.columns.items() if name != "email"]
+
+
+def _too_long(cells: list[str], checks: list[tuple[int, str, int, str]]) -> str | None:
+    for index, header, limit, hint in checks:
+        if len(cells[index]) > limit:
+            return f"{header}: {len(cells[index])} characters, at most {limit}{hint}"
+    return None
+
+
 def parse_rows(sheet: Sheet, report: ImportReport) -> list[Row]:
     """Valid rows, first occurrence of each address; the rest goes into the report."""
     width = len(sheet.headers)
@@ -115,6 +135,7 @@ def parse_rows(sheet: Sheet, report: ImportReport) -> list[Row]:
     email_at = by_field["email"]
     fields = [(name, by_field.get(name)) for name in FIELDS if name != "email"]
     extras = _attribute_columns(sheet, report)
+    checks = _length_checks(sheet)
     seen: dict[str, int] = {}
     rows: list[Row] = []
     for line, raw_cells in sheet.rows:
@@ -135,6 +156,10 @@ def parse_rows(sheet: Sheet, report: ImportReport) -> list[Row]:
             address = normalize_address(raw)
         except AddressError as exc:
             report.rejected.append((line, f"{raw}: {exc}"))
+            continue
+        too_long = _too_long(cells, checks)
+        if too_long:
+            report.rejected.append((line, too_long))
             continue
         if address.key in seen:
             report.duplicates.append((line, f"{address.email} is already on line "
@@ -192,7 +217,8 @@ def import_contacts(
     report = ImportReport(dry_run=dry_run)
     sheet = read_sheet(path)
     rows = parse_rows(sheet, report)
-    source = f"import:{path.name}"
+    # A file name may be as long as the column (255): the source is cut, not refused.
+    source = f"import:{path.name}"[: _MAX_LENGTH["consent_source"]]
     with db.session(rollback=dry_run) as session:
         list_id = get_list(session, list_name).id if list_name else None
         suppressed = _suppressed(session, [row.key for row in rows])
