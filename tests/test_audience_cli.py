@@ -97,6 +97,48 @@ def test_export_is_excel_friendly_and_formula_safe(env: dict[str, str],
     assert both.exit_code == 2
 
 
+def test_formula_headers_are_exported_safe_and_import_back_the_same(
+        env: dict[str, str], tmp_path: Path, db_url: str) -> None:
+    # The tab before =1 is trimmed at import: what is left is a formula all the same.
+    (tmp_path / "c.csv").write_text(
+        'email;=2+5;+cmd;-x;@SUM(A1);"\t=1";note\n'
+        "a@ex.fr;7;c;x;s;1;=HYPERLINK(\"x\")\n", encoding="utf-8")
+    imported = run("contacts", "import", "c.csv", env=env)
+    assert imported.exit_code == 0
+    assert "c.csv: line 1: warning: column '=2+5' looks like a spreadsheet formula; kept " \
+           "as an attribute, exported as ''=2+5'" in imported.stderr
+    assert imported.stderr.count("warning") == 5  # not for email or note
+    ok("contacts", "export", "-o", "out.csv", env=env)
+    rows = list(csv.reader(io.StringIO((tmp_path / "out.csv").read_text("utf-8-sig")),
+                           delimiter=";"))
+    assert rows[0][9:] == ["'=2+5", "'+cmd", "'-x", "'@SUM(A1)", "'=1", "note"]
+    assert rows[1][9:] == ["7", "c", "x", "s", "1", "'=HYPERLINK(\"x\")"]
+    # The export's apostrophes are taken off again: same names, same values.
+    again = run("contacts", "import", "out.csv", "--update", env=env)
+    assert again.stdout.strip() == "0 imported, 1 updated, 0 rejected, 0 duplicates"
+    assert "out.csv: line 1: warning: column 'status' not imported: an import never " \
+           "changes a status" in again.stderr
+    db = open_database(db_url)
+    with db.session() as session:
+        [contact] = session.scalars(select(Contact)).all()
+    db.close()
+    assert contact.attributes == {"=2+5": "7", "+cmd": "c", "-x": "x", "@SUM(A1)": "s",
+                                  "=1": "1", "note": '=HYPERLINK("x")'}
+
+
+def test_list_title_and_description_longer_than_their_column(env: dict[str, str]) -> None:
+    too_long = run("lists", "add", "l", "--title", "t" * 256, env=env)
+    assert too_long.exit_code == 1
+    assert too_long.stderr.splitlines() == [
+        "error: list title of 256 characters, at most 255 — shorten the --title"]
+    described = run("lists", "add", "l", "--description", "d" * 2001, env=env)
+    assert described.stderr.splitlines() == [
+        "error: list description of 2001 characters, at most 2000 — shorten the --description"]
+    assert "no lists yet" in run("lists", env=env).stderr
+    ok("lists", "add", "l", "--title", "t" * 255, "--description", "d" * 2000, env=env)
+    assert "t" * 255 in ok("lists", env=env)
+
+
 def test_segments_commands(env: dict[str, str], tmp_path: Path) -> None:
     (tmp_path / "c.csv").write_text("email;ville;fonction\na@ex.fr;Lyon;DP\nb@ex.fr;Lyon;CM\n"
                                     "c@ex.fr;Paris;DP\n", encoding="utf-8")

@@ -187,12 +187,50 @@ def test_values_that_look_like_sql_are_stored_literally(db: Database, tmp_path: 
     assert a.territory == "x' OR '1'='1"
 
 
+def test_a_value_longer_than_its_column_rejects_the_row_alike_on_both_databases(
+        db: Database, tmp_path: Path) -> None:
+    """PostgreSQL refused such a value and, with it, the whole import; SQLite stored it."""
+    long = "x" * 256
+    text = ("email;prénom;nom;organisme;fonction;commune;langue;note\n"
+            f"a@ex.fr;{long};;;;;;\n"
+            f"b@ex.fr;;{long};;;;;\n"
+            f"c@ex.fr;;;{long};;;;\n"
+            f"d@ex.fr;;;;{long};;;\n"
+            f"e@ex.fr;;;;;{long};;\n"
+            "f@ex.fr;;;;;;Français, anglais;\n"
+            f"g@ex.fr;{'y' * 255};;;;;fr-FR;{'z' * 5000}\n"
+            "a@ex.fr;Anne;;;;;;\n")  # the rejected row's address, right this time
+    name = "n" * 251 + ".csv"  # as long as a file name can be
+    report = import_contacts(db, write_csv(tmp_path, text, name=name))
+    assert report.summary() == "2 imported, 0 updated, 6 rejected, 0 duplicates"
+    assert report.details() == [
+        "line 2: rejected: prénom: 256 characters, at most 255",
+        "line 3: rejected: nom: 256 characters, at most 255",
+        "line 4: rejected: organisme: 256 characters, at most 255",
+        "line 5: rejected: fonction: 256 characters, at most 255",
+        "line 6: rejected: commune: 256 characters, at most 255",
+        "line 7: rejected: langue: 17 characters, at most 16 (a language code, such as fr)",
+    ]
+    found = contacts(db)
+    assert set(found) == {"g@ex.fr", "a@ex.fr"}
+    assert found["g@ex.fr"].first_name == "y" * 255
+    assert found["g@ex.fr"].attributes == {"note": "z" * 5000}  # attributes have no limit
+    assert found["a@ex.fr"].first_name == "Anne"
+    assert found["a@ex.fr"].consent_source == f"import:{name}"[:255]
+    update = write_csv(tmp_path, f"email;nom\ng@ex.fr;{long}\n", name="u.csv")
+    updated = import_contacts(db, update, update_existing=True)
+    assert updated.summary() == "0 imported, 0 updated, 1 rejected, 0 duplicates"
+    assert contacts(db)["g@ex.fr"].last_name is None
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
         (b"", "the file is empty"),
         (b"  \r\n", "the file is empty"),
         (b"PK\x03\x04\x00\x00binary", "not a CSV file"),
+        ("email;nom\na@ex.fr;A\n".encode("utf-16"), "UTF-16 text (Excel's “Unicode text”) "
+                                                 "is not read — save the sheet as “CSV UTF-8”"),
         ("Nom;Prénom;Ville\nA;B;C\n".encode(), "no email column (headers found: 'Nom', "
                                                "'Prénom', 'Ville')"),
     ],

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import CitesmailError
+from .textfile import read_text_bytes
 
 DELIMITERS = ";,\t"
 FIELDS = ("email", "first_name", "last_name", "organization", "role", "territory", "lang")
@@ -31,6 +32,22 @@ def _plain(header: str) -> str:
     """'Prénom ' -> 'prenom', 'E_Mail' -> 'e mail': no accents, case or extra spaces."""
     text = unicodedata.normalize("NFKD", header).encode("ascii", "ignore").decode()
     return re.sub(r"[\s_]+", " ", text.strip().lower())
+
+
+# What a spreadsheet takes for the start of a formula when it opens a CSV file.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(cell: str) -> str:
+    """A cell a spreadsheet would evaluate is written with a leading apostrophe."""
+    return f"'{cell}" if cell.startswith(FORMULA_STARTS) else cell
+
+
+def from_spreadsheet(cell: str) -> str:
+    """The apostrophe `spreadsheet_safe` adds is taken off again, so that an exported
+    file imports back to the same values. (Tabs and CRs never start a cell that has been
+    trimmed, so only the visible characters are looked for.)"""
+    return cell[1:] if cell[:1] == "'" and cell[1:2] in ("=", "+", "-", "@") else cell
 
 
 _LOOKUP = {_plain(alias): field for field, aliases in _ALIASES.items() for alias in aliases}
@@ -58,8 +75,9 @@ def _decode(data: bytes, path: Path) -> tuple[str, str]:
     try:
         return data.decode("cp1252"), "cp1252"
     except UnicodeDecodeError as exc:
-        raise CitesmailError(f"{path}: neither UTF-8 nor Windows-1252 (byte {exc.start})",
-                             "save the file as CSV UTF-8 from your spreadsheet") from None
+        raise CitesmailError(f"neither UTF-8 nor Windows-1252 (byte {exc.start})",
+                             "save the file as CSV UTF-8 from your spreadsheet",
+                             path=path) from None
 
 
 def _delimiter(text: str) -> str:
@@ -81,33 +99,24 @@ def map_headers(headers: list[str]) -> dict[int, str]:
 
 
 def read_sheet(path: Path) -> Sheet:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise CitesmailError(f"{path}: no such file", "check the path") from None
-    except IsADirectoryError:
-        raise CitesmailError(f"{path}: is a folder", "give the path of a .csv file") from None
+    data = read_text_bytes(path)
     if not data.strip():
-        raise CitesmailError(f"{path}: the file is empty",
-                             "export the contacts again, with a header row")
-    if b"\x00" in data[:8192]:
-        raise CitesmailError(f"{path}: not a CSV file (binary content)",
-                             "export the sheet as CSV from your spreadsheet (.xlsx is not read)")
+        raise CitesmailError("the file is empty", "export the contacts again, with a header row",
+                             path=path)
     text, encoding = _decode(data, path)
     delimiter = _delimiter(text)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
         headers = next(reader)
     except csv.Error as exc:
-        raise CitesmailError(f"{path}:1: cannot read the header: {exc}") from None
-    headers = [h.strip() for h in headers]
+        raise CitesmailError(f"cannot read the header: {exc}", path=path, line=1) from None
+    headers = [from_spreadsheet(h.strip()) for h in headers]
     columns = map_headers(headers)
     if "email" not in columns.values():
         found = ", ".join(repr(h) for h in headers) or "none"
         raise CitesmailError(
-            f"{path}:1: no email column (headers found: {found})",
-            "name one column email, e-mail, courriel, mail or adresse mail",
-        )
+            f"no email column (headers found: {found})",
+            "name one column email, e-mail, courriel, mail or adresse mail", path=path, line=1)
     return Sheet(headers, columns, _records(reader, path), encoding, delimiter)
 
 
@@ -120,7 +129,7 @@ def _records(reader: Iterator[list[str]], path: Path) -> Iterator[tuple[int, lis
         except StopIteration:
             return
         except csv.Error as exc:
-            raise CitesmailError(f"{path}:{start}: {exc}",
-                                 "check the quotes on that line") from None
+            raise CitesmailError(str(exc), "check the quotes on that line", path=path,
+                                 line=start) from None
         line = reader.line_num  # type: ignore[attr-defined]
         yield start, row

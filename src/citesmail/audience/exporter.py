@@ -11,15 +11,10 @@ from sqlalchemy.orm import Session
 
 from ..db import Contact, MailingList, Membership
 from .contacts import select_contacts
+from .csvfile import spreadsheet_safe
 
 COLUMNS = ("email", "first_name", "last_name", "organization", "role", "territory", "lang",
            "status", "lists")
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def spreadsheet_safe(value: str) -> str:
-    """A cell a spreadsheet would evaluate is written with a leading apostrophe."""
-    return f"'{value}" if value.startswith(_FORMULA_STARTS) else value
 
 
 def _lists_by_contact(session: Session, ids: list[int]) -> dict[int, list[str]]:
@@ -45,7 +40,8 @@ def export_contacts(session: Session, out: IO[str], *, list_name: str | None = N
         for contact in batch:
             attributes.update(dict.fromkeys(contact.attributes or {}))
     writer = csv.writer(out, delimiter=delimiter, lineterminator="\r\n")
-    writer.writerow([*COLUMNS, *attributes])
+    # Attribute names are imported headers: as untrusted as the values.
+    writer.writerow([spreadsheet_safe(name) for name in (*COLUMNS, *attributes)])
     written = 0
     for batch in _batches(session, list_name, segment):
         lists = _lists_by_contact(session, [c.id for c in batch])

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from ..db import Contact, Database, Membership, Suppression, utcnow
 from .addresses import AddressError, address_hash, normalize_address
 from .bulk import db_value, insert_rows, reserve_ids
-from .csvfile import FIELDS, Sheet, read_sheet
+from .csvfile import FIELDS, FORMULA_STARTS, Sheet, from_spreadsheet, read_sheet, spreadsheet_safe
 from .lists import get_list, insert_ignoring_duplicates
 
 CHUNK = 500  # keys per IN (...) query: under SQLite's variable limit everywhere
@@ -31,6 +31,7 @@ class ImportReport:
     rejected: list[tuple[int, str]] = field(default_factory=list)
     duplicates: list[tuple[int, str]] = field(default_factory=list)
     suppressed: list[tuple[int, str]] = field(default_factory=list)
+    warnings: list[tuple[int, str]] = field(default_factory=list)
     dry_run: bool = False
 
     def summary(self) -> str:
@@ -50,6 +51,7 @@ class ImportReport:
         lines += [f"line {n}: duplicate: {why}" for n, why in self.duplicates]
         lines += [f"line {n}: skipped: {email} was erased (suppression list)"
                   for n, email in self.suppressed]
+        lines += [f"line {n}: warning: {why}" for n, why in self.warnings]
         return sorted(lines, key=lambda text: int(text.split(":")[0].split()[1]))
 
 
@@ -64,14 +66,66 @@ class Row:
 
 
 _MESSY = re.compile(r"\s\x00|\x00\s|^\s|\s$|\s\s|[\n\r\t\x0b\x0c]")
+_MARKED = re.compile(r"(?:^|\x00)'[=+@-]")  # a cell as `contacts export` protects it
 
 
 def _tidy(cells: list[str]) -> list[str]:
-    """Cells trimmed, without newlines or runs of spaces inside (checked once a row:
-    most rows are clean already)."""
-    if _MESSY.search("\x00".join(cells)):
-        return [" ".join(cell.split()) for cell in cells]
+    """Cells trimmed, without newlines or runs of spaces inside, and without the
+    apostrophe an export puts before formula-like values (checked once a row: most rows
+    are clean already)."""
+    joined = "\x00".join(cells)
+    if _MESSY.search(joined):
+        cells = [" ".join(cell.split()) for cell in cells]
+        joined = "\x00".join(cells)
+    if "'" in joined and _MARKED.search(joined):  # the first test is much the faster
+        cells = [from_spreadsheet(cell) for cell in cells]
     return cells
+
+
+# Columns `contacts export` writes that an import does not take, and why.
+_EXPORT_ONLY = {"status": "an import never changes a status",
+                "lists": "give the list with --list"}
+
+
+def _attribute_columns(sheet: Sheet, report: ImportReport) -> list[tuple[int, str]]:
+    """The columns kept as attributes, by index and header, with a warning for those
+    that look wrong or are left out."""
+    kept = []
+    for index, header in enumerate(sheet.headers):
+        if index in sheet.columns or not header:
+            continue
+        if header.lower() in _EXPORT_ONLY:
+            report.warnings.append((1, f"column '{header}' not imported: "
+                                       f"{_EXPORT_ONLY[header.lower()]}"))
+            continue
+        if header.startswith(FORMULA_STARTS):
+            # Kept (the export protects it), but more often the sign of a tampered or
+            # shifted file than a name someone chose.
+            report.warnings.append((1, f"column '{header}' looks like a spreadsheet formula; "
+                                       "kept as an attribute, exported as "
+                                       f"'{spreadsheet_safe(header)}'"))
+        kept.append((index, header))
+    return kept
+
+
+# What the contacts columns hold. PostgreSQL refuses longer text (and with it the whole
+# import) where SQLite would store it: on both, such a row is rejected instead.
+_MAX_LENGTH = {name: Contact.__table__.c[name].type.length
+               for name in (*FIELDS, "consent_source")}
+_LENGTH_HINT = {"lang": " (a language code, such as fr)"}
+
+
+def _length_checks(sheet: Sheet) -> list[tuple[int, str, int, str]]:
+    """(column index, header, limit, hint) for the columns mapped to contact fields."""
+    return [(index, sheet.headers[index], _MAX_LENGTH[name], _LENGTH_HINT.get(name, ""))
+            for index, name in sheet.columns.items() if name != "email"]
+
+
+def _too_long(cells: list[str], checks: list[tuple[int, str, int, str]]) -> str | None:
+    for index, header, limit, hint in checks:
+        if len(cells[index]) > limit:
+            return f"{header}: {len(cells[index])} characters, at most {limit}{hint}"
+    return None
 
 
 def parse_rows(sheet: Sheet, report: ImportReport) -> list[Row]:
@@ -80,8 +134,8 @@ def parse_rows(sheet: Sheet, report: ImportReport) -> list[Row]:
     by_field = {field: index for index, field in sheet.columns.items()}
     email_at = by_field["email"]
     fields = [(name, by_field.get(name)) for name in FIELDS if name != "email"]
-    extras = [(index, header) for index, header in enumerate(sheet.headers)
-              if index not in sheet.columns and header]
+    extras = _attribute_columns(sheet, report)
+    checks = _length_checks(sheet)
     seen: dict[str, int] = {}
     rows: list[Row] = []
     for line, raw_cells in sheet.rows:
@@ -102,6 +156,10 @@ def parse_rows(sheet: Sheet, report: ImportReport) -> list[Row]:
             address = normalize_address(raw)
         except AddressError as exc:
             report.rejected.append((line, f"{raw}: {exc}"))
+            continue
+        too_long = _too_long(cells, checks)
+        if too_long:
+            report.rejected.append((line, too_long))
             continue
         if address.key in seen:
             report.duplicates.append((line, f"{address.email} is already on line "
@@ -159,7 +217,8 @@ def import_contacts(
     report = ImportReport(dry_run=dry_run)
     sheet = read_sheet(path)
     rows = parse_rows(sheet, report)
-    source = f"import:{path.name}"
+    # A file name may be as long as the column (255): the source is cut, not refused.
+    source = f"import:{path.name}"[: _MAX_LENGTH["consent_source"]]
     with db.session(rollback=dry_run) as session:
         list_id = get_list(session, list_name).id if list_name else None
         suppressed = _suppressed(session, [row.key for row in rows])

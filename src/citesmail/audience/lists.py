@@ -49,8 +49,19 @@ def get_list(session: Session, name: str) -> MailingList:
     return found
 
 
+def _check_length(what: str, value: str) -> None:
+    """PostgreSQL refuses text longer than its column, where SQLite would store it: say
+    so before either sees it."""
+    limit = MailingList.__table__.c[what].type.length
+    if len(value) > limit:
+        raise CitesmailError(f"list {what} of {len(value)} characters, at most {limit}",
+                             f"shorten the --{what}")
+
+
 def add_list(session: Session, name: str, title: str = "", description: str = "") -> None:
     check_name(name, "list")
+    _check_length("title", title)
+    _check_length("description", description)
     if session.scalar(select(MailingList.id).where(MailingList.name == name)) is not None:
         raise CitesmailError(f"list '{name}' already exists")
     session.add(MailingList(name=name, title=title, description=description))
