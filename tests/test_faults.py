@@ -9,14 +9,13 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from .conftest import REPLAY as CAMPAIGN
-from .conftest import ROOT, run
+from .conftest import ROOT, fill, run
 from .smtp_server import SmtpServer
 
 RECIPIENTS = 300
@@ -127,32 +126,6 @@ def test_a_journal_that_cannot_grow_stops_before_the_next_message(template: Path
         every_address_once(outcome)
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 2 MB tmpfs (CI runs as root, which may mount one)."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        if os.environ.get("CI"):
-            pytest.fail(f"cannot mount a tmpfs: {mounted.stderr.strip()}")
-        pytest.skip(f"cannot mount a tmpfs (not root?): {mounted.stderr.strip()}")
-    try:
-        yield disk
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=True)
-
-
-def fill(disk: Path, leave: int) -> Path:
-    """A file taking all the free space of `disk` but `leave` bytes."""
-    filler = disk / "filler"
-    free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
-    with filler.open("wb") as out:
-        out.write(b"\0" * max(free - leave, 0))
-    return filler
-
-
 def test_a_real_full_disk_stops_the_send_and_resuming_mails_everyone_once(
         template: Path, small_disk: Path) -> None:
     stopped_midway = 0
@@ -180,3 +153,14 @@ def test_a_real_full_disk_stops_the_send_and_resuming_mails_everyone_once(
             every_address_once({"n": leave, "received": dict(server.handler.received)})
             shutil.rmtree(workspace)
     assert stopped_midway, "the disk never filled in the middle of a send"
+
+
+def test_render_on_a_full_disk_leaves_no_file_behind(workspace: Path,
+                                                     small_disk: Path) -> None:
+    fill(small_disk, 4096)
+    failed = run("render", CAMPAIGN, "-o", str(small_disk / "out"))
+    assert failed.exit_code == 1
+    assert failed.stderr.splitlines() == [
+        f"error: cannot write {small_disk}/out/{CAMPAIGN}.html: the disk is full — free some "
+        "space or choose another folder with -o"]
+    assert [p.name for p in (small_disk / "out").iterdir()] == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 from collections.abc import Iterator
 from datetime import date, datetime
@@ -196,6 +197,13 @@ def _outputs(html: str, text: str, eml: bytes) -> Iterator[tuple[str, bytes]]:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
+    """Whole or not at all: a full disk leaves neither half a file nor a .tmp one."""
     temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_bytes(data)
-    temporary.replace(path)
+    try:
+        temporary.write_bytes(data)
+        temporary.replace(path)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        cause = "the disk is full" if exc.errno == errno.ENOSPC else exc.strerror
+        raise CitesmailError(f"cannot write {path}: {cause}",
+                             "free some space or choose another folder with -o") from None
