@@ -20,7 +20,7 @@ from starlette.testclient import TestClient
 from citesmail.config import load_settings
 from citesmail.web.preview import create_preview_app
 
-from .conftest import MINIMAL_REPLAY, REPLAY, run, write
+from .conftest import MINIMAL_REPLAY, REPLAY, SECRET, run, write
 from .smtp_server import SmtpServer, free_port
 from .test_browser import ARGS, CHROMIUM, browser  # noqa: F401  (the browser fixture)
 from .test_send_cli import smtp_env, with_audience
@@ -168,7 +168,7 @@ def test_live_preview_in_chromium(browser: Any, workspace: Path) -> None:  # noq
 def test_unsubscribe_in_chromium_through_serve(browser: Any, workspace: Path) -> None:  # noqa: F811
     port = free_port()
     os.environ["CITESMAIL_UNSUBSCRIBE_BASE_URL"] = f"http://127.0.0.1:{port}"
-    os.environ["CITESMAIL_SECRET"] = "serve-secret"
+    os.environ["CITESMAIL_SECRET"] = SECRET
     try:
         [address] = with_audience(workspace, 1)
         assert run("send", REPLAY, "--yes").exit_code == 0

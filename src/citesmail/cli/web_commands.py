@@ -49,14 +49,10 @@ def serve(state: State, host: str, port: int) -> None:
     """The public app at [unsubscribe] base_url: one-click unsubscribe and web view."""
     import uvicorn
 
+    from ..tokens import check_secret
     from ..web.public import create_public_app
 
-    if not state.settings.secret:
-        from ..errors import CitesmailError
-
-        raise CitesmailError(
-            "citesmail serve needs CITESMAIL_SECRET: without it anyone could forge links",
-            "export CITESMAIL_SECRET=<the same secret as when the messages were sent>")
+    check_secret(state.settings.secret, "citesmail serve")
     app = create_public_app(state.settings, state.db)
     uvicorn.run(app, host=host, port=port, log_level="info", server_header=False,
                 proxy_headers=True, limit_concurrency=200)
