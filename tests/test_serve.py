@@ -114,3 +114,21 @@ def test_a_request_head_that_takes_too_long_is_cut(serve: Callable[..., Served])
         path = served.links[0].removeprefix(served.base)
         assert client.get(path).status_code == 200
         assert client.get(path).status_code == 200
+
+
+def test_the_access_log_keeps_no_link_token(serve: Callable[..., Served]) -> None:
+    """Whoever reads the log must not find links that unsubscribe or show someone's mail."""
+    served = serve()
+    with httpx.Client(base_url=served.base, timeout=30) as client:
+        for link in served.links:
+            path = link.removeprefix(served.base)
+            assert client.get(path).status_code == 200
+            assert client.get(path.replace("/u/", "/v/") + "?x=1").status_code == 200
+            assert client.post(path, content=b"List-Unsubscribe=One-Click").status_code == 200
+    log = served.log.read_text(encoding="utf-8")
+    for link in served.links:
+        token = link.rsplit("/", 1)[1]
+        assert token not in log and token.split(".")[0] not in log
+    for line in ('"GET /u/… HTTP/1.1" 200', '"GET /v/…?x=1 HTTP/1.1" 200',
+                 '"POST /u/… HTTP/1.1" 200'):
+        assert log.count(line) == len(served.links), log

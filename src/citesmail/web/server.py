@@ -1,13 +1,18 @@
 """How `citesmail serve` runs the public app under uvicorn: a deadline for each request's
-head, and no connection cap that idle sockets can fill."""
+head, no connection cap that idle sockets can fill, and no link tokens in the access log."""
 
 from __future__ import annotations
 
 import asyncio
+import copy
+import logging
+import re
+from typing import Any
 
 import h11
 import uvicorn
 from starlette.types import ASGIApp
+from uvicorn.config import LOGGING_CONFIG
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 # Seconds a client has to send a request line and its headers. A reverse proxy sends them
@@ -65,9 +70,32 @@ def protocol_with_head_timeout(seconds: float) -> type[HeadDeadlineProtocol]:
     return type("HeadDeadlineProtocol", (HeadDeadlineProtocol,), {"head_timeout": seconds})
 
 
+# The token in /u/<token>, /v/<token>/event.ics...: whoever reads the log could use it.
+_TOKEN_IN_PATH = re.compile(r"^(/[a-z])/[^/?]+")
+
+
+class RedactTokens(logging.Filter):
+    """Replaces the token of a link path in uvicorn's access log lines by an ellipsis."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            path = _TOKEN_IN_PATH.sub(r"\1/…", args[2])
+            record.args = (*args[:2], path, *args[3:])
+        return True
+
+
+def log_config() -> dict[str, Any]:
+    """uvicorn's own logging set-up, with RedactTokens on the access log."""
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config.setdefault("filters", {})["redact_tokens"] = {"()": RedactTokens}
+    config["loggers"]["uvicorn.access"]["filters"] = ["redact_tokens"]
+    return config
+
+
 def run_public_app(app: ASGIApp, host: str, port: int, head_timeout: float) -> None:
     # No limit_concurrency: uvicorn counts open connections against it, idle ones too,
     # so it let slow clients shut everyone else out; the head deadline bounds them.
     uvicorn.run(app, host=host, port=port, log_level="info", server_header=False,
-                proxy_headers=True,
-                http=protocol_with_head_timeout(head_timeout))
+                proxy_headers=True, http=protocol_with_head_timeout(head_timeout),
+                log_config=log_config())
