@@ -27,13 +27,15 @@ from .test_send_cli import smtp_env, with_audience
 
 CITESMAIL = Path(sys.executable).parent / "citesmail"
 ARTEFACTS = Path(__file__).resolve().parent.parent / "test-artefacts"
+PREVIEW = "http://127.0.0.1"  # the preview answers to this machine's names only
 
 
 @pytest.fixture
 def client(workspace: Path) -> Iterator[TestClient]:
     with_audience(workspace, 2)
     settings = load_settings(workspace / "config.toml", environ={})
-    with TestClient(create_preview_app(settings, settings.database_url)) as test_client:
+    app = create_preview_app(settings, settings.database_url)
+    with TestClient(app, base_url=PREVIEW) as test_client:
         yield test_client
 
 
@@ -96,7 +98,8 @@ def test_send_a_test_from_the_page(workspace: Path) -> None:
         os.environ.update(smtp_env(server.port))
         try:
             settings = load_settings(workspace / "config.toml")
-            with TestClient(create_preview_app(settings, None)) as test_client:
+            with TestClient(create_preview_app(settings, None),
+                            base_url=PREVIEW) as test_client:
                 forged = test_client.post(f"/campaigns/{REPLAY}/test",
                                           data={"to": "moi@example.org"})
                 assert forged.status_code == 403  # not from the preview page's form
