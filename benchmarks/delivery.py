@@ -162,7 +162,7 @@ def workspace(root: Path, recipients: list[Recipient]) -> Path:
 
 def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CITESMAIL_")}
-    return {**env, "CITESMAIL_SECRET": "bench", **extra}
+    return {**env, "CITESMAIL_SECRET": "benchmark-secret-of-at-least-32-bytes", **extra}
 
 
 def smtp_send(port: int, messages: list[tuple[str, bytes]], connections: int,

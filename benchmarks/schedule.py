@@ -125,7 +125,8 @@ def run(n: int) -> tuple[dict[str, float], dict[str, float], dict[str, float], s
     controller = Controller(handler, hostname="127.0.0.1", port=port)
     env = {**os.environ, "CITESMAIL_DELIVERY_TRANSPORT": "smtp",
            "CITESMAIL_SMTP_HOST": "127.0.0.1", "CITESMAIL_SMTP_PORT": str(port),
-           "CITESMAIL_SMTP_SECURITY": "none", "CITESMAIL_SECRET": "bench",
+           "CITESMAIL_SMTP_SECURITY": "none",
+           "CITESMAIL_SECRET": "benchmark-secret-of-at-least-32-bytes",
            "CITESMAIL_SCHEDULE_TIMEZONE": "UTC"}  # the worker logs its times in UTC
     worker: subprocess.Popen[str] | None = None
     lines: list[str] = []

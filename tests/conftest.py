@@ -21,6 +21,8 @@ EXAMPLES = ROOT / "campaigns"
 REPLAY = "2023-06-12-replay-cites-de-l-emploi"
 EVENT = "2027-01-19-invitation-emploi-des-jeunes"
 NEWSLETTER = "2026-12-15-lettre-decembre"
+# A signing secret long enough for SMTP sends and `citesmail serve` (32 bytes or more).
+SECRET = "a-test-secret-of-more-than-32-bytes"
 
 
 @pytest.fixture

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import email
 import os
+import re
 import subprocess
 import sys
 from email import policy
 from pathlib import Path
 
 import pytest
+
+from citesmail.tokens import check_secret
 
 from .conftest import EVENT, MINIMAL_REPLAY, REPLAY, ROOT, run, write
 
@@ -40,6 +43,17 @@ def test_init_creates_a_workspace_and_refuses_to_overwrite(tmp_path: Path,
     checked = run("--config", str(target / "config.toml"), "check")
     assert checked.exit_code == 0, checked.output
     assert "1 campaign checked: 0 errors, 0 warnings" in checked.output
+    assert 'CITESMAIL_SECRET="$(citesmail secret)"' in result.stdout
+    assert "citesmail secret" in (target / "config.toml").read_text(encoding="utf-8")
+
+
+def test_secret_prints_a_new_secret_that_sends_accept() -> None:
+    first, second = run("secret"), run("secret")
+    assert first.exit_code == 0 and first.stderr == ""
+    secret = first.stdout.strip()
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", secret), secret  # 32 random bytes
+    assert secret != second.stdout.strip()
+    assert check_secret(secret, "sending") == secret
 
 
 def test_new_writes_every_key_and_check_says_what_to_fill(workspace: Path) -> None:

@@ -33,7 +33,7 @@ from citesmail.journal import Journal
 from citesmail.render import render_campaign
 from citesmail.transports import make_transport
 
-from .conftest import EXAMPLES, REPLAY, ROOT
+from .conftest import EXAMPLES, REPLAY, ROOT, SECRET
 from .smtp_server import SmtpServer, free_port
 
 
@@ -47,7 +47,7 @@ def settings_for(port: int, **extra: str) -> Settings:
     return load_settings(ROOT / "config.example.toml", environ={
         "CITESMAIL_DELIVERY_TRANSPORT": "smtp", "CITESMAIL_SMTP_HOST": "127.0.0.1",
         "CITESMAIL_SMTP_PORT": str(port), "CITESMAIL_SMTP_SECURITY": "none",
-        "CITESMAIL_SECRET": "test-secret", "CITESMAIL_DELIVERY_RETRY_DELAYS": "[1, 1]",
+        "CITESMAIL_SECRET": SECRET, "CITESMAIL_DELIVERY_RETRY_DELAYS": "[1, 1]",
         "CITESMAIL_DELIVERY_CONNECTIONS": "2", **extra})
 
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import email
+import hashlib
+import hmac
+import string
 from email import policy
 from pathlib import Path
 
@@ -13,7 +17,7 @@ from citesmail.config import load_settings
 from citesmail.errors import CitesmailError
 from citesmail.message import MessageTemplate, Recipient, links_for
 from citesmail.render import render_campaign
-from citesmail.tokens import make_token, read_token
+from citesmail.tokens import DEVELOPMENT_SECRET, check_secret, make_token, read_token
 
 from .conftest import REPLAY
 
@@ -59,6 +63,65 @@ def test_tokens_refuse_forgery_and_other_secrets() -> None:
         read_token("secret", forged)
     with pytest.raises(CitesmailError, match="malformed"):
         read_token("secret", "garbage")
+
+
+def test_a_token_has_one_spelling() -> None:
+    """Base64 decoding forgives padding, stray characters and the unused low bits of the
+    last character: none of those other spellings of a valid token may verify."""
+    token = make_token("secret", 42, "camp")
+    payload, tag = token.split(".")
+    alphabet = string.ascii_uppercase + string.ascii_lowercase + string.digits + "-_"
+    # 16 bytes in 22 characters: the last one carries 2 bits, its 4 low bits are unused.
+    same_bits = [c for c in alphabet if c != tag[-1]
+                 and alphabet.index(c) >> 4 == alphabet.index(tag[-1]) >> 4]
+    assert len(same_bits) == 15
+    assert all(base64.urlsafe_b64decode(tag[:-1] + c + "==")
+               == base64.urlsafe_b64decode(tag + "==") for c in same_bits)
+    variants = [f"{payload}.{tag[:-1]}{c}" for c in same_bits]
+    variants += [token + "!!!", token + "====", token + "=", f"{payload}=.{tag}",
+                 f"{payload}.{tag[:4]}!{tag[4:]}", f"{payload}.{tag[:4]}\n{tag[4:]}",
+                 f"{payload}.{tag[:4]}+{tag[5:]}", token + ".", " " + token]
+    for variant in variants:
+        with pytest.raises(CitesmailError):
+            read_token("secret", variant)
+    assert read_token("secret", token) == (42, "camp")
+
+
+def test_a_token_with_a_payload_spelled_otherwise_is_refused() -> None:
+    """'042' and '+42' read as contact 42: only the payload make_token writes is ours."""
+    for contact in ("042", "+42", " 42", "4_2"):
+        payload = f"{contact}:camp".encode()
+        signed = hmac.new(b"secret", payload, hashlib.sha256).digest()[:16]
+        token = f"{_b64(payload)}.{_b64(signed)}"
+        with pytest.raises(CitesmailError):
+            read_token("secret", token)
+
+
+def test_the_tag_is_16_bytes_and_a_cut_one_is_refused() -> None:
+    token = make_token("secret", 42, "camp")
+    payload, tag = token.split(".")
+    raw = base64.urlsafe_b64decode(tag + "==")
+    assert len(raw) == 16
+    for size in range(16):
+        with pytest.raises(CitesmailError):
+            read_token("secret", f"{payload}.{_b64(raw[:size])}")
+
+
+@pytest.mark.parametrize("secret", ["", "x", "a" * 31, "é" * 15, DEVELOPMENT_SECRET])
+def test_a_short_or_published_secret_is_refused_saying_how_to_make_one(secret: str) -> None:
+    with pytest.raises(CitesmailError) as refused:
+        check_secret(secret, "citesmail serve")
+    [line] = str(refused.value).splitlines()
+    assert line.startswith("citesmail serve") and "`citesmail secret`" in line
+
+
+def test_a_secret_of_32_bytes_is_enough() -> None:
+    for secret in ("a" * 32, "é" * 16):
+        assert check_secret(secret, "citesmail serve") == secret
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def test_links_use_the_base_url(workspace: Path) -> None:

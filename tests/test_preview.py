@@ -20,20 +20,22 @@ from starlette.testclient import TestClient
 from citesmail.config import load_settings
 from citesmail.web.preview import create_preview_app
 
-from .conftest import MINIMAL_REPLAY, REPLAY, run, write
+from .conftest import MINIMAL_REPLAY, REPLAY, SECRET, run, write
 from .smtp_server import SmtpServer, free_port
 from .test_browser import ARGS, CHROMIUM, browser  # noqa: F401  (the browser fixture)
 from .test_send_cli import smtp_env, with_audience
 
 CITESMAIL = Path(sys.executable).parent / "citesmail"
 ARTEFACTS = Path(__file__).resolve().parent.parent / "test-artefacts"
+PREVIEW = "http://127.0.0.1"  # the preview answers to this machine's names only
 
 
 @pytest.fixture
 def client(workspace: Path) -> Iterator[TestClient]:
     with_audience(workspace, 2)
     settings = load_settings(workspace / "config.toml", environ={})
-    with TestClient(create_preview_app(settings, settings.database_url)) as test_client:
+    app = create_preview_app(settings, settings.database_url)
+    with TestClient(app, base_url=PREVIEW) as test_client:
         yield test_client
 
 
@@ -96,7 +98,8 @@ def test_send_a_test_from_the_page(workspace: Path) -> None:
         os.environ.update(smtp_env(server.port))
         try:
             settings = load_settings(workspace / "config.toml")
-            with TestClient(create_preview_app(settings, None)) as test_client:
+            with TestClient(create_preview_app(settings, None),
+                            base_url=PREVIEW) as test_client:
                 forged = test_client.post(f"/campaigns/{REPLAY}/test",
                                           data={"to": "moi@example.org"})
                 assert forged.status_code == 403  # not from the preview page's form
@@ -168,7 +171,7 @@ def test_live_preview_in_chromium(browser: Any, workspace: Path) -> None:  # noq
 def test_unsubscribe_in_chromium_through_serve(browser: Any, workspace: Path) -> None:  # noqa: F811
     port = free_port()
     os.environ["CITESMAIL_UNSUBSCRIBE_BASE_URL"] = f"http://127.0.0.1:{port}"
-    os.environ["CITESMAIL_SECRET"] = "serve-secret"
+    os.environ["CITESMAIL_SECRET"] = SECRET
     try:
         [address] = with_audience(workspace, 1)
         assert run("send", REPLAY, "--yes").exit_code == 0

@@ -18,10 +18,10 @@ from starlette.testclient import TestClient
 
 from citesmail.config import load_settings
 from citesmail.db import open_database
-from citesmail.tokens import make_token
+from citesmail.tokens import DEVELOPMENT_SECRET, make_token
 from citesmail.web.public import create_public_app
 
-from .conftest import REPLAY, run
+from .conftest import REPLAY, SECRET, run
 from .smtp_server import free_port
 from .test_send_cli import with_audience
 
@@ -110,11 +110,23 @@ def test_web_view_is_the_message_as_received(client: tuple[TestClient, list]) ->
     assert "@@cm" not in web.text
 
 
+@pytest.mark.parametrize("secret", ["x", DEVELOPMENT_SECRET])
+def test_serve_refuses_a_short_or_published_secret(workspace: Path, secret: str) -> None:
+    """With the published key anyone could sign a link that unsubscribes a contact or
+    opens another's web view: serve does not start with it, nor with a guessable one."""
+    refused = subprocess.run([str(CITESMAIL), "serve", "--port", str(free_port())],
+                             cwd=workspace, capture_output=True, text=True, timeout=60,
+                             env={**os.environ, "CITESMAIL_SECRET": secret})
+    assert refused.returncode == 1
+    [line] = refused.stderr.splitlines()
+    assert line.startswith("error: citesmail serve") and "`citesmail secret`" in line
+
+
 def test_unsubscribe_through_a_real_server(workspace: Path) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     os.environ["CITESMAIL_UNSUBSCRIBE_BASE_URL"] = base
-    os.environ["CITESMAIL_SECRET"] = "serve-secret"
+    os.environ["CITESMAIL_SECRET"] = SECRET
     try:
         refused = run("serve", "--port", str(port), env={"CITESMAIL_SECRET": ""})
         assert refused.exit_code == 1 and "needs CITESMAIL_SECRET" in refused.stderr

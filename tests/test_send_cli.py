@@ -17,7 +17,9 @@ from typing import Any
 
 import pytest
 
-from .conftest import REPLAY, run
+from citesmail.tokens import DEVELOPMENT_SECRET
+
+from .conftest import REPLAY, SECRET, run
 from .smtp_server import SmtpServer
 
 CITESMAIL = Path(sys.executable).parent / "citesmail"
@@ -32,7 +34,7 @@ def server() -> Iterator[SmtpServer]:
 def smtp_env(port: int, **extra: str) -> dict[str, str]:
     return {"CITESMAIL_DELIVERY_TRANSPORT": "smtp", "CITESMAIL_SMTP_HOST": "127.0.0.1",
             "CITESMAIL_SMTP_PORT": str(port), "CITESMAIL_SMTP_SECURITY": "none",
-            "CITESMAIL_SECRET": "s", "CITESMAIL_DELIVERY_RETRY_DELAYS": "[1]", **extra}
+            "CITESMAIL_SECRET": SECRET, "CITESMAIL_DELIVERY_RETRY_DELAYS": "[1]", **extra}
 
 
 def with_audience(workspace: Path, n: int) -> list[str]:
@@ -113,6 +115,35 @@ def test_smtp_without_a_secret_is_refused(workspace: Path, server: SmtpServer) -
     result = run("send", REPLAY, "--yes", env=env)
     assert result.exit_code == 1 and "CITESMAIL_SECRET" in result.stderr
     assert not server.handler.received
+
+
+@pytest.mark.parametrize("secret", ["x", "a" * 31, DEVELOPMENT_SECRET])
+def test_smtp_with_a_short_or_published_secret_is_refused(workspace: Path, server: SmtpServer,
+                                                           secret: str) -> None:
+    with_audience(workspace, 1)
+    env = smtp_env(server.port, CITESMAIL_SECRET=secret)
+    for command in (["send", REPLAY, "--yes"], ["send", REPLAY, "--test", "moi@example.org"],
+                    ["schedule", REPLAY, "--at", "2099-01-05 10:00"]):
+        result = run(*command, env=env)
+        assert result.exit_code == 1, (command, result.output)
+        [line] = result.stderr.splitlines()
+        assert "CITESMAIL_SECRET" in line and "`citesmail secret`" in line
+    worker = subprocess.run([str(CITESMAIL), "worker"], cwd=workspace, capture_output=True,
+                            text=True, env={**os.environ, **env}, timeout=60)
+    assert worker.returncode == 1 and "`citesmail secret`" in worker.stderr
+    assert not server.handler.received
+    assert "no scheduled sends" in run("schedules").stderr
+
+
+def test_send_to_the_outbox_without_a_secret_says_so_once(workspace: Path) -> None:
+    with_audience(workspace, 2)
+    sent = run("send", REPLAY, "--yes")
+    assert sent.exit_code == 0
+    assert sent.stderr.count("CITESMAIL_SECRET is not set") == 1
+    tested = run("send", REPLAY, "--test", "moi@example.org")
+    assert tested.stderr.count("CITESMAIL_SECRET is not set") == 1
+    signed = run("send", REPLAY, "--test", "moi@example.org", env={"CITESMAIL_SECRET": SECRET})
+    assert "CITESMAIL_SECRET" not in signed.stderr
 
 
 def test_no_segment_is_an_error(workspace: Path) -> None:

@@ -5,12 +5,40 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import secrets
 
 from .errors import CitesmailError
 
-# Used only when CITESMAIL_SECRET is unset, for previews and the outbox transport.
+# Used only when CITESMAIL_SECRET is unset, for previews and the outbox transport. It is
+# published here, so it must never sign a link that reaches someone.
 DEVELOPMENT_SECRET = "citesmail-development-secret-not-for-real-sends"
+# HMAC-SHA256 keys shorter than this can be guessed offline from one link.
+MIN_SECRET_BYTES = 32
 _TAG_BYTES = 16
+_HOW_TO_MAKE_ONE = ("make one with `citesmail secret` and export CITESMAIL_SECRET=<it>, the "
+                    "same for sends and for serve")
+
+
+def new_secret() -> str:
+    """A fresh random signing secret (32 random bytes, URL-safe text of 43 characters)."""
+    return secrets.token_urlsafe(MIN_SECRET_BYTES)
+
+
+def check_secret(secret: str | None, needed_by: str) -> str:
+    """The secret, when it may sign links that leave this machine; otherwise an error
+    that says why and how to make one. `needed_by` says who asks ("citesmail serve")."""
+    if not secret:
+        raise CitesmailError(f"{needed_by} needs CITESMAIL_SECRET: without it anyone could "
+                             "forge links", _HOW_TO_MAKE_ONE)
+    if hmac.compare_digest(secret.encode("utf-8"), DEVELOPMENT_SECRET.encode("utf-8")):
+        raise CitesmailError(f"{needed_by}: CITESMAIL_SECRET is the development key that "
+                             "citesmail publishes: anyone could forge links", _HOW_TO_MAKE_ONE)
+    size = len(secret.encode("utf-8"))
+    if size < MIN_SECRET_BYTES:
+        raise CitesmailError(f"{needed_by}: CITESMAIL_SECRET is too short ({size} bytes, "
+                             f"at least {MIN_SECRET_BYTES}): it could be guessed",
+                             _HOW_TO_MAKE_ONE)
+    return secret
 
 
 def _b64(data: bytes) -> str:
@@ -31,14 +59,18 @@ def make_token(secret: str, contact_id: int, campaign: str) -> str:
 
 
 def read_token(secret: str, token: str) -> tuple[int, str]:
-    """(contact id, campaign) of a token this secret signed; anything else is refused."""
+    """(contact id, campaign) of a token this secret signed; anything else is refused.
+
+    The token must be exactly what make_token writes: base64 decoding forgives padding,
+    stray characters and unused low bits, so a decoded tag that matches is not enough;
+    each link has a single spelling, and the whole token is compared with it."""
     try:
-        payload_text, tag_text = token.split(".")
-        payload, tag = _unb64(payload_text), _unb64(tag_text)
-        contact, campaign = payload.decode("utf-8").split(":", 1)
+        payload_text, _tag_text = token.split(".")
+        contact, campaign = _unb64(payload_text).decode("utf-8").split(":", 1)
         contact_id = int(contact)
-    except ValueError:
+    except ValueError:  # (binascii.Error and UnicodeDecodeError are ValueErrors)
         raise CitesmailError("malformed link token", "use the link from the email") from None
-    if not hmac.compare_digest(tag, _tag(secret, payload)):
+    expected = make_token(secret, contact_id, campaign)
+    if not hmac.compare_digest(expected.encode("utf-8"), token.encode("utf-8", "replace")):
         raise CitesmailError("invalid link token", "the link was altered or is not ours")
     return contact_id, campaign

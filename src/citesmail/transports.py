@@ -23,6 +23,7 @@ from typing import Literal, Protocol
 
 from .config import Settings
 from .errors import CitesmailError
+from .tokens import check_secret
 
 Kind = Literal["sent", "temporary", "permanent", "connection", "unknown"]
 
@@ -259,12 +260,17 @@ class SmtpTransport:
             self._drop()
 
 
+def check_sending_secret(settings: Settings) -> None:
+    """Refuse a missing, short or published CITESMAIL_SECRET when messages go out through
+    SMTP: it signs their unsubscribe and web-view links. The outbox stays on this machine,
+    so the development key is allowed there."""
+    if settings.delivery.transport == "smtp":
+        check_secret(settings.secret, "sending through SMTP")
+
+
 def make_transport(settings: Settings) -> Transport:
     """A new transport (one per parallel connection)."""
     if settings.delivery.transport == "smtp":
-        if not settings.secret:
-            raise CitesmailError(
-                "sending through SMTP needs CITESMAIL_SECRET (it signs unsubscribe links)",
-                "export CITESMAIL_SECRET=<a long random string>, and keep it")
+        check_sending_secret(settings)
         return SmtpTransport(settings)
     return OutboxTransport(settings.outbox_dir)

@@ -30,6 +30,7 @@ COMMANDS = {
     "contacts": "audience_commands", "db": "audience_commands", "lists": "audience_commands",
     "segments": "audience_commands",
     "dkim": "dkim_commands",
+    "secret": "secret_commands",
     "schedule": "schedule_commands", "schedules": "schedule_commands",
     "unschedule": "schedule_commands", "worker": "schedule_commands",
     "send": "delivery_commands", "status": "delivery_commands",

@@ -29,6 +29,8 @@ def init(directory: Path) -> None:
         click.echo(f"created {path}")
     click.echo(f"next: cd {directory} && citesmail check && citesmail render "
                f"{_first_example(directory)}")
+    click.echo('before sending for real: export CITESMAIL_SECRET="$(citesmail secret)" '
+               "(keep it: the links sent are signed with it)")
 
 
 def _first_example(directory: Path) -> str:
@@ -185,6 +187,11 @@ def render(state: State, campaign: str, output: Path, as_recipient: str | None) 
         path = output / f"{slug}.{suffix}"
         _write_atomically(path, write)
         click.echo(path)
+    note_development_key(settings)
+
+
+def note_development_key(settings: Settings) -> None:
+    """Say that links are signed with the published development key, when they are."""
     if not settings.secret:
         click.echo("note: CITESMAIL_SECRET is not set; links are signed with a development key",
                    err=True)

@@ -54,7 +54,7 @@ def send(state: State, campaign: str, segment: str | None, dry_run: bool, yes: b
     """Send CAMPAIGN to a segment, or resume its send where it stopped."""
     from ..campaigns import resolve_campaign_path
     from ..render import render_campaign
-    from .campaign_commands import _load, check_timing
+    from .campaign_commands import _load, check_timing, note_development_key
 
     settings = state.settings
     if test_addresses and (dry_run or resend_unknown):
@@ -62,6 +62,8 @@ def send(state: State, campaign: str, segment: str | None, dry_run: bool, yes: b
                                "and --resend-unknown")
     path = resolve_campaign_path(campaign, settings.campaigns_dir)
     rendered = render_campaign(_load(settings, path), settings)
+    if settings.delivery.transport != "smtp":  # (SMTP refuses to send without a secret)
+        note_development_key(settings)
     if test_addresses:
         _send_tests(state, rendered, test_addresses)
         return

@@ -35,9 +35,11 @@ def schedule(state: State, campaign: str, at: str, zone: str | None,
     from ..errors import CitesmailError
     from ..render import render_campaign
     from ..scheduler import parse_local_time, schedule_send
+    from ..transports import check_sending_secret
     from .campaign_commands import _load
 
     settings = state.settings
+    check_sending_secret(settings)  # now, rather than in the worker at the chosen time
     zone = zone or settings.schedule.timezone
     when = parse_local_time(at, zone)
     path = resolve_campaign_path(campaign, settings.campaigns_dir)
@@ -115,7 +117,9 @@ def worker(state: State) -> None:
     hand and stops; what is left resumes at the next start.
     """
     from ..scheduler import run_worker
+    from ..transports import check_sending_secret
 
+    check_sending_secret(state.settings)
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(_ZonedFormatter(state.settings.tz))
     logging.basicConfig(level=logging.INFO, force=True, handlers=[handler])

@@ -44,19 +44,15 @@ def preview(state: State, campaign: str | None, port: int, no_browser: bool) -> 
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on (put the organisation's reverse proxy in front).")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--header-timeout", default=10.0, show_default=True, metavar="SECONDS",
+              type=click.FloatRange(0.1, 600),
+              help="Close a connection whose request line and headers take longer.")
 @pass_state
-def serve(state: State, host: str, port: int) -> None:
+def serve(state: State, host: str, port: int, header_timeout: float) -> None:
     """The public app at [unsubscribe] base_url: one-click unsubscribe and web view."""
-    import uvicorn
-
+    from ..tokens import check_secret
     from ..web.public import create_public_app
+    from ..web.server import run_public_app
 
-    if not state.settings.secret:
-        from ..errors import CitesmailError
-
-        raise CitesmailError(
-            "citesmail serve needs CITESMAIL_SECRET: without it anyone could forge links",
-            "export CITESMAIL_SECRET=<the same secret as when the messages were sent>")
-    app = create_public_app(state.settings, state.db)
-    uvicorn.run(app, host=host, port=port, log_level="info", server_header=False,
-                proxy_headers=True, limit_concurrency=200)
+    check_secret(state.settings.secret, "citesmail serve")
+    run_public_app(create_public_app(state.settings, state.db), host, port, header_timeout)

@@ -3,6 +3,8 @@ the same path as a real send, with live reload when a campaign or template is sa
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import secrets
 from collections.abc import AsyncIterator
@@ -24,9 +26,27 @@ from ..errors import CitesmailError, Problem
 from ..message import SAMPLE_RECIPIENT, MessageTemplate, Recipient, personalize
 from ..render import RenderedCampaign, render_campaign
 from ..render.lint import GMAIL_CLIP_BYTES, lint, lint_settings, timing_problems
+from .security import HEADERS, SecurityHeaders
 
-_RELOAD = ("<script>new EventSource('/events').onmessage = () => location.reload();"
-           "</script>")
+_RELOAD_JS = "new EventSource('/events').onmessage = () => location.reload();"
+_RELOAD = f"<script>{_RELOAD_JS}</script>"
+_RELOAD_HASH = base64.b64encode(hashlib.sha256(_RELOAD_JS.encode()).digest()).decode()
+# The preview's own pages: only their reload script runs, and no other site frames them.
+PREVIEW_HEADERS = [
+    (b"content-security-policy",
+     f"default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-{_RELOAD_HASH}'; "
+     "connect-src 'self'; frame-src 'self'; img-src 'self' data:; form-action 'self'; "
+     "frame-ancestors 'none'; base-uri 'none'".encode()),
+    *((name, value) for name, value in HEADERS if name != b"content-security-policy"),
+]
+# The email itself is shown in frames of the preview's pages, and only there; it runs
+# nothing, and loads its images and web fonts as a mail client would.
+EMAIL_IN_FRAME_HEADERS = {
+    "content-security-policy": "default-src 'none'; style-src 'unsafe-inline' https:; "
+                               "font-src https: data:; img-src https: http: data:; "
+                               "form-action 'none'; frame-ancestors 'self'; base-uri 'none'",
+    "x-frame-options": "SAMEORIGIN",
+}
 _STYLE = ("body{font-family:Arial,Helvetica,sans-serif;margin:1.5rem;color:#1f2937}"
           "table{border-collapse:collapse}td,th{padding:.3rem .6rem;border-bottom:1px solid "
           "#e5e7eb;text-align:left}.frames{display:flex;gap:1.5rem;align-items:flex-start}"
@@ -196,7 +216,7 @@ class PreviewApp:
                 "content-disposition": f'attachment; filename="{slug}.eml"'})
         parts = personalize(found.rendered, recipient, self.settings)
         if kind == "html":
-            return HTMLResponse(parts.html)
+            return HTMLResponse(parts.html, headers=EMAIL_IN_FRAME_HEADERS)
         return PlainTextResponse(parts.text)
 
     def send_test(self, slug: str, address: str, token: str) -> Response:
@@ -262,6 +282,6 @@ def create_preview_app(settings: Settings, database_url: str | None) -> Starlett
         Route("/events", events),
     ])
     # Only this machine's names: a page elsewhere cannot rebind its domain to us.
-    preview.add_middleware(TrustedHostMiddleware,
-                           allowed_hosts=["127.0.0.1", "localhost", "testserver"])
+    preview.add_middleware(TrustedHostMiddleware, allowed_hosts=["127.0.0.1", "localhost"])
+    preview.add_middleware(SecurityHeaders, headers=PREVIEW_HEADERS)  # (the outer one)
     return preview

@@ -84,11 +84,7 @@ class PublicApp:
         found = self._find(request.path_params["token"])
         if not isinstance(found, Found):
             return found
-        texts = self._texts(found)
-        return _page(found.lang, texts["unsubscribe"],
-                     f"<p>{html.escape(texts['unsubscribe_question'])}</p>"
-                     '<form method="post"><input type="hidden" name="confirm" value="1">'
-                     f"<button>{html.escape(texts['unsubscribe_button'])}</button></form>")
+        return self.confirm_page_for(found, status=200)
 
     def unsubscribe(self, token: str, body: bytes) -> Response:
         found = self._find(token)
@@ -108,10 +104,15 @@ class PublicApp:
         return _page(found.lang, texts["unsubscribe"],
                      f"<p>{html.escape(texts['unsubscribed'])}</p>")
 
-    def confirm_page_for(self, found: Found) -> Response:
+    def confirm_page_for(self, found: Found, status: int = 400) -> Response:
+        """The question and its button (400 for a POST that was neither one-click nor a
+        confirmation: the person can still confirm from here)."""
         texts = self._texts(found)
         return _page(found.lang, texts["unsubscribe"],
-                     f"<p>{html.escape(texts['unsubscribe_question'])}</p>", 400)
+                     f"<p>{html.escape(texts['unsubscribe_question'])}</p>"
+                     '<form method="post"><input type="hidden" name="confirm" value="1">'
+                     f"<button>{html.escape(texts['unsubscribe_button'])}</button></form>",
+                     status)
 
     def web_view(self, request: Request) -> Response:
         found = self._find(request.path_params["token"])
@@ -154,12 +155,17 @@ def create_public_app(settings: Settings, db: Database) -> Starlette:
         body = await request.body()
         return await run_in_threadpool(app.unsubscribe, request.path_params["token"], body)
 
+    async def unsubscribe_link(request: Request) -> Response:
+        # One route for both methods, so that a 405 lists them all in its Allow header.
+        if request.method == "POST":
+            return await unsubscribe(request)
+        return await run_in_threadpool(app.confirm_page, request)
+
     async def not_found(request: Request) -> Response:
         return Response("not found", status_code=404, media_type="text/plain")
 
     starlette = Starlette(routes=[  # no slash redirects: RFC 8058 POSTs must not move
-        Route("/u/{token}", app.confirm_page, methods=["GET"]),
-        Route("/u/{token}", unsubscribe, methods=["POST"]),
+        Route("/u/{token}", unsubscribe_link, methods=["GET", "POST"]),
         Route("/v/{token}", app.web_view, methods=["GET"]),
         Route("/v/{token}/event.ics", app.calendar, methods=["GET"]),
         Route("/", not_found),

@@ -16,11 +16,15 @@ HEADERS = [
 MAX_BODY = 16 * 1024
 
 
-class SecurityHeaders:
-    """Adds the security headers; refuses request bodies over MAX_BODY with 413."""
+Headers = list[tuple[bytes, bytes]]
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+
+class SecurityHeaders:
+    """Adds the security headers (those a response sets itself win); refuses request
+    bodies over MAX_BODY with 413; answers an exception with a 500 that has them too."""
+
+    def __init__(self, app: ASGIApp, headers: Headers = HEADERS) -> None:
+        self.app, self.headers = app, headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -29,18 +33,33 @@ class SecurityHeaders:
         headers = dict(scope.get("headers", []))
         length = headers.get(b"content-length", b"0")
         if not length.isdigit() or int(length) > MAX_BODY:
-            await _respond(send, 413, b"request too large")
+            await _respond(send, 413, b"request too large", self.headers)
             return
 
+        started = False
+
         async def send_with_headers(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *HEADERS]
+                started = True
+                message["headers"] = _with_defaults(message.get("headers", []), self.headers)
             await send(message)
 
         try:
             await self.app(scope, _limited(receive), send_with_headers)
         except _TooLarge:
-            await _respond(send, 413, b"request too large")
+            await _respond(send, 413, b"request too large", self.headers)
+        except Exception:
+            # Starlette's own 500 is sent from outside every middleware, without these
+            # headers: answer here, then let the server log the error.
+            if not started:
+                await _respond(send, 500, b"internal server error", self.headers)
+            raise
+
+
+def _with_defaults(headers: Headers, defaults: Headers) -> Headers:
+    own = {name.lower() for name, _ in headers}
+    return [*headers, *((name, value) for name, value in defaults if name not in own)]
 
 
 class _TooLarge(Exception):
@@ -63,7 +82,7 @@ def _limited(receive: Receive) -> Receive:
     return wrapped
 
 
-async def _respond(send: Send, status: int, body: bytes) -> None:
+async def _respond(send: Send, status: int, body: bytes, headers: Headers) -> None:
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"text/plain; charset=utf-8"), *HEADERS]})
+                "headers": [(b"content-type", b"text/plain; charset=utf-8"), *headers]})
     await send({"type": "http.response.body", "body": body})
