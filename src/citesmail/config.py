@@ -6,6 +6,7 @@ Secrets are read from the environment only, never from the file.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -22,11 +23,12 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
 )
 
-from .errors import ConfigError
+from .errors import ConfigError, Problem
 from .languages import check_language
 from .tomlfile import key_lines, line_of, parse_toml, validation_problems
 
@@ -106,6 +108,7 @@ class Smtp(Section):
     security: Literal["starttls", "tls", "none"] = "starttls"
     username: str = ""
     timeout: Duration = timedelta(seconds=30)
+    allow_plaintext_auth: bool = False
 
 
 class Unsubscribe(Section):
@@ -182,6 +185,22 @@ class Settings(Section):
     config_path: Path | None = Field(None, exclude=True)
     secret: str | None = Field(None, exclude=True, repr=False)
     smtp_password: str | None = Field(None, exclude=True, repr=False)
+    # (section, key) -> the CITESMAIL_* variable that set it, to say where a value is from.
+    _variables: dict[tuple[str, str], str] = PrivateAttr(default_factory=dict)
+
+    def place(self, section: str, key: str) -> tuple[Path | str, int | None]:
+        """Where a setting was given: its CITESMAIL_* variable, else its line in the
+        config file (the file, or "configuration", for a default)."""
+        variable = self._variables.get((section, key))
+        if variable is not None:
+            return variable, None
+        if self.config_path is None:
+            return "configuration", None
+        try:
+            text = self.config_path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return self.config_path, None
+        return self.config_path, key_lines(text).get((section, key))
 
     @property
     def tz(self) -> ZoneInfo:
@@ -267,6 +286,33 @@ def _refuse_unknown_sections(data: dict[str, Any], text: str, path: Path) -> Non
         raise ConfigError(f"unknown key '{name}'", hint, path=path, line=line)
 
 
+def is_loopback(host: str) -> bool:
+    """localhost, 127.0.0.0/8 or ::1: traffic that never leaves the machine."""
+    name = host.strip().removeprefix("[").removesuffix("]").rstrip(".").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def plaintext_auth_problem(settings: Settings) -> Problem | None:
+    """A login over an unencrypted connection to another machine: anyone on the way
+    reads the password (AUTH PLAIN and LOGIN only encode it in base64)."""
+    smtp = settings.smtp
+    if smtp.security != "none" or not smtp.username or smtp.allow_plaintext_auth \
+            or is_loopback(smtp.host):
+        return None
+    path, line = settings.place("smtp", "security")
+    return Problem(
+        f'[smtp] security = "none" with a username would send the password to {smtp.host} '
+        "unencrypted",
+        'use security = "starttls" or "tls"; or, if the network to that host is trusted, '
+        "allow_plaintext_auth = true under [smtp]",
+        path, line)
+
+
 def find_config(explicit: Path | None, cwd: Path | None = None) -> Path | None:
     """The config file to use: the one given, else ./config.toml if present, else none."""
     if explicit is not None:
@@ -305,8 +351,10 @@ def load_settings(
     from_env = _env_overrides(environ)
     data = _merge(_merge(data, from_env), overrides or {})
     workspace = (path.parent if path else (cwd or Path.cwd())).resolve()
+    variables = {(section, key): f"CITESMAIL_{section}_{key}".upper()
+                 for section, values in from_env.items() for key in values}
     try:
-        return Settings.model_validate(
+        settings = Settings.model_validate(
             {
                 **data,
                 "workspace": workspace,
@@ -317,7 +365,7 @@ def load_settings(
         )
     except ValidationError as exc:
         where = path or "configuration"
-        variables = {(section, key): f"CITESMAIL_{section}_{key}".upper()
-                     for section, values in from_env.items() for key in values}
         raise ConfigError.from_problems(
             validation_problems(exc, Settings, text, where, elsewhere=variables)) from None
+    settings._variables = variables
+    return settings

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
-from .config import Settings
-from .errors import CitesmailError
+from .config import Settings, plaintext_auth_problem
+from .errors import CitesmailError, ConfigError
 
 Kind = Literal["sent", "temporary", "permanent", "connection", "unknown"]
 
@@ -254,5 +254,8 @@ def make_transport(settings: Settings) -> Transport:
             raise CitesmailError(
                 "sending through SMTP needs CITESMAIL_SECRET (it signs unsubscribe links)",
                 "export CITESMAIL_SECRET=<a long random string>, and keep it")
+        problem = plaintext_auth_problem(settings)
+        if problem is not None:  # before any connection: the password must not leave
+            raise ConfigError.from_problems([problem])
         return SmtpTransport(settings)
     return OutboxTransport(settings.outbox_dir)
