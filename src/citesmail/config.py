@@ -42,18 +42,68 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_duration(value: Any) -> timedelta:
-    """`90s`, `30m`, `6h`, `2d` or a number of seconds."""
+    """`90s`, `30m`, `6h`, `2d` or a number of seconds; never negative."""
     if isinstance(value, timedelta):
+        duration = value
+    elif isinstance(value, int) and not isinstance(value, bool):
+        duration = _seconds(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError("a duration such as '90s', '30m', '6h' or '2d' is expected")
+        duration = _seconds(int(match.group(1)) * _UNITS[match.group(2)])
+    if duration < timedelta(0):
+        raise ValueError("must not be negative")
+    return duration
+
+
+def _seconds(count: int) -> timedelta:
+    try:
+        return timedelta(seconds=count)
+    except OverflowError:  # timedelta stops at 999,999,999 days
+        raise ValueError("is far too long: give a duration such as '30s' or '6h'") from None
+
+
+def _at_most(limit: timedelta, why: str) -> Any:
+    def check(value: timedelta) -> timedelta:
+        if value > limit:
+            raise ValueError(f"must be at most {_words(limit)} ({why})")
         return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return timedelta(seconds=value)
-    match = _DURATION.match(str(value))
-    if not match:
-        raise ValueError("a duration such as '90s', '30m', '6h' or '2d' is expected")
-    return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+    return AfterValidator(check)
+
+
+def _positive(value: timedelta) -> timedelta:
+    if not value:
+        raise ValueError("must be more than 0s")
+    return value
+
+
+def _words(duration: timedelta) -> str:
+    """'1d', '90m', ...: in the largest unit that divides it."""
+    seconds = int(duration.total_seconds())
+    return next(f"{seconds // size}{unit}" for unit, size in
+                sorted(_UNITS.items(), key=lambda item: -item[1]) if seconds % size == 0)
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+PositiveDuration = Annotated[timedelta, BeforeValidator(parse_duration),
+                             AfterValidator(_positive)]
+DATABASE_URLS = ("sqlite:///", "postgresql+psycopg://")
+# The longest delay a retry may wait (a month); longer ones only overflow dates.
+MAX_RETRY_DELAY = 30 * 86400
+
+
+def _https_or_empty(value: str) -> str:
+    """An address shown in every email: https (a `javascript:` link or a clear-text
+    image would be read by mail clients), or empty for none."""
+    value = value.strip()
+    if not value:
+        return value
+    parts = urlsplit(value)
+    if parts.scheme != "https" or not parts.netloc or not value.isascii() \
+            or any(char.isspace() for char in value):
+        raise ValueError('an https:// address is expected (or "" for none)')
+    return value
 
 
 class Section(BaseModel):
@@ -63,8 +113,8 @@ class Section(BaseModel):
 class Organization(Section):
     name: str = "Centre de ressources"
     postal_address: str = ""
-    website: str = ""
-    logo_url: str = ""
+    website: Annotated[str, AfterValidator(_https_or_empty)] = ""
+    logo_url: Annotated[str, AfterValidator(_https_or_empty)] = ""
     reason: str = ""
 
 
@@ -90,7 +140,18 @@ class Campaigns(Section):
 
 class Database(Section):
     url: str = "sqlite:///citesmail.db"
-    busy_timeout: Duration = timedelta(seconds=5)
+    # SQLite keeps its busy timeout as a C int of milliseconds (about 24 days at most).
+    busy_timeout: Annotated[Duration, _at_most(timedelta(days=1), "a command waiting for "
+                                                "another one")] = timedelta(seconds=5)
+
+    @field_validator("url")
+    @classmethod
+    def _supported(cls, value: str) -> str:
+        if not value.startswith(DATABASE_URLS):
+            scheme = value.partition("://")[0] if "://" in value else value[:20]
+            raise ValueError(f"unsupported database '{scheme}': use sqlite:///<file> or "
+                             "postgresql+psycopg://<user>@<host>/<database>")
+        return value
 
 
 class Delivery(Section):
@@ -99,7 +160,8 @@ class Delivery(Section):
     connections: int = Field(4, ge=1, le=64)
     rate_per_second: float = Field(0.0, ge=0)
     hourly_cap: int = Field(0, ge=0)
-    retry_delays: list[int] = Field(default_factory=lambda: [60, 300, 1800, 7200])
+    retry_delays: list[Annotated[int, Field(gt=0, le=MAX_RETRY_DELAY)]] = Field(
+        default_factory=lambda: [60, 300, 1800, 7200])
 
 
 class Smtp(Section):
@@ -107,7 +169,7 @@ class Smtp(Section):
     port: int = Field(587, ge=1, le=65535)
     security: Literal["starttls", "tls", "none"] = "starttls"
     username: str = ""
-    timeout: Duration = timedelta(seconds=30)
+    timeout: PositiveDuration = timedelta(seconds=30)  # 0 would make sockets non-blocking
     allow_plaintext_auth: bool = False
 
 
@@ -157,7 +219,7 @@ class Dkim(Section):
 
 class Schedule(Section):
     timezone: str = "Europe/Paris"
-    misfire_grace: Duration = timedelta(hours=6)
+    misfire_grace: PositiveDuration = timedelta(hours=6)  # APScheduler refuses 0
 
     @field_validator("timezone")
     @classmethod
