@@ -116,7 +116,7 @@ def load_campaign(path: Path, *, default_lang: str, tz: ZoneInfo) -> Campaign:
     )
 
 
-def key_line(path: Path, loc: tuple[str, ...]) -> int | None:
+def key_line(path: Path, loc: tuple[str | int, ...]) -> int | None:
     """The line of a front-matter key in a campaign file (None when absent)."""
     front_text = split_front_matter(read_text(path), path)[0]
     found = line_of(key_lines(front_text), loc)
