@@ -94,3 +94,34 @@ def test_french_spacing_in_the_html(workspace: Path) -> None:
     html = (workspace / "out" / f"{REPLAY}.html").read_text(encoding="utf-8")
     assert "ou souhaitez y revenir\u00a0?" in html
     assert "y revenir ?" not in html
+
+
+RESERVED = ("error: '@@cm' is reserved: citesmail marks recipient values with it while "
+            "rendering — write it another way, e.g. '@@ cm'")
+
+
+@pytest.mark.parametrize("text", ["@@cm99@@", "@@cm0@@", "@@CM1@@", "%40%40cm0%40%40",
+                                  "&#64;&#64;cm0&#64;&#64;", "@@cm"])
+def test_text_that_reads_as_a_recipient_token_in_the_body_is_refused(
+        workspace: Path, text: str) -> None:
+    write(workspace / "campaigns" / "b.md", MINIMAL_REPLAY + f"Notre code : {text}.\n")
+    result = run("check", "b")
+    assert result.exit_code == 1
+    [line] = [x for x in result.stderr.splitlines() if ": error: " in x]
+    assert line == f"campaigns/b.md:{BODY_LINE}:{len('Notre code : ') + 1}: {RESERVED}"
+    assert "Traceback" not in result.output and "internal error" not in result.output
+
+
+def test_text_that_reads_as_a_token_in_the_front_matter_or_the_config_is_refused(
+        workspace: Path) -> None:
+    write(workspace / "campaigns" / "b.md",
+          MINIMAL_REPLAY.replace('title = "Un titre"', 'title = "Un titre @@cm0@@"'))
+    result = run("check", "b")
+    assert result.exit_code == 1
+    assert f"campaigns/b.md:5: {RESERVED}" in result.stderr.splitlines()
+    config = workspace / "config.toml"
+    config.write_text(config.read_text(encoding="utf-8").replace(
+        'reason = ""', 'reason = "@@cm1@@"'), encoding="utf-8")
+    result = run("check", REPLAY)
+    assert result.exit_code == 1
+    assert f"config.toml:17: {RESERVED}" in result.stderr.splitlines()

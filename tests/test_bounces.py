@@ -5,6 +5,8 @@ from __future__ import annotations
 import email
 import mailbox
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,11 +14,15 @@ from typing import Any
 
 import pytest
 from flufl.bounce import all_failures
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from citesmail import bounces
 from citesmail.bounces import Origin, find_origin, parse_message_id, read_bounce, scan
-from citesmail.db import Contact, Delivery, open_database
+from citesmail.db import Contact, Delivery, Send, open_database
+from citesmail.message import message_id
+from citesmail.models import SLUG
 
 from .conftest import REPLAY, run
 
@@ -106,6 +112,14 @@ def test_message_ids_citesmail_writes_and_others() -> None:
     assert parse_message_id(f"<{REPLAY}.x.0123456789abcdef@example.org>") is None
     assert parse_message_id("<CAF3k9vT2eXq8m1p@mail.example.org>") is None
     assert parse_message_id(f"{REPLAY}.42.0123456789abcdef@example.org") is None  # no <>
+
+
+@given(slug=st.from_regex(SLUG, fullmatch=True), contact_id=st.integers(0, 10**12),
+       unique=st.from_regex(r"[0-9a-f]{1,20}", fullmatch=True))
+def test_every_valid_slug_is_read_back_from_the_message_ids_written_for_it(
+        slug: str, contact_id: int, unique: str) -> None:
+    written = message_id(slug, contact_id, unique, "lettres.example.org")
+    assert parse_message_id(written) == Origin(slug, contact_id)
 
 
 def test_the_origin_from_in_reply_to_or_an_original_message_id_field() -> None:
@@ -310,6 +324,42 @@ def test_a_bounce_for_another_contacts_message_is_not_linked(
     assert report(result.stdout)["linked to campaigns"] == "none"
     assert {row[::2] for row in deliveries(db_url).values()} == {("sent", None)}
     assert statuses(db_url)["anne.dupont@example.net"] == "bounced"
+
+
+def test_a_bounce_for_a_campaign_whose_slug_has_an_underscore_is_linked(
+        env: dict[str, str], db_url: str, tmp_path: Path, workspace: Path) -> None:
+    # A valid campaign file name with '_': its Message-IDs must be read back as its own.
+    slug = "2023-06_replay_emploi"
+    shutil.copy(workspace / "campaigns" / f"{REPLAY}.md", workspace / "campaigns" / f"{slug}.md")
+    sent = run("send", slug, "--yes", env=env)
+    assert sent.exit_code == 0, sent.output
+    outbox = mailbox.Maildir(workspace / "outbox", create=False)
+    [written] = [m["Message-ID"] for m in map(email.message_from_bytes,
+                                              map(outbox.get_bytes, outbox.iterkeys()))
+                 if m["To"] == "anne.dupont@example.net" and f"<{slug}." in m["Message-ID"]]
+    assert parse_message_id(written) == Origin(slug, 1)
+    # Anne's bounce, about the message of this campaign.
+    data = re.sub(rb"<" + REPLAY.encode() + rb"\.1\.[0-9a-f]+@example\.org>", written.encode(),
+                  sample("rfc3464-sendmail-user-unknown.eml"))
+    assert written.encode() in data
+    result = run("bounces", "import", str(make_mbox(tmp_path / "b.mbox", [data])), env=env)
+    assert result.exit_code == 0, result.output
+    assert report(result.stdout)["linked to campaigns"] == f"{slug} 1"
+    assert f"anne.dupont@example.net: bounced, campaign {slug}" in result.stdout
+    assert campaign_states(db_url, slug)["anne.dupont@example.net"] == "failed"
+    assert set(campaign_states(db_url, REPLAY).values()) == {"sent"}
+
+
+def campaign_states(db_url: str, slug: str) -> dict[str, str]:
+    """The state of each delivery of one campaign's send."""
+    db = open_database(db_url)
+    try:
+        with db.session(write=False) as session:
+            rows = session.execute(select(Delivery.email, Delivery.state).join(
+                Send, Send.id == Delivery.send_id).where(Send.campaign == slug))
+            return {email: state for email, state in rows}
+    finally:
+        db.close()
 
 
 def test_a_refusal_by_policy_fails_the_message_and_keeps_the_contact(

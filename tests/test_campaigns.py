@@ -67,6 +67,17 @@ def test_toml_syntax_error_reports_its_line_in_the_file(tmp_path: Path) -> None:
     assert "TOML syntax error" in problem.message
 
 
+def test_front_matter_nested_too_deep_is_refused_at_its_line(workspace: Path) -> None:
+    deep = "[" * 10_000 + "]" * 10_000
+    write(workspace / "campaigns" / "c.md",
+          MINIMAL_REPLAY.replace('title = "Un titre"', f'title = "Un titre"\nagenda = {deep}'))
+    result = run("check", "c")
+    assert result.exit_code == 1
+    [error] = [line for line in result.stderr.splitlines() if ": error: " in line]
+    assert error.startswith(f"campaigns/c.md:6:{len('agenda = ') + 51}: error: arrays or "
+                            "inline tables nested more than 50 deep")
+
+
 def test_unknown_key_is_an_error_at_its_line_with_allowed_keys(tmp_path: Path) -> None:
     path = write(tmp_path / "c.md", MINIMAL_REPLAY.replace('title = "Un titre"',
                                                           'titel = "Un titre"'))

@@ -10,7 +10,7 @@ import pytest
 from citesmail.config import load_settings
 from citesmail.errors import ConfigError
 
-from .conftest import ROOT, write
+from .conftest import ROOT, run, write
 
 
 def test_built_in_defaults_without_a_config_file(tmp_path: Path) -> None:
@@ -156,3 +156,99 @@ def test_toml_unfinished_at_the_end_names_the_last_line(tmp_path: Path) -> None:
     assert problem.line == 3
     assert problem.format("error").startswith(f"{config}:3: error: TOML syntax error: "
                                               "invalid value — ")
+
+
+DEEP = "[" * 10_000 + "]" * 10_000
+DELAYS = "retry_delays = [60, 300, 1800, 7200]"
+
+
+# name: (line of config.example.toml, what replaces it, the error on that line)
+CANNOT_WORK = {
+    "busy_timeout overflow": (
+        'busy_timeout = "5s"', 'busy_timeout = "99999999999d"',
+        "'database.busy_timeout': is far too long: give a duration such as '30s' or '6h'"),
+    "busy_timeout over a day": (
+        'busy_timeout = "5s"', 'busy_timeout = "2d"',
+        "'database.busy_timeout': must be at most 1d (a command waiting for another one)"),
+    "negative busy_timeout": (
+        'busy_timeout = "5s"', "busy_timeout = -5",
+        "'database.busy_timeout': must not be negative"),
+    "mysql url": (
+        'url = "sqlite:///citesmail.db"', 'url = "mysql://news:hunter2@db.example.org/news"',
+        "'database.url': unsupported database 'mysql': use sqlite:///<file> or "
+        "postgresql+psycopg://<user>@<host>/<database>"),
+    "postgresql url without psycopg": (
+        'url = "sqlite:///citesmail.db"', 'url = "postgresql://news@db.example.org/news"',
+        "'database.url': unsupported database 'postgresql': use sqlite:///<file> or "
+        "postgresql+psycopg://"),
+    "zero retry delay": (
+        DELAYS, "retry_delays = [60, 0]",
+        "'delivery.retry_delays[1]': input should be greater than 0"),
+    "negative retry delay": (
+        DELAYS, "retry_delays = [-60]",
+        "'delivery.retry_delays[0]': input should be greater than 0"),
+    "retry delay overflow": (
+        DELAYS, "retry_delays = [60, 99999999999999999]",
+        "'delivery.retry_delays[1]': input should be less than or equal to 2592000"),
+    "javascript logo": (
+        'logo_url = ""', 'logo_url = "javascript:alert(1)"',
+        "'organization.logo_url': an https:// address is expected (or \"\" for none)"),
+    "http logo": (
+        'logo_url = ""', 'logo_url = "http://example.org/logo.png"',
+        "'organization.logo_url': an https:// address is expected"),
+    "javascript website": (
+        'website = "https://example.org"', 'website = "javascript:alert(document.cookie)"',
+        "'organization.website': an https:// address is expected"),
+    "zero smtp timeout": (
+        'timeout = "30s"', "timeout = 0", "'smtp.timeout': must be more than 0s"),
+    "zero misfire_grace": (
+        'misfire_grace = "6h"', 'misfire_grace = "0m"',
+        "'schedule.misfire_grace': must be more than 0s"),
+    "deep nesting": (
+        DELAYS, f"retry_delays = {DEEP}",
+        "arrays or inline tables nested more than 50 deep — flatten the value"),
+}
+
+
+@pytest.mark.parametrize(("line", "replacement", "message"), list(CANNOT_WORK.values()),
+                         ids=list(CANNOT_WORK))
+def test_values_that_cannot_work_are_refused_at_their_line(
+        workspace: Path, line: str, replacement: str, message: str) -> None:
+    config = workspace / "config.toml"
+    text = config.read_text(encoding="utf-8")
+    assert text.count(f"\n{line}\n") == 1
+    config.write_text(text.replace(f"\n{line}\n", f"\n{replacement}\n"), encoding="utf-8")
+    number = text.split("\n").index(line) + 1
+    result = run("check")
+    assert result.exit_code == 1
+    [error] = result.stderr.splitlines()
+    assert error.startswith(f"config.toml:{number}:")  # and a column, for the nesting
+    assert f" error: {message}" in error
+    assert "hunter2" not in result.output  # a database URL's password is not repeated
+
+
+def test_an_empty_logo_and_website_and_https_ones_are_accepted(workspace: Path) -> None:
+    config = workspace / "config.toml"
+    text = config.read_text(encoding="utf-8")
+    for website, logo in (("", ""), ("https://example.org/a", "https://example.org/l.png")):
+        config.write_text(text.replace('website = "https://example.org"',
+                                       f'website = "{website}"')
+                          .replace('logo_url = ""', f'logo_url = "{logo}"'), encoding="utf-8")
+        settings = load_settings(config, environ={})
+        assert (settings.organization.website, settings.organization.logo_url) == (website,
+                                                                                  logo)
+
+
+@pytest.mark.parametrize(("value", "column"), [
+    (DEEP, len("x = ") + 51),  # the 51st [
+    ("{a = " * 5_000 + "1" + "}" * 5_000, len("x = ") + 50 * len("{a = ") + 1)])  # 51st {
+def test_toml_nested_too_deep_is_refused_at_its_line_and_column(
+        tmp_path: Path, value: str, column: int) -> None:
+    # Brackets in comments and strings do not count.
+    config = write(tmp_path / "config.toml",
+                   f'# a "[[[" in a comment\n[organization]\nname = "[[[["\nx = {value}\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, environ={})
+    [problem] = caught.value.problems
+    assert (problem.line, problem.column) == (4, column)
+    assert problem.message == "arrays or inline tables nested more than 50 deep"

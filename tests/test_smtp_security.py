@@ -24,6 +24,8 @@ from sqlalchemy import select
 
 from citesmail.db import Database, Send, open_database
 from citesmail.delivery import counts
+from citesmail.errors import CitesmailError
+from citesmail.transports import make_transport
 
 from .conftest import REPLAY
 from .conftest import run as cli
@@ -277,3 +279,84 @@ def test_starttls_asked_of_a_server_without_it_stops_at_once(workspace: Path) ->
         assert "STARTTLS" in result.stderr and "check [smtp] security" in result.stderr
         assert not server.handler.received
     assert states(workspace) == {"queued": 3}
+
+
+# -- a password never crosses the network unencrypted -----------------------------------
+
+def smtp_config(workspace: Path, host: str, *, allow: bool = False) -> int:
+    """[smtp] in config.toml: a login without TLS to `host`; the line of `security`."""
+    config = workspace / "config.toml"
+    lines = config.read_text(encoding="utf-8").split("\n")
+    values = {"host": f'"{host}"', "security": '"none"', "username": f'"{USER}"',
+              "allow_plaintext_auth": "true" if allow else "false"}
+    section = lines.index("[smtp]")
+    for number, line in enumerate(lines[section:], start=section):
+        key = line.partition(" = ")[0]
+        if key in values:
+            lines[number] = f"{key} = {values.pop(key)}"
+    assert not values, values
+    config.write_text("\n".join(lines), encoding="utf-8")
+    return lines.index('security = "none"') + 1
+
+
+REFUSED = '[smtp] security = "none" with a username would send the password to '
+
+
+@pytest.mark.parametrize("host", ["mail.example.org", "192.0.2.25", "2001:db8::25"])
+def test_a_login_in_clear_to_another_host_is_refused_by_check_and_by_send(
+        workspace: Path, host: str) -> None:
+    """Refused before any connection: no address of the example ranges is contacted."""
+    line = smtp_config(workspace, host)
+    checked = cli("check", REPLAY)
+    assert checked.exit_code == 1
+    assert f"config.toml:{line}: error: {REFUSED}{host} unencrypted — use security = " \
+           '"starttls" or "tls"; or, if the network to that host is trusted, ' \
+           "allow_plaintext_auth = true under [smtp]" in checked.stderr.splitlines()
+    with_audience(workspace, 2)
+    sent = cli("send", REPLAY, "--yes", env={"CITESMAIL_DELIVERY_TRANSPORT": "smtp",
+                                             "CITESMAIL_SECRET": "s",
+                                             "CITESMAIL_SMTP_PASSWORD": PASSWORD})
+    assert sent.exit_code == 1
+    assert sent.stderr.splitlines() == [line for line in checked.stderr.splitlines()
+                                        if REFUSED in line]
+    database = open_database(f"sqlite:///{workspace}/citesmail.db")
+    try:
+        with database.session(write=False) as session:
+            assert session.scalar(select(Send.id)) is None  # the send never started
+    finally:
+        database.close()
+
+
+def test_the_refusal_names_the_variable_that_set_it(workspace: Path) -> None:
+    smtp_config(workspace, "mail.example.org")
+    with pytest.raises(CitesmailError) as caught:
+        make_transport(settings_for(25, CITESMAIL_SMTP_HOST="mail.example.org",
+                                    CITESMAIL_SMTP_USERNAME=USER))
+    [problem] = caught.value.problems
+    assert str(problem).startswith(f"CITESMAIL_SMTP_SECURITY: {REFUSED}mail.example.org ")
+
+
+@pytest.mark.parametrize(("host", "allow"), [
+    ("localhost", False), ("127.0.0.1", False), ("127.8.9.10", False), ("::1", False),
+    ("[::1]", False), ("mail.example.org", True)])
+def test_a_login_in_clear_to_this_machine_or_when_allowed_passes_check(
+        workspace: Path, host: str, allow: bool) -> None:
+    smtp_config(workspace, host, allow=allow)
+    checked = cli("check", REPLAY)
+    assert REFUSED not in checked.stderr
+    assert checked.exit_code == 0, checked.output
+
+
+def test_a_login_in_clear_to_a_server_on_this_machine_goes_through(
+        workspace: Path) -> None:
+    addresses = with_audience(workspace, 3)
+    # AUTH offered without TLS (aiosmtpd warns when it is also required)
+    with SmtpServer(authenticator=authenticator, auth_require_tls=False) as server:
+        env = send_env(server.port, "none", CITESMAIL_SMTP_USERNAME=USER,
+                       CITESMAIL_SMTP_PASSWORD=PASSWORD)
+        assert cli("check", REPLAY, env=env).exit_code == 0
+        result = cli("send", REPLAY, "--yes", env=env)
+        assert result.exit_code == 0, result.output
+    assert server.handler.received == dict.fromkeys(addresses, 1)
+    assert server.handler.logins == [USER.encode()] * 3
+    assert server.handler.tls_versions == [None] * 3

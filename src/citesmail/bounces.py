@@ -2,7 +2,7 @@
 
 flufl.bounce says which addresses failed, permanently or temporarily. A permanent
 failure marks the contact with that address `bounced`; when the notification names the
-citesmail message it reports on (Message-ID `<slug.contact_id.hex@domain>`), the contact's
+citesmail message it reports on (its Message-ID, read by message.py), the contact's
 row in that campaign's send log becomes `failed`. Temporary failures are only counted.
 Messages are read first, without the database; the changes are then made in one
 transaction, so a failure leaves nothing half-written.
@@ -28,16 +28,13 @@ from sqlalchemy.orm import Session
 from .audience.addresses import AddressError, normalize_address
 from .db import Contact, Database, Delivery, Send, utcnow
 from .errors import CitesmailError
+from .message import Origin, parse_message_id
 
 # flufl.bounce logs a traceback before re-raising a detector's error. The error is
 # reported here as an unreadable message; without a handler, logging would print the
 # traceback on stderr by itself.
 logging.getLogger("flufl.bounce").addHandler(logging.NullHandler())
 
-# What message.py writes: <campaign slug>.<contact id>.<hex digits>@<sender domain>
-# (how many hex digits is message.py's business: any number is accepted).
-CITESMAIL_ID = re.compile(
-    r"<(?P<campaign>[a-z0-9][a-z0-9-]*)\.(?P<contact>[0-9]+)\.[0-9a-f]+@[^<>@\s]+>")
 ANY_ID = re.compile(r"<[^<>\s]+>")
 ID_LINE = re.compile(r"^message-id:[ \t]*(<[^<>\s]+>)", re.IGNORECASE | re.MULTILINE)
 # A permanent SMTP reply in the text of a notification that is not a DSN (Exim, ...).
@@ -52,14 +49,6 @@ NOT_THE_ADDRESS = {"3", "4", "7"}
 FAILABLE = ("queued", "sent", "deferred", "unknown")
 ERROR_PREFIX = "bounce report: "
 MAX_ERROR = 1000  # deliveries.last_error is String(1000)
-
-
-@dataclass(frozen=True)
-class Origin:
-    """The citesmail message a notification reports on."""
-
-    campaign: str
-    contact_id: int
 
 
 @dataclass(frozen=True)
@@ -109,13 +98,6 @@ class Scan:
     bounces: list[Bounce] = field(default_factory=list)
     not_bounces: int = 0
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (which, why)
-
-
-def parse_message_id(value: str) -> Origin | None:
-    found = CITESMAIL_ID.fullmatch(value.strip())
-    if found is None:
-        return None
-    return Origin(found["campaign"], int(found["contact"]))
 
 
 def _text(value: Any) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -10,11 +9,10 @@ from zoneinfo import ZoneInfo
 from pydantic import ValidationError
 
 from .errors import CampaignError, Problem
-from .models import Campaign, EventInfo, FrontMatter
+from .models import SLUG, Campaign, EventInfo, FrontMatter
 from .tomlfile import key_lines, line_of, parse_toml, validation_problems
 
 FENCE = "+++"
-SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,99}")
 
 
 def read_text(path: Path) -> str:
@@ -76,7 +74,7 @@ def check_slug(path: Path) -> str:
 
         raise CampaignError(
             f"'{path.name}' is not a valid campaign file name",
-            f"use lower-case letters, digits and '-': rename it {slugify(path.stem)}.md",
+            f"use lower-case letters, digits, '-' and '_': rename it {slugify(path.stem)}.md",
             path=path)
     return path.stem
 
@@ -118,7 +116,7 @@ def load_campaign(path: Path, *, default_lang: str, tz: ZoneInfo) -> Campaign:
     )
 
 
-def key_line(path: Path, loc: tuple[str, ...]) -> int | None:
+def key_line(path: Path, loc: tuple[str | int, ...]) -> int | None:
     """The line of a front-matter key in a campaign file (None when absent)."""
     front_text = split_front_matter(read_text(path), path)[0]
     found = line_of(key_lines(front_text), loc)

@@ -6,6 +6,7 @@ Secrets are read from the environment only, never from the file.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -22,11 +23,12 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
 )
 
-from .errors import ConfigError
+from .errors import ConfigError, Problem
 from .languages import check_language
 from .tomlfile import key_lines, line_of, parse_toml, validation_problems
 
@@ -40,18 +42,68 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_duration(value: Any) -> timedelta:
-    """`90s`, `30m`, `6h`, `2d` or a number of seconds."""
+    """`90s`, `30m`, `6h`, `2d` or a number of seconds; never negative."""
     if isinstance(value, timedelta):
+        duration = value
+    elif isinstance(value, int) and not isinstance(value, bool):
+        duration = _seconds(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError("a duration such as '90s', '30m', '6h' or '2d' is expected")
+        duration = _seconds(int(match.group(1)) * _UNITS[match.group(2)])
+    if duration < timedelta(0):
+        raise ValueError("must not be negative")
+    return duration
+
+
+def _seconds(count: int) -> timedelta:
+    try:
+        return timedelta(seconds=count)
+    except OverflowError:  # timedelta stops at 999,999,999 days
+        raise ValueError("is far too long: give a duration such as '30s' or '6h'") from None
+
+
+def _at_most(limit: timedelta, why: str) -> Any:
+    def check(value: timedelta) -> timedelta:
+        if value > limit:
+            raise ValueError(f"must be at most {_words(limit)} ({why})")
         return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return timedelta(seconds=value)
-    match = _DURATION.match(str(value))
-    if not match:
-        raise ValueError("a duration such as '90s', '30m', '6h' or '2d' is expected")
-    return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+    return AfterValidator(check)
+
+
+def _positive(value: timedelta) -> timedelta:
+    if not value:
+        raise ValueError("must be more than 0s")
+    return value
+
+
+def _words(duration: timedelta) -> str:
+    """'1d', '90m', ...: in the largest unit that divides it."""
+    seconds = int(duration.total_seconds())
+    return next(f"{seconds // size}{unit}" for unit, size in
+                sorted(_UNITS.items(), key=lambda item: -item[1]) if seconds % size == 0)
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+PositiveDuration = Annotated[timedelta, BeforeValidator(parse_duration),
+                             AfterValidator(_positive)]
+DATABASE_URLS = ("sqlite:///", "postgresql+psycopg://")
+# The longest delay a retry may wait (a month); longer ones only overflow dates.
+MAX_RETRY_DELAY = 30 * 86400
+
+
+def _https_or_empty(value: str) -> str:
+    """An address shown in every email: https (a `javascript:` link or a clear-text
+    image would be read by mail clients), or empty for none."""
+    value = value.strip()
+    if not value:
+        return value
+    parts = urlsplit(value)
+    if parts.scheme != "https" or not parts.netloc or not value.isascii() \
+            or any(char.isspace() for char in value):
+        raise ValueError('an https:// address is expected (or "" for none)')
+    return value
 
 
 class Section(BaseModel):
@@ -61,8 +113,8 @@ class Section(BaseModel):
 class Organization(Section):
     name: str = "Centre de ressources"
     postal_address: str = ""
-    website: str = ""
-    logo_url: str = ""
+    website: Annotated[str, AfterValidator(_https_or_empty)] = ""
+    logo_url: Annotated[str, AfterValidator(_https_or_empty)] = ""
     reason: str = ""
 
 
@@ -88,7 +140,18 @@ class Campaigns(Section):
 
 class Database(Section):
     url: str = "sqlite:///citesmail.db"
-    busy_timeout: Duration = timedelta(seconds=5)
+    # SQLite keeps its busy timeout as a C int of milliseconds (about 24 days at most).
+    busy_timeout: Annotated[Duration, _at_most(timedelta(days=1), "a command waiting for "
+                                                "another one")] = timedelta(seconds=5)
+
+    @field_validator("url")
+    @classmethod
+    def _supported(cls, value: str) -> str:
+        if not value.startswith(DATABASE_URLS):
+            scheme = value.partition("://")[0] if "://" in value else value[:20]
+            raise ValueError(f"unsupported database '{scheme}': use sqlite:///<file> or "
+                             "postgresql+psycopg://<user>@<host>/<database>")
+        return value
 
 
 class Delivery(Section):
@@ -97,7 +160,8 @@ class Delivery(Section):
     connections: int = Field(4, ge=1, le=64)
     rate_per_second: float = Field(0.0, ge=0)
     hourly_cap: int = Field(0, ge=0)
-    retry_delays: list[int] = Field(default_factory=lambda: [60, 300, 1800, 7200])
+    retry_delays: list[Annotated[int, Field(gt=0, le=MAX_RETRY_DELAY)]] = Field(
+        default_factory=lambda: [60, 300, 1800, 7200])
 
 
 class Smtp(Section):
@@ -105,7 +169,8 @@ class Smtp(Section):
     port: int = Field(587, ge=1, le=65535)
     security: Literal["starttls", "tls", "none"] = "starttls"
     username: str = ""
-    timeout: Duration = timedelta(seconds=30)
+    timeout: PositiveDuration = timedelta(seconds=30)  # 0 would make sockets non-blocking
+    allow_plaintext_auth: bool = False
 
 
 class Unsubscribe(Section):
@@ -154,7 +219,7 @@ class Dkim(Section):
 
 class Schedule(Section):
     timezone: str = "Europe/Paris"
-    misfire_grace: Duration = timedelta(hours=6)
+    misfire_grace: PositiveDuration = timedelta(hours=6)  # APScheduler refuses 0
 
     @field_validator("timezone")
     @classmethod
@@ -182,6 +247,22 @@ class Settings(Section):
     config_path: Path | None = Field(None, exclude=True)
     secret: str | None = Field(None, exclude=True, repr=False)
     smtp_password: str | None = Field(None, exclude=True, repr=False)
+    # (section, key) -> the CITESMAIL_* variable that set it, to say where a value is from.
+    _variables: dict[tuple[str, str], str] = PrivateAttr(default_factory=dict)
+
+    def place(self, section: str, key: str) -> tuple[Path | str, int | None]:
+        """Where a setting was given: its CITESMAIL_* variable, else its line in the
+        config file (the file, or "configuration", for a default)."""
+        variable = self._variables.get((section, key))
+        if variable is not None:
+            return variable, None
+        if self.config_path is None:
+            return "configuration", None
+        try:
+            text = self.config_path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return self.config_path, None
+        return self.config_path, key_lines(text).get((section, key))
 
     @property
     def tz(self) -> ZoneInfo:
@@ -267,6 +348,33 @@ def _refuse_unknown_sections(data: dict[str, Any], text: str, path: Path) -> Non
         raise ConfigError(f"unknown key '{name}'", hint, path=path, line=line)
 
 
+def is_loopback(host: str) -> bool:
+    """localhost, 127.0.0.0/8 or ::1: traffic that never leaves the machine."""
+    name = host.strip().removeprefix("[").removesuffix("]").rstrip(".").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def plaintext_auth_problem(settings: Settings) -> Problem | None:
+    """A login over an unencrypted connection to another machine: anyone on the way
+    reads the password (AUTH PLAIN and LOGIN only encode it in base64)."""
+    smtp = settings.smtp
+    if smtp.security != "none" or not smtp.username or smtp.allow_plaintext_auth \
+            or is_loopback(smtp.host):
+        return None
+    path, line = settings.place("smtp", "security")
+    return Problem(
+        f'[smtp] security = "none" with a username would send the password to {smtp.host} '
+        "unencrypted",
+        'use security = "starttls" or "tls"; or, if the network to that host is trusted, '
+        "allow_plaintext_auth = true under [smtp]",
+        path, line)
+
+
 def find_config(explicit: Path | None, cwd: Path | None = None) -> Path | None:
     """The config file to use: the one given, else ./config.toml if present, else none."""
     if explicit is not None:
@@ -305,8 +413,10 @@ def load_settings(
     from_env = _env_overrides(environ)
     data = _merge(_merge(data, from_env), overrides or {})
     workspace = (path.parent if path else (cwd or Path.cwd())).resolve()
+    variables = {(section, key): f"CITESMAIL_{section}_{key}".upper()
+                 for section, values in from_env.items() for key in values}
     try:
-        return Settings.model_validate(
+        settings = Settings.model_validate(
             {
                 **data,
                 "workspace": workspace,
@@ -317,7 +427,7 @@ def load_settings(
         )
     except ValidationError as exc:
         where = path or "configuration"
-        variables = {(section, key): f"CITESMAIL_{section}_{key}".upper()
-                     for section, values in from_env.items() for key in values}
         raise ConfigError.from_problems(
             validation_problems(exc, Settings, text, where, elsewhere=variables)) from None
+    settings._variables = variables
+    return settings

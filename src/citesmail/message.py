@@ -27,6 +27,7 @@ from typing import Protocol
 
 from .config import Settings
 from .dkim_keys import signing_key
+from .models import SLUG
 from .render import RenderedCampaign
 from .render.slots import TOKEN
 from .tokens import DEVELOPMENT_SECRET, make_token
@@ -38,6 +39,31 @@ WIRE_POLICY = policy.SMTP.clone(refold_source="none")
 CRLF = b"\r\n"
 DKIM_HEADERS = [b"from", b"to", b"subject", b"date", b"message-id", b"list-unsubscribe",
                 b"list-unsubscribe-post", b"mime-version", b"content-type"]
+# <campaign slug>.<contact id>.<hex digits>@<sender domain>: a bounce names the message it
+# reports on by its Message-ID, which says which campaign and contact it was for.
+MESSAGE_ID = re.compile(
+    rf"<(?P<campaign>{SLUG.pattern})\.(?P<contact>[0-9]+)\.[0-9a-f]+@[^<>@\s]+>")
+
+
+@dataclass(frozen=True)
+class Origin:
+    """The citesmail message a Message-ID names."""
+
+    campaign: str
+    contact_id: int
+
+
+def message_id(slug: str, contact_id: int, unique: str, domain: str) -> str:
+    """The Message-ID of a campaign's message to a contact (`unique`: hex digits)."""
+    return f"<{slug}.{contact_id}.{unique}@{domain}>"
+
+
+def parse_message_id(value: str) -> Origin | None:
+    """The campaign and contact of a Message-ID `message_id` wrote; None for others."""
+    found = MESSAGE_ID.fullmatch(value.strip())
+    if found is None:
+        return None
+    return Origin(found["campaign"], int(found["contact"]))
 
 
 @dataclass(frozen=True)
@@ -310,15 +336,15 @@ class MessageTemplate:
         resolved = [values.get(field) or default for field, default in self.slots]
         text_values = [_qp_piece(value) for value in resolved]
         html_values = [_qp_piece(html.escape(value, quote=True)) for value in resolved]
-        message_id = (f"<{self.slug}.{recipient.contact_id}.{self._id_prefix}"
-                      f"{next(self._ids):x}@{self.domain}>")
+        identifier = message_id(self.slug, recipient.contact_id,
+                                f"{self._id_prefix}{next(self._ids):x}", self.domain)
         data = b"".join([
             self.head,
             b"To: ", _address_header(recipient.display_name, recipient.email).encode("ascii"),
             CRLF,
             self.middle,
             self._date_header(now),
-            b"Message-ID: ", message_id.encode("ascii"), CRLF,
+            b"Message-ID: ", identifier.encode("ascii"), CRLF,
             b"List-Unsubscribe: ", clean(links.list_unsubscribe).encode("ascii"), CRLF,
             self.tail,
             *self._fill(self.text_pieces, text_values),
@@ -362,7 +388,7 @@ def reference_message(rendered: RenderedCampaign, recipient: Recipient, settings
     message["Subject"] = clean(subject_prefix + rendered.subject)
     message["List-Id"] = f"{clean(settings.organization.name)} <{campaign.slug}.{domain}>"
     message["Date"] = format_datetime(now or datetime.now(UTC))
-    message["Message-ID"] = f"<{campaign.slug}.{recipient.contact_id}.0@{domain}>"
+    message["Message-ID"] = message_id(campaign.slug, recipient.contact_id, "0", domain)
     message.set_raw("List-Unsubscribe", clean(parts.links.list_unsubscribe))
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message.set_content(parts.text, subtype="plain", charset="utf-8", cte="quoted-printable")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal
@@ -17,6 +18,10 @@ from pydantic import (
 )
 
 from .languages import check_language
+
+# A campaign's id: its file name, and part of its links, List-Id and Message-IDs (where
+# the bounce reader finds it again: see message.py). The one definition of it.
+SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,99}")
 
 
 def _web_url(value: str) -> str:

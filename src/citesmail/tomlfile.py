@@ -7,6 +7,7 @@ import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ValidationError
 
@@ -16,7 +17,18 @@ _POSITION = re.compile(r"\(at line (\d+), column (\d+)\)")
 _BARE_KEY = r"(?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*')"
 _KEY_LINE = re.compile(rf"^\s*({_BARE_KEY}(?:\s*\.\s*{_BARE_KEY})*)\s*=")
 _TABLE = re.compile(rf"^\s*\[\s*({_BARE_KEY}(?:\s*\.\s*{_BARE_KEY})*)\s*\]")
+_SPECIAL = re.compile(r"[#\"'\[\]{}]")
+# TOML's strings: multi-line basic and literal, then one-line basic and literal.
+_STRINGS = (re.compile(r'"""(?:[^\\]|\\.)*?(?:"""|\Z)', re.DOTALL),
+            re.compile(r"'''.*?(?:'''|\Z)", re.DOTALL),
+            re.compile(r'"(?:[^"\\\n]|\\.)*"?'),
+            re.compile(r"'[^'\n]*'?"))
 _ARRAY_TABLE = re.compile(rf"^\s*\[\[\s*({_BARE_KEY}(?:\s*\.\s*{_BARE_KEY})*)\s*\]\]")
+
+
+# Deeper nesting than any configuration or front matter needs. tomllib recurses once or
+# twice per level: a few hundred levels exhaust Python's stack (RecursionError).
+MAX_NESTING = 50
 
 
 def parse_toml(
@@ -26,6 +38,12 @@ def parse_toml(
     error: type[CitesmailError] = CitesmailError,
 ) -> dict[str, Any]:
     """Parse TOML; a syntax error becomes a Problem at its line in the whole file."""
+    too_deep = _too_deep(text, MAX_NESTING)
+    if too_deep is not None:
+        raise error(
+            f"arrays or inline tables nested more than {MAX_NESTING} deep",
+            "flatten the value on that line",
+            path=path, line=too_deep[0] + first_line - 1, column=too_deep[1])
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -46,6 +64,40 @@ def parse_toml(
             line=line,
             column=column,
         ) from None
+
+
+def _too_deep(text: str, limit: int) -> tuple[int, int] | None:
+    """(line, column) where `[` and `{` outside strings and comments first nest deeper
+    than `limit`; None when they never do."""
+    depth, index = 0, 0
+    while (found := _SPECIAL.search(text, index)) is not None:
+        index, char = found.start(), found.group()
+        if char == "#":
+            index = _end_of_line(text, index)
+            continue
+        if char in "\"'":
+            index = _end_of_string(text, index)
+            continue
+        depth = depth + 1 if char in "[{" else max(depth - 1, 0)
+        if depth > limit:
+            return text.count("\n", 0, index) + 1, index - text.rfind("\n", 0, index)
+        index += 1
+    return None
+
+
+def _end_of_line(text: str, index: int) -> int:
+    found = text.find("\n", index)
+    return len(text) if found < 0 else found
+
+
+def _end_of_string(text: str, index: int) -> int:
+    """Just past the string opening at `index`; an unclosed one ends its line, or the
+    text (tomllib reports it)."""
+    for pattern in _STRINGS:
+        found = pattern.match(text, index)
+        if found is not None:
+            return found.end()
+    return index + 1  # not reached: a quote always starts one of them
 
 
 def _split_key(dotted: str) -> tuple[str, ...]:
@@ -145,7 +197,7 @@ def validation_problems(
             hint = f"add {loc[-1]} = ..." + (f" under [{dotted(loc[:-1])}]" if len(loc) > 1 else "")
         else:
             message = f"'{name}': {_lower_first(error['msg'])}"
-            value = error.get("input")
+            value = _without_password(error.get("input"))
             hint = f"got {value!r}" if isinstance(value, (int, float, bool)) or (
                 isinstance(value, str) and value.strip()) else ""
             tables = [part for part in loc[:-1] if isinstance(part, str)]
@@ -159,6 +211,17 @@ def validation_problems(
                     None if line is None else line + first_line - 1)
         )
     return sorted(problems, key=lambda problem: problem.line or 0)
+
+
+def _without_password(value: Any) -> Any:
+    """A URL's password is not repeated in a message (database URLs carry one)."""
+    if not isinstance(value, str) or "://" not in value:
+        return value
+    try:
+        password = urlsplit(value).password
+    except ValueError:
+        return value
+    return value.replace(f":{password}@", ":***@") if password else value
 
 
 def _lower_first(text: str) -> str:

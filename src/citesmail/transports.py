@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
-from .config import Settings
-from .errors import CitesmailError
+from .config import Settings, plaintext_auth_problem
+from .errors import CitesmailError, ConfigError
 from .tokens import check_secret
 
 Kind = Literal["sent", "temporary", "permanent", "connection", "unknown"]
@@ -272,5 +272,8 @@ def make_transport(settings: Settings) -> Transport:
     """A new transport (one per parallel connection)."""
     if settings.delivery.transport == "smtp":
         check_sending_secret(settings)
+        problem = plaintext_auth_problem(settings)
+        if problem is not None:  # before any connection: the password must not leave
+            raise ConfigError.from_problems([problem])
         return SmtpTransport(settings)
     return OutboxTransport(settings.outbox_dir)

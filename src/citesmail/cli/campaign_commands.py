@@ -78,6 +78,7 @@ def check(state: State, campaigns: tuple[str, ...]) -> None:
 
     Exit 1 if any campaign has an error; warnings alone exit 0.
     """
+    from ..config import plaintext_auth_problem
     from ..message import SAMPLE_RECIPIENT, personalize
     from ..render import render_campaign
     from ..render.lint import lint, lint_settings, timing_problems
@@ -88,6 +89,9 @@ def check(state: State, campaigns: tuple[str, ...]) -> None:
     shared = lint_settings(settings)
     _report(shared, "warning")
     warnings = len(shared)
+    refused = [p for p in [plaintext_auth_problem(settings)] if p is not None]
+    _report(refused, "error")
+    errors += len(refused)
     for path in paths:
         try:
             rendered = render_campaign(_load(settings, path), settings)

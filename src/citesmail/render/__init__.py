@@ -6,7 +6,7 @@ Runs once per campaign; recipients' values stay as tokens (see slots.py).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -15,14 +15,14 @@ from css_inline import CSSInliner
 from markupsafe import Markup
 
 from ..config import Settings
-from ..errors import CampaignError
+from ..errors import CampaignError, ConfigError
 from ..languages import base_language
-from ..models import Campaign, Speaker
+from ..models import Campaign, FrontMatter, Speaker
 from . import markdown
 from .environment import environment, render_body, render_template, template_sources
 from .labels import Dates, labels_for
 from .mjml import compile_mjml
-from .slots import LINK_FIELDS, TOKEN, LinkSlots, RecipientSlots, SlotTable, fill
+from .slots import LINK_FIELDS, TOKEN, LinkSlots, RecipientSlots, SlotTable, fill, reserved_at
 from .text import keep_french_spacing, keep_french_spacing_html, squeeze_blank_lines, wrap
 
 
@@ -112,8 +112,48 @@ def check_link_addresses(html: str, slots: list[tuple[str, str]], campaign: Camp
             path=campaign.path)
 
 
+RESERVED = "'@@cm' is reserved: citesmail marks recipient values with it while rendering"
+RESERVED_HINT = "write it another way, e.g. '@@ cm'"
+
+
+Loc = tuple[str | int, ...]
+
+
+def _strings(value: Any, loc: Loc = ()) -> Iterator[tuple[Loc, str]]:
+    """Every text in a front matter (as model_dump gives it), with its key path."""
+    if isinstance(value, str):
+        yield loc, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(item, (*loc, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _strings(item, (*loc, index))
+
+
+def refuse_reserved_text(campaign: Campaign, settings: Settings) -> None:
+    """Text that reads as a recipient token would be filled with a recipient's value (or
+    break the fill): refuse it where the author wrote it."""
+    found = reserved_at(campaign.body)
+    if found is not None:
+        raise CampaignError(RESERVED, RESERVED_HINT, path=campaign.path,
+                            line=campaign.body_line + found[0] - 1, column=found[1])
+    front = campaign.model_dump(include=set(FrontMatter.model_fields), exclude_none=True)
+    for loc, text in _strings(front):
+        if reserved_at(text) is not None:
+            from ..campaigns import key_line
+
+            line = key_line(campaign.path, loc) if campaign.path.exists() else None
+            raise CampaignError(RESERVED, RESERVED_HINT, path=campaign.path, line=line)
+    for key, text in settings.organization:
+        if reserved_at(text) is not None:
+            path, line = settings.place("organization", key)
+            raise ConfigError(RESERVED, RESERVED_HINT, path=path, line=line)
+
+
 def render_mjml(campaign: Campaign, settings: Settings) -> tuple[str, str, SlotTable]:
     """(MJML source, plain text, slot table): everything before MJML compilation."""
+    refuse_reserved_text(campaign, settings)
     env = environment(settings.templates_dir)
     table = SlotTable()
     context = template_context(campaign, settings, table)

@@ -19,9 +19,11 @@ from jinja2 import (
     Template,
     TemplateNotFound,
     TemplateSyntaxError,
+    Undefined,
     UndefinedError,
 )
 from jinja2.filters import do_default
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 from ..errors import CampaignError, TemplateError
 from .slots import RecipientValueError, Slot, check_tokens
@@ -41,9 +43,28 @@ def _default(value: Any, default_value: Any = "", boolean: bool = False) -> Any:
     return do_default(value, default_value, boolean)
 
 
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """Campaign bodies and workspace templates are written by people who must not be
+    able to run code on this machine: no Python internals, no changing lists or dicts.
+
+    Jinja's sandbox answers an unsafe access with an undefined value, which only fails
+    when printed; `{% set x = ()|attr("__class__") %}` would pass unnoticed. Refuse it
+    at once, so every unsafe access is an error at its line."""
+
+    def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
+        raise SecurityError(f"access to attribute {attribute!r} of "
+                            f"{type(obj).__name__!r} object is unsafe")
+
+
 class _QuietCache(FileSystemBytecodeCache):
     """Compiled templates kept between runs (compiling them took about half of a cold
     render); a cache that cannot be read or written is simply not used."""
+
+    def get_cache_key(self, name: str, filename: str | None = None) -> str:
+        # Sandboxed code differs from plain code (calls go through the sandbox) but Jinja
+        # keys the cache by template name only: never load what a plain environment
+        # (an older citesmail) compiled for the same file.
+        return super().get_cache_key(f"sandboxed:{name}", filename)
 
     def load_bytecode(self, bucket: Any) -> None:
         try:
@@ -68,7 +89,7 @@ def _bytecode_cache() -> _QuietCache | None:
 
 @lru_cache(maxsize=16)
 def environment(templates_dir: Path) -> Environment:
-    env = Environment(
+    env = _Sandbox(
         bytecode_cache=_bytecode_cache(),
         loader=ChoiceLoader(
             [FileSystemLoader(str(templates_dir)), FileSystemLoader(str(BUILTIN_TEMPLATES))]
@@ -148,6 +169,8 @@ _HINTS: dict[type[BaseException], str] = {
                     "recipient.email and recipient.organization",
     RecipientValueError: "e.g. {{ recipient.first_name | default(\"Madame, Monsieur\") }}",
     TemplateNotFound: "check the name, and the workspace's templates/",
+    SecurityError: "templates run in a sandbox: use the documented variables, not Python "
+                   "internals (names starting with '_'), and do not change lists or dicts",
 }
 
 
@@ -158,6 +181,8 @@ def _what(exc: BaseException) -> str:
         return str(exc)
     if isinstance(exc, TemplateNotFound):
         return f"template not found: {exc.name}"
+    if isinstance(exc, SecurityError):
+        return f"unsafe template code: {str(exc).rstrip('.')}"
     return f"error: {type(exc).__name__}: {exc}"
 
 

@@ -87,6 +87,16 @@ class LinkSlots:
         self.calendar = table.slot("calendar_url")  # the web view's event.ics
 
 
+def reserved_at(text: str) -> tuple[int, int] | None:
+    """(line, column), from 1, of the first text an author wrote that reads as a token
+    (`@@cm`, also percent- or entity-encoded): it would be filled, or refused, as one."""
+    found = MANGLED.search(text)
+    if found is None:
+        return None
+    start = found.start()
+    return text.count("\n", 0, start) + 1, start - text.rfind("\n", 0, start)
+
+
 def check_tokens(text: str) -> None:
     """Every placeholder left must be whole: a filter applied to one would leak it."""
     for match in MANGLED.finditer(text):
