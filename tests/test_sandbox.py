@@ -88,7 +88,7 @@ def test_render_schedule_and_preview_refuse_it_too(workspace: Path, marker: Path
         assert result.exit_code == 1, result.output
         assert_refused(result.stderr, f"campaigns/b.md:{BODY_LINE}")
     settings = load_settings(workspace / "config.toml", environ={})
-    with TestClient(create_preview_app(settings, None)) as client:
+    with TestClient(create_preview_app(settings, None), base_url="http://127.0.0.1") as client:
         page = client.get("/campaigns/b")
     assert "campaigns/b.md:14: unsafe template code: access to attribute" in page.text
     assert not marker.exists()

@@ -27,7 +27,7 @@ from citesmail.delivery import counts
 from citesmail.errors import CitesmailError
 from citesmail.transports import make_transport
 
-from .conftest import REPLAY
+from .conftest import REPLAY, SECRET
 from .conftest import run as cli
 from .smtp_server import SmtpServer
 from .test_delivery import audience, run, settings_for, start
@@ -314,7 +314,7 @@ def test_a_login_in_clear_to_another_host_is_refused_by_check_and_by_send(
            "allow_plaintext_auth = true under [smtp]" in checked.stderr.splitlines()
     with_audience(workspace, 2)
     sent = cli("send", REPLAY, "--yes", env={"CITESMAIL_DELIVERY_TRANSPORT": "smtp",
-                                             "CITESMAIL_SECRET": "s",
+                                             "CITESMAIL_SECRET": SECRET,
                                              "CITESMAIL_SMTP_PASSWORD": PASSWORD})
     assert sent.exit_code == 1
     assert sent.stderr.splitlines() == [line for line in checked.stderr.splitlines()
