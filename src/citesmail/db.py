@@ -301,7 +301,8 @@ def open_database(url: str, *, migrate: bool = True,
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     engine = make_engine(url, busy_timeout)
     with translate_errors(engine, busy_timeout):
-        revision = current_revision(engine)
+        # A read: it must not wait for a writer (serve starting during an import).
+        revision = current_revision(engine.execution_options(sqlite_begin="DEFERRED"))
         if revision != HEAD:
             if revision is not None and revision > HEAD:
                 raise CitesmailError(
