@@ -74,14 +74,16 @@ class Applier:
             target = self.appended  # durable lines: all in the file by now
         try:
             applied = apply_pending(self.db, self.path)
-        except CitesmailError as exc:
+        except (CitesmailError, OSError) as exc:  # the lines stay: tried again
+            why = exc.problems[0].message if isinstance(exc, CitesmailError) else \
+                f"{exc.filename or self.path}: {exc.strerror or exc}"
             with self.changed:
                 self.blocked = True
                 self.changed.notify_all()
             if time.monotonic() - self.told > TELL_EVERY:
                 self.told = time.monotonic()
-                self.log(f"intake: {exc.problems[0].message}; requests are kept in {self.path} and "
-                         "applied when it is free")
+                self.log(f"intake: {why}; requests are kept in {self.path} and applied "
+                         "when it can be")
             return False
         with self.changed:
             if self.blocked and applied:
