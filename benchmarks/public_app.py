@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import datetime
 import multiprocessing as mp
+import os
 import random
 import sqlite3
 import subprocess
@@ -225,8 +226,8 @@ def row(label: str, measured: Measured, found: int | None, target: bool, note: s
     checks = [measured.errors == 0, found is None or found == asked]
     if target:
         checks.append(p99 < P99_TARGET_MS)
-    verdict = ("within target" if all(checks) else "OVER target") + (f"; {note}" if note
-                                                                       else "")
+    verdict = "reference (no target)" if found is None else \
+        ("within target" if all(checks) else "OVER target") + (f"; {note}" if note else "")
     return (label, f"{n / measured.seconds:.0f}", f"{measured.percentile(0.5):.0f} ms",
             f"{p99:.0f} ms", f"{measured.percentile(0.99, unsubscribes=True):.0f} ms",
             str(measured.errors), lost or "—", verdict)
@@ -385,7 +386,8 @@ def section(rows: list[tuple[str, ...]], machine: str, sizes: tuple[int, int, in
             f"served by uvicorn with the same options. Client, server, sender and SMTP "
             f"sink share the machine's 2 cores. Rerun with "
             f"`.venv/bin/python benchmarks/public_app.py --write-docs`.\n\n"
-            f"Machine: {machine} (a 2-core VM)\n\nDate: {today}\n\n"
+            f"Machine: {machine} (a 2-core VM)\n\nDate: {today} (load average at the end "
+            f"{os.getloadavg()[0]:.2f})\n\n"
             f"{markdown_table(HEADER, rows)}\n")
 
 
