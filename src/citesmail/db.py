@@ -273,7 +273,8 @@ def open_database(url: str, *, migrate: bool = True,
         repair_sidecars(path)
     engine = make_engine(url, busy_timeout)
     with translate_errors(engine, busy_timeout):
-        revision = current_revision(engine)
+        # A read: it must not wait for a writer (serve starting during an import).
+        revision = current_revision(engine.execution_options(sqlite_begin="DEFERRED"))
         if revision != HEAD:
             if revision is not None and revision > HEAD:
                 raise CitesmailError(

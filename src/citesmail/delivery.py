@@ -33,6 +33,7 @@ from .audience.segments import Definition, matching
 from .config import Settings
 from .db import Contact, Database, Delivery, Send, utcnow
 from .errors import CitesmailError
+from .intake import apply_pending, intake_path, pending_unsubscribes
 from .journal import Journal, JournalError, JournalInUse, journal_path, read_journal
 from .locks import Busy, ProcessLock
 from .message import MessageTemplate, Recipient
@@ -278,6 +279,7 @@ class SendRun:
         self._database = url.render_as_string(hide_password=True)
         self.run_id = ""
         self.journal: Journal | None = None
+        self.intake = intake_path(db, settings.workspace)  # what `serve` took in
         # Claimed ahead: enough to keep the connections busy, no more than a second's worth
         # at a slow rate (an unsubscribe is checked when its row is claimed).
         rate = settings.delivery.rate_per_second
@@ -331,9 +333,12 @@ class SendRun:
     def _claim(self, session: Session, limit: int) -> list[Claimed]:
         now = self._stamp(session, utcnow())
         claimed, skipped = [], []
+        # Read inside the claim's transaction, before its rows: an unsubscribe answered
+        # before now is either applied (and seen below) or still in the intake.
+        asked_out = pending_unsubscribes(self.intake)
         for row_id, contact_id, email, first, last, org, status in self._due(session, limit,
                                                                              now):
-            if contact_id is None or status != "active":
+            if contact_id is None or status != "active" or contact_id in asked_out:
                 skipped.append(row_id)
                 continue
             claimed.append(Claimed(row_id, contact_id,
@@ -429,7 +434,8 @@ class SendRun:
         except Busy as busy:
             raise SendBusy(f"this campaign is being sent by another process ({busy.holder})",
                            "let it finish, or stop it first") from None
-        try:
+        try:  # what `serve` took in (another process at it: `_claim` reads it pending)
+            apply_pending(self.db, self.intake, wait=False)
             recovered = self._recover()
             self.journal = Journal(self.journal_path(self.run_id), self.run_id)
             settled = False

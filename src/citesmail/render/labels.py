@@ -35,6 +35,7 @@ LABELS: dict[str, dict[str, str]] = {
         "unsubscribe_button": "Me désabonner",
         "unsubscribed": "C'est fait : {email} ne recevra plus les messages de {org}.",
         "bad_link": "Ce lien n'est pas valide. Utilisez celui du message reçu.",
+        "try_again": "Votre demande n'a pas pu être enregistrée. Réessayez dans une minute.",
     },
     "en": {
         "objectives": "Objectives",
@@ -61,6 +62,7 @@ LABELS: dict[str, dict[str, str]] = {
         "unsubscribe_button": "Unsubscribe me",
         "unsubscribed": "Done: {email} will no longer receive messages from {org}.",
         "bad_link": "This link is not valid. Please use the one in the message you received.",
+        "try_again": "Your request could not be recorded. Please try again in a minute.",
     },
 }
 

@@ -3,16 +3,24 @@
 It sits behind the organisation's reverse proxy at `[unsubscribe] base_url`. Links carry
 an HMAC-signed token naming the contact and the campaign: a tampered token gets 400, an
 unknown contact 404, and neither reveals nor changes anything.
+
+An unsubscribe is answered 2xx only once it is durable: a line in the intake (intake.py),
+fsynced, which the applier thread (applier.py) then writes into the database, at once or,
+while the database is locked, as soon as it is free. When even the intake cannot be
+written (disk full) the answer is 503 with Retry-After, never a 2xx.
 """
 
 from __future__ import annotations
 
 import html
 import re
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -20,15 +28,18 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from ..config import Settings
-from ..db import Contact, Database, Delivery, Send, utcnow
+from ..db import Contact, Database, Delivery, Send
 from ..errors import CitesmailError
+from ..intake import IntakeError, append, intake_path
 from ..message import Recipient, calendar_filename, links_for, recipient_values
 from ..render.labels import labels_for
 from ..render.slots import fill
 from ..tokens import DEVELOPMENT_SECRET, read_token
+from .applier import Applier
 from .security import SecurityHeaders
 
 _LANG = re.compile(r'<html[^>]*\blang="([A-Za-z_-]+)"')
+RETRY_AFTER = "60"  # seconds, when a request could not be made durable
 
 
 @dataclass
@@ -56,6 +67,8 @@ class PublicApp:
         # `citesmail serve` refuses to start without a secret; the development key is
         # only for in-process use (tests, trials on one machine).
         self.secret = settings.secret or DEVELOPMENT_SECRET
+        self.intake = intake_path(db, settings.workspace)
+        self.applier = Applier(db, self.intake, _log)
 
     def _find(self, token: str) -> Found | Response:
         lang = self.settings.campaigns.lang
@@ -96,10 +109,16 @@ class PublicApp:
             b'name="List-Unsubscribe"' in body and b"One-Click" in body)
         if not one_click and fields.get("confirm") != ["1"]:
             return self.confirm_page_for(found)
-        with self.db.session() as session:  # idempotent: only an active contact changes
-            session.execute(update(Contact).where(Contact.id == found.contact.id,
-                                                  Contact.status == "active")
-                            .values(status="unsubscribed", updated_at=utcnow()))
+        try:  # durable first: the database may be locked for minutes
+            append(self.intake, found.contact.id)
+        except IntakeError as exc:
+            _log(f"intake: {exc.problems[0].message}: answered 503")
+            t = labels_for(found.lang)
+            page = _page(found.lang, t["unsubscribe"], f"<p>{html.escape(t['try_again'])}</p>",
+                         503)
+            page.headers["Retry-After"] = RETRY_AFTER
+            return page
+        self.applier.wait_applied(self.applier.appended_one())
         texts = self._texts(found)
         return _page(found.lang, texts["unsubscribe"],
                      f"<p>{html.escape(texts['unsubscribed'])}</p>")
@@ -148,8 +167,20 @@ class PublicApp:
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
+def _log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 def create_public_app(settings: Settings, db: Database) -> Starlette:
     app = PublicApp(settings, db)
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        app.applier.start()  # also applies what a previous run left (a crash)
+        try:
+            yield
+        finally:
+            await run_in_threadpool(app.applier.close)
 
     async def unsubscribe(request: Request) -> Response:
         body = await request.body()
@@ -169,7 +200,7 @@ def create_public_app(settings: Settings, db: Database) -> Starlette:
         Route("/v/{token}", app.web_view, methods=["GET"]),
         Route("/v/{token}/event.ics", app.calendar, methods=["GET"]),
         Route("/", not_found),
-    ])
+    ], lifespan=lifespan)
     starlette.router.redirect_slashes = False
     starlette.add_middleware(SecurityHeaders)
     return starlette
