@@ -43,7 +43,7 @@ from report import DOCS, compile_bytecode, markdown_table, text_table, write_sec
 
 CLIENTS, UNSUBSCRIBE_SHARE = 20, 0.10
 P99_TARGET_MS = 250.0
-SECRET = "bench"
+SECRET = "benchmark-secret-long-enough-for-serve-0123"
 VIEW = f"{NAME}-view"  # the campaign whose web views are asked for
 PAGE = ("<!doctype html><html lang=\"fr\"><head><meta charset=\"utf-8\"><title>Page</title>"
         "</head><body><p>Une page constante.</p></body></html>")

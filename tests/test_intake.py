@@ -36,7 +36,7 @@ from .smtp_server import free_port
 from .test_send_cli import with_audience
 
 CITESMAIL = Path(sys.executable).parent / "citesmail"
-SECRET = "intake-secret"
+SECRET = "intake-secret-long-enough-for-serve-0123"
 ONE_CLICK = {"content": b"List-Unsubscribe=One-Click",
              "headers": {"content-type": "application/x-www-form-urlencoded"}}
 
