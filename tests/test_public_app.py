@@ -110,6 +110,30 @@ def test_web_view_is_the_message_as_received(client: tuple[TestClient, list]) ->
     assert "@@cm" not in web.text
 
 
+def test_web_view_keeps_the_names_as_sent_and_serves_others_as_they_are(
+        workspace: Path) -> None:
+    (workspace / "c.csv").write_text("email,prénom\na@example.org,Amina\n", encoding="utf-8")
+    assert run("lists", "add", "aura").exit_code == 0
+    assert run("contacts", "import", "c.csv", "--list", "aura").exit_code == 0
+    assert run("segments", "add", "partenaires-aura", "--list", "aura").exit_code == 0
+    assert run("send", REPLAY, "--yes").exit_code == 0
+    (workspace / "c.csv").write_text("email,prénom\na@example.org,Aminata\n"
+                                     "b@example.org,Bruno\n", encoding="utf-8")
+    assert run("contacts", "import", "c.csv", "--update").exit_code == 0
+    settings = load_settings(workspace / "config.toml", environ={})
+    db = open_database(settings.database_url)
+    try:
+        with TestClient(create_public_app(settings, db), base_url="http://127.0.0.1") as app:
+            sent = app.get(f"/v/{make_token(DEVELOPMENT_SECRET, 1, REPLAY)}")
+            later = app.get(f"/v/{make_token(DEVELOPMENT_SECRET, 2, REPLAY)}")
+            nobody = app.get(f"/v/{make_token(DEVELOPMENT_SECRET, 99, REPLAY)}")
+    finally:
+        db.close()
+    assert sent.status_code == 200 and "Bonjour Amina," in sent.text
+    assert later.status_code == 200 and "Bonjour Bruno," in later.text
+    assert nobody.status_code == 404
+
+
 @pytest.mark.parametrize("secret", ["x", DEVELOPMENT_SECRET])
 def test_serve_refuses_a_short_or_published_secret(workspace: Path, secret: str) -> None:
     """With the published key anyone could sign a link that unsubscribes a contact or

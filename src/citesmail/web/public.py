@@ -13,14 +13,12 @@ written (disk full) the answer is 503 with Retry-After, never a 2xx.
 from __future__ import annotations
 
 import html
-import re
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
-from sqlalchemy import select
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -28,7 +26,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from ..config import Settings
-from ..db import Contact, Database, Delivery, Send
+from ..db import Database
 from ..errors import CitesmailError
 from ..intake import IntakeError, append, intake_path
 from ..message import Recipient, calendar_filename, links_for, recipient_values
@@ -36,16 +34,16 @@ from ..render.labels import labels_for
 from ..render.slots import fill
 from ..tokens import DEVELOPMENT_SECRET, read_token
 from .applier import Applier
+from .lookup import Lookup, Person, Published
 from .security import SecurityHeaders
 
-_LANG = re.compile(r'<html[^>]*\blang="([A-Za-z_-]+)"')
 RETRY_AFTER = "60"  # seconds, when a request could not be made durable
 
 
 @dataclass
 class Found:
-    contact: Contact
-    send: Send | None
+    contact: Person
+    send: Published | None
     lang: str
 
 
@@ -67,6 +65,7 @@ class PublicApp:
         # `citesmail serve` refuses to start without a secret; the development key is
         # only for in-process use (tests, trials on one machine).
         self.secret = settings.secret or DEVELOPMENT_SECRET
+        self.lookup = Lookup(db)
         self.intake = intake_path(db, settings.workspace)
         self.applier = Applier(db, self.intake, _log)
 
@@ -77,15 +76,11 @@ class PublicApp:
             contact_id, campaign = read_token(self.secret, token)
         except CitesmailError:
             return _page(lang, t["bad_link"], f"<p>{html.escape(t['bad_link'])}</p>", 400)
-        with self.db.session(write=False) as session:
-            contact = session.get(Contact, contact_id)
-            send = session.scalar(select(Send).where(Send.campaign == campaign))
-            if contact is None:
-                return _page(lang, t["bad_link"], f"<p>{html.escape(t['bad_link'])}</p>", 404)
-            session.expunge_all()
-        if send is not None and (match := _LANG.search(send.html[:2000])):
-            lang = match.group(1)
-        return Found(contact, send, lang)
+        found = self.lookup.find(contact_id, campaign)
+        if found is None:
+            return _page(lang, t["bad_link"], f"<p>{html.escape(t['bad_link'])}</p>", 404)
+        person, send = found
+        return Found(person, send, send.lang if send is not None and send.lang else lang)
 
     def _texts(self, found: Found) -> dict[str, str]:
         t = labels_for(found.lang)
@@ -140,18 +135,12 @@ class PublicApp:
         if found.send is None:
             t = labels_for(found.lang)
             return _page(found.lang, t["bad_link"], f"<p>{html.escape(t['bad_link'])}</p>", 404)
-        contact, send = found.contact, found.send
-        with self.db.session(write=False) as session:
-            snapshot = session.scalar(select(Delivery).where(
-                Delivery.send_id == send.id, Delivery.contact_id == contact.id))
-            session.expunge_all()
-        source = snapshot or contact
-        recipient = Recipient(contact.email, source.first_name or "", source.last_name or "",
-                              source.organization or "", contact.id)
-        values = recipient_values(recipient, links_for(self.settings, contact.id,
+        person, send = found.contact, found.send
+        recipient = Recipient(person.email, person.first_name, person.last_name,
+                              person.organization, person.id)
+        values = recipient_values(recipient, links_for(self.settings, person.id,
                                                        send.campaign))
-        slots = tuple((field, default) for field, default in send.slots)
-        return HTMLResponse(fill(send.html, slots, values, escape=True))
+        return HTMLResponse(fill(send.html, send.slots, values, escape=True))
 
     def calendar(self, request: Request) -> Response:
         """The event's invitation as a file, for calendars that take no attachment."""

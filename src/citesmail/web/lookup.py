@@ -1,0 +1,87 @@
+"""What a link token names: the person, their row in the campaign's send, and the stored
+message. One query per request; a send's stored message never changes once the send
+exists, so it is read once per send and kept (the web view's cost was mostly the ORM
+loading the same large row again and again)."""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from ..db import Database, Send
+
+_LANG = re.compile(r'<html[^>]*\blang="([A-Za-z_-]+)"')
+_KEPT = 64  # stored messages kept: a centre's recent sends
+
+# The person, the send of the campaign (if any) and their snapshot in it (if any).
+_FIND = text(
+    "SELECT c.id, c.email, c.first_name, c.last_name, c.organization, s.id, d.id, "
+    "d.first_name, d.last_name, d.organization FROM contacts c "
+    "LEFT JOIN sends s ON s.campaign = :campaign "
+    "LEFT JOIN deliveries d ON d.send_id = s.id AND d.contact_id = c.id "
+    "WHERE c.id = :contact")
+
+
+@dataclass(frozen=True)
+class Person:
+    """A contact as a link shows them: names from the send's snapshot when there is one
+    (the message they got), else from the contact."""
+
+    id: int
+    email: str
+    first_name: str
+    last_name: str
+    organization: str
+
+
+@dataclass(frozen=True)
+class Published:
+    """A send's stored message, as the web view and the calendar link serve it."""
+
+    id: int
+    campaign: str
+    html: str
+    slots: tuple[tuple[str, str], ...]
+    calendar: str | None
+    lang: str | None  # the language the message was written in
+
+
+class Lookup:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._kept: dict[int, Published] = {}
+        self._lock = threading.Lock()
+
+    def find(self, contact_id: int, campaign: str) -> tuple[Person, Published | None] | None:
+        """The person and the campaign's stored message; None for an unknown contact."""
+        with self.db.session(write=False) as session:
+            row = session.execute(_FIND, {"contact": contact_id, "campaign": campaign}).first()
+            if row is None:
+                return None
+            send_id = row[5]
+            published = self._published(session, send_id) if send_id is not None else None
+        names = row[7:10] if row[6] is not None else row[2:5]
+        person = Person(row[0], row[1], *(value or "" for value in names))
+        return person, published
+
+    def _published(self, session: Session, send_id: int) -> Published | None:
+        with self._lock:
+            kept = self._kept.get(send_id)
+        if kept is not None:
+            return kept
+        send = session.get(Send, send_id)
+        if send is None:
+            return None
+        match = _LANG.search(send.html[:2000])
+        published = Published(send.id, send.campaign, send.html,
+                              tuple((field, default) for field, default in send.slots),
+                              send.calendar, match.group(1) if match else None)
+        with self._lock:
+            if len(self._kept) >= _KEPT:
+                self._kept.pop(next(iter(self._kept)))
+            self._kept[send_id] = published
+        return published
