@@ -177,8 +177,15 @@ class Delivery(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
 
 
+SQLITE_CONNECTIONS = 40  # anyio's default worker threads, which run serve's requests
+
+
 def _sqlite_engine(url: str, busy_timeout: timedelta) -> Engine:
-    engine = create_engine(url, connect_args={"timeout": busy_timeout.total_seconds()})
+    # Connections are kept for as many threads as `serve` runs requests in (40): beyond
+    # the default 5, each request opened and closed one, and ran its PRAGMAs, which cost
+    # more than the request. They are opened only when needed; a command uses one or two.
+    engine = create_engine(url, connect_args={"timeout": busy_timeout.total_seconds()},
+                           pool_size=SQLITE_CONNECTIONS, max_overflow=10)
     busy_ms = int(busy_timeout.total_seconds() * 1000)
 
     @event.listens_for(engine, "connect")
