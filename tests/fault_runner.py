@@ -2,7 +2,9 @@
 
     python tests/fault_runner.py TEMPLATE WORK KIND FIRST LAST
 
-KIND: commit-once, commit-from, journal or journal-space.
+KIND: commit-once, commit-from, commit-lost (the Nth commit is made, then reported
+failed, as a connection lost after COMMIT does), journal, journal-space, or disk-full (the journal
+cannot grow past N chunks, and from then on no commit succeeds either).
 
 TEMPLATE is a workspace with its contacts imported; for each N from FIRST to LAST, a
 copy of it gets a `send` whose Nth database commit fails (once, or that one and every
@@ -49,10 +51,15 @@ def fault(kind: str, n: int) -> Iterator[None]:
     commit, line, allocate = Session.commit, Journal._pwrite, Journal._allocate
     counted.update(commit=0, journal=0)
 
+    full = [False]  # disk-full: the journal could not grow, nor can the database
+
     def failing_commit(self: Session) -> None:
         counted["commit"] += 1
-        if kind.startswith("commit") and (counted["commit"] == n or (
-                kind == "commit-from" and 0 < n < counted["commit"])):
+        failing = full[0] or (kind.startswith("commit") and (counted["commit"] == n or (
+            kind == "commit-from" and 0 < n < counted["commit"])))
+        if failing and kind == "commit-lost":  # it did commit, but the answer says no
+            commit(self)
+        if failing:
             raise OperationalError("COMMIT", {}, sqlite3.OperationalError(
                 "database or disk is full"))
         commit(self)
@@ -64,12 +71,13 @@ def fault(kind: str, n: int) -> Iterator[None]:
         return line(self, data, offset)
 
     def failing_allocate(self: Journal, offset: int, size: int) -> None:
-        if kind == "journal-space" and offset // journal.CHUNK + 1 >= n:
+        if kind in ("journal-space", "disk-full") and offset // journal.CHUNK + 1 >= n:
+            full[0] = kind == "disk-full"
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         allocate(self, offset, size)
 
     chunk = journal.CHUNK
-    if kind == "journal-space":
+    if kind in ("journal-space", "disk-full"):
         journal.CHUNK = 512  # a few lines at a time: the disk fills in mid-send
     Session.commit = failing_commit  # type: ignore[method-assign]
     Journal._pwrite = failing_line  # type: ignore[method-assign]

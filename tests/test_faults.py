@@ -66,10 +66,10 @@ def every_address_once(outcome: dict[str, Any]) -> None:
     assert len(received) == RECIPIENTS, f"N={outcome['n']}: {len(received)} received"
 
 
-def assert_located_error(outcome: dict[str, Any], cause: str) -> None:
+def assert_located_error(outcome: dict[str, Any], *causes: str) -> None:
     output = outcome["output"]
     assert outcome["code"] == 1, output
-    assert "Traceback" not in output and cause in output, output
+    assert "Traceback" not in output and any(c in output for c in causes), output
     errors = [line for line in output.splitlines() if line.startswith("error")]
     assert len(errors) == 1, output
 
@@ -81,7 +81,7 @@ def clean_run(template: Path, tmp_path: Path) -> dict[str, Any]:
     return clean
 
 
-@pytest.mark.parametrize("kind", ["commit-once", "commit-from"])
+@pytest.mark.parametrize("kind", ["commit-once", "commit-from", "commit-lost"])
 def test_a_failed_commit_at_any_point_mails_nobody_twice(template: Path, tmp_path: Path,
                                                          kind: str) -> None:
     commits = clean_run(template, tmp_path)["commits"]
@@ -113,15 +113,19 @@ def test_a_journal_line_that_cannot_be_written_stops_the_send(template: Path,
         every_address_once(outcome)
 
 
+@pytest.mark.parametrize("kind", ["journal-space", "disk-full"])
 def test_a_journal_that_cannot_grow_stops_before_the_next_message(template: Path,
-                                                                  tmp_path: Path) -> None:
+                                                                  tmp_path: Path,
+                                                                  kind: str) -> None:
+    """The journal cannot grow (alone, or with the database on the same full disk: then
+    only the journal tells the next run what went)."""
     lines = clean_run(template, tmp_path)["journal_lines"]
     chunks = lines * 8 // 512 + 1  # 512-byte chunks of lines of up to 8 bytes
-    outcomes = faulty_sends(template, tmp_path, "journal-space", 1, chunks)
+    outcomes = faulty_sends(template, tmp_path, kind, 1, chunks)
     assert all(outcome["code"] == 1 for outcome in outcomes[:5]), outcomes[:5]
     for outcome in outcomes:
         if outcome["code"]:  # the last chunks may not be needed
-            assert_located_error(outcome, "No space left on device")
+            assert_located_error(outcome, "No space left on device", "the disk holding")
         assert "unknown" not in outcome["resumed"], (outcome["n"], outcome["resumed"])
         every_address_once(outcome)
 

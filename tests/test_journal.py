@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 import pytest
 
-from citesmail.journal import Journal, JournalInUse, journal_path, read_journal
+from citesmail import journal as journal_module
+from citesmail.journal import Journal, JournalError, JournalInUse, journal_path, read_journal
 
 
 def test_the_last_line_about_a_row_counts_and_an_unfinished_line_counts_for_nothing(
@@ -66,3 +69,43 @@ def test_where_journals_are(tmp_path: Path) -> None:
     assert one != other  # two databases used from one workspace do not share journals
     assert journal_path(":memory:", tmp_path, "sqlite://", 7, "r1").parent == \
         tmp_path / ".citesmail"
+
+
+def test_on_a_full_disk_the_answers_owed_are_still_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk fills when a fourth message asks for room: it does not go, and the three
+    already in flight still get their answers (a full disk latched every later line,
+    and the next run called them unknown)."""
+    monkeypatch.setattr(journal_module, "CHUNK", 96)
+    grown: list[int] = []
+
+    def allocate(self: Journal, offset: int, size: int) -> None:
+        if grown:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        grown.append(size)
+        os.posix_fallocate(self.fd, offset, size)
+
+    monkeypatch.setattr(Journal, "_allocate", allocate)
+    path = tmp_path / "send-1-run-a.journal"
+    journal = Journal(path, "run-a")
+    transmitted = []
+    for delivery_id in range(1, 10):
+        try:
+            journal.transmitting(delivery_id)
+        except JournalError as exc:
+            assert "the disk is full" in str(exc)
+            break
+        transmitted.append(delivery_id)
+    assert 1 <= len(transmitted) < 9
+    for delivery_id in transmitted:
+        journal.accepted(delivery_id)
+    journal.close(remove=False)
+    found = read_journal(path, "run-a")
+    assert found is not None
+    assert (found.accepted, found.transmitting) == (set(transmitted), set())
+
+
+def test_the_journal_file_is_private(tmp_path: Path) -> None:
+    path = tmp_path / "send-1-run-a.journal"
+    Journal(path, "run-a").close(remove=False)
+    assert path.stat().st_mode & 0o777 == 0o600

@@ -603,10 +603,15 @@ class SendRun:
         try:
             with self.db.session() as session:
                 self._record_all(session, self.finished)
+                # Rows claimed but never handed to a connection (the error came between
+                # the claim's commit and the hand-over): the journal, which has no line
+                # about them, tells the next run they never left.
+                left = session.scalar(select(func.count()).where(
+                    Delivery.send_id == self.send_id, Delivery.state == "sending"))
         except Exception:
             return False  # the journal keeps what they were, for the next run
         self.finished.clear()
-        return True
+        return not left
 
     def _build(self, claimed: Claimed) -> bytes | Outcome:
         try:

@@ -150,13 +150,19 @@ class Journal:
             self._allocate(self.allocated, grow)
             self.allocated += grow
 
-    def _write(self, line: bytes, *, reserve: bool) -> None:
+    def _write(self, line: bytes, *, reserve: bool, opens: int | None = None,
+               closes: int | None = None) -> None:
+        """One line, at the next offset. `opens`: the message whose answer the journal
+        owes from now on; `closes`: the one whose answer this line is."""
         with self.lock:
             if self.failure is not None:  # never a line after a missing one
                 raise self.failure
-            try:
-                if reserve:
+            if reserve:
+                try:
                     self._reserve(len(line) + LINE_MAX)
+                except OSError as exc:  # nothing written: the answers owed still fit
+                    raise self._error(exc) from None
+            try:
                 written = self._pwrite(line, self.offset)
                 if written != len(line):  # cannot happen in reserved space
                     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -164,6 +170,9 @@ class Journal:
                 self.failure = self._error(exc)
                 raise self.failure from None
             self.offset += written
+            if opens is not None:
+                self.in_flight.add(opens)
+            self.in_flight.discard(closes)  # type: ignore[arg-type]
 
     def _allocate(self, offset: int, size: int) -> None:
         os.posix_fallocate(self.fd, offset, size)
@@ -172,9 +181,7 @@ class Journal:
         return os.pwrite(self.fd, line, offset)
 
     def transmitting(self, delivery_id: int) -> None:
-        self._write(b"D %d\n" % delivery_id, reserve=True)
-        with self.lock:
-            self.in_flight.add(delivery_id)
+        self._write(b"D %d\n" % delivery_id, reserve=True, opens=delivery_id)
 
     def accepted(self, delivery_id: int) -> None:
         self._answer(b"S", delivery_id)
@@ -187,9 +194,7 @@ class Journal:
             owed = delivery_id in self.in_flight
         if mark == b"N" and not owed:
             return  # refused before its bytes left: no line says more than none
-        self._write(b"%s %d\n" % (mark, delivery_id), reserve=not owed)
-        with self.lock:
-            self.in_flight.discard(delivery_id)
+        self._write(b"%s %d\n" % (mark, delivery_id), reserve=not owed, closes=delivery_id)
 
     def close(self, *, remove: bool) -> None:
         """Close; remove the file once the database holds everything it said."""
