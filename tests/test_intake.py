@@ -29,6 +29,8 @@ from citesmail.db import Contact, Database, open_database
 from citesmail.errors import CitesmailError
 from citesmail.intake import append, apply_pending, intake_path, parse, pending_unsubscribes
 from citesmail.tokens import make_token
+from citesmail.web import applier as applier_module
+from citesmail.web.applier import Applier
 from citesmail.web.public import create_public_app
 
 from .conftest import REPLAY, run
@@ -274,3 +276,31 @@ def test_torn_lines_are_left_out_and_later_lines_kept(tmp_path: Path) -> None:
     append(intake, 8)
     assert [e.contact_id for e in parse(intake.read_bytes())] == [7, 8]
     assert pending_unsubscribes(intake) == frozenset({7, 8})
+
+
+def test_the_applier_outlives_an_unforeseen_error(db: Database, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """An error that is not a CitesmailError (a damaged database, a pool exhausted) is
+    said in one line and tried again; it used to end the thread, and with it every
+    unsubscribe's application until serve restarted."""
+    [contact] = add_contacts(db, ["active"])
+    intake = intake_path(db, tmp_path)
+    failures = [RuntimeError("pool exhausted")]
+    real = applier_module.apply_pending
+
+    def flaky(*args: object, **kwargs: object) -> int | None:
+        if failures:
+            raise failures.pop()
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(applier_module, "apply_pending", flaky)
+    said: list[str] = []
+    applier = Applier(db, intake, said.append)
+    applier.start()
+    try:
+        append(intake, contact)
+        applier.wait_applied(applier.appended_one())
+        wait_until(lambda: statuses(db) == ["unsubscribed"], 5, "the unsubscribe applied")
+    finally:
+        applier.close()
+    assert said[0].startswith("intake: RuntimeError: pool exhausted")

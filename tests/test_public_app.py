@@ -18,7 +18,9 @@ from starlette.testclient import TestClient
 
 from citesmail.config import load_settings
 from citesmail.db import open_database
+from citesmail.dberrors import DatabaseBusy
 from citesmail.tokens import DEVELOPMENT_SECRET, make_token
+from citesmail.web.lookup import Lookup
 from citesmail.web.public import create_public_app
 
 from .conftest import REPLAY, SECRET, run
@@ -132,6 +134,64 @@ def test_web_view_keeps_the_names_as_sent_and_serves_others_as_they_are(
     assert sent.status_code == 200 and "Bonjour Amina," in sent.text
     assert later.status_code == 200 and "Bonjour Bruno," in later.text
     assert nobody.status_code == 404
+
+
+def test_web_view_follows_a_rescheduled_or_replaced_send(workspace: Path) -> None:
+    """What serve keeps of a send is keyed by its version: a reschedule rewrites the row,
+    and SQLite gives a deleted send's id to the next one."""
+    with_audience(workspace, 1)
+    settings = load_settings(workspace / "config.toml", environ={})
+    db = open_database(settings.database_url)
+    path = workspace / "campaigns" / f"{REPLAY}.md"
+    newsletter = "2026-12-15-lettre-decembre"
+    try:
+        with TestClient(create_public_app(settings, db), base_url="http://127.0.0.1") as app:
+            def view(campaign: str) -> str:
+                page = app.get(f"/v/{make_token(DEVELOPMENT_SECRET, 1, campaign)}")
+                assert page.status_code == 200
+                return page.text
+
+            assert run("schedule", REPLAY, "--at", "2099-06-13 09:00").exit_code == 0
+            assert "Première version" not in view(REPLAY)
+            path.write_text(path.read_text(encoding="utf-8").replace(
+                "\n+++\n", "\n+++\nPremière version.\n", 1), encoding="utf-8")
+            assert run("schedule", REPLAY, "--at", "2099-06-14 09:00").exit_code == 0
+            assert "Première version" in view(REPLAY)
+            assert run("unschedule", REPLAY).exit_code == 0
+            assert run("schedule", newsletter, "--at", "2099-06-14 09:00",
+                       "--segment", "partenaires-aura").exit_code == 0
+            assert "Première version" not in view(newsletter)
+    finally:
+        db.close()
+
+
+def test_a_web_view_is_read_again_in_a_thread_when_the_database_is_busy(
+        workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Views are read in the event loop on a connection that never waits for a lock (in
+    WAL mode a reader meets one only rarely: a crash recovery, an exclusive lock). When it
+    does, the view is read again in a thread, which may wait (busy_timeout)."""
+    with_audience(workspace, 1)
+    assert run("send", REPLAY, "--yes").exit_code == 0
+    settings = load_settings(workspace / "config.toml", environ={})
+    db = open_database(settings.database_url)
+    public = create_public_app(settings, db)
+    asked: list[str] = []
+    real_find = Lookup.find
+
+    def busy_when_quick(self: Lookup, contact_id: int, campaign: str) -> object:
+        asked.append("quick" if self.db is not db else "thread")
+        if self.db is not db:
+            raise DatabaseBusy("the database is locked by another process")
+        return real_find(self, contact_id, campaign)
+
+    monkeypatch.setattr(Lookup, "find", busy_when_quick)
+    try:
+        with TestClient(public, base_url="http://127.0.0.1") as app:
+            page = app.get(f"/v/{make_token(DEVELOPMENT_SECRET, 1, REPLAY)}")
+    finally:
+        db.close()
+    assert page.status_code == 200
+    assert asked == ["quick", "thread"]
 
 
 @pytest.mark.parametrize("secret", ["x", DEVELOPMENT_SECRET])

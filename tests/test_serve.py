@@ -116,6 +116,22 @@ def test_a_request_head_that_takes_too_long_is_cut(serve: Callable[..., Served])
         assert client.get(path).status_code == 200
 
 
+def test_a_request_body_that_trickles_in_is_cut(serve: Callable[..., Served]) -> None:
+    """Complete headers, then a body that never ends: as slow a client as a slow head."""
+    served = serve("--header-timeout", "0.5")
+    path = served.links[0].removeprefix(served.base)
+    with socket.create_connection(("127.0.0.1", served.port)) as client:
+        client.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+                       "application/x-www-form-urlencoded\r\nContent-Length: 26\r\n\r\n"
+                       "List-".encode("ascii"))
+        client.settimeout(30)  # far beyond the deadline: only a failure waits this long
+        answer = client.recv(4096)
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 4"), answer  # cut, not served
+    with httpx.Client(base_url=served.base, timeout=30) as client:  # a whole one is fine
+        done = client.post(path, content=b"List-Unsubscribe=One-Click")
+        assert done.status_code == 200
+
+
 def test_the_access_log_keeps_no_link_token(serve: Callable[..., Served]) -> None:
     """Whoever reads the log must not find links that unsubscribe or show someone's mail."""
     served = serve()

@@ -21,6 +21,10 @@ RESUME = "then run the command again (a send resumes where it stopped)"
 _PG_DISK_FULL, _PG_READ_ONLY = "53100", "25006"
 
 
+class DatabaseBusy(CitesmailError):
+    """Another process held the lock for longer than the busy timeout."""
+
+
 def sqlite_file(engine: Engine) -> Path | None:
     url = engine.url
     if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
@@ -91,7 +95,7 @@ def diagnose(engine: Engine, error: DatabaseError,
         return CitesmailError(f"cannot read or write {path} ({message})",
                               "check that the disk is there and the file is readable")
     if "locked" in message or "busy" in message:
-        return CitesmailError(
+        return DatabaseBusy(
             f"the database {describe(engine)} is locked by another process",
             f"waited {busy_timeout.total_seconds():g} s; try again when the other "
             "command ends ([database] busy_timeout sets the wait)")

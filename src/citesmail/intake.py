@@ -103,14 +103,21 @@ def _open_current(path: Path) -> int:
     while True:
         try:
             descriptor = os.open(path, os.O_WRONLY | os.O_APPEND)
+            created = False
         except FileNotFoundError:
             path.parent.mkdir(parents=True, exist_ok=True)
             descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            _fsync_directory(path)  # the new name must survive a crash too
-        fcntl.flock(descriptor, fcntl.LOCK_SH)
-        with contextlib.suppress(FileNotFoundError):
-            if os.fstat(descriptor).st_ino == os.stat(path).st_ino:
-                return descriptor
+            created = True
+        try:
+            if created:
+                _fsync_directory(path)  # the new name must survive a crash too
+            fcntl.flock(descriptor, fcntl.LOCK_SH)
+            with contextlib.suppress(FileNotFoundError):
+                if os.fstat(descriptor).st_ino == os.stat(path).st_ino:
+                    return descriptor
+        except BaseException:
+            os.close(descriptor)
+            raise
         os.close(descriptor)
 
 

@@ -196,6 +196,9 @@ def run_scheduled_send(campaign: str) -> None:
         log.info("%s: being sent by another process; left to it", campaign)
     except CitesmailError as exc:
         log.error("%s: %s", campaign, exc)
+    except OSError as exc:  # a file the send needs (its journal, the intake): one line
+        log.error("%s: %s: %s (the send resumes at the next start or schedule)", campaign,
+                  exc.filename or type(exc).__name__, exc.strerror or exc)
     finally:
         with ctx.lock:
             ctx.running.discard(campaign)

@@ -74,9 +74,8 @@ class Applier:
             target = self.appended  # durable lines: all in the file by now
         try:
             applied = apply_pending(self.db, self.path)
-        except (CitesmailError, OSError) as exc:  # the lines stay: tried again
-            why = exc.problems[0].message if isinstance(exc, CitesmailError) else \
-                f"{exc.filename or self.path}: {exc.strerror or exc}"
+        except Exception as exc:  # the lines stay: tried again (the thread must live)
+            why = _why(exc, self.path)
             with self.changed:
                 self.blocked = True
                 self.changed.notify_all()
@@ -91,3 +90,12 @@ class Applier:
             self.applied, self.blocked, self.told = max(self.applied, target), False, 0.0
             self.changed.notify_all()
         return True
+
+
+def _why(exc: Exception, path: Path) -> str:
+    """One line for the log: the applier never dies of an error, it says it and retries."""
+    if isinstance(exc, CitesmailError):
+        return exc.problems[0].message
+    if isinstance(exc, OSError):
+        return f"{exc.filename or path}: {exc.strerror or exc}"
+    return f"{type(exc).__name__}: {exc}"

@@ -1,7 +1,7 @@
 """What a link token names: the person, their row in the campaign's send, and the stored
-message. One query per request; a send's stored message never changes once the send
-exists, so it is read once per send and kept (the web view's cost was mostly the ORM
-loading the same large row again and again)."""
+message. One query per request. A send's stored message changes only when a scheduled
+send is rescheduled, so it is read once per version of the send and kept (the web
+view's cost was mostly the ORM loading the same large row again and again)."""
 
 from __future__ import annotations
 
@@ -16,11 +16,13 @@ from ..db import Database, Send
 
 _LANG = re.compile(r'<html[^>]*\blang="([A-Za-z_-]+)"')
 _KEPT = 64  # stored messages kept: a centre's recent sends
+Version = tuple[int, object, str]  # a send's id, creation time and source hash
 
 # The person, the send of the campaign (if any) and their snapshot in it (if any).
 _FIND = text(
     "SELECT c.id, c.email, c.first_name, c.last_name, c.organization, s.id, d.id, "
-    "d.first_name, d.last_name, d.organization FROM contacts c "
+    "d.first_name, d.last_name, d.organization, s.created_at, s.source_hash "
+    "FROM contacts c "
     "LEFT JOIN sends s ON s.campaign = :campaign "
     "LEFT JOIN deliveries d ON d.send_id = s.id AND d.contact_id = c.id "
     "WHERE c.id = :contact")
@@ -53,7 +55,7 @@ class Published:
 class Lookup:
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._kept: dict[int, Published] = {}
+        self._kept: dict[Version, Published] = {}
         self._lock = threading.Lock()
 
     def find(self, contact_id: int, campaign: str) -> tuple[Person, Published | None] | None:
@@ -62,18 +64,20 @@ class Lookup:
             row = session.execute(_FIND, {"contact": contact_id, "campaign": campaign}).first()
             if row is None:
                 return None
-            send_id = row[5]
-            published = self._published(session, send_id) if send_id is not None else None
+            # A rescheduled send is rewritten in place, and SQLite may give a deleted
+            # send's id to the next one: what is kept is keyed by all three.
+            version = (row[5], row[10], row[11])
+            published = self._published(session, version) if row[5] is not None else None
         names = row[7:10] if row[6] is not None else row[2:5]
         person = Person(row[0], row[1], *(value or "" for value in names))
         return person, published
 
-    def _published(self, session: Session, send_id: int) -> Published | None:
+    def _published(self, session: Session, version: Version) -> Published | None:
         with self._lock:
-            kept = self._kept.get(send_id)
+            kept = self._kept.get(version)
         if kept is not None:
             return kept
-        send = session.get(Send, send_id)
+        send = session.get(Send, version[0])
         if send is None:
             return None
         match = _LANG.search(send.html[:2000])
@@ -83,5 +87,5 @@ class Lookup:
         with self._lock:
             if len(self._kept) >= _KEPT:
                 self._kept.pop(next(iter(self._kept)))
-            self._kept[send_id] = published
+            self._kept[version] = published
         return published

@@ -12,11 +12,13 @@ written (disk full) the answer is 503 with Retry-After, never a 2xx.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
@@ -26,7 +28,8 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from ..config import Settings
-from ..db import Database
+from ..db import Database, make_engine
+from ..dberrors import DatabaseBusy
 from ..errors import CitesmailError
 from ..intake import IntakeError, append, intake_path
 from ..message import Recipient, calendar_filename, links_for, recipient_values
@@ -38,6 +41,7 @@ from .lookup import Lookup, Person, Published
 from .security import SecurityHeaders
 
 RETRY_AFTER = "60"  # seconds, when a request could not be made durable
+NO_WAIT = timedelta(0)
 
 
 @dataclass
@@ -66,17 +70,24 @@ class PublicApp:
         # only for in-process use (tests, trials on one machine).
         self.secret = settings.secret or DEVELOPMENT_SECRET
         self.lookup = Lookup(db)
+        # Web views on SQLite read in the event loop, on a connection that never waits
+        # for a lock: a read of a few rows (about 0.2 ms) cost more when handed to one of
+        # 40 threads (switches, the GIL passed around under load: measured 3x slower).
+        # Should that read find the database busy, the view is read again in a thread.
+        self.quick = None if db.is_postgresql else Lookup(Database(
+            make_engine(db.engine.url.render_as_string(hide_password=False), NO_WAIT),
+            NO_WAIT))
         self.intake = intake_path(db, settings.workspace)
         self.applier = Applier(db, self.intake, _log)
 
-    def _find(self, token: str) -> Found | Response:
+    def _find(self, token: str, lookup: Lookup | None = None) -> Found | Response:
         lang = self.settings.campaigns.lang
         t = labels_for(lang)
         try:
             contact_id, campaign = read_token(self.secret, token)
         except CitesmailError:
             return _page(lang, t["bad_link"], f"<p>{html.escape(t['bad_link'])}</p>", 400)
-        found = self.lookup.find(contact_id, campaign)
+        found = (lookup or self.lookup).find(contact_id, campaign)
         if found is None:
             return _page(lang, t["bad_link"], f"<p>{html.escape(t['bad_link'])}</p>", 404)
         person, send = found
@@ -128,8 +139,8 @@ class PublicApp:
                      f"<button>{html.escape(texts['unsubscribe_button'])}</button></form>",
                      status)
 
-    def web_view(self, request: Request) -> Response:
-        found = self._find(request.path_params["token"])
+    def web_view(self, request: Request, lookup: Lookup | None = None) -> Response:
+        found = self._find(request.path_params["token"], lookup)
         if not isinstance(found, Found):
             return found
         if found.send is None:
@@ -170,6 +181,8 @@ def create_public_app(settings: Settings, db: Database) -> Starlette:
             yield
         finally:
             await run_in_threadpool(app.applier.close)
+            if app.quick is not None:
+                app.quick.db.close()
 
     async def unsubscribe(request: Request) -> Response:
         body = await request.body()
@@ -182,13 +195,10 @@ def create_public_app(settings: Settings, db: Database) -> Starlette:
         return await run_in_threadpool(app.confirm_page, request)
 
     async def web_view(request: Request) -> Response:
-        # On SQLite, inline rather than in a worker thread: a read of a few rows (about
-        # 0.2 ms) that never waits for a writer (WAL); handing it to one of 40 threads
-        # cost more than the read, in switches and the GIL passed around under load. A
-        # database server is a network round trip away: there, a thread.
-        if db.is_postgresql:
-            return await run_in_threadpool(app.web_view, request)
-        return app.web_view(request)
+        if app.quick is not None:
+            with contextlib.suppress(DatabaseBusy):
+                return app.web_view(request, app.quick)
+        return await run_in_threadpool(app.web_view, request)
 
     async def not_found(request: Request) -> Response:
         return Response("not found", status_code=404, media_type="text/plain")

@@ -46,9 +46,12 @@ class HeadDeadlineProtocol(H11Protocol):
         super().connection_lost(exc)
 
     def _watch_head(self) -> None:
-        """Arm the deadline while a request's head is awaited (h11: the client is IDLE),
-        cancel it once the head is in (the request then belongs to the app)."""
-        awaiting_head = self.conn.their_state is h11.IDLE and not self.transport.is_closing()
+        """Arm the deadline while a request's head or body is awaited (h11: the client
+        is IDLE or SEND_BODY), cancel it once the whole request is in (it then belongs to
+        the app). The bodies citesmail takes are small (16 KB at most): a body that
+        trickles in byte by byte is as much an attack as a head that does."""
+        awaiting_head = self.conn.their_state in (h11.IDLE, h11.SEND_BODY) and \
+            not self.transport.is_closing()
         if awaiting_head and self._head_deadline is None:
             self._head_deadline = self.loop.call_later(self.head_timeout, self._head_too_slow)
         elif not awaiting_head:
@@ -61,7 +64,8 @@ class HeadDeadlineProtocol(H11Protocol):
 
     def _head_too_slow(self) -> None:
         self._head_deadline = None
-        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+        if self.conn.their_state in (h11.IDLE, h11.SEND_BODY) and \
+                not self.transport.is_closing():
             self.transport.close()
 
 
