@@ -7,11 +7,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
+from citesmail.audience.contacts import select_contacts
 from citesmail.audience.importer import import_contacts
 from citesmail.audience.lists import add_list, remove_list
 from citesmail.audience.segments import (
     Definition,
     add_segment,
+    all_segments,
     count,
     get_segment,
     parse_condition,
@@ -128,3 +130,61 @@ def test_saved_segments_and_unknown_lists(people: Database) -> None:
             remove_list(session, "prefecture")
         with pytest.raises(CitesmailError, match=r"unknown segment 'x'.*prefets-lyon"):
             get_segment(session, "x")
+
+
+def test_a_saved_segment_reads_back_with_its_exclusions_and_negations(
+        people: Database) -> None:
+    """What a send reaches is what was saved: excluded lists and `!=` survive the database."""
+    saved = where("territory!=Lyon", "attr.secteur=emploi", "domain=st-etienne.fr",
+                  lists=("partenaires", "prefecture"), exclude=("partis",))
+    with people.session() as session:
+        add_segment(session, "sans-partis", saved)
+        add_segment(session, "hors-lyon", where("territory!=Lyon", lists=("partenaires",)))
+    with people.session() as session:
+        _, definition = get_segment(session, "sans-partis")
+        assert definition == saved
+        assert definition.describe() == ("on partenaires or prefecture, not on partis, "
+                                          "territory!=Lyon, attr.secteur=emploi, "
+                                          "domain=st-etienne.fr")
+        assert [name for name, _ in all_segments(session)] == ["hors-lyon", "sans-partis"]
+        assert dict(all_segments(session))["sans-partis"] == saved
+    assert emails(people, definition) == []  # c@st-etienne.fr is on the excluded list
+    with people.session() as session:
+        _, hors_lyon = get_segment(session, "hors-lyon")
+    assert hors_lyon.where == [parse_condition("territory!=Lyon")]
+    assert emails(people, hors_lyon) == ["c@st-etienne.fr", "d@grenoble.fr", "f@asso.org"]
+
+
+def test_segment_names_are_checked(people: Database) -> None:
+    with people.session() as session:
+        for name in ("prefets lyon", "Prefets", "prefets/lyon", ""):
+            with pytest.raises(CitesmailError, match="invalid segment name"):
+                add_segment(session, name, where())
+    with people.session() as session:
+        assert all_segments(session) == []
+
+
+def test_a_segment_on_a_list_keeps_to_the_list_members(people: Database) -> None:
+    """`contacts list/export --list L --segment S`: those of S who are on L, no one else."""
+    with people.session() as session:
+        add_segment(session, "prefets", where("role=délégué du préfet"))
+    with people.session() as session:
+        both = [c.email for batch in select_contacts(session, list_name="prefecture",
+                                                       segment="prefets") for c in batch]
+        on_list = [c.email for batch in select_contacts(session, list_name="partis")
+                   for c in batch]
+        everyone = [c.email for batch in select_contacts(session) for c in batch]
+    assert both == ["a@lyon.fr", "c@st-etienne.fr", "d@grenoble.fr"]
+    assert on_list == ["c@st-etienne.fr"]
+    assert len(everyone) == 6  # the unsubscribed one too: no segment, no status filter
+
+
+def test_streaming_chosen_columns(people: Database) -> None:
+    with people.session() as session:
+        pairs = [row for batch in stream(session, where("territory=Lyon"),
+                                         columns=(Contact.email, Contact.territory))
+                 for row in batch]
+        single = [row for batch in stream(session, where("territory=Lyon"),
+                                          columns=(Contact.email,)) for row in batch]
+    assert [tuple(p) for p in pairs] == [("a@lyon.fr", "Lyon"), ("b@lyon.fr", "Lyon")]
+    assert single == ["a@lyon.fr", "b@lyon.fr"]
