@@ -1,0 +1,145 @@
+"""contacts import, row by row: blank and short rows, header spellings, the list and the
+suppression list, the report's order and the progress shown on the way."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from citesmail.audience import importer
+from citesmail.audience.contacts import erase
+from citesmail.audience.csvfile import read_sheet
+from citesmail.audience.importer import import_contacts
+from citesmail.audience.lists import add_list, get_list
+from citesmail.db import Contact, Database, Membership
+
+from .test_import import contacts, write_csv
+
+
+def members(db: Database, list_name: str) -> set[str]:
+    with db.session() as session:
+        list_id = get_list(session, list_name).id
+        return set(session.scalars(select(Contact.email).join(
+            Membership, Membership.contact_id == Contact.id).where(
+                Membership.list_id == list_id)))
+
+
+def test_a_blank_line_in_the_middle_does_not_end_the_import(db: Database,
+                                                              tmp_path: Path) -> None:
+    text = "email;nom\na@ex.fr;A\n\nb@ex.fr;B\n;\n  ;  \nmauvais;M\nc@ex.fr;C\n"
+    report = import_contacts(db, write_csv(tmp_path, text))
+    assert report.summary() == "3 imported, 0 updated, 1 rejected, 0 duplicates"
+    assert report.details() == [
+        "line 7: rejected: mauvais: An email address must have an @-sign."]
+    assert {e: c.last_name for e, c in contacts(db).items()} == {
+        "a@ex.fr": "A", "b@ex.fr": "B", "c@ex.fr": "C"}
+
+
+def test_rows_shorter_than_the_header_are_read_with_empty_cells(db: Database,
+                                                               tmp_path: Path) -> None:
+    """Spreadsheets leave out a row's trailing empty cells."""
+    text = "email;nom;ville;secteur\na@ex.fr;Martin\nb@ex.fr\nc@ex.fr;Roux;Lyon;emploi\n"
+    report = import_contacts(db, write_csv(tmp_path, text))
+    assert report.summary() == "3 imported, 0 updated, 0 rejected, 0 duplicates"
+    found = contacts(db)
+    a, b, c = found["a@ex.fr"], found["b@ex.fr"], found["c@ex.fr"]
+    assert (a.last_name, a.territory, a.attributes) == ("Martin", None, {})
+    assert (b.last_name, b.territory, b.attributes) == (None, None, {})
+    assert (c.last_name, c.territory, c.attributes) == ("Roux", "Lyon", {"secteur": "emploi"})
+
+
+def test_a_short_row_without_its_email_cell_is_rejected(db: Database,
+                                                        tmp_path: Path) -> None:
+    text = "nom;ville;email\nMartin;Lyon\nRoux;Lyon;r@ex.fr\n"
+    report = import_contacts(db, write_csv(tmp_path, text))
+    assert report.details() == ["line 2: rejected: no email address"]
+    assert set(contacts(db)) == {"r@ex.fr"}
+
+
+def test_hyphenated_header_names(db: Database, tmp_path: Path) -> None:
+    text = ("Adresse-Mail;First-Name;last-name;Nom-de-famille;Email-Address\n"
+            "a@ex.fr;Ana;Lopez;Autre;b@ex.fr\n")
+    import_contacts(db, write_csv(tmp_path, text))
+    a = contacts(db)["a@ex.fr"]
+    assert (a.first_name, a.last_name) == ("Ana", "Lopez")
+    # A second column for a field already found is kept as an attribute.
+    assert a.attributes == {"Nom-de-famille": "Autre", "Email-Address": "b@ex.fr"}
+
+
+@pytest.mark.parametrize("delimiter", [",", "\t", ";"])
+def test_the_header_decides_the_separator_when_the_rows_do_not(
+        db: Database, tmp_path: Path, delimiter: str) -> None:
+    """Rows of different lengths leave the sniffer undecided: the header's most frequent
+    separator is taken."""
+    text = "email,nom,ville\na@ex.fr\nb@ex.fr,Bernard\n".replace(",", delimiter)
+    path = write_csv(tmp_path, text)
+    assert read_sheet(path).delimiter == delimiter
+    report = import_contacts(db, path)
+    assert report.imported == 2 and not report.rejected
+    assert contacts(db)["b@ex.fr"].last_name == "Bernard"
+
+
+def test_new_and_known_contacts_all_join_the_list(db: Database, tmp_path: Path) -> None:
+    with db.session() as session:
+        add_list(session, "partenaires")
+        add_list(session, "autres")
+    import_contacts(db, write_csv(tmp_path, "email\nknown@ex.fr\nother@ex.fr\n"),
+                    list_name="autres")
+    report = import_contacts(db, write_csv(tmp_path, "email\nnew@ex.fr\nknown@ex.fr\n",
+                                           name="b.csv"), list_name="partenaires")
+    assert (report.imported, report.unchanged) == (1, 1)
+    assert members(db, "partenaires") == {"new@ex.fr", "known@ex.fr"}
+    assert members(db, "autres") == {"known@ex.fr", "other@ex.fr"}
+
+
+def test_erased_addresses_are_not_imported_again(db: Database, tmp_path: Path) -> None:
+    with db.session() as session:
+        add_list(session, "l")
+    import_contacts(db, write_csv(tmp_path, "email;nom\ngone@ex.fr;G\nlost@ex.fr;L\n"))
+    with db.session() as session:
+        erase(session, ("gone@ex.fr", "lost@ex.fr"))
+    text = "email;nom\nstay@ex.fr;S\nGONE@EX.FR;G\nlost@ex.fr;L\n"
+    report = import_contacts(db, write_csv(tmp_path, text, name="b.csv"), list_name="l",
+                             update_existing=True)
+    assert report.summary() == ("1 imported, 0 updated, 0 rejected, 0 duplicates, "
+                                "2 erased addresses skipped")
+    assert report.details() == [
+        "line 3: skipped: GONE@ex.fr was erased (suppression list)",
+        "line 4: skipped: lost@ex.fr was erased (suppression list)"]
+    assert set(contacts(db)) == {"stay@ex.fr"}
+    assert members(db, "l") == {"stay@ex.fr"}
+    one = import_contacts(db, write_csv(tmp_path, "email\nlost@ex.fr\n", name="c.csv"))
+    assert one.summary().endswith(", 1 erased address skipped")
+
+
+def test_report_lines_follow_the_file_whatever_their_kind(db: Database,
+                                                         tmp_path: Path) -> None:
+    import_contacts(db, write_csv(tmp_path, "email\ngone@ex.fr\n"))
+    with db.session() as session:
+        erase(session, ("gone@ex.fr",))
+    rows = [f"n{i}@ex.fr;N" for i in range(7)]  # lines 2 to 8
+    text = "\n".join(["email;nom;status", *rows, "gone@ex.fr;G", "n1@ex.fr;bis",
+                      "mauvais;M", ";X", "n2@ex.fr;ter"]) + "\n"
+    report = import_contacts(db, write_csv(tmp_path, text, name="b.csv"))
+    assert report.details() == [
+        "line 1: warning: column 'status' not imported: an import never changes a status",
+        "line 9: skipped: gone@ex.fr was erased (suppression list)",
+        "line 10: duplicate: n1@ex.fr is already on line 3",
+        "line 11: rejected: mauvais: An email address must have an @-sign.",
+        "line 12: rejected: no email address",
+        "line 13: duplicate: n2@ex.fr is already on line 4",
+    ]
+
+
+def test_progress_is_reported_after_each_chunk(db: Database, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import_contacts(db, write_csv(tmp_path, "email\nknown@ex.fr\n"))
+    monkeypatch.setattr(importer, "INSERT_CHUNK", 2)
+    calls: list[tuple[int, int]] = []
+    text = "email\n" + "".join(f"n{i}@ex.fr\n" for i in range(5)) + "known@ex.fr\n"
+    report = import_contacts(db, write_csv(tmp_path, text, name="b.csv"),
+                             progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(2, 6), (4, 6), (5, 6)]
+    assert report.imported == 5 and len(contacts(db)) == 6
