@@ -3,6 +3,7 @@ suppression list, the report's order and the progress shown on the way."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from citesmail.audience.csvfile import read_sheet
 from citesmail.audience.importer import import_contacts
 from citesmail.audience.lists import add_list, get_list
 from citesmail.db import Contact, Database, Membership
+from citesmail.errors import CitesmailError
 
 from .test_import import contacts, write_csv
 
@@ -143,3 +145,107 @@ def test_progress_is_reported_after_each_chunk(db: Database, tmp_path: Path,
                              progress=lambda done, total: calls.append((done, total)))
     assert calls == [(2, 6), (4, 6), (5, 6)]
     assert report.imported == 5 and len(contacts(db)) == 6
+
+
+def test_cells_an_export_protected_import_back_as_they_were(db: Database,
+                                                             tmp_path: Path) -> None:
+    """`contacts export` writes '=x for =x (so that no spreadsheet runs it): the
+    apostrophe goes again on import, in any column and on messy rows too."""
+    text = ("email;prénom;nom;organisme;fonction;ville;'=calcul\n"
+            "a@ex.fr;'Anne;'+33 6;'@asso;'-x;l'Isle;'=1+1\n"
+            "b@ex.fr;Bob ; Roux ;x;y;z; '=2+2 \n"
+            "c@ex.fr;';'';'a;'=;Lyon;ok\n")
+    report = import_contacts(db, write_csv(tmp_path, text))
+    assert report.details() == [
+        "line 1: warning: column '=calcul' looks like a spreadsheet formula; kept as an "
+        "attribute, exported as ''=calcul'"]
+    found = contacts(db)
+    a, b, c = found["a@ex.fr"], found["b@ex.fr"], found["c@ex.fr"]
+    assert (a.first_name, a.last_name, a.organization, a.role, a.territory) == (
+        "'Anne", "+33 6", "@asso", "-x", "l'Isle")
+    assert a.attributes == {"=calcul": "=1+1"}
+    assert (b.first_name, b.last_name, b.attributes) == ("Bob", "Roux", {"=calcul": "=2+2"})
+    assert (c.first_name, c.last_name, c.organization, c.role) == ("'", "''", "'a", "=")
+
+
+def test_columns_only_an_export_has_are_left_out_with_a_warning(db: Database,
+                                                                 tmp_path: Path) -> None:
+    text = "email;Status;LISTS;secteur\na@ex.fr;unsubscribed;x, y;emploi\n"
+    report = import_contacts(db, write_csv(tmp_path, text))
+    assert report.details() == [
+        "line 1: warning: column 'Status' not imported: an import never changes a status",
+        "line 1: warning: column 'LISTS' not imported: give the list with --list"]
+    a = contacts(db)["a@ex.fr"]
+    assert (a.status, a.attributes) == ("active", {"secteur": "emploi"})
+
+
+def test_an_update_takes_the_new_spelling_and_dates_the_change(
+        db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with db.session() as session:
+        add_list(session, "l")
+    import_contacts(db, write_csv(tmp_path, "email;nom\nanne@ex.fr;Martin\n"))
+    monkeypatch.setattr(importer, "utcnow", lambda: datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC))
+    text = "email;nom\n Anne@EX.FR ;Martin-Roux\n"
+    report = import_contacts(db, write_csv(tmp_path, text, name="b.csv"),
+                             update_existing=True, list_name="l")
+    assert report.updated == 1
+    anne = contacts(db)["Anne@ex.fr"]
+    assert anne.last_name == "Martin-Roux"
+    assert anne.created_at.year < 2031 and anne.updated_at.year == 2031
+    with db.session() as session:
+        assert [added.year for added in session.scalars(select(Membership.added_at))] == [2031]
+
+
+def test_a_utf8_bom_is_not_part_of_the_first_header(db: Database, tmp_path: Path) -> None:
+    path = write_csv(tmp_path, "Secteur;email\nemploi;a@ex.fr\n", "utf-8-sig")
+    assert read_sheet(path).encoding == "utf-8-sig"
+    import_contacts(db, path)
+    assert contacts(db)["a@ex.fr"].attributes == {"Secteur": "emploi"}
+
+
+@pytest.mark.parametrize(("data", "encoding"), [
+    ("email;nom\na@ex.fr;Noël\n".encode(), "utf-8"),
+    ("email;nom\na@ex.fr;Noël\n".encode("cp1252"), "cp1252"),
+])
+def test_the_encoding_is_recognised(tmp_path: Path, data: bytes, encoding: str) -> None:
+    path = tmp_path / "x.csv"
+    path.write_bytes(data)
+    sheet = read_sheet(path)
+    assert sheet.encoding == encoding
+    assert list(sheet.rows) == [(2, ["a@ex.fr", "Noël"])]
+
+
+def import_error(db: Database, path: Path) -> str:
+    with pytest.raises(CitesmailError) as caught:
+        import_contacts(db, path)
+    assert contacts(db) == {}
+    return str(caught.value)
+
+
+def test_a_file_in_no_known_encoding_says_where(db: Database, tmp_path: Path) -> None:
+    path = tmp_path / "x.csv"
+    path.write_bytes(b"email;nom\na@ex.fr;\x81\n")  # 0x81: in neither UTF-8 nor cp1252
+    assert import_error(db, path) == (
+        f"{path}: neither UTF-8 nor Windows-1252 (byte 18) — save the file as CSV UTF-8 "
+        "from your spreadsheet")
+
+
+def test_an_unclosed_quote_is_reported_on_the_line_it_opens(db: Database,
+                                                            tmp_path: Path) -> None:
+    endless = "".join(f"suite {i}\n" for i in range(20_000))  # past the csv field limit
+    body = write_csv(tmp_path, f'email;nom\na@ex.fr;A\nb@ex.fr;"Ouvert\n{endless}')
+    assert import_error(db, body) == (
+        f"{body}:3: field larger than field limit (131072) — check the quotes on that line")
+    header = write_csv(tmp_path, f'email;"nom\n{endless}', name="h.csv")
+    assert import_error(db, header) == (
+        f"{header}:1: cannot read the header: field larger than field limit (131072)")
+
+
+def test_files_without_a_usable_header_say_what_to_do(db: Database, tmp_path: Path) -> None:
+    empty = write_csv(tmp_path, " \n\n")
+    assert import_error(db, empty) == (
+        f"{empty}: the file is empty — export the contacts again, with a header row")
+    blank_first = write_csv(tmp_path, "\nemail\na@ex.fr\n", name="b.csv")
+    assert import_error(db, blank_first) == (
+        f"{blank_first}:1: no email column (headers found: none) — name one column email, "
+        "e-mail, courriel, mail or adresse mail")
