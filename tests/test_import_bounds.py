@@ -127,3 +127,57 @@ def test_line_numbers_and_the_exact_limit(tmp_path: Path, end: bytes) -> None:
     with pytest.raises(CitesmailError) as caught:
         read_text_bytes(path)
     assert caught.value.problems[0].line == 6
+
+
+@pytest.mark.parametrize("end", [b"\n", b"\r"])
+def test_a_line_at_the_limit_after_short_lines_on_the_same_read(tmp_path: Path,
+                                                                 end: bytes) -> None:
+    """The long line's length counts from the last line end before it, and ends at the
+    first one after it, though the reads hold other line ends."""
+    data = end.join([b"email", b"a", b"y" * MAX_LINE, b"z", b"w", b""])
+    path = tmp_path / "fits.csv"
+    path.write_bytes(data)
+    assert read_text_bytes(path) == data
+
+
+def _refusal(tmp_path: Path, data: bytes) -> str:
+    path = tmp_path / "x.csv"
+    path.write_bytes(data)
+    with pytest.raises(CitesmailError) as caught:
+        read_text_bytes(path)
+    return str(caught.value).removeprefix(f"{path}")
+
+
+HINT = " — export the sheet as CSV from your spreadsheet (.xlsx is not read)"
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (b"\x00\x00\x00\x01 binary", ": not a CSV file (binary content)" + HINT),
+    (b"email\n" + b"x" * 8185 + b"\x00\n", ": not a CSV file (binary content)" + HINT),
+    (b"email\n" + b"x" * 8186 + b"\x00\n", ":2: a NUL byte: not a CSV file (binary content)"
+     + HINT),  # from byte 8192 on, the file is text with a NUL on a line
+    (b"email\n" + b"x" * 100 + b"\x00" + b"x" * 9000 + b"\x00\n",
+     ": not a CSV file (binary content)" + HINT),
+    # a line spans a whole read, and the next read starts with its line end
+    (b"email;n\n" + b"a@ex.fr;" + b"x" * (131072 - 16) + b"\nb@ex.fr;y\nc@ex.fr;\x00\n",
+     ":4: a NUL byte: not a CSV file (binary content)" + HINT),
+    # a CRLF cut between two reads, a NUL on the next line
+    (b"email;n\r\n" + b"a@ex.fr;" + b"x" * 65518 + b"\r\nb@ex.fr;\x00\r\n",
+     ":3: a NUL byte: not a CSV file (binary content)" + HINT),
+    # early in the second read: still a text file with a NUL on a line
+    (b"email\n" + b"x" * 65529 + b"\n" + b"y" * 10 + b"\x00\n",
+     ":3: a NUL byte: not a CSV file (binary content)" + HINT),
+])
+def test_where_a_nul_byte_is_decides_the_error(tmp_path: Path, data: bytes,
+                                              message: str) -> None:
+    assert _refusal(tmp_path, data) == message
+
+
+def test_a_missing_file_or_a_folder(tmp_path: Path) -> None:
+    missing = tmp_path / "absent.csv"
+    with pytest.raises(CitesmailError) as caught:
+        read_text_bytes(missing)
+    assert str(caught.value) == f"{missing}: no such file — check the path"
+    with pytest.raises(CitesmailError) as caught:
+        read_text_bytes(tmp_path)
+    assert str(caught.value) == f"{tmp_path}: is a folder — give the path of a .csv file"
