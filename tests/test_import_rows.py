@@ -249,3 +249,13 @@ def test_files_without_a_usable_header_say_what_to_do(db: Database, tmp_path: Pa
     assert import_error(db, blank_first) == (
         f"{blank_first}:1: no email column (headers found: none) — name one column email, "
         "e-mail, courriel, mail or adresse mail")
+
+
+def test_a_utf8_mark_before_text_that_is_not_utf8_is_a_clear_error(
+        db: Database, tmp_path: Path) -> None:
+    """Not an internal error: the file says UTF-8 and is not (Windows-1252 behind a BOM)."""
+    path = tmp_path / "x.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + "email;nom\na@ex.fr;Noël\n".encode("cp1252"))
+    assert import_error(db, path) == (
+        f"{path}: not UTF-8, though the file starts with the UTF-8 mark (byte 23) — save "
+        "the file as CSV UTF-8 from your spreadsheet")

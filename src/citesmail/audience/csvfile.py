@@ -67,7 +67,12 @@ class Sheet:
 
 def _decode(data: bytes, path: Path) -> tuple[str, str]:
     if data.startswith(b"\xef\xbb\xbf"):
-        return data[3:].decode("utf-8", errors="strict"), "utf-8-sig"
+        try:
+            return data[3:].decode("utf-8", errors="strict"), "utf-8-sig"
+        except UnicodeDecodeError as exc:
+            raise CitesmailError(
+                f"not UTF-8, though the file starts with the UTF-8 mark (byte {exc.start + 3})",
+                "save the file as CSV UTF-8 from your spreadsheet", path=path) from None
     try:
         return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
