@@ -83,6 +83,22 @@ def test_the_header_decides_the_separator_when_the_rows_do_not(
     assert contacts(db)["b@ex.fr"].last_name == "Bernard"
 
 
+def test_only_the_header_line_decides_the_separator(db: Database, tmp_path: Path) -> None:
+    """Its names may hold spaces, and the rows other separators."""
+    path = write_csv(tmp_path, "Adresse mail,Nom\na@ex.fr\nb@ex.fr;x;y;z\nc@ex.fr,C\n")
+    assert read_sheet(path).delimiter == ","
+    import_contacts(db, path)
+    assert contacts(db)["c@ex.fr"].last_name == "C"
+
+
+def test_header_names_with_underscores_or_runs_of_spaces(db: Database,
+                                                          tmp_path: Path) -> None:
+    text = "Adresse_Mail;Nom  de   famille;first__name\na@ex.fr;Lopez;Ana\n"
+    import_contacts(db, write_csv(tmp_path, text))
+    a = contacts(db)["a@ex.fr"]
+    assert (a.first_name, a.last_name, a.attributes) == ("Ana", "Lopez", {})
+
+
 def test_new_and_known_contacts_all_join_the_list(db: Database, tmp_path: Path) -> None:
     with db.session() as session:
         add_list(session, "partenaires")
@@ -137,14 +153,17 @@ def test_report_lines_follow_the_file_whatever_their_kind(db: Database,
 
 def test_progress_is_reported_after_each_chunk(db: Database, tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    with db.session() as session:
+        add_list(session, "l")
     import_contacts(db, write_csv(tmp_path, "email\nknown@ex.fr\n"))
     monkeypatch.setattr(importer, "INSERT_CHUNK", 2)
     calls: list[tuple[int, int]] = []
     text = "email\n" + "".join(f"n{i}@ex.fr\n" for i in range(5)) + "known@ex.fr\n"
-    report = import_contacts(db, write_csv(tmp_path, text, name="b.csv"),
+    report = import_contacts(db, write_csv(tmp_path, text, name="b.csv"), list_name="l",
                              progress=lambda done, total: calls.append((done, total)))
     assert calls == [(2, 6), (4, 6), (5, 6)]
     assert report.imported == 5 and len(contacts(db)) == 6
+    assert members(db, "l") == set(contacts(db))  # the new ones of every chunk
 
 
 def test_cells_an_export_protected_import_back_as_they_were(db: Database,
