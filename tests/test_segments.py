@@ -11,12 +11,14 @@ from citesmail.audience.contacts import select_contacts
 from citesmail.audience.importer import import_contacts
 from citesmail.audience.lists import add_list, remove_list
 from citesmail.audience.segments import (
+    Condition,
     Definition,
     add_segment,
     all_segments,
     count,
     get_segment,
     parse_condition,
+    remove_segment,
     stream,
 )
 from citesmail.db import Contact, Database
@@ -188,3 +190,54 @@ def test_streaming_chosen_columns(people: Database) -> None:
                                           columns=(Contact.email,)) for row in batch]
     assert [tuple(p) for p in pairs] == [("a@lyon.fr", "Lyon"), ("b@lyon.fr", "Lyon")]
     assert single == ["a@lyon.fr", "b@lyon.fr"]
+
+
+def test_conditions_are_read_with_spaces_and_values_holding_signs() -> None:
+    assert parse_condition("  territory = Lyon  ") == Condition("territory", False, "Lyon")
+    assert parse_condition("attr.note!=a=b!=c") == Condition("attr.note", True, "a=b!=c")
+    assert parse_condition("domain=Bücher.DE") == Condition("domain", False, "xn--bcher-kva.de")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("Lyon", "cannot read condition 'Lyon' — write field=value or field!=value, e.g. "
+             "territory=Lyon"),
+    ("ville=Lyon", "unknown field 'ville' in 'ville=Lyon' — known fields: role, territory, "
+                   "organization, lang, domain, and attr.NAME for an imported column"),
+    ("attr. =x", "no attribute name in 'attr. =x' — write attr.NAME=value"),
+    ("domain=pas un domaine", "invalid domain in 'domain=pas un domaine': "),
+])
+def test_conditions_that_cannot_be_read(text: str, message: str) -> None:
+    with pytest.raises(CitesmailError) as caught:
+        parse_condition(text)
+    assert str(caught.value).startswith(message)
+
+
+def test_descriptions_and_definitions_saved_before_exclusions() -> None:
+    assert Definition().describe() == "every active contact"
+    assert where(lists=("a", "b")).describe() == "on a or b"
+    assert where(exclude=("c", "d")).describe() == "not on c or d"
+    assert Definition.from_json({}) == Definition()
+    assert Definition.from_json({"lists": ["a"]}) == where(lists=("a",))
+
+
+def test_removed_segments_and_the_names_that_exist(people: Database) -> None:
+    with people.session() as session:
+        with pytest.raises(CitesmailError) as caught:
+            get_segment(session, "x")
+        assert str(caught.value) == (
+            "unknown segment 'x' — create it with: citesmail segments add x --list ...")
+        add_segment(session, "zz", where())
+        add_segment(session, "aa", where())
+        with pytest.raises(CitesmailError) as caught:
+            add_segment(session, "zz", where("lang=fr"))
+        assert str(caught.value) == (
+            "segment 'zz' already exists — remove it first: citesmail segments remove zz")
+    with people.session() as session:
+        with pytest.raises(CitesmailError) as caught:
+            get_segment(session, "x")
+        assert str(caught.value) == "unknown segment 'x' — known segments: aa, zz"
+        remove_segment(session, "zz")
+        with pytest.raises(CitesmailError, match="unknown segment 'nope'"):
+            remove_segment(session, "nope")
+    with people.session() as session:
+        assert [name for name, _ in all_segments(session)] == ["aa"]
