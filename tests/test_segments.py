@@ -241,3 +241,12 @@ def test_removed_segments_and_the_names_that_exist(people: Database) -> None:
             remove_segment(session, "nope")
     with people.session() as session:
         assert [name for name, _ in all_segments(session)] == ["aa"]
+
+
+def test_batches_follow_ids_whatever_index_serves_the_conditions(people: Database) -> None:
+    """Conditions on an indexed column (the domain) must not change the order a keyset
+    pagination relies on: every matching contact comes, once, in id order."""
+    definition = where("domain=lyon.fr", "domain=grenoble.fr", "domain=asso.org")
+    with people.session() as session:
+        found = [c.email for batch in stream(session, definition, batch=1) for c in batch]
+    assert found == ["a@lyon.fr", "b@lyon.fr", "d@grenoble.fr", "f@asso.org"]
