@@ -3,15 +3,17 @@ suppression list, the report's order and the progress shown on the way."""
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from citesmail.audience import importer
 from citesmail.audience.contacts import erase
 from citesmail.audience.csvfile import read_sheet
+from citesmail.audience.exporter import export_contacts
 from citesmail.audience.importer import import_contacts
 from citesmail.audience.lists import add_list, get_list
 from citesmail.db import Contact, Database, Membership
@@ -278,3 +280,19 @@ def test_a_utf8_mark_before_text_that_is_not_utf8_is_a_clear_error(
     assert import_error(db, path) == (
         f"{path}: not UTF-8, though the file starts with the UTF-8 mark (byte 23) — save "
         "the file as CSV UTF-8 from your spreadsheet")
+
+
+def test_an_export_imports_back_to_the_same_contacts(db: Database, tmp_path: Path) -> None:
+    text = ("email;prénom;nom;organisme;fonction;ville;=calcul\n"
+            "a@ex.fr;Anne;+33 6;@asso;-x;l'Isle;=1+1\n"
+            "b@ex.fr;'Bob;Roux;Ville;;Lyon;\n")
+    import_contacts(db, write_csv(tmp_path, text))
+    fields = ("first_name", "last_name", "organization", "role", "territory", "attributes")
+    before = {e: [getattr(c, f) for f in fields] for e, c in contacts(db).items()}
+    exported = io.StringIO()
+    with db.session() as session:
+        export_contacts(session, exported)
+        session.execute(delete(Contact))
+    report = import_contacts(db, write_csv(tmp_path, exported.getvalue(), name="export.csv"))
+    assert report.imported == 2 and not report.rejected
+    assert {e: [getattr(c, f) for f in fields] for e, c in contacts(db).items()} == before
