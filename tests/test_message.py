@@ -17,7 +17,13 @@ from citesmail.config import load_settings
 from citesmail.errors import CitesmailError
 from citesmail.message import MessageTemplate, Recipient, links_for
 from citesmail.render import render_campaign
-from citesmail.tokens import DEVELOPMENT_SECRET, check_secret, make_token, read_token
+from citesmail.tokens import (
+    DEVELOPMENT_SECRET,
+    check_secret,
+    make_token,
+    new_secret,
+    read_token,
+)
 
 from .conftest import REPLAY
 
@@ -118,6 +124,50 @@ def test_a_short_or_published_secret_is_refused_saying_how_to_make_one(secret: s
 def test_a_secret_of_32_bytes_is_enough() -> None:
     for secret in ("a" * 32, "é" * 16):
         assert check_secret(secret, "citesmail serve") == secret
+
+
+@pytest.mark.parametrize(("secret", "why"), [
+    ("", "citesmail serve needs CITESMAIL_SECRET: without it anyone could forge links"),
+    (DEVELOPMENT_SECRET, "citesmail serve: CITESMAIL_SECRET is the development key that "
+                         "citesmail publishes: anyone could forge links"),
+    ("é" * 15, "citesmail serve: CITESMAIL_SECRET is too short (30 bytes, at least 32): "
+               "it could be guessed"),
+])
+def test_a_refused_secret_says_why(secret: str, why: str) -> None:
+    with pytest.raises(CitesmailError) as refused:
+        check_secret(secret, "citesmail serve")
+    assert str(refused.value).startswith(why + " — make one with `citesmail secret`")
+
+
+def test_a_new_secret_is_random_and_long_enough() -> None:
+    first, second = new_secret(), new_secret()
+    assert first != second
+    assert len(base64.urlsafe_b64decode(first + "=")) == 32
+    assert check_secret(first, "citesmail serve") == first
+
+
+@pytest.mark.parametrize("campaign", ["a:b", "2026:12:printemps", ":", "camp:"])
+def test_a_campaign_name_with_colons_round_trips(campaign: str) -> None:
+    assert read_token("secret", make_token("secret", 42, campaign)) == (42, campaign)
+
+
+def test_a_refused_token_says_what_to_do() -> None:
+    token = make_token("secret", 42, "camp")
+    with pytest.raises(CitesmailError) as malformed:
+        read_token("secret", "garbage")
+    assert str(malformed.value) == "malformed link token — use the link from the email"
+    with pytest.raises(CitesmailError) as invalid:
+        read_token("other", token)
+    assert str(invalid.value) == "invalid link token — the link was altered or is not ours"
+
+
+def test_a_token_with_characters_that_are_not_text_is_refused() -> None:
+    """A path decoded with surrogateescape may hold lone surrogates: refused, not a crash."""
+    token = make_token("secret", 42, "camp")
+    payload, tag = token.split(".")
+    for variant in (f"{payload}.{tag}\udcff", f"{payload}.\udcff{tag[1:]}"):
+        with pytest.raises(CitesmailError, match="invalid link token"):
+            read_token("secret", variant)
 
 
 def _b64(data: bytes) -> str:
