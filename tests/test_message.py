@@ -14,8 +14,17 @@ import pytest
 
 from citesmail.campaigns import load_campaign
 from citesmail.config import load_settings
+from citesmail.dkim_keys import generate
 from citesmail.errors import CitesmailError
-from citesmail.message import MessageTemplate, Recipient, links_for
+from citesmail.message import (
+    MessageTemplate,
+    Origin,
+    Recipient,
+    links_for,
+    message_id,
+    parse_message_id,
+    recipient_from_text,
+)
 from citesmail.render import render_campaign
 from citesmail.tokens import (
     DEVELOPMENT_SECRET,
@@ -28,11 +37,15 @@ from citesmail.tokens import (
 from .conftest import REPLAY
 
 
-def message_for(workspace: Path, recipient: Recipient, **env: str) -> email.message.Message:
+def raw_message_for(workspace: Path, recipient: Recipient, **env: str) -> bytes:
     settings = load_settings(workspace / "config.toml", environ=env)
     campaign = load_campaign(workspace / "campaigns" / f"{REPLAY}.md", default_lang="fr",
                              tz=settings.tz)
-    raw = MessageTemplate(render_campaign(campaign, settings), settings).build(recipient)
+    return MessageTemplate(render_campaign(campaign, settings), settings).build(recipient)
+
+
+def message_for(workspace: Path, recipient: Recipient, **env: str) -> email.message.Message:
+    raw = raw_message_for(workspace, recipient, **env)
     return email.message_from_bytes(raw, policy=policy.default)
 
 
@@ -168,6 +181,70 @@ def test_a_token_with_characters_that_are_not_text_is_refused() -> None:
     for variant in (f"{payload}.{tag}\udcff", f"{payload}.\udcff{tag[1:]}"):
         with pytest.raises(CitesmailError, match="invalid link token"):
             read_token("secret", variant)
+
+
+def test_a_message_id_names_its_campaign_and_contact(workspace: Path) -> None:
+    """A bounce quotes the Message-ID: it must lead back to the campaign and contact."""
+    sent = message_for(workspace, Recipient(email="a@example.org", contact_id=4217))
+    assert parse_message_id(sent["Message-ID"]) == Origin(REPLAY, 4217)
+    assert parse_message_id(f" {sent['Message-ID']}\r\n") == Origin(REPLAY, 4217)
+    written = message_id("lettre-2", 7, "0a1b", "lettres.example.org")
+    assert parse_message_id(written) == Origin("lettre-2", 7)
+    for other in ("<CAF3k9vT2eXq8m1p@mail.example.org>", written[1:-1], written + "x",
+                  "<lettre-2.7.0a1g@lettres.example.org>", "<lettre-2.x.0a1b@example.org>"):
+        assert parse_message_id(other) is None
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("camille@example.org", Recipient(email="camille@example.org")),
+    ("Camille Martin <camille@example.org>",
+     Recipient(email="camille@example.org", first_name="Camille", last_name="Martin")),
+    ("  Anne Marie Dupont <a@example.org>",
+     Recipient(email="a@example.org", first_name="Anne", last_name="Marie Dupont")),
+])
+def test_a_recipient_from_the_command_line(text: str, expected: Recipient) -> None:
+    assert recipient_from_text(text) == expected
+
+
+@pytest.mark.parametrize(("text", "why"), [
+    ("not an address", "not an address: 'not an address'"),
+    ("<>", "not an address: '<>'"),
+    ("a@b@c", "not an address: 'a@b@c'"),
+    ("camille@exämple.fr",
+     "not an ASCII address such as camille@example.org: 'camille@exämple.fr'"),
+])
+def test_what_is_not_a_recipient_is_refused_saying_so(text: str, why: str) -> None:
+    with pytest.raises(ValueError) as refused:
+        recipient_from_text(text)
+    assert str(refused.value) == why
+
+
+@pytest.mark.parametrize(("algorithm", "signed_with"), [("rsa", b"a=rsa-sha256"),
+                                                       ("ed25519", b"a=ed25519-sha256")])
+def test_a_signed_message_verifies_and_an_altered_one_does_not(
+        workspace: Path, algorithm: str, signed_with: bytes) -> None:
+    import dkim
+
+    pem, record = generate("cm", "example.org", workspace / "keys", algorithm)  # type: ignore[arg-type]
+    raw = raw_message_for(workspace, Recipient(email="a@example.org", contact_id=3),
+                          CITESMAIL_DKIM_SELECTOR="cm", CITESMAIL_DKIM_DOMAIN="example.org",
+                          CITESMAIL_DKIM_PRIVATE_KEY=str(pem))
+
+    def dns(name: bytes, timeout: int = 5) -> bytes:
+        return record.encode() if name == b"cm._domainkey.example.org." else b""
+
+    assert raw.startswith(b"DKIM-Signature: ")
+    signature = email.message_from_bytes(raw, policy=policy.default)["DKIM-Signature"]
+    fields = {k.strip(): v.strip() for k, _, v in
+              (part.partition("=") for part in "".join(signature.split()).split(";"))}
+    assert (fields["d"], fields["s"], fields["c"]) == ("example.org", "cm", "relaxed/relaxed")
+    assert signed_with in raw.split(b"\r\n\r\n", 1)[0]
+    assert set(fields["h"].lower().split(":")) >= {
+        "from", "to", "subject", "date", "message-id", "list-unsubscribe",
+        "list-unsubscribe-post", "mime-version", "content-type"}
+    assert dkim.verify(raw, dnsfunc=dns)
+    for header in (b"Subject: ", b"List-Unsubscribe: ", b"MIME-Version: ", b"Message-ID: "):
+        assert not dkim.verify(raw.replace(header, header + b"X", 1), dnsfunc=dns), header
 
 
 def _b64(data: bytes) -> str:
