@@ -4,6 +4,8 @@
 #   bash scripts/mutation.sh                  # every module below
 #   bash scripts/mutation.sh tokens journal   # only these
 #   MUTATION_JOBS=1 bash scripts/mutation.sh message   # one test process (default: 2)
+# Run again after an interruption (Ctrl-C), it goes on where the same module stopped;
+# `rm -rf mutants` starts afresh.
 #
 # Each module is mutated alone and tested only by its own fast tests (the mapping
 # below); the fault tests (tests/test_faults.py) are left out: too slow for this.
@@ -64,7 +66,10 @@ SCORES=()
 for module in "$@"; do
   IFS='|' read -r files tests options patterns <<<"$(spec "$module")"
   echo "== $module: mutating $files, tested by $tests $options"
-  rm -rf mutants  # results of another module (another test selection) must not be reused
+  # The results of an interrupted run of the same module are kept (mutmut goes on where it
+  # stopped); those of another module (another test selection) must not be reused.
+  if [ "$(cat mutants/.module 2>/dev/null)" != "$module" ]; then rm -rf mutants; fi
+  mkdir -p mutants && echo "$module" >mutants/.module
   # mutmut takes its settings from pyproject.toml; the per-module ones are set here.
   MUT_FILES="$files" MUT_TESTS="$tests" MUT_OPTIONS="$options" MUT_JOBS="$JOBS" \
   .venv/bin/python - $patterns <<'EOF'
