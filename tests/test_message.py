@@ -247,6 +247,30 @@ def test_a_signed_message_verifies_and_an_altered_one_does_not(
         assert not dkim.verify(raw.replace(header, header + b"X", 1), dnsfunc=dns), header
 
 
+def test_the_reference_message_names_its_headers_date_and_message_id(
+        workspace: Path) -> None:
+    """The standard-library build the fast path is held to: its own headers pinned."""
+    from datetime import UTC, datetime
+    from email.utils import format_datetime
+
+    from citesmail.message import reference_message
+
+    settings = load_settings(workspace / "config.toml", environ={})
+    campaign = load_campaign(workspace / "campaigns" / f"{REPLAY}.md", default_lang="fr",
+                             tz=settings.tz)
+    moment = datetime(2026, 11, 30, 8, 15, tzinfo=UTC)
+    recipient = Recipient(email="a@example.org", first_name="Anne", last_name="Léger",
+                          contact_id=12)
+    built = reference_message(render_campaign(campaign, settings), recipient, settings,
+                              now=moment)
+    assert list(built.keys()) == [
+        "From", "To", "Subject", "List-Id", "Date", "Message-ID", "List-Unsubscribe",
+        "List-Unsubscribe-Post", "MIME-Version", "Content-Type"]
+    assert built["Date"] == format_datetime(moment)
+    assert built["Message-ID"] == f"<{REPLAY}.12.0@{settings.sender.domain}>"
+    assert built["To"].addresses[0].display_name == "Anne Léger"
+
+
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
