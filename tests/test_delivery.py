@@ -15,17 +15,22 @@ from sqlalchemy import select, update
 
 from citesmail.audience.importer import import_contacts
 from citesmail.audience.lists import add_list
-from citesmail.audience.segments import Definition
+from citesmail.audience.segments import Definition, add_segment
 from citesmail.campaigns import load_campaign
 from citesmail.config import Settings, load_settings
 from citesmail.db import Contact, Database, Delivery, Send
 from citesmail.delivery import (
     PAUSE_AFTER,
+    STATES,
+    Prepared,
     SendBusy,
     SendPaused,
     SendRun,
     counts,
     prepare_send,
+    requeue_unknown,
+    start_scheduled,
+    summary,
     wire_address,
 )
 from citesmail.errors import CitesmailError
@@ -468,3 +473,93 @@ def test_a_stop_from_outside_ends_the_run_resumably(db: Database, tmp_path: Path
     assert result.counts["sending"] == 0  # what was claimed and not sent is queued again
     assert run(db, cfg, send_id) == {"sent": len(addresses)}
     assert set(server.handler.received.values()) == {1}
+
+
+def two_sends(db: Database, tmp_path: Path) -> tuple[int, int, list[str]]:
+    """A send to the three contacts of list 'l', and another campaign's send to the one
+    contact of list 'other'."""
+    addresses = audience(db, tmp_path, 3)
+    with db.session() as session:
+        add_list(session, "other")
+    path = tmp_path / "other.csv"
+    path.write_text("email\nailleurs@example.org\n", encoding="utf-8")
+    import_contacts(db, path, list_name="other")
+    cfg = load_settings(ROOT / "config.example.toml", environ={})
+    other = tmp_path / "2023-06-13-autre-annonce.md"
+    other.write_text((EXAMPLES / f"{REPLAY}.md").read_text(encoding="utf-8"),
+                     encoding="utf-8")
+    rendered = render_campaign(load_campaign(other, default_lang="fr", tz=cfg.tz), cfg)
+    other_id = prepare_send(db, rendered, "o", Definition(lists=["other"]), "h").send_id
+    return start(db, cfg), other_id, addresses
+
+
+def test_a_send_prepared_again_is_resumed_with_its_own_recipients(
+        db: Database, tmp_path: Path) -> None:
+    send_id, _, _ = two_sends(db, tmp_path)
+    cfg = load_settings(ROOT / "config.example.toml", environ={})
+    rendered = render_campaign(load_campaign(EXAMPLES / f"{REPLAY}.md", default_lang="fr",
+                                             tz=cfg.tz), cfg)
+    again = prepare_send(db, rendered, "s", None, "hash")
+    assert again == Prepared(send_id, 3, True, False)
+    assert prepare_send(db, rendered, "s", None, "edited") == Prepared(send_id, 3, True, True)
+
+
+def test_resend_unknown_requeues_only_the_unknown_rows_of_its_send(
+        db: Database, tmp_path: Path) -> None:
+    send_id, other_id, addresses = two_sends(db, tmp_path)
+    long_ago = datetime(2026, 1, 1, tzinfo=UTC)
+    with db.session() as session:
+        session.execute(update(Delivery).values(state="unknown", updated_at=long_ago))
+        session.execute(update(Delivery).where(Delivery.email == addresses[2])
+                        .values(state="sent"))
+        session.execute(update(Send).values(state="done", finished_at=long_ago))
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    assert requeue_unknown(db, send_id) == 2
+    with db.session(write=False) as session:
+        found = {(d.send_id, d.email): (d.state, d.updated_at)
+                 for d in session.scalars(select(Delivery))}
+        sends = {s.id: (s.state, s.finished_at) for s in session.scalars(select(Send))}
+    for address in addresses[:2]:
+        state, updated_at = found[send_id, address]
+        assert state == "queued" and updated_at is not None and updated_at >= before
+    assert found[send_id, addresses[2]] == ("sent", long_ago)
+    assert found[other_id, "ailleurs@example.org"] == ("unknown", long_ago)
+    assert sends == {send_id: ("running", None), other_id: ("done", long_ago)}
+    assert requeue_unknown(db, send_id) == 0  # none left
+    assert requeue_unknown(db, other_id) == 1
+
+
+def test_a_summary_names_the_states_that_have_rows() -> None:
+    found = dict.fromkeys(STATES, 0)
+    assert summary(found) == "no recipients"
+    found |= {"sent": 4, "failed": 1, "unknown": 2}
+    assert summary(found) == "sent 4, failed 1, unknown 2"
+
+
+def test_a_scheduled_send_starts_once_with_its_segments_recipients(
+        db: Database, tmp_path: Path) -> None:
+    audience(db, tmp_path, 3)
+    cfg = load_settings(ROOT / "config.example.toml", environ={})
+    rendered = render_campaign(load_campaign(EXAMPLES / f"{REPLAY}.md", default_lang="fr",
+                                             tz=cfg.tz), cfg)
+    assert start_scheduled(db, REPLAY) is None  # nothing scheduled
+    with db.session() as session:
+        add_segment(session, "s", Definition(lists=["l"]))
+        session.add(Send(campaign=REPLAY, segment="s", subject=rendered.subject,
+                         html=rendered.html, text=rendered.text, slots=[],
+                         source_hash="hash", state="scheduled"))
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    started = start_scheduled(db, REPLAY)
+    assert started is not None
+    assert (started.total, started.resumed, started.changed) == (3, False, False)
+    with db.session(write=False) as session:
+        send = session.scalar(select(Send).where(Send.campaign == REPLAY))
+        assert send is not None and send.id == started.send_id
+        assert send.state == "running"
+        assert send.started_at is not None and send.started_at >= before
+        assert counts(session, send.id)["queued"] == 3
+    assert start_scheduled(db, REPLAY) == Prepared(started.send_id, 3, True, False)
+    for state in ("done", "missed"):
+        with db.session() as session:
+            session.execute(update(Send).values(state=state))
+        assert start_scheduled(db, REPLAY) is None

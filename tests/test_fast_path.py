@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.errors
+import os
 from email import policy
 from email.header import decode_header, make_header
 
@@ -81,7 +82,9 @@ RECIPIENTS = st.builds(Recipient, email=st.builds("{}@{}".format, LOCAL, DOMAIN)
                        contact_id=st.integers(min_value=1, max_value=10**9))
 
 
-@settings(max_examples=1000, deadline=None, derandomize=True, database=None,
+# scripts/mutation.sh asks for fewer examples (each mutant runs this test again).
+@settings(max_examples=int(os.environ.get("CITESMAIL_FAST_PATH_EXAMPLES", "1000")),
+          deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(recipient=RECIPIENTS)
 def test_fast_path_parses_like_email_message(compact: Case, recipient: Recipient) -> None:

@@ -14,19 +14,38 @@ import pytest
 
 from citesmail.campaigns import load_campaign
 from citesmail.config import load_settings
+from citesmail.dkim_keys import generate
 from citesmail.errors import CitesmailError
-from citesmail.message import MessageTemplate, Recipient, links_for
+from citesmail.message import (
+    MessageTemplate,
+    Origin,
+    Recipient,
+    links_for,
+    message_id,
+    parse_message_id,
+    recipient_from_text,
+)
 from citesmail.render import render_campaign
-from citesmail.tokens import DEVELOPMENT_SECRET, check_secret, make_token, read_token
+from citesmail.tokens import (
+    DEVELOPMENT_SECRET,
+    check_secret,
+    make_token,
+    new_secret,
+    read_token,
+)
 
 from .conftest import REPLAY
 
 
-def message_for(workspace: Path, recipient: Recipient, **env: str) -> email.message.Message:
+def raw_message_for(workspace: Path, recipient: Recipient, **env: str) -> bytes:
     settings = load_settings(workspace / "config.toml", environ=env)
     campaign = load_campaign(workspace / "campaigns" / f"{REPLAY}.md", default_lang="fr",
                              tz=settings.tz)
-    raw = MessageTemplate(render_campaign(campaign, settings), settings).build(recipient)
+    return MessageTemplate(render_campaign(campaign, settings), settings).build(recipient)
+
+
+def message_for(workspace: Path, recipient: Recipient, **env: str) -> email.message.Message:
+    raw = raw_message_for(workspace, recipient, **env)
     return email.message_from_bytes(raw, policy=policy.default)
 
 
@@ -118,6 +137,138 @@ def test_a_short_or_published_secret_is_refused_saying_how_to_make_one(secret: s
 def test_a_secret_of_32_bytes_is_enough() -> None:
     for secret in ("a" * 32, "é" * 16):
         assert check_secret(secret, "citesmail serve") == secret
+
+
+@pytest.mark.parametrize(("secret", "why"), [
+    ("", "citesmail serve needs CITESMAIL_SECRET: without it anyone could forge links"),
+    (DEVELOPMENT_SECRET, "citesmail serve: CITESMAIL_SECRET is the development key that "
+                         "citesmail publishes: anyone could forge links"),
+    ("é" * 15, "citesmail serve: CITESMAIL_SECRET is too short (30 bytes, at least 32): "
+               "it could be guessed"),
+])
+def test_a_refused_secret_says_why(secret: str, why: str) -> None:
+    with pytest.raises(CitesmailError) as refused:
+        check_secret(secret, "citesmail serve")
+    assert str(refused.value).startswith(why + " — make one with `citesmail secret`")
+
+
+def test_a_new_secret_is_random_and_long_enough() -> None:
+    first, second = new_secret(), new_secret()
+    assert first != second
+    assert len(base64.urlsafe_b64decode(first + "=")) == 32
+    assert check_secret(first, "citesmail serve") == first
+
+
+@pytest.mark.parametrize("campaign", ["a:b", "2026:12:printemps", ":", "camp:"])
+def test_a_campaign_name_with_colons_round_trips(campaign: str) -> None:
+    assert read_token("secret", make_token("secret", 42, campaign)) == (42, campaign)
+
+
+def test_a_refused_token_says_what_to_do() -> None:
+    token = make_token("secret", 42, "camp")
+    with pytest.raises(CitesmailError) as malformed:
+        read_token("secret", "garbage")
+    assert str(malformed.value) == "malformed link token — use the link from the email"
+    with pytest.raises(CitesmailError) as invalid:
+        read_token("other", token)
+    assert str(invalid.value) == "invalid link token — the link was altered or is not ours"
+
+
+def test_a_token_with_characters_that_are_not_text_is_refused() -> None:
+    """A path decoded with surrogateescape may hold lone surrogates: refused, not a crash."""
+    token = make_token("secret", 42, "camp")
+    payload, tag = token.split(".")
+    for variant in (f"{payload}.{tag}\udcff", f"{payload}.\udcff{tag[1:]}"):
+        with pytest.raises(CitesmailError, match="invalid link token"):
+            read_token("secret", variant)
+
+
+def test_a_message_id_names_its_campaign_and_contact(workspace: Path) -> None:
+    """A bounce quotes the Message-ID: it must lead back to the campaign and contact."""
+    sent = message_for(workspace, Recipient(email="a@example.org", contact_id=4217))
+    assert parse_message_id(sent["Message-ID"]) == Origin(REPLAY, 4217)
+    assert parse_message_id(f" {sent['Message-ID']}\r\n") == Origin(REPLAY, 4217)
+    written = message_id("lettre-2", 7, "0a1b", "lettres.example.org")
+    assert parse_message_id(written) == Origin("lettre-2", 7)
+    for other in ("<CAF3k9vT2eXq8m1p@mail.example.org>", written[1:-1], written + "x",
+                  "<lettre-2.7.0a1g@lettres.example.org>", "<lettre-2.x.0a1b@example.org>"):
+        assert parse_message_id(other) is None
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("camille@example.org", Recipient(email="camille@example.org")),
+    ("Camille Martin <camille@example.org>",
+     Recipient(email="camille@example.org", first_name="Camille", last_name="Martin")),
+    ("  Anne Marie Dupont <a@example.org>",
+     Recipient(email="a@example.org", first_name="Anne", last_name="Marie Dupont")),
+])
+def test_a_recipient_from_the_command_line(text: str, expected: Recipient) -> None:
+    assert recipient_from_text(text) == expected
+
+
+@pytest.mark.parametrize(("text", "why"), [
+    ("not an address", "not an address: 'not an address'"),
+    ("<>", "not an address: '<>'"),
+    ("a@b@c", "not an address: 'a@b@c'"),
+    ("camille@exämple.fr",
+     "not an ASCII address such as camille@example.org: 'camille@exämple.fr'"),
+])
+def test_what_is_not_a_recipient_is_refused_saying_so(text: str, why: str) -> None:
+    with pytest.raises(ValueError) as refused:
+        recipient_from_text(text)
+    assert str(refused.value) == why
+
+
+@pytest.mark.parametrize(("algorithm", "signed_with"), [("rsa", b"a=rsa-sha256"),
+                                                       ("ed25519", b"a=ed25519-sha256")])
+def test_a_signed_message_verifies_and_an_altered_one_does_not(
+        workspace: Path, algorithm: str, signed_with: bytes) -> None:
+    import dkim
+
+    pem, record = generate("cm", "example.org", workspace / "keys", algorithm)  # type: ignore[arg-type]
+    raw = raw_message_for(workspace, Recipient(email="a@example.org", contact_id=3),
+                          CITESMAIL_DKIM_SELECTOR="cm", CITESMAIL_DKIM_DOMAIN="example.org",
+                          CITESMAIL_DKIM_PRIVATE_KEY=str(pem))
+
+    def dns(name: bytes, timeout: int = 5) -> bytes:
+        return record.encode() if name == b"cm._domainkey.example.org." else b""
+
+    assert raw.startswith(b"DKIM-Signature: ")
+    signature = email.message_from_bytes(raw, policy=policy.default)["DKIM-Signature"]
+    fields = {k.strip(): v.strip() for k, _, v in
+              (part.partition("=") for part in "".join(signature.split()).split(";"))}
+    assert (fields["d"], fields["s"], fields["c"]) == ("example.org", "cm", "relaxed/relaxed")
+    assert signed_with in raw.split(b"\r\n\r\n", 1)[0]
+    assert set(fields["h"].lower().split(":")) >= {
+        "from", "to", "subject", "date", "message-id", "list-unsubscribe",
+        "list-unsubscribe-post", "mime-version", "content-type"}
+    assert dkim.verify(raw, dnsfunc=dns)
+    for header in (b"Subject: ", b"List-Unsubscribe: ", b"MIME-Version: ", b"Message-ID: "):
+        assert not dkim.verify(raw.replace(header, header + b"X", 1), dnsfunc=dns), header
+
+
+def test_the_reference_message_names_its_headers_date_and_message_id(
+        workspace: Path) -> None:
+    """The standard-library build the fast path is held to: its own headers pinned."""
+    from datetime import UTC, datetime
+    from email.utils import format_datetime
+
+    from citesmail.message import reference_message
+
+    settings = load_settings(workspace / "config.toml", environ={})
+    campaign = load_campaign(workspace / "campaigns" / f"{REPLAY}.md", default_lang="fr",
+                             tz=settings.tz)
+    moment = datetime(2026, 11, 30, 8, 15, tzinfo=UTC)
+    recipient = Recipient(email="a@example.org", first_name="Anne", last_name="Léger",
+                          contact_id=12)
+    built = reference_message(render_campaign(campaign, settings), recipient, settings,
+                              now=moment)
+    assert list(built.keys()) == [
+        "From", "To", "Subject", "List-Id", "Date", "Message-ID", "List-Unsubscribe",
+        "List-Unsubscribe-Post", "MIME-Version", "Content-Type"]
+    assert built["Date"] == format_datetime(moment)
+    assert built["Message-ID"] == f"<{REPLAY}.12.0@{settings.sender.domain}>"
+    assert built["To"].addresses[0].display_name == "Anne Léger"
 
 
 def _b64(data: bytes) -> str:
