@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import threading
 import time
 import uuid
@@ -48,10 +47,6 @@ BATCH = 64  # rows claimed, and results recorded, per transaction
 RECORD_EVERY = 0.25  # seconds: results are recorded at least this often
 IN_FLIGHT_FOR = timedelta(minutes=10)  # a row `sending` longer than this is a dead run's
 ANNOUNCE_EVERY = 60.0  # seconds: a wait is told again at most this often
-# A send is bulk work: it yields the CPU to people waiting for a page of `serve` (or the
-# preview) on the same machine. Linux nice values are per thread, inherited by the
-# threads a thread starts: the send's connections run at this level too.
-NICENESS = 10
 
 
 class SendPaused(CitesmailError):
@@ -433,8 +428,6 @@ class SendRun:
     def run(self) -> RunResult:
         """Drain the send. Only one process at a time runs a given send (a lock that
         dies with its holder), so rows left `sending` can only be a dead run's."""
-        with contextlib.suppress(OSError):  # as nice as NICENESS, never less nice
-            os.nice(max(0, NICENESS - os.nice(0)))
         lock = ProcessLock(self.db, f"send-{self.send_id}")
         try:
             lock.acquire()
