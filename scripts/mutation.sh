@@ -51,7 +51,7 @@ spec() {
         citesmail.delivery.xǁSendRunǁ_settle__mutmut_'*' \
         citesmail.delivery.xǁSendRunǁ_fence__mutmut_'*')";;
     audience/csvfile|audience/importer|audience/textfile)
-      echo "src/citesmail/$1.py|tests/test_import.py tests/test_import_bounds.py||";;
+      echo "src/citesmail/$1.py|tests/test_import.py tests/test_import_bounds.py tests/test_import_rows.py||";;
     audience/segments) echo "src/citesmail/audience/segments.py|tests/test_segments.py||";;
     *) echo "unknown module: $1 (known: ${ALL[*]})" >&2; return 1;;
   esac
