@@ -563,3 +563,54 @@ def test_a_scheduled_send_starts_once_with_its_segments_recipients(
         with db.session() as session:
             session.execute(update(Send).values(state=state))
         assert start_scheduled(db, REPLAY) is None
+
+
+def contacts_by_email(db: Database) -> dict[str, Contact]:
+    with db.session(write=False) as session:
+        return {c.email: c for c in session.scalars(select(Contact))}
+
+
+def test_a_refused_message_fails_and_only_a_refused_address_bounces_its_contact(
+        db: Database, tmp_path: Path, server: SmtpServer) -> None:
+    """A 5xx to the message (at DATA) says nothing of the address: its contact stays
+    active. A 5xx to the address bounces that contact, and no other."""
+    addresses = audience(db, tmp_path, 3)
+    server.handler.at_data[addresses[0]] = [554]
+    server.handler.at_rcpt[addresses[1]] = [550]
+    before = contacts_by_email(db)[addresses[1]].updated_at
+    cfg = settings_for(server.port)
+    assert run(db, cfg, start(db, cfg)) == {"sent": 1, "failed": 2}
+    found = rows(db)
+    assert (found[addresses[0]].state, found[addresses[0]].last_code) == ("failed", 554)
+    assert (found[addresses[1]].state, found[addresses[1]].last_code) == ("failed", 550)
+    contacts = contacts_by_email(db)
+    assert [contacts[a].status for a in addresses] == ["active", "bounced", "active"]
+    assert before is not None and contacts[addresses[1]].updated_at > before
+
+
+def test_a_deferred_message_waits_its_first_delay_and_the_run_says_when(
+        db: Database, tmp_path: Path, server: SmtpServer) -> None:
+    """The first retry waits the first of [delivery] retry_delays; the run ends, saying
+    when that is, counting only its own send's deferred rows."""
+    addresses = audience(db, tmp_path, 2)
+    server.handler.at_rcpt[addresses[0]] = [451]
+    cfg = settings_for(server.port, CITESMAIL_DELIVERY_RETRY_DELAYS="[600, 3600]")
+    before = datetime.now(UTC)
+    send_id = start(db, cfg)
+    result = SendRun(db, send_id, cfg, lambda: make_transport(cfg)).run()
+    row = rows(db)[addresses[0]]
+    assert (row.state, row.attempts) == ("deferred", 1)
+    assert row.next_attempt_at is not None
+    assert before + timedelta(seconds=600) <= row.next_attempt_at <= \
+        datetime.now(UTC) + timedelta(seconds=600)
+    assert not result.finished and result.next_retry == row.next_attempt_at
+    with db.session() as session:  # another send's retry, due sooner: not this one's
+        other = Send(campaign="other", segment="s", subject="s", html="", text="",
+                     slots=[], source_hash="h", state="running")
+        session.add(other)
+        session.flush()
+        session.add(Delivery(send_id=other.id, email="x@example.org", first_name="",
+                             last_name="", organization="", state="deferred", attempts=1,
+                             next_attempt_at=datetime.now(UTC) + timedelta(seconds=30)))
+    again = SendRun(db, send_id, cfg, lambda: make_transport(cfg)).run()
+    assert again.next_retry == row.next_attempt_at

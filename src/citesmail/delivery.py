@@ -369,14 +369,12 @@ class SendRun:
                 self._record(session, claimed, outcome)
 
     def _record(self, session: Session, claimed: Claimed, outcome: Outcome) -> None:
+        """A message that did not go (or may have): `_record_all` records the sent ones."""
         now = utcnow()
         row = session.get(Delivery, claimed.delivery_id)
         assert row is not None
         row.attempts += 1
         row.last_code, row.updated_at = outcome.code, now
-        if outcome.kind == "sent":
-            row.state, row.sent_at, row.last_error = "sent", now, None
-            return
         row.last_error = outcome.message[:1000]
         if outcome.kind == "unknown":
             row.state = "unknown"
