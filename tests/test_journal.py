@@ -71,6 +71,19 @@ def test_where_journals_are(tmp_path: Path) -> None:
         tmp_path / ".citesmail"
 
 
+def transmit_until_full(journal: Journal, ids: range) -> list[int]:
+    """The messages that go (their `D` line written) until the disk is full."""
+    went = []
+    for delivery_id in ids:
+        try:
+            journal.transmitting(delivery_id)
+        except JournalError as exc:
+            assert "the disk is full" in str(exc)
+            break
+        went.append(delivery_id)
+    return went
+
+
 def test_on_a_full_disk_the_answers_owed_are_still_written(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The disk fills when a fourth message asks for room: it does not go, and the three
@@ -88,14 +101,7 @@ def test_on_a_full_disk_the_answers_owed_are_still_written(
     monkeypatch.setattr(Journal, "_allocate", allocate)
     path = tmp_path / "send-1-run-a.journal"
     journal = Journal(path, "run-a")
-    transmitted = []
-    for delivery_id in range(1, 10):
-        try:
-            journal.transmitting(delivery_id)
-        except JournalError as exc:
-            assert "the disk is full" in str(exc)
-            break
-        transmitted.append(delivery_id)
+    transmitted = transmit_until_full(journal, range(1, 10))
     assert 1 <= len(transmitted) < 9
     for delivery_id in transmitted:
         journal.accepted(delivery_id)
@@ -235,14 +241,7 @@ def test_on_a_disk_that_fills_every_message_that_went_gets_its_answer(
     SmallDisk(300).install(monkeypatch)
     path = tmp_path / "send-1-run-a.journal"
     journal = Journal(path, "run-a")
-    went = []
-    for delivery_id in range(1000, 1100):
-        try:
-            journal.transmitting(delivery_id)
-        except JournalError as exc:
-            assert "the disk is full" in str(exc)
-            break
-        went.append(delivery_id)
+    went = transmit_until_full(journal, range(1000, 1100))
     assert 3 <= len(went) < 100
     with pytest.raises(JournalError):
         journal.accepted(5000)  # not owed: no room for it
