@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs, then runs it (README's Quick start, and CI).
-#   - a virtualenv in .venv with citesmail and its test extras
+#   - a virtualenv in .venv with citesmail and its test extras; then ruff and mypy
 #   - Debian's Chromium for the browser tests (apt-get, when missing and run as root)
 #   - the machine's PostgreSQL (127.0.0.1:5432, database test): started if it is down;
 #     CITESMAIL_TEST_PG_URL points the database tests at it
@@ -28,4 +28,5 @@ python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[test]'
 .venv/bin/ruff check .
+.venv/bin/mypy  # strict, on src/ (settings in pyproject.toml)
 exec .venv/bin/python -m pytest "$@"

@@ -26,7 +26,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from .audience.addresses import AddressError, normalize_address
-from .db import Contact, Database, Delivery, Send, utcnow
+from .db import Contact, Database, Delivery, Send, changed, utcnow
 from .errors import CitesmailError
 from .message import Origin, parse_message_id
 
@@ -391,21 +391,20 @@ class _Apply:
         now = utcnow()
         if not failure.about_address:
             report.refused.append((contact.email, failure.code))
-        elif self.session.execute(
+        elif changed(self.session,
                 update(Contact).where(Contact.id == contact.id, Contact.status == "active")
-                .values(status="bounced", updated_at=now)).rowcount:
+                .values(status="bounced", updated_at=now)):
             report.bounced.append((contact.email, campaign))
         elif contact.status == "bounced":
             report.already_bounced.append((contact.email, campaign))
         else:
             report.not_active.append((contact.email, contact.status))
         if delivery is not None:
-            report.deliveries_failed += self.session.execute(
+            report.deliveries_failed += changed(self.session,
                 update(Delivery).where(Delivery.id == delivery.id,
                                        Delivery.state.in_(FAILABLE))
                 .values(state="failed", updated_at=now, last_code=failure.reply_code,
-                        last_error=(ERROR_PREFIX + failure.diagnostic)[:MAX_ERROR])
-            ).rowcount or 0
+                        last_error=(ERROR_PREFIX + failure.diagnostic)[:MAX_ERROR]))
 
 
 def apply(db: Database, found: Scan, *, dry_run: bool = False) -> Report:

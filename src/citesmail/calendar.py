@@ -90,7 +90,8 @@ def invitation(campaign: Campaign, settings: Settings, *,
     # The zone's rules for the event's year only: a few lines, not fifty years of them.
     calendar.add_missing_timezones(first_date=date(starts.astimezone(zone).year, 1, 1),
                                    last_date=date(ends.astimezone(zone).year + 1, 1, 1))
-    return calendar.to_ical().decode("utf-8")
+    text: str = calendar.to_ical().decode("utf-8")
+    return text
 
 
 def _utc(moment: datetime) -> str:

@@ -248,7 +248,7 @@ class Settings(Section):
     secret: str | None = Field(None, exclude=True, repr=False)
     smtp_password: str | None = Field(None, exclude=True, repr=False)
     # (section, key) -> the CITESMAIL_* variable that set it, to say where a value is from.
-    _variables: dict[tuple[str, str], str] = PrivateAttr(default_factory=dict)
+    _variables: dict[tuple[str, ...], str] = PrivateAttr(default_factory=dict)
 
     def place(self, section: str, key: str) -> tuple[Path | str, int | None]:
         """Where a setting was given: its CITESMAIL_* variable, else its line in the
@@ -413,7 +413,7 @@ def load_settings(
     from_env = _env_overrides(environ)
     data = _merge(_merge(data, from_env), overrides or {})
     workspace = (path.parent if path else (cwd or Path.cwd())).resolve()
-    variables = {(section, key): f"CITESMAIL_{section}_{key}".upper()
+    variables: dict[tuple[str, ...], str] = {(section, key): f"CITESMAIL_{section}_{key}".upper()
                  for section, values in from_env.items() for key in values}
     try:
         settings = Settings.model_validate(

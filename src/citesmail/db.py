@@ -25,7 +25,9 @@ from sqlalchemy import (
     inspect,
     text,
 )
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.sql import Executable
 
 from .dberrors import DEFAULT_BUSY_TIMEOUT, repair_sidecars, translate_errors
 from .errors import CitesmailError
@@ -38,6 +40,20 @@ STATUSES = ("active", "unsubscribed", "bounced", "complained")
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def column_length(model: type[Base], column: str) -> int:
+    """The length of a text column: PostgreSQL refuses longer text where SQLite keeps it."""
+    kind = model.__table__.c[column].type
+    assert isinstance(kind, String) and kind.length is not None
+    return kind.length
+
+
+def changed(session: Session, statement: Executable) -> int:
+    """Run an UPDATE or DELETE and say how many rows it changed."""
+    result = session.execute(statement)
+    assert isinstance(result, CursorResult)
+    return result.rowcount or 0
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 from .audience.bulk import db_value, is_postgresql
 from .audience.segments import Definition, matching
 from .config import Settings
-from .db import Contact, Database, Delivery, Send, utcnow
+from .db import Contact, Database, Delivery, Send, changed, utcnow
 from .errors import CitesmailError
 from .intake import apply_pending, intake_path, pending_unsubscribes
 from .journal import Journal, JournalError, JournalInUse, journal_path, read_journal
@@ -190,9 +190,9 @@ def summary(found: dict[str, int]) -> str:
 def requeue_unknown(db: Database, send_id: int) -> int:
     """Queue the `unknown` rows again; a finished send runs again for them."""
     with db.session() as session:
-        found = session.execute(
+        found = changed(session,
             update(Delivery).where(Delivery.send_id == send_id, Delivery.state == "unknown")
-            .values(state="queued", updated_at=utcnow())).rowcount or 0
+            .values(state="queued", updated_at=utcnow()))
         if found:
             session.execute(update(Send).where(Send.id == send_id, Send.state == "done")
                             .values(state="running", finished_at=None))

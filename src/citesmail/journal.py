@@ -172,7 +172,8 @@ class Journal:
             self.offset += written
             if opens is not None:
                 self.in_flight.add(opens)
-            self.in_flight.discard(closes)  # type: ignore[arg-type]
+            if closes is not None:
+                self.in_flight.discard(closes)
 
     def _allocate(self, offset: int, size: int) -> None:
         os.posix_fallocate(self.fd, offset, size)

@@ -231,12 +231,18 @@ def _unstructured(name: str, value: str) -> bytes:
 class Renderable(Protocol):
     """A rendered campaign, fresh (RenderedCampaign) or as stored by a send."""
 
-    slug: str
-    subject: str
-    html: str
-    text: str
-    slots: tuple[tuple[str, str], ...]
-    calendar: str | None
+    @property
+    def slug(self) -> str: ...
+    @property
+    def subject(self) -> str: ...
+    @property
+    def html(self) -> str: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def slots(self) -> tuple[tuple[str, str], ...]: ...
+    @property
+    def calendar(self) -> str | None: ...
 
 
 def _base64(data: bytes) -> bytes:
@@ -367,7 +373,8 @@ class MessageTemplate:
                               signature_algorithm=algorithm,
                               canonicalize=(b"relaxed", b"relaxed"),
                               include_headers=DKIM_HEADERS, linesep=b"\r\n")
-        return signature + data
+        signed: bytes = signature + data
+        return signed
 
 
 def reference_message(rendered: RenderedCampaign, recipient: Recipient, settings: Settings,

@@ -53,11 +53,13 @@ OptionalUrl = Annotated[WebUrl | None, BeforeValidator(_empty_is_none)]
 OptionalText = Annotated[str | None, BeforeValidator(_empty_is_none)]
 
 
-class Strict(BaseModel):
+class Section(BaseModel):
+    """A part of the front matter: unknown keys refused, values frozen once read."""
+
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
 
 
-class EventInfo(Strict):
+class EventInfo(Section):
     starts: Moment | None = None
     ends: Moment | None = None
     location: OptionalText = None
@@ -65,19 +67,19 @@ class EventInfo(Strict):
     registration_url: OptionalUrl = None
 
 
-class ReplayInfo(Strict):
+class ReplayInfo(Section):
     video_url: WebUrl
     slides_url: OptionalUrl = None
 
 
-class Speaker(Strict):
+class Speaker(Section):
     name: Text
     role: OptionalText = None
     organization: OptionalText = None
     group: OptionalText = None
 
 
-class Item(Strict):
+class Item(Section):
     title: Text
     url: WebUrl
     summary: OptionalText = None
@@ -85,7 +87,7 @@ class Item(Strict):
     image_alt: OptionalText = None
 
 
-class FrontMatter(Strict):
+class FrontMatter(Section):
     """Exactly the keys a campaign file may hold; anything else is an error."""
 
     kind: Literal["event", "replay", "newsletter"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -176,7 +176,7 @@ def validation_problems(
     text: str,
     path: Path | str,
     first_line: int = 1,
-    elsewhere: dict[tuple[str, ...], str] | None = None,
+    elsewhere: Mapping[tuple[str, ...], str] | None = None,
 ) -> list[Problem]:
     """Turn pydantic errors into one Problem per error, each at the line of its key, or
     named by where else its value came from (`elsewhere`: key path -> source)."""

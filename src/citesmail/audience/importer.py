@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from ..db import Contact, Database, Membership, Suppression, utcnow
+from ..db import Contact, Database, Membership, Suppression, column_length, utcnow
 from .addresses import AddressError, address_hash, normalize_address
 from .bulk import db_value, insert_rows, reserve_ids
 from .csvfile import FIELDS, FORMULA_STARTS, Sheet, from_spreadsheet, read_sheet, spreadsheet_safe
@@ -110,7 +110,7 @@ def _attribute_columns(sheet: Sheet, report: ImportReport) -> list[tuple[int, st
 
 # What the contacts columns hold. PostgreSQL refuses longer text (and with it the whole
 # import) where SQLite would store it: on both, such a row is rejected instead.
-_MAX_LENGTH = {name: Contact.__table__.c[name].type.length
+_MAX_LENGTH = {name: column_length(Contact, name)
                for name in (*FIELDS, "consent_source")}
 _LENGTH_HINT = {"lang": " (a language code, such as fr)"}
 

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import case, delete, func, select
 from sqlalchemy.orm import Session
 
-from ..db import Contact, MailingList, Membership, Segment
+from ..db import Contact, MailingList, Membership, Segment, column_length
 from ..errors import CitesmailError
 
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,99}")
@@ -52,7 +52,7 @@ def get_list(session: Session, name: str) -> MailingList:
 def _check_length(what: str, value: str) -> None:
     """PostgreSQL refuses text longer than its column, where SQLite would store it: say
     so before either sees it."""
-    limit = MailingList.__table__.c[what].type.length
+    limit = column_length(MailingList, what)
     if len(value) > limit:
         raise CitesmailError(f"list {what} of {len(value)} characters, at most {limit}",
                              f"shorten the --{what}")

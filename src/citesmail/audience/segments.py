@@ -82,9 +82,12 @@ class Definition:
 
 
 def _column(name: str) -> ColumnElement[Any]:
+    column: ColumnElement[Any]
     if name.startswith("attr."):
-        return Contact.attributes[name[len("attr."):]].as_string()
-    return getattr(Contact, name)  # type: ignore[no-any-return]
+        column = Contact.attributes[name[len("attr."):]].as_string()
+    else:
+        column = getattr(Contact, name)
+    return column
 
 
 def _list_ids(session: Session, names: list[str]) -> list[int]:

@@ -195,9 +195,10 @@ def _run(state: State, send_id: int, total: int) -> None:
                    "then (or let citesmail worker do it)", err=True)
 
 
-def _reply(code: int | None, message: str) -> str:
+def _reply(code: int | None, message: str | None) -> str:
     """A server's answer as a line: '550 no such user', or the error alone."""
-    return f"{code} {message}" if code is not None else message
+    message = message or ""
+    return f"{code} {message}".strip() if code is not None else message
 
 
 def _console() -> Any:
@@ -207,7 +208,8 @@ def _console() -> Any:
 
 
 def _local(state: State, moment: Any) -> str:
-    return moment.astimezone(state.settings.tz).strftime("%Y-%m-%d %H:%M:%S %Z")
+    local: str = moment.astimezone(state.settings.tz).strftime("%Y-%m-%d %H:%M:%S %Z")
+    return local
 
 
 def _dry_run(state: State, rendered: Any, definition: Any) -> None:

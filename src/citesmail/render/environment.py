@@ -22,8 +22,9 @@ from jinja2 import (
     Undefined,
     UndefinedError,
 )
+from jinja2.exceptions import SecurityError
 from jinja2.filters import do_default
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from ..errors import CampaignError, TemplateError
 from .slots import RecipientValueError, Slot, check_tokens

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import datetime as dt
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_date, format_datetime, format_time
@@ -93,7 +93,7 @@ class Dates:
     def __init__(self, lang: str, tz: ZoneInfo) -> None:
         self.lang, self.tz = lang, tz
 
-    def datetime(self, moment: datetime) -> str:
+    def datetime(self, moment: dt.datetime) -> str:
         moment = moment.astimezone(self.tz)
         pattern = _DATETIME.get(base_language(self.lang))
         if pattern:
@@ -101,14 +101,14 @@ class Dates:
         day = format_date(moment, "full", locale=_locale(self.lang))
         return f"{day} {format_time(moment, 'short', locale=_locale(self.lang))}"
 
-    def date(self, moment: datetime) -> str:
+    def date(self, moment: dt.datetime) -> str:
         return format_date(moment.astimezone(self.tz), "full", locale=_locale(self.lang))
 
-    def time(self, moment: datetime) -> str:
+    def time(self, moment: dt.datetime) -> str:
         pattern = _TIME.get(base_language(self.lang), "short")
         return _glue(format_time(moment.astimezone(self.tz), pattern, locale=_locale(self.lang)))
 
-    def span(self, starts: datetime, ends: datetime | None) -> str:
+    def span(self, starts: dt.datetime, ends: dt.datetime | None) -> str:
         """One day: 'lundi 12 juin 2023 de 14 h 00 à 16 h 00'; else the start alone."""
         if ends is None or starts.astimezone(self.tz).date() != ends.astimezone(self.tz).date():
             return self.datetime(starts)

@@ -15,7 +15,8 @@ def _parser() -> MarkdownIt:
 
 
 def to_html(source: str) -> str:
-    return _parser().render(source)
+    html: str = _parser().render(source)
+    return html
 
 
 def to_text(source: str) -> str:
