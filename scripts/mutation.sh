@@ -28,28 +28,12 @@ ALL=(tokens journal message delivery audience/csvfile audience/importer audience
 spec() {
   case "$1" in
     tokens) echo "src/citesmail/tokens.py|tests/test_message.py tests/test_public_app.py||";;
-    journal) echo "src/citesmail/journal.py|tests/test_journal.py tests/test_delivery.py|-k journal|";;
+    journal) echo "src/citesmail/delivery/journal.py|tests/test_journal.py tests/test_delivery.py|-k journal|";;
     message) echo "src/citesmail/message.py|tests/test_message.py tests/test_fast_path.py tests/test_golden.py||";;
-    # The send log's store only: not the thread engine (_loop, _run_with_transports,
-    # _deliver, _drain), which the fault tests cover.
-    # On SQLite only: the store's statements are the same on PostgreSQL, and twice the time.
-    delivery) echo "src/citesmail/delivery.py|tests/test_delivery.py|-k 'not postgresql'|$(printf '%s ' \
-        citesmail.delivery.x_prepare_send__mutmut_'*' \
-        citesmail.delivery.x__resume__mutmut_'*' \
-        citesmail.delivery.x_start_scheduled__mutmut_'*' \
-        citesmail.delivery.x__snapshot__mutmut_'*' \
-        citesmail.delivery.x_counts__mutmut_'*' \
-        citesmail.delivery.x_summary__mutmut_'*' \
-        citesmail.delivery.x_requeue_unknown__mutmut_'*' \
-        citesmail.delivery.xǁSendRunǁ_claim__mutmut_'*' \
-        citesmail.delivery.xǁSendRunǁ_set_state__mutmut_'*' \
-        citesmail.delivery.xǁSendRunǁ_record_all__mutmut_'*' \
-        citesmail.delivery.xǁSendRunǁ_record__mutmut_'*' \
-        citesmail.delivery.xǁSendRunǁ_next_retry__mutmut_'*' \
-        citesmail.delivery.xǁSendRunǁ_hourly_room__mutmut_'*' \
-        citesmail.delivery.xǁSendRunǁ_recover__mutmut_'*' \
-        citesmail.delivery.xǁSendRunǁ_settle__mutmut_'*' \
-        citesmail.delivery.xǁSendRunǁ_fence__mutmut_'*')";;
+    # The send log's store: its SQL (store.py) and a send's life (sendlog.py); not the
+    # thread engine (run.py), which the fault tests cover. On SQLite only: the store's
+    # statements are the same on PostgreSQL, and twice the time.
+    delivery) echo "src/citesmail/delivery/store.py src/citesmail/delivery/sendlog.py|tests/test_delivery.py|-k 'not postgresql'|";;
     audience/csvfile|audience/importer|audience/textfile)
       echo "src/citesmail/$1.py|tests/test_import.py tests/test_import_bounds.py tests/test_import_rows.py||";;
     audience/segments) echo "src/citesmail/audience/segments.py|tests/test_segments.py||";;

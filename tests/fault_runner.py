@@ -36,9 +36,9 @@ from sqlalchemy.orm import Session
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from citesmail import journal
+from citesmail.delivery import journal
 from citesmail.cli import main
-from citesmail.journal import Journal
+from citesmail.delivery.journal import Journal
 from tests.smtp_server import SmtpServer
 
 CAMPAIGN = "2023-06-12-replay-cites-de-l-emploi"

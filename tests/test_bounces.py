@@ -18,8 +18,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from citesmail import bounces
-from citesmail.bounces import Origin, find_origin, parse_message_id, read_bounce, scan
+from citesmail.delivery import bounces
+from citesmail.delivery.bounces import Origin, find_origin, parse_message_id, read_bounce, scan
 from citesmail.db import Contact, Delivery, Send, open_database
 from citesmail.message import message_id
 from citesmail.models import SLUG

@@ -290,10 +290,10 @@ def test_output_cut_short_by_its_reader_ends_quietly(workspace: Path, command: l
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert process.stdout is not None and process.stderr is not None
     process.stdout.close()  # gone long before the command has started up
-    assert process.wait(timeout=60) == 0
     said = process.stderr.read()
-    assert b"error" not in said and b"Traceback" not in said, said
     process.stderr.close()
+    assert process.wait(timeout=60) == 0, said
+    assert b"error" not in said and b"Traceback" not in said, said
 
 
 @pytest.mark.parametrize("command", [["status", "nope"], ["preview", "nope", "--no-browser"]])

@@ -19,9 +19,8 @@ from citesmail.audience.segments import Definition, add_segment
 from citesmail.campaigns import load_campaign
 from citesmail.config import Settings, load_settings
 from citesmail.db import Contact, Database, Delivery, Send
+from citesmail.audience.recipients import wire_address
 from citesmail.delivery import (
-    PAUSE_AFTER,
-    STATES,
     Prepared,
     SendBusy,
     SendPaused,
@@ -31,12 +30,13 @@ from citesmail.delivery import (
     requeue_unknown,
     start_scheduled,
     summary,
-    wire_address,
 )
+from citesmail.delivery.run import PAUSE_AFTER
+from citesmail.states import DeliveryState
 from citesmail.errors import CitesmailError
-from citesmail.journal import Journal
+from citesmail.delivery.journal import Journal
 from citesmail.render import render_campaign
-from citesmail.transports import make_transport
+from citesmail.delivery.transports import make_transport
 
 from .conftest import EXAMPLES, REPLAY, ROOT, SECRET
 from .smtp_server import SmtpServer, free_port
@@ -290,7 +290,7 @@ def test_a_new_send_needs_its_recipients(db: Database) -> None:
 
 def test_one_run_per_send_at_a_time(db: Database, tmp_path: Path, server: SmtpServer) -> None:
     from citesmail.delivery import SendBusy
-    from citesmail.locks import ProcessLock
+    from citesmail.delivery.locks import ProcessLock
 
     audience(db, tmp_path, 2)
     cfg = settings_for(server.port)
@@ -530,7 +530,7 @@ def test_resend_unknown_requeues_only_the_unknown_rows_of_its_send(
 
 
 def test_a_summary_names_the_states_that_have_rows() -> None:
-    found = dict.fromkeys(STATES, 0)
+    found = dict.fromkeys(map(str, DeliveryState), 0)
     assert summary(found) == "no recipients"
     found |= {"sent": 4, "failed": 1, "unknown": 2}
     assert summary(found) == "sent 4, failed 1, unknown 2"

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from citesmail import locks
+from citesmail.delivery import locks
 from citesmail.db import open_database
-from citesmail.locks import Busy, ProcessLock, _same_file
+from citesmail.delivery.locks import Busy, ProcessLock, _same_file
 
 
 def test_a_lock_is_exclusive_and_leaves_no_file(tmp_path: Path) -> None:

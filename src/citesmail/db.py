@@ -3,6 +3,7 @@ Alembic migrations applied when a command opens an older database."""
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,6 +41,11 @@ STATUSES = ("active", "unsubscribed", "bounced", "complained")
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def database_key(url: str) -> str:
+    """A short name for a database (server, name, options), for file names."""
+    return hashlib.sha256(url.encode("utf-8")).hexdigest()[:12]
 
 
 def column_length(model: type[Base], column: str) -> int:

@@ -38,14 +38,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import update
-
-from .db import Contact, Database, utcnow
+from .audience.status import leave
+from .db import Database, database_key, utcnow
 from .errors import CitesmailError
-from .journal import database_key
+from .states import ContactStatus
 
 UNSUBSCRIBE = "unsubscribe"
-_CHUNK = 500  # ids per UPDATE: under SQLite's bound-parameter limit
 
 
 class IntakeError(CitesmailError):
@@ -202,14 +200,9 @@ def _remove_applied(path: Path, applied: int) -> None:
 
 
 def _apply(db: Database, entries: list[Entry]) -> None:
-    ids = sorted({e.contact_id for e in entries if e.what == UNSUBSCRIBE})
+    ids = [e.contact_id for e in entries if e.what == UNSUBSCRIBE]
     with db.session() as session:
-        now = utcnow()
-        for start in range(0, len(ids), _CHUNK):
-            session.execute(update(Contact)
-                            .where(Contact.id.in_(ids[start:start + _CHUNK]),
-                                   Contact.status == "active")
-                            .values(status="unsubscribed", updated_at=now))
+        leave(session, ids, ContactStatus.UNSUBSCRIBED)
 
 
 def apply_pending(db: Database, path: Path, *, wait: bool = True) -> int | None:

@@ -17,13 +17,14 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
-
 from .config import Settings
-from .db import Database, Send, utcnow
+from .db import Database
+from .delivery import SendBusy, SendRun, start_scheduled, summary
+from .delivery.locks import Busy, ProcessLock
+from .delivery.sendlog import cancel_scheduled, mark_missed, running_campaigns, store_scheduled
+from .delivery.transports import make_transport
 from .errors import CitesmailError
-from .locks import Busy, ProcessLock
-from .render import RenderedCampaign
+from .message import Renderable
 
 JOB_FUNCTION = "citesmail.scheduler:run_scheduled_send"
 log = logging.getLogger("citesmail.worker")
@@ -97,27 +98,14 @@ def _with_store(db: Database, settings: Settings, action: Any) -> Any:
         scheduler.shutdown(wait=False)
 
 
-def schedule_send(db: Database, settings: Settings, rendered: RenderedCampaign,
+def schedule_send(db: Database, settings: Settings, rendered: Renderable,
                   segment: str, source: str, when: When) -> bool:
     """Store the campaign and its job; returns True when it replaced a schedule."""
     at = when.moment.astimezone(UTC)
     if at <= datetime.now(UTC):
         raise CitesmailError(f"{when.moment:%Y-%m-%d %H:%M:%S %Z} is in the past",
                              "choose a time to come")
-    with db.session() as session:
-        send = session.scalar(select(Send).where(Send.campaign == rendered.slug))
-        replaced = send is not None
-        if send is not None and send.state not in {"scheduled", "missed"}:
-            raise CitesmailError(f"'{rendered.slug}' has already been sent ({send.state})",
-                                 f"see citesmail status {rendered.slug}")
-        if send is None:
-            send = Send(campaign=rendered.slug)
-            session.add(send)
-        send.segment, send.subject, send.html, send.text = (
-            segment, rendered.subject, rendered.html, rendered.text)
-        send.slots, send.source_hash = [list(slot) for slot in rendered.slots], source
-        send.calendar = rendered.calendar
-        send.state, send.scheduled_at, send.created_at = "scheduled", at, utcnow()
+    replaced = store_scheduled(db, rendered, segment, source, at)
     _with_store(db, settings, lambda scheduler: scheduler.add_job(
         JOB_FUNCTION, "date", run_date=at, id=job_id(rendered.slug), args=[rendered.slug],
         replace_existing=True, name=rendered.slug))
@@ -125,12 +113,7 @@ def schedule_send(db: Database, settings: Settings, rendered: RenderedCampaign,
 
 
 def unschedule(db: Database, settings: Settings, campaign: str) -> None:
-    with db.session() as session:
-        send = session.scalar(select(Send).where(Send.campaign == campaign))
-        if send is None or send.state not in {"scheduled", "missed"}:
-            state = "not scheduled" if send is None else f"already {send.state}"
-            raise CitesmailError(f"'{campaign}' is {state}", "see citesmail schedules")
-        session.delete(send)
+    cancel_scheduled(db, campaign)
 
     def remove(scheduler: Any) -> None:
         if scheduler.get_job(job_id(campaign)) is not None:
@@ -170,9 +153,6 @@ _context: WorkerContext | None = None
 
 def run_scheduled_send(campaign: str) -> None:
     """The job: start (or resume) the campaign's send and drain what is due."""
-    from .delivery import SendBusy, SendRun, start_scheduled, summary
-    from .transports import make_transport
-
     ctx = _context
     if ctx is None:
         raise RuntimeError("run_scheduled_send runs inside citesmail worker")
@@ -208,9 +188,7 @@ def _resume_due(scheduler: Any) -> None:
     """Sends left running (interrupted, or waiting for retries) are picked up again."""
     ctx = _context
     assert ctx is not None
-    with ctx.db.session(write=False) as session:
-        running = list(session.scalars(select(Send.campaign).where(Send.state == "running")))
-    for campaign in running:
+    for campaign in running_campaigns(ctx.db):
         if campaign not in ctx.running:
             scheduler.add_job(run_scheduled_send, args=[campaign], jobstore="memory",
                               id=f"resume:{campaign}", replace_existing=True)
@@ -218,9 +196,7 @@ def _resume_due(scheduler: Any) -> None:
 
 def _mark_missed(db: Database, event: Any) -> None:
     campaign = event.job_id.removeprefix("send:")
-    with db.session() as session:
-        session.execute(update(Send).where(Send.campaign == campaign,
-                                           Send.state == "scheduled").values(state="missed"))
+    mark_missed(db, campaign)
     log.warning("%s: MISSED: its time %s passed while no worker ran (more than the "
                 "grace); not sent", campaign, event.scheduled_run_time)
 

@@ -10,9 +10,11 @@ from sqlalchemy.orm import Session
 
 from ..db import Contact, Delivery, MailingList, Membership, Send, Suppression, utcnow
 from ..errors import CitesmailError, Problem
+from ..states import ContactStatus
 from .addresses import AddressError, address_hash, normalize_address
 from .lists import get_list, insert_ignoring_duplicates
 from .segments import get_segment, stream
+from .status import leave
 
 
 def _keys(addresses: tuple[str, ...] | list[str]) -> dict[str, str]:
@@ -61,10 +63,7 @@ def sends_of(session: Session, contact_id: int) -> list[tuple[str, str, datetime
 
 def unsubscribe(session: Session, addresses: tuple[str, ...]) -> list[Contact]:
     contacts = find_contacts(session, addresses)
-    ids = [c.id for c in contacts if c.status == "active"]
-    if ids:
-        session.execute(update(Contact).where(Contact.id.in_(ids))
-                        .values(status="unsubscribed", updated_at=utcnow()))
+    leave(session, [c.id for c in contacts], ContactStatus.UNSUBSCRIBED)
     return contacts
 
 

@@ -31,7 +31,7 @@ def import_(state: State, path: Path, dry_run: bool) -> None:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from ..bounces import apply, scan
+    from ..delivery.bounces import apply, scan
 
     columns = (TextColumn("reading"), BarColumn(), MofNCompleteColumn())
     with Progress(*columns, transient=True, console=Console(stderr=True),

@@ -9,12 +9,17 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..errors import CitesmailError
+from ..states import SendState
 from . import State, confirm, main, pass_state
+
+if TYPE_CHECKING:
+    from ..audience.segments import Definition
+    from ..delivery import SendInfo
 
 
 @contextmanager
@@ -67,38 +72,18 @@ def send(state: State, campaign: str, segment: str | None, dry_run: bool, yes: b
     if test_addresses:
         _send_tests(state, rendered, test_addresses)
         return
-    from ..audience.segments import count, get_segment
-    from ..delivery import counts, file_hash, prepare_send, requeue_unknown, summary
+    from ..delivery import file_hash, find_send, prepare_send, requeue_unknown
 
-    name = segment or rendered.campaign.audience
     db = state.db
-    with db.session(write=False) as session:
-        existing = _existing_send(session, rendered.slug)
-        if existing is not None and existing.state == "running" and segment \
-                and segment != existing.segment:
-            raise CitesmailError(
-                f"'{rendered.slug}' was started for segment {existing.segment}, whose "
-                "recipients were fixed then", "drop --segment: the send goes on as started")
-        if existing is None and not name:
-            raise CitesmailError("no segment to send to",
-                                 "give --segment NAME, or set audience = \"NAME\" in the "
-                                 "campaign file")
-        if existing is None:  # a send under way goes on with what it stored
-            check_timing(rendered.campaign)
-        segment_name = existing.segment if existing is not None else name
-        wanted = existing is None or dry_run  # a resumed send has its recipients
-        definition = get_segment(session, segment_name)[1] if segment_name and wanted \
-            else None
-        asking = existing is None and not yes and not dry_run
-        recipients = count(session, definition) if definition and asking else None
-        done = counts(session, existing.id) if existing is not None \
-            and existing.state == "done" else None
-    if done is not None and not dry_run and not (resend_unknown and done["unknown"]):
-        click.echo(summary(done))
-        finished = _local(state, existing.finished_at) if existing.finished_at else "?"
-        click.echo(f"'{rendered.slug}' was sent already (finished {finished}): nothing "
-                   "more to send", err=True)
+    existing = find_send(db, rendered.slug)
+    name = _segment_to_send(existing, segment or rendered.campaign.audience, segment)
+    if existing is None:  # a send under way goes on with what it stored
+        check_timing(rendered.campaign)
+    if existing is not None and existing.state == SendState.DONE and not dry_run \
+            and _finished(state, existing, resend_unknown):
         return
+    definition, recipients = _audience(state, name, wanted=existing is None or dry_run,
+                                       counted=existing is None and not yes and not dry_run)
     if dry_run:
         if definition is None:
             raise CitesmailError("this send has no segment to build messages for")
@@ -110,7 +95,7 @@ def send(state: State, campaign: str, segment: str | None, dry_run: bool, yes: b
         question = (f"Send '{rendered.slug}' to {recipients} recipient"
                     f"{'s' if recipients != 1 else ''} (segment {name}) via {where}?")
         confirm(question, yes, "add --yes to send without a question")
-    from ..transports import make_transport
+    from ..delivery.transports import make_transport
 
     make_transport(settings).close()  # refuse early (no secret, bad outbox)
     prepared = prepare_send(db, rendered, name, definition, file_hash(path))
@@ -126,12 +111,47 @@ def send(state: State, campaign: str, segment: str | None, dry_run: bool, yes: b
     _run(state, prepared.send_id, prepared.total)
 
 
-def _existing_send(session: Any, slug: str) -> Any:
-    from sqlalchemy import select
+def _segment_to_send(existing: SendInfo | None, name: str | None,
+                     asked: str | None) -> str | None:
+    """A send under way goes on to the segment it started with."""
+    if existing is None:
+        if not name:
+            raise CitesmailError("no segment to send to",
+                                 "give --segment NAME, or set audience = \"NAME\" in the "
+                                 "campaign file")
+        return name
+    if existing.state == SendState.RUNNING and asked and asked != existing.segment:
+        raise CitesmailError(
+            f"'{existing.campaign}' was started for segment {existing.segment}, whose "
+            "recipients were fixed then", "drop --segment: the send goes on as started")
+    return existing.segment
 
-    from ..db import Send
 
-    return session.scalar(select(Send).where(Send.campaign == slug))
+def _finished(state: State, existing: SendInfo, resend_unknown: bool) -> bool:
+    """Say so when the send is over (unless unknown rows are to be sent again)."""
+    from ..delivery import send_counts, summary
+
+    done = send_counts(state.db, existing.id)
+    if resend_unknown and done["unknown"]:
+        return False
+    click.echo(summary(done))
+    finished = _local(state, existing.finished_at) if existing.finished_at else "?"
+    click.echo(f"'{existing.campaign}' was sent already (finished {finished}): nothing "
+               "more to send", err=True)
+    return True
+
+
+def _audience(state: State, name: str | None, *, wanted: bool,
+              counted: bool) -> tuple[Definition | None, int | None]:
+    """The segment's definition (when wanted: a resumed send has its recipients) and
+    how many it matches now (when a question will say it)."""
+    from ..audience.segments import count, get_segment
+
+    if not name or not wanted:
+        return None, None
+    with state.db.session(write=False) as session:
+        definition = get_segment(session, name)[1]
+        return definition, count(session, definition) if counted else None
 
 
 OnProgress = Callable[[dict[str, int]], None]
@@ -169,7 +189,7 @@ def _progress_bar(total: int) -> Iterator[tuple[OnProgress | None, Callable[[str
 
 def _run(state: State, send_id: int, total: int) -> None:
     from ..delivery import SendRun, summary
-    from ..transports import make_transport
+    from ..delivery.transports import make_transport
 
     settings = state.settings
     stop = threading.Event()
@@ -213,21 +233,10 @@ def _local(state: State, moment: Any) -> str:
 
 
 def _dry_run(state: State, rendered: Any, definition: Any) -> None:
-    from ..audience.segments import stream
-    from ..db import Contact
-    from ..delivery import wire_address
-    from ..message import MessageTemplate, Recipient
+    from ..delivery import dry_run
 
-    template = MessageTemplate(rendered, state.settings)
-    started, built, size = time.monotonic(), 0, 0
-    with state.db.session(write=False) as session:
-        columns = (Contact.email, Contact.domain, Contact.first_name, Contact.last_name,
-                   Contact.organization)
-        for batch in stream(session, definition, columns=(Contact.id, *columns), batch=5000):
-            for cid, email, domain, first, last, org in batch:
-                size += len(template.build(Recipient(wire_address(email, domain), first or "",
-                                                     last or "", org or "", cid)))
-                built += 1
+    started = time.monotonic()
+    built, size = dry_run(state.db, state.settings, rendered, definition)
     elapsed = time.monotonic() - started
     click.echo(f"dry run: {built} messages built ({size / max(built, 1) / 1024:.0f} KB each "
                f"on average) in {elapsed:.2f} s; nothing sent, nothing logged")
@@ -257,38 +266,29 @@ def _send_tests(state: State, rendered: Any, addresses: tuple[str, ...]) -> None
 @pass_state
 def status(state: State, campaign: str | None) -> None:
     """Per campaign sent: recipients per state, start and end, the last errors."""
-    from sqlalchemy import select
-
-    from ..db import Delivery, Send
-    from ..delivery import counts
+    from ..delivery import list_sends, send_counts
+    from ..delivery.sendlog import last_errors
 
     if campaign and campaign.endswith(".md"):  # a path, as other commands take
         campaign = Path(campaign).stem
-    with state.db.session(write=False) as session:
-        query = select(Send).order_by(Send.created_at)
-        if campaign:
-            query = query.where(Send.campaign == campaign)
-        sends = list(session.scalars(query))
-        if campaign and not sends:
-            from ..campaigns import resolve_campaign_path
+    sends = list_sends(state.db, campaign=campaign)
+    if campaign and not sends:
+        from ..campaigns import resolve_campaign_path
 
-            resolve_campaign_path(campaign, state.settings.campaigns_dir)  # it exists?
-            raise CitesmailError(f"'{campaign}' has not been sent",
-                                 f"send it with: citesmail send {campaign}")
-        if not sends:
-            click.echo("nothing sent yet", err=True)
-        for send in sends:
-            found = counts(session, send.id)
-            click.echo(f"{send.campaign} (segment {send.segment or '-'}): {send.state}")
-            click.echo("  " + ", ".join(f"{s} {n}" for s, n in found.items()))
-            started = _local(state, send.started_at) if send.started_at else "-"
-            ended = _local(state, send.finished_at) if send.finished_at else "-"
-            planned = (f"scheduled for {_local(state, send.scheduled_at)}, "
-                       if send.scheduled_at else "")
-            click.echo(f"  {planned}started {started}, finished {ended}")
-            errors = session.execute(
-                select(Delivery.email, Delivery.state, Delivery.last_code, Delivery.last_error)
-                .where(Delivery.send_id == send.id, Delivery.last_error.is_not(None))
-                .order_by(Delivery.updated_at.desc()).limit(5))
-            for email, row_state, code, error in errors:
-                click.echo(f"  {row_state}: {email}: {_reply(code, error)}")
+        resolve_campaign_path(campaign, state.settings.campaigns_dir)  # it exists?
+        raise CitesmailError(f"'{campaign}' has not been sent",
+                             f"send it with: citesmail send {campaign}")
+    if not sends:
+        click.echo("nothing sent yet", err=True)
+    for send in sends:
+        found = send_counts(state.db, send.id)
+        click.echo(f"{send.campaign} (segment {send.segment or '-'}): {send.state}")
+        click.echo("  " + ", ".join(f"{s} {n}" for s, n in found.items()))
+        started = _local(state, send.started_at) if send.started_at else "-"
+        ended = _local(state, send.finished_at) if send.finished_at else "-"
+        planned = (f"scheduled for {_local(state, send.scheduled_at)}, "
+                   if send.scheduled_at else "")
+        click.echo(f"  {planned}started {started}, finished {ended}")
+        for problem in last_errors(state.db, send.id):
+            click.echo(f"  {problem.state}: {problem.email}: "
+                       f"{_reply(problem.code, problem.error)}")

@@ -10,6 +10,8 @@ from typing import Any
 
 import click
 
+from ..errors import CitesmailError
+from ..states import SendState
 from . import State, main, pass_state
 from .delivery_commands import _local, _stop_on_signals
 
@@ -32,10 +34,9 @@ def schedule(state: State, campaign: str, at: str, zone: str | None,
     from ..audience.segments import count, get_segment
     from ..campaigns import resolve_campaign_path
     from ..delivery import file_hash
-    from ..errors import CitesmailError
+    from ..delivery.transports import check_sending_secret
     from ..render import render_campaign
     from ..scheduler import parse_local_time, schedule_send
-    from ..transports import check_sending_secret
     from .campaign_commands import _load
 
     settings = state.settings
@@ -69,32 +70,31 @@ def schedule(state: State, campaign: str, at: str, zone: str | None,
 def schedules(state: State) -> None:
     """Scheduled sends, pending, running, done or missed: when, to which segment, and how
     many recipients (the segment's members now; the snapshot once the send started)."""
-    from sqlalchemy import func, select
+    from ..delivery import file_hash, list_sends
 
+    sends = list_sends(state.db, scheduled=True)
+    if not sends:
+        click.echo("no scheduled sends", err=True)
+    for send in sends:
+        recipients = f"{send.recipients} recipients" if send.recipients else \
+            _members_now(state, send.segment or "")
+        click.echo(f"{send.campaign:<40} {send.state:<9} {_local(state, send.scheduled_at)}"
+                   f"  segment {send.segment} ({recipients})")
+        source = state.settings.campaigns_dir / f"{send.campaign}.md"
+        if send.state == SendState.SCHEDULED and source.exists() and \
+                file_hash(source) != send.source_hash:
+            click.echo("  warning: the campaign file changed since it was scheduled; "
+                       "the scheduled version will be sent (schedule it again to update)")
+
+
+def _members_now(state: State, segment: str) -> str:
     from ..audience.segments import count, get_segment
-    from ..db import Delivery, Send
-    from ..delivery import file_hash
 
-    with state.db.session(write=False) as session:
-        sends = list(session.scalars(select(Send).where(Send.scheduled_at.is_not(None))
-                                     .order_by(Send.scheduled_at)))
-        if not sends:
-            click.echo("no scheduled sends", err=True)
-        for send in sends:
-            snapshot = session.scalar(select(func.count()).where(Delivery.send_id == send.id))
-            try:
-                recipients = f"{snapshot} recipients" if snapshot else \
-                    f"{count(session, get_segment(session, send.segment or '')[1])} now"
-            except Exception:  # a removed segment: say so rather than fail the listing
-                recipients = "segment missing"
-            line = (f"{send.campaign:<40} {send.state:<9} {_local(state, send.scheduled_at)}"
-                    f"  segment {send.segment} ({recipients})")
-            click.echo(line)
-            source = state.settings.campaigns_dir / f"{send.campaign}.md"
-            if send.state == "scheduled" and source.exists() and \
-                    file_hash(source) != send.source_hash:
-                click.echo("  warning: the campaign file changed since it was scheduled; "
-                           "the scheduled version will be sent (schedule it again to update)")
+    try:
+        with state.db.session(write=False) as session:
+            return f"{count(session, get_segment(session, segment)[1])} now"
+    except CitesmailError:  # a removed segment: say so rather than fail the listing
+        return "segment missing"
 
 
 @main.command()
@@ -116,8 +116,8 @@ def worker(state: State) -> None:
     Logs each event on standard output. Ctrl-C or SIGTERM finishes the messages in
     hand and stops; what is left resumes at the next start.
     """
+    from ..delivery.transports import check_sending_secret
     from ..scheduler import run_worker
-    from ..transports import check_sending_secret
 
     check_sending_secret(state.settings)
     handler = logging.StreamHandler(sys.stdout)

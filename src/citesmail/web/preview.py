@@ -94,16 +94,13 @@ class PreviewApp:
     def recipient(self, address: str | None) -> Recipient:
         if not address or self.database_url is None:
             return SAMPLE_RECIPIENT
-        from ..audience.contacts import find_contact
+        from ..audience.recipients import find_recipient
         from ..db import open_database
-        from ..delivery import wire_address
 
         db = open_database(self.database_url)
         try:
             with db.session(write=False) as session:
-                c = find_contact(session, address)
-                return Recipient(wire_address(c.email, c.domain), c.first_name or "",
-                                 c.last_name or "", c.organization or "", c.id)
+                return find_recipient(session, address)
         except CitesmailError:
             return SAMPLE_RECIPIENT
         finally:
@@ -112,15 +109,13 @@ class PreviewApp:
     def contacts(self, limit: int = 200) -> list[str]:
         if self.database_url is None:
             return []
-        from sqlalchemy import select
-
-        from ..db import Contact, open_database
+        from ..audience.recipients import active_addresses
+        from ..db import open_database
 
         db = open_database(self.database_url)
         try:
             with db.session(write=False) as session:
-                return list(session.scalars(select(Contact.email).where(
-                    Contact.status == "active").order_by(Contact.id).limit(limit)))
+                return active_addresses(session, limit)
         finally:
             db.close()
 

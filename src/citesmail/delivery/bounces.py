@@ -25,10 +25,12 @@ from flufl.bounce import all_failures
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from .audience.addresses import AddressError, normalize_address
-from .db import Contact, Database, Delivery, Send, changed, utcnow
-from .errors import CitesmailError
-from .message import Origin, parse_message_id
+from ..audience.addresses import AddressError, normalize_address
+from ..audience.status import leave
+from ..db import Contact, Database, Delivery, Send, changed, utcnow
+from ..errors import CitesmailError
+from ..message import Origin, parse_message_id
+from ..states import ContactStatus, DeliveryState
 
 # flufl.bounce logs a traceback before re-raising a detector's error. The error is
 # reported here as an unreadable message; without a handler, logging would print the
@@ -46,7 +48,8 @@ ENHANCED = re.compile(r"\b([245])\.([0-9]{1,3})\.([0-9]{1,3})\b")  # RFC 3463: 5
 NOT_THE_ADDRESS = {"3", "4", "7"}
 # Deliveries a bounce report may fail: not `sending` (another process holds it), nor
 # `skipped` (never sent), nor `failed` already.
-FAILABLE = ("queued", "sent", "deferred", "unknown")
+FAILABLE = (DeliveryState.QUEUED, DeliveryState.SENT, DeliveryState.DEFERRED,
+            DeliveryState.UNKNOWN)
 ERROR_PREFIX = "bounce report: "
 MAX_ERROR = 1000  # deliveries.last_error is String(1000)
 
@@ -391,11 +394,9 @@ class _Apply:
         now = utcnow()
         if not failure.about_address:
             report.refused.append((contact.email, failure.code))
-        elif changed(self.session,
-                update(Contact).where(Contact.id == contact.id, Contact.status == "active")
-                .values(status="bounced", updated_at=now)):
+        elif leave(self.session, [contact.id], ContactStatus.BOUNCED):
             report.bounced.append((contact.email, campaign))
-        elif contact.status == "bounced":
+        elif contact.status == ContactStatus.BOUNCED:
             report.already_bounced.append((contact.email, campaign))
         else:
             report.not_active.append((contact.email, contact.status))
@@ -403,7 +404,7 @@ class _Apply:
             report.deliveries_failed += changed(self.session,
                 update(Delivery).where(Delivery.id == delivery.id,
                                        Delivery.state.in_(FAILABLE))
-                .values(state="failed", updated_at=now, last_code=failure.reply_code,
+                .values(state=DeliveryState.FAILED, updated_at=now, last_code=failure.reply_code,
                         last_error=(ERROR_PREFIX + failure.diagnostic)[:MAX_ERROR]))
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from .db import Database
+from ..db import Database
 
 
 class Busy(Exception):

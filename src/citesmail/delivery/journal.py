@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
 import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import CitesmailError
+from ..db import database_key
+from ..errors import CitesmailError
 
 MAGIC = "citesmail-journal"
 LINE_MAX = 24  # b"S 18446744073709551615\n" and a margin
@@ -43,11 +43,6 @@ class JournalError(CitesmailError):
 
 class JournalInUse(Exception):
     """The journal's run is still going, in another process of this machine."""
-
-
-def database_key(url: str) -> str:
-    """A short name for a database (server, name, options), for file names."""
-    return hashlib.sha256(url.encode("utf-8")).hexdigest()[:12]
 
 
 def journal_path(database_file: str | None, workspace: Path, database: str, send_id: int,

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
-from .config import Settings, plaintext_auth_problem
-from .errors import CitesmailError, ConfigError
-from .tokens import check_secret
+from ..config import Settings, plaintext_auth_problem
+from ..errors import CitesmailError, ConfigError
+from ..tokens import check_secret
 
 Kind = Literal["sent", "temporary", "permanent", "connection", "unknown"]
 

@@ -1,0 +1,314 @@
+"""The send log's SQL for a run of one send: claim the due rows, record the answers,
+settle what a dead run left, count against the hourly cap, and check the fence (the
+run that owns the send). `Store` is what a run needs; `SqlStore` does it on SQLite and
+PostgreSQL, each method one transaction."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from ..audience.bulk import db_value, is_postgresql
+from ..audience.status import leave
+from ..db import Database, Delivery, Send, utcnow
+from ..errors import CitesmailError
+from ..intake import pending_unsubscribes
+from ..message import Recipient
+from ..states import ContactStatus, DeliveryState, SendState
+from .journal import JournalInUse, read_journal
+from .sendlog import StoredCampaign, counts
+from .transports import Outcome
+
+IN_FLIGHT_FOR = timedelta(minutes=10)  # a row `sending` longer than this is a dead run's
+MAX_ERROR = 1000  # characters of a server's answer kept (the column's size)
+_CHUNK = 500  # ids per statement
+
+
+class SendBusy(CitesmailError):
+    """Another process is running this send."""
+
+
+@dataclass
+class Claimed:
+    delivery_id: int
+    contact_id: int | None
+    recipient: Recipient
+
+
+Result = tuple[Claimed, Outcome | None]  # None: the message never left
+
+
+@dataclass
+class Step:
+    """What one step of a run found, in one transaction."""
+
+    claimed: list[Claimed]
+    room: int  # messages the hourly cap still allows (when some were wanted)
+    cap_until: datetime | None  # when the cap allows more, if it is reached
+    counts: dict[str, int] | None  # the send's rows per state, when the run was idle
+    next_retry: datetime | None
+
+
+@dataclass
+class Recovery:
+    run_id: str  # the new run's: the fence
+    unknown: int  # rows a dead run left `sending` that may have gone
+    previous: Path | None  # the dead run's journal, to remove once this is committed
+
+
+class Store(Protocol):
+    """The send log as a run of one send sees it."""
+
+    def campaign(self) -> StoredCampaign: ...
+
+    def take_over(self, journal_of: Callable[[str], Path]) -> Recovery: ...
+
+    def step(self, run_id: str, results: list[Result], want: int, idle: bool) -> Step: ...
+
+    def record(self, results: list[Result]) -> int: ...
+
+    def counts(self) -> dict[str, int]: ...
+
+    def finish(self) -> None: ...
+
+
+# The hot path speaks SQL to the driver: building SQLAlchemy statements for every
+# message cost more than sending it.
+_DUE = ("SELECT d.id, d.contact_id, d.email, d.first_name, d.last_name, d.organization, "
+        "c.status FROM deliveries d LEFT JOIN contacts c ON c.id = d.contact_id "
+        "WHERE d.send_id = ? AND {condition} ORDER BY {order} LIMIT ?")
+_SENT = ("UPDATE deliveries SET state = 'sent', sent_at = ?, updated_at = ?, last_code = 250, "
+         "last_error = NULL, attempts = attempts + 1 WHERE id ")
+_STOPPED = "the run stopped while this message was being sent (the server may have it)"
+
+
+def _sql(session: Session, sql: str, params: Any, many: bool = False) -> Any:
+    """A statement in the driver's own words ('?' marks become '%s' for psycopg)."""
+    connection = session.connection()
+    if is_postgresql(session):
+        sql = sql.replace("?", "%s")
+    if many:
+        return connection.exec_driver_sql(sql, params)
+    return connection.exec_driver_sql(sql, tuple(params))
+
+
+def _stamp(session: Session, moment: datetime) -> Any:
+    return db_value(session, Delivery.__table__, "updated_at", moment)  # type: ignore[arg-type]
+
+
+class SqlStore:
+    """The send log of one send, on SQLite or PostgreSQL."""
+
+    def __init__(self, db: Database, send_id: int, *, retry_delays: list[int],
+                 hourly_cap: int, intake: Path) -> None:
+        self.db, self.send_id = db, send_id
+        self.delays, self.cap = retry_delays, hourly_cap
+        self.intake = intake  # what `serve` took in and has not applied yet
+
+    def campaign(self) -> StoredCampaign:
+        with self.db.session(write=False) as session:
+            send = session.get(Send, self.send_id)
+            assert send is not None
+            return StoredCampaign.of(send)
+
+    def counts(self) -> dict[str, int]:
+        with self.db.session(write=False) as session:
+            return counts(session, self.send_id)
+
+    def finish(self) -> None:
+        with self.db.session() as session:
+            session.execute(update(Send).where(Send.id == self.send_id,
+                                               Send.state != SendState.DONE)
+                            .values(state=SendState.DONE, finished_at=utcnow()))
+
+    def step(self, run_id: str, results: list[Result], want: int, idle: bool) -> Step:
+        """Record `results`, then claim up to `want` due rows (within the hourly cap);
+        when `idle` and none is claimed, count the send's rows."""
+        with self.db.session() as session:
+            self._fence(session, run_id)
+            self._record_all(session, results)
+            room, cap_until = self._hourly_room(session) if want else (1, None)
+            claimed = self._claim(session, min(want, room)) if want and room else []
+            state = counts(session, self.send_id) if idle and not claimed else None
+            next_retry = self._next_retry(session) if state else None
+        return Step(claimed, room, cap_until, state, next_retry)
+
+    def record(self, results: list[Result]) -> int:
+        """Record `results`; returns how many rows are still `sending`."""
+        with self.db.session() as session:
+            self._record_all(session, results)
+            # Rows claimed but never handed to a connection (the error came between
+            # the claim's commit and the hand-over) stay `sending`: the caller keeps its
+            # journal, which has no line about them, to tell the next run they never left.
+            return session.scalar(select(func.count()).where(
+                Delivery.send_id == self.send_id,
+                Delivery.state == DeliveryState.SENDING)) or 0
+
+    # -- claiming --------------------------------------------------------------------
+
+    def _due(self, session: Session, limit: int, now: Any) -> list[Any]:
+        """Queued rows in order, then deferred rows whose retry time has come."""
+        lock = " FOR UPDATE OF d SKIP LOCKED" if is_postgresql(session) else ""
+        found = list(_sql(session, _DUE.format(
+            condition="d.state = 'queued'", order="d.id") + lock,
+            (self.send_id, limit)))
+        if len(found) < limit:
+            found += _sql(session, _DUE.format(
+                condition="d.state = 'deferred' AND d.next_attempt_at <= ?",
+                order="d.next_attempt_at") + lock,
+                (self.send_id, now, limit - len(found)))
+        return found
+
+    def _set_state(self, session: Session, ids: list[int], state: DeliveryState,
+                   now: Any) -> None:
+        marks = ", ".join("?" * len(ids))
+        _sql(session, f"UPDATE deliveries SET state = ?, updated_at = ? "
+                      f"WHERE id IN ({marks})", (str(state), now, *ids))
+
+    def _claim(self, session: Session, limit: int) -> list[Claimed]:
+        now = _stamp(session, utcnow())
+        claimed, skipped = [], []
+        # Read inside the claim's transaction, before its rows: an unsubscribe answered
+        # before now is either applied (and seen below) or still in the intake.
+        asked_out = pending_unsubscribes(self.intake)
+        for row_id, contact_id, email, first, last, org, status in self._due(session, limit,
+                                                                             now):
+            if contact_id is None or status != ContactStatus.ACTIVE \
+                    or contact_id in asked_out:
+                skipped.append(row_id)
+                continue
+            claimed.append(Claimed(row_id, contact_id,
+                                   Recipient(email, first, last, org, contact_id)))
+        if skipped:
+            self._set_state(session, skipped, DeliveryState.SKIPPED, now)
+        if claimed:
+            self._set_state(session, [c.delivery_id for c in claimed],
+                            DeliveryState.SENDING, now)
+        return claimed
+
+    # -- recording -------------------------------------------------------------------
+
+    def _record_all(self, session: Session, results: list[Result]) -> None:
+        """Record outcomes: the common one (sent) in one statement for all; rows whose
+        message never left (the run stopping, or a fatal problem such as a refused login,
+        which says nothing about the recipient) go back to the queue, no attempt counted."""
+        if not results:
+            return
+        now = _stamp(session, utcnow())
+        sent = [(now, now, c.delivery_id) for c, o in results if o is not None
+                and o.kind == "sent"]
+        if sent:
+            _sql(session, _SENT + "= ?", sent, many=True)
+        unsent = [c.delivery_id for c, o in results if o is None or o.fatal]
+        if unsent:
+            self._set_state(session, unsent, DeliveryState.QUEUED, now)
+        for claimed, outcome in results:
+            if outcome is not None and outcome.kind != "sent" and not outcome.fatal:
+                self._record(session, claimed, outcome)
+
+    def _record(self, session: Session, claimed: Claimed, outcome: Outcome) -> None:
+        """A message that did not go (or may have): `_record_all` records the sent ones."""
+        now = utcnow()
+        row = session.get(Delivery, claimed.delivery_id)
+        assert row is not None
+        row.attempts += 1
+        row.last_code, row.updated_at = outcome.code, now
+        row.last_error = outcome.message[:MAX_ERROR]
+        if outcome.kind == "unknown":
+            row.state = DeliveryState.UNKNOWN
+        elif outcome.kind == "permanent":
+            row.state = DeliveryState.FAILED
+            if outcome.bounce and claimed.contact_id is not None:
+                leave(session, [claimed.contact_id], ContactStatus.BOUNCED)
+        elif row.attempts > len(self.delays):
+            row.state = DeliveryState.FAILED
+        else:
+            row.state = DeliveryState.DEFERRED
+            row.next_attempt_at = now + timedelta(seconds=self.delays[row.attempts - 1])
+
+    def _next_retry(self, session: Session) -> datetime | None:
+        return session.scalar(select(func.min(Delivery.next_attempt_at))
+                              .where(Delivery.send_id == self.send_id,
+                                     Delivery.state == DeliveryState.DEFERRED))
+
+    def _hourly_room(self, session: Session) -> tuple[int, datetime | None]:
+        """How many messages the hourly cap still allows, and when more will be. The
+        cap is the relay's, so every send counts: those sent in the last hour, and those
+        in flight in any running send (this one's, another process's, the worker's
+        other sends)."""
+        if self.cap <= 0:
+            return 1 << 30, None
+        since = utcnow() - timedelta(hours=1)
+        recent = select(Delivery.sent_at).where(Delivery.sent_at > since)
+        # Rows a dead run left `sending` stop counting after a while (its next run
+        # settles them): a live run's have been claimed seconds ago.
+        running = select(Send.id).where(Send.state == SendState.RUNNING)
+        in_flight = select(Delivery.id).where(
+            Delivery.send_id.in_(running), Delivery.state == DeliveryState.SENDING,
+            Delivery.updated_at > utcnow() - IN_FLIGHT_FOR)
+        used = sum(session.scalar(select(func.count()).select_from(rows.subquery())) or 0
+                   for rows in (recent, in_flight))
+        if used < self.cap:
+            return self.cap - used, None
+        oldest = session.scalar(select(func.min(Delivery.sent_at))
+                                .where(Delivery.sent_at > since))
+        if oldest is None:  # only messages in flight fill it: look again in a moment
+            return 0, utcnow() + timedelta(seconds=5)
+        return 0, oldest + timedelta(hours=1)
+
+    # -- taking over -----------------------------------------------------------------
+
+    def take_over(self, journal_of: Callable[[str], Path]) -> Recovery:
+        """Settle the rows a dead run left `sending`, by its journal when there is one
+        for that run (sent, unknown, or never sent: queued again), else all `unknown`.
+        Then a new run takes the send: its id goes into the send row (the fence every
+        later transaction of the run checks)."""
+        with self.db.session() as session:
+            send = session.get(Send, self.send_id)
+            assert send is not None
+            previous = journal_of(send.run_id) if send.run_id else None
+            try:
+                journal = read_journal(previous, send.run_id) if previous else None
+            except JournalInUse:
+                raise SendBusy("this campaign is being sent by another process on this "
+                               "machine (its journal is in use)",
+                               "let it finish, or stop it first") from None
+            left = list(session.scalars(select(Delivery.id).where(
+                Delivery.send_id == self.send_id, Delivery.state == DeliveryState.SENDING)))
+            unknown = [i for i in left if journal is None or i in journal.transmitting]
+            if journal is not None:
+                self._settle(session, [i for i in left if i in journal.accepted],
+                             DeliveryState.SENT)
+                self._settle(session, [i for i in left if i not in journal.accepted
+                                       and i not in journal.transmitting],
+                             DeliveryState.QUEUED)
+            self._settle(session, unknown, DeliveryState.UNKNOWN)
+            send.run_id = uuid.uuid4().hex
+            return Recovery(send.run_id, len(unknown), previous)
+
+    def _fence(self, session: Session, run_id: str) -> None:
+        """Stop if another run has taken the send (this one lost its lock)."""
+        holder = _sql(session, "SELECT run_id FROM sends WHERE id = ?",
+                      (self.send_id,)).scalar()
+        if holder != run_id:
+            raise SendBusy("another run has taken over this send", "let it finish")
+
+    def _settle(self, session: Session, ids: list[int], state: DeliveryState) -> None:
+        now = _stamp(session, utcnow())
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start:start + _CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            if state == DeliveryState.SENT:
+                _sql(session, f"{_SENT}IN ({marks})", (now, now, *chunk))
+            elif state == DeliveryState.UNKNOWN:
+                _sql(session, f"UPDATE deliveries SET state = 'unknown', updated_at = ?, "
+                              f"last_error = ? WHERE id IN ({marks})", (now, _STOPPED, *chunk))
+            else:
+                self._set_state(session, chunk, state, now)

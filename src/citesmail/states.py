@@ -1,0 +1,44 @@
+"""The states a contact, a send and a send's row can be in: one definition each.
+
+StrEnums: each member is the very string stored in the database, so a member compares
+equal to the stored value and goes into SQL as it is.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ContactStatus(StrEnum):
+    ACTIVE = "active"  # mailed by campaigns
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"  # a permanent failure named this address
+    COMPLAINED = "complained"
+
+
+class SendState(StrEnum):
+    """A campaign's send (the `sends` row): scheduled -> running -> done, or missed."""
+
+    SCHEDULED = "scheduled"  # stored, waiting for its time (citesmail worker)
+    MISSED = "missed"  # its time passed while no worker ran: never sent late
+    RUNNING = "running"  # recipients snapshotted; rows still to settle
+    DONE = "done"  # every row settled
+
+
+class DeliveryState(StrEnum):
+    """One recipient's row in a send (`deliveries`): see delivery/__init__.py."""
+
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    DEFERRED = "deferred"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    UNKNOWN = "unknown"
+
+
+# A send not yet started: it may still be changed or cancelled.
+NOT_STARTED = frozenset({SendState.SCHEDULED, SendState.MISSED})
+# Rows that no longer need the run.
+SETTLED = (DeliveryState.SENT, DeliveryState.FAILED, DeliveryState.SKIPPED,
+           DeliveryState.UNKNOWN)
