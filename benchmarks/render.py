@@ -27,8 +27,8 @@ from mjml import mjml2html
 from premailer import Premailer
 
 from citesmail.campaigns import load_campaign
+from citesmail.campaigns.models import Campaign
 from citesmail.config import Settings, load_settings
-from citesmail.models import Campaign
 from citesmail.render import inline_css, render_campaign, render_mjml
 from report import DOCS, compile_bytecode, markdown_table, text_table, write_section
 

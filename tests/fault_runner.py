@@ -36,8 +36,8 @@ from sqlalchemy.orm import Session
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from citesmail.delivery import journal
 from citesmail.cli import main
+from citesmail.delivery import journal
 from citesmail.delivery.journal import Journal
 from tests.smtp_server import SmtpServer
 

@@ -18,11 +18,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import select
 
+from citesmail.campaigns.models import SLUG
+from citesmail.db import Contact, Delivery, Send, open_database
 from citesmail.delivery import bounces
 from citesmail.delivery.bounces import Origin, find_origin, parse_message_id, read_bounce, scan
-from citesmail.db import Contact, Delivery, Send, open_database
 from citesmail.message import message_id
-from citesmail.models import SLUG
 
 from .conftest import REPLAY, run
 

@@ -15,7 +15,6 @@ import icalendar
 from bs4 import BeautifulSoup
 from starlette.testclient import TestClient
 
-from citesmail.calendar import invitation
 from citesmail.campaigns import load_campaign
 from citesmail.config import Settings, load_settings
 from citesmail.db import open_database
@@ -27,6 +26,7 @@ from citesmail.message import (
     to_bytes,
 )
 from citesmail.render import render_campaign
+from citesmail.render.calendar import invitation
 from citesmail.web.public import create_public_app
 
 from .conftest import EVENT, EXAMPLES, NEWSLETTER, REPLAY, ROOT, run, write

@@ -15,11 +15,11 @@ from sqlalchemy import select, update
 
 from citesmail.audience.importer import import_contacts
 from citesmail.audience.lists import add_list
+from citesmail.audience.recipients import wire_address
 from citesmail.audience.segments import Definition, add_segment
 from citesmail.campaigns import load_campaign
 from citesmail.config import Settings, load_settings
 from citesmail.db import Contact, Database, Delivery, Send
-from citesmail.audience.recipients import wire_address
 from citesmail.delivery import (
     Prepared,
     SendBusy,
@@ -31,12 +31,12 @@ from citesmail.delivery import (
     start_scheduled,
     summary,
 )
-from citesmail.delivery.run import PAUSE_AFTER
-from citesmail.states import DeliveryState
-from citesmail.errors import CitesmailError
 from citesmail.delivery.journal import Journal
-from citesmail.render import render_campaign
+from citesmail.delivery.run import PAUSE_AFTER
 from citesmail.delivery.transports import make_transport
+from citesmail.errors import CitesmailError
+from citesmail.render import render_campaign
+from citesmail.states import DeliveryState
 
 from .conftest import EXAMPLES, REPLAY, ROOT, SECRET
 from .smtp_server import SmtpServer, free_port

@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 
 from citesmail.delivery import journal as journal_module
-from citesmail.delivery.journal import Journal, JournalError, JournalInUse, journal_path, read_journal
+from citesmail.delivery.journal import (
+    Journal,
+    JournalError,
+    JournalInUse,
+    journal_path,
+    read_journal,
+)
 
 
 def test_the_last_line_about_a_row_counts_and_an_unfinished_line_counts_for_nothing(

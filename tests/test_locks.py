@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from citesmail.delivery import locks
 from citesmail.db import open_database
+from citesmail.delivery import locks
 from citesmail.delivery.locks import Busy, ProcessLock, _same_file
 
 

@@ -24,8 +24,8 @@ from sqlalchemy import select
 
 from citesmail.db import Database, Send, open_database
 from citesmail.delivery import counts
-from citesmail.errors import CitesmailError
 from citesmail.delivery.transports import make_transport
+from citesmail.errors import CitesmailError
 
 from .conftest import REPLAY, SECRET
 from .conftest import run as cli

@@ -48,6 +48,12 @@ def database_key(url: str) -> str:
     return hashlib.sha256(url.encode("utf-8")).hexdigest()[:12]
 
 
+def is_postgresql(where: Session | Engine) -> bool:
+    """The one dialect test: SQLite unless PostgreSQL."""
+    bind = where.get_bind() if isinstance(where, Session) else where
+    return bind.dialect.name == "postgresql"
+
+
 def column_length(model: type[Base], column: str) -> int:
     """The length of a text column: PostgreSQL refuses longer text where SQLite keeps it."""
     kind = model.__table__.c[column].type
@@ -250,7 +256,7 @@ class Database:
 
     @property
     def is_postgresql(self) -> bool:
-        return self.engine.dialect.name == "postgresql"
+        return is_postgresql(self.engine)
 
     @contextmanager
     def session(self, *, rollback: bool = False, write: bool = True) -> Iterator[Session]:

@@ -40,6 +40,7 @@ from pathlib import Path
 
 from .audience.status import leave
 from .db import Database, database_key, utcnow
+from .dberrors import sqlite_file
 from .errors import CitesmailError
 from .states import ContactStatus
 
@@ -60,10 +61,10 @@ class Entry:
 def intake_path(db: Database, workspace: Path) -> Path:
     """Beside the SQLite file (as its -wal file is); for a database server, in the
     workspace's .citesmail folder, named after the database."""
-    url = db.engine.url
-    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-        return Path(f"{url.database}-intake")
-    name = database_key(url.render_as_string(hide_password=True))
+    database_file = sqlite_file(db.engine)
+    if database_file is not None:
+        return Path(f"{database_file}-intake")
+    name = database_key(db.engine.url.render_as_string(hide_password=True))
     return workspace / ".citesmail" / f"{name}-intake"
 
 

@@ -25,9 +25,9 @@ from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, parseaddr
 from typing import Protocol
 
+from .campaigns.models import SLUG
 from .config import Settings
 from .dkim_keys import signing_key
-from .models import SLUG
 from .render import RenderedCampaign
 from .render.slots import TOKEN
 from .tokens import DEVELOPMENT_SECRET, make_token

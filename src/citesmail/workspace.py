@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import re
-import unicodedata
 from datetime import date
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from .campaigns.models import slugify
 from .errors import WorkspaceError
 
 SKELETON = Path(__file__).resolve().parent / "skeleton"
@@ -32,12 +31,6 @@ def init_workspace(target: Path) -> list[Path]:
         destination.parent.mkdir(parents=True, exist_ok=True)
         destination.write_bytes(source.read_bytes())
     return list(plan)
-
-
-def slugify(text: str, max_length: int = 60) -> str:
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
-    return slug[:max_length].rstrip("-") or "campaign"
 
 
 def new_campaign(campaigns_dir: Path, kind: str, title: str, day: date) -> Path:

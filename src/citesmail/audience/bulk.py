@@ -10,9 +10,7 @@ from typing import Any
 from sqlalchemy import Table, text
 from sqlalchemy.orm import Session
 
-
-def is_postgresql(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
+from ..db import is_postgresql
 
 
 def reserve_ids(session: Session, table: Table, count: int) -> list[int]:

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import case, delete, func, select
 from sqlalchemy.orm import Session
 
-from ..db import Contact, MailingList, Membership, Segment, column_length
+from ..db import Contact, MailingList, Membership, Segment, column_length, is_postgresql
 from ..errors import CitesmailError
 
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,99}")
@@ -30,7 +30,7 @@ def insert_ignoring_duplicates(session: Session, model: type[Any],
         return
     from sqlalchemy.dialects import postgresql, sqlite  # 25 ms: only when adding members
 
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    dialect = postgresql if is_postgresql(session) else sqlite
     session.execute(dialect.insert(model).on_conflict_do_nothing(), values)
 
 

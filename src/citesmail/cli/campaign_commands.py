@@ -15,8 +15,8 @@ from ..errors import CitesmailError, Problem, display_path
 from . import State, main, pass_state
 
 if TYPE_CHECKING:
+    from ..campaigns import Campaign
     from ..config import Settings
-    from ..models import Campaign
 
 
 @main.command()

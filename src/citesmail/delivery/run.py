@@ -19,6 +19,7 @@ from typing import Any
 
 from ..config import Settings
 from ..db import Database, utcnow
+from ..dberrors import sqlite_file
 from ..errors import CitesmailError
 from ..intake import apply_pending, intake_path
 from ..message import MessageTemplate
@@ -104,7 +105,8 @@ class SendRun:
                                      intake=self.intake)
         self.template = MessageTemplate(self.store.campaign(), settings)
         url = db.engine.url
-        self._database_file = url.database if url.get_backend_name() == "sqlite" else None
+        database_file = sqlite_file(db.engine)
+        self._database_file = str(database_file) if database_file is not None else None
         self._database = url.render_as_string(hide_password=True)
         self.run_id = ""
         self.journal: Journal | None = None

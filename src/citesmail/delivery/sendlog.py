@@ -13,11 +13,10 @@ from pathlib import Path
 from sqlalchemy import ColumnElement, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
-from ..audience.bulk import is_postgresql
 from ..audience.recipients import recipients
 from ..audience.segments import Definition, get_segment, matching
 from ..config import Settings
-from ..db import Contact, Database, Delivery, Send, changed, utcnow
+from ..db import Contact, Database, Delivery, Send, changed, is_postgresql, utcnow
 from ..errors import CitesmailError
 from ..message import MessageTemplate, Recipient, Renderable
 from ..states import NOT_STARTED, DeliveryState, SendState

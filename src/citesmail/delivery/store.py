@@ -15,9 +15,9 @@ from typing import Any, Protocol
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from ..audience.bulk import db_value, is_postgresql
+from ..audience.bulk import db_value
 from ..audience.status import leave
-from ..db import Database, Delivery, Send, utcnow
+from ..db import Database, Delivery, Send, is_postgresql, utcnow
 from ..errors import CitesmailError
 from ..intake import pending_unsubscribes
 from ..message import Recipient

@@ -14,11 +14,13 @@ from typing import Any
 from css_inline import CSSInliner
 from markupsafe import Markup
 
+from ..campaigns import Campaign, FrontMatter, key_line
+from ..campaigns.models import Speaker
 from ..config import Settings
 from ..errors import CampaignError, ConfigError
 from ..languages import base_language
-from ..models import Campaign, FrontMatter, Speaker
 from . import markdown
+from .calendar import google_link, has_calendar, invitation, outlook_link
 from .environment import environment, render_body, render_template, template_sources
 from .labels import Dates, labels_for
 from .mjml import compile_mjml
@@ -87,7 +89,6 @@ def template_context(campaign: Campaign, settings: Settings, table: SlotTable) -
 
 def calendar_links(campaign: Campaign, settings: Settings) -> dict[str, str] | None:
     """Google's and Outlook.com's "add to calendar" pages, for an event."""
-    from ..calendar import google_link, has_calendar, outlook_link
 
     if not has_calendar(campaign):
         return None
@@ -141,8 +142,6 @@ def refuse_reserved_text(campaign: Campaign, settings: Settings) -> None:
     front = campaign.model_dump(include=set(FrontMatter.model_fields), exclude_none=True)
     for loc, text in _strings(front):
         if reserved_at(text) is not None:
-            from ..campaigns import key_line
-
             line = key_line(campaign.path, loc) if campaign.path.exists() else None
             raise CampaignError(RESERVED, RESERVED_HINT, path=campaign.path, line=line)
     for key, text in settings.organization:
@@ -182,7 +181,5 @@ def render_campaign(campaign: Campaign, settings: Settings) -> RenderedCampaign:
         html = keep_french_spacing_html(html)
     if not html.endswith("\n"):
         html += "\n"  # as a MIME text part ends
-    from ..calendar import invitation
-
     return RenderedCampaign(campaign, campaign.subject, html, text, tuple(table.slots),
                             invitation(campaign, settings))

@@ -6,9 +6,11 @@ from datetime import UTC, datetime
 from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
+from ..campaigns import Campaign, key_line
+from ..campaigns.models import DEFAULT_LENGTH
 from ..config import Settings
+from ..dkim_keys import signing_key
 from ..errors import Problem
-from ..models import Campaign
 from . import RenderedCampaign
 
 GMAIL_CLIP_BYTES = 102 * 1024
@@ -64,9 +66,6 @@ def timing_problems(campaign: Campaign, now: datetime | None = None,
     """(errors, warnings) about when the event is: the replay of an event still to come
     is an error (wrong date, or sent too early); an invitation to an event that is over,
     a warning."""
-    from ..calendar import DEFAULT_LENGTH
-    from ..campaigns import key_line
-
     event = campaign.event
     if event is None or event.starts is None or campaign.kind == "newsletter":
         return [], []
@@ -108,8 +107,6 @@ def lint_settings(settings: Settings) -> list[Problem]:
             "set it to the public https address of the unsubscribe app before sending",
             where))
     if settings.dkim.enabled:
-        from ..dkim_keys import signing_key
-
         pem = settings.dkim_key() or b""
         if signing_key(pem, settings.dkim.private_key)[1] == b"ed25519-sha256":
             warnings.append(Problem(

@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
-from .errors import CampaignError, Problem
-from .models import SLUG, Campaign, EventInfo, FrontMatter
-from .tomlfile import key_lines, line_of, parse_toml, validation_problems
+from ..errors import CampaignError, Problem
+from ..tomlfile import key_lines, line_of, parse_toml, validation_problems
+from .models import SLUG, Campaign, EventInfo, FrontMatter, slugify
 
 FENCE = "+++"
 
@@ -70,8 +70,6 @@ def _localize(moment: datetime | None, tz: ZoneInfo) -> datetime | None:
 def check_slug(path: Path) -> str:
     """The file name is the campaign's id, used in links and headers: keep it plain."""
     if not SLUG.fullmatch(path.stem):
-        from .workspace import slugify
-
         raise CampaignError(
             f"'{path.name}' is not a valid campaign file name",
             f"use lower-case letters, digits, '-' and '_': rename it {slugify(path.stem)}.md",

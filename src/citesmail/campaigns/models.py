@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+import unicodedata
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -17,11 +18,20 @@ from pydantic import (
     field_validator,
 )
 
-from .languages import check_language
+from ..languages import check_language
 
 # A campaign's id: its file name, and part of its links, List-Id and Message-IDs (where
 # the bounce reader finds it again: see message.py). The one definition of it.
 SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,99}")
+# An event without `ends` lasts this long (its invitation, its timing checks).
+DEFAULT_LENGTH = timedelta(hours=1)
+
+
+def slugify(text: str, max_length: int = 60) -> str:
+    """A slug made of a title: 'Réunion à Lyon' -> 'reunion-a-lyon'."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+    return slug[:max_length].rstrip("-") or "campaign"
 
 
 def _web_url(value: str) -> str:

@@ -8,16 +8,15 @@ same event.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from email.utils import parseaddr
 from urllib.parse import quote, urlencode
 
-from . import __version__
-from .config import Settings
-from .models import Campaign
-from .render.labels import labels_for
+from .. import __version__
+from ..campaigns.models import DEFAULT_LENGTH, Campaign
+from ..config import Settings
+from .labels import labels_for
 
-DEFAULT_LENGTH = timedelta(hours=1)  # an event without `ends`
 GOOGLE = "https://calendar.google.com/calendar/render"
 OUTLOOK = "https://outlook.live.com/calendar/0/action/compose"
 
