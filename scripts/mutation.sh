@@ -8,7 +8,7 @@
 # `rm -rf mutants` starts afresh.
 #
 # Each module is mutated alone and tested only by its own fast tests (the mapping
-# below); the fault tests (tests/test_faults.py) are left out: too slow for this.
+# below); the fault tests (tests/delivery/test_faults.py) are left out: too slow for this.
 # mutmut copies the project into mutants/ and runs the tests there, against the mutated
 # copy (the editable install's path to src/ is taken off sys.path). The score of each
 # module is printed at the end: killed / mutants, where timeouts count as killed and
@@ -27,16 +27,16 @@ ALL=(tokens journal message delivery audience/csvfile audience/importer audience
 # module -> files mutated | tests run | extra pytest options | mutant name patterns
 spec() {
   case "$1" in
-    tokens) echo "src/citesmail/tokens.py|tests/test_message.py tests/test_public_app.py||";;
-    journal) echo "src/citesmail/delivery/journal.py|tests/test_journal.py tests/test_delivery.py|-k journal|";;
-    message) echo "src/citesmail/message.py|tests/test_message.py tests/test_fast_path.py tests/test_golden.py||";;
+    tokens) echo "src/citesmail/tokens.py|tests/test_message.py tests/web/test_public.py||";;
+    journal) echo "src/citesmail/delivery/journal.py|tests/delivery/test_journal.py tests/delivery/test_store.py|-k journal|";;
+    message) echo "src/citesmail/message.py|tests/test_message.py tests/test_message_fast_path.py tests/test_golden.py||";;
     # The send log's store: its SQL (store.py) and a send's life (sendlog.py); not the
     # thread engine (run.py), which the fault tests cover. On SQLite only: the store's
     # statements are the same on PostgreSQL, and twice the time.
-    delivery) echo "src/citesmail/delivery/store.py src/citesmail/delivery/sendlog.py|tests/test_delivery.py|-k 'not postgresql'|";;
+    delivery) echo "src/citesmail/delivery/store.py src/citesmail/delivery/sendlog.py|tests/delivery/test_store.py|-k 'not postgresql'|";;
     audience/csvfile|audience/importer|audience/textfile)
-      echo "src/citesmail/$1.py|tests/test_import.py tests/test_import_bounds.py tests/test_import_rows.py||";;
-    audience/segments) echo "src/citesmail/audience/segments.py|tests/test_segments.py||";;
+      echo "src/citesmail/$1.py|tests/audience/test_importer.py tests/audience/test_textfile.py tests/audience/test_importer_rows.py||";;
+    audience/segments) echo "src/citesmail/audience/segments.py|tests/audience/test_segments.py||";;
     *) echo "unknown module: $1 (known: ${ALL[*]})" >&2; return 1;;
   esac
 }

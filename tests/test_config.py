@@ -9,8 +9,7 @@ import pytest
 
 from citesmail.config import load_settings
 from citesmail.errors import ConfigError
-
-from .conftest import ROOT, run, write
+from tests.conftest import ROOT, run, write
 
 
 def test_built_in_defaults_without_a_config_file(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import EVENT, NEWSLETTER, REPLAY, run
+from tests.conftest import EVENT, NEWSLETTER, REPLAY, run
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 REGENERATE = os.environ.get("CITESMAIL_REGEN_GOLDEN") == "1"

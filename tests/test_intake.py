@@ -32,10 +32,9 @@ from citesmail.tokens import make_token
 from citesmail.web import applier as applier_module
 from citesmail.web.applier import Applier
 from citesmail.web.public import create_public_app
-
-from .conftest import REPLAY, run
-from .smtp_server import free_port
-from .test_send_cli import with_audience
+from tests.cli.test_delivery_commands import with_audience
+from tests.conftest import REPLAY, run
+from tests.smtp_server import free_port
 
 CITESMAIL = Path(sys.executable).parent / "citesmail"
 SECRET = "intake-secret-long-enough-for-serve-0123"

@@ -33,8 +33,7 @@ from citesmail.tokens import (
     new_secret,
     read_token,
 )
-
-from .conftest import REPLAY
+from tests.conftest import REPLAY
 
 
 def raw_message_for(workspace: Path, recipient: Recipient, **env: str) -> bytes:

@@ -9,7 +9,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from .conftest import REPLAY, ROOT
+from tests.conftest import REPLAY, ROOT
 
 
 def test_wheel_ships_templates_and_workspace_skeleton(tmp_path: Path) -> None:

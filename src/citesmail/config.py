@@ -110,7 +110,7 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-class Organization(Section):
+class OrganizationSettings(Section):
     name: str = "Centre de ressources"
     postal_address: str = ""
     website: Annotated[str, AfterValidator(_https_or_empty)] = ""
@@ -118,7 +118,7 @@ class Organization(Section):
     reason: str = ""
 
 
-class Sender(Section):
+class SenderSettings(Section):
     from_: str = Field("Centre de ressources <annonces@example.org>", alias="from")
     reply_to: str = ""
 
@@ -134,11 +134,11 @@ class Sender(Section):
         return parseaddr(self.from_)[1].rpartition("@")[2].lower()
 
 
-class Campaigns(Section):
+class CampaignsSettings(Section):
     lang: Annotated[str, AfterValidator(check_language)] = "fr"
 
 
-class Database(Section):
+class DatabaseSettings(Section):
     url: str = "sqlite:///citesmail.db"
     # SQLite keeps its busy timeout as a C int of milliseconds (about 24 days at most).
     busy_timeout: Annotated[Duration, _at_most(timedelta(days=1), "a command waiting for "
@@ -154,7 +154,7 @@ class Database(Section):
         return value
 
 
-class Delivery(Section):
+class DeliverySettings(Section):
     transport: Literal["outbox", "smtp"] = "outbox"
     outbox: Path = Path("outbox")
     connections: int = Field(4, ge=1, le=64)
@@ -164,7 +164,7 @@ class Delivery(Section):
         default_factory=lambda: [60, 300, 1800, 7200])
 
 
-class Smtp(Section):
+class SmtpSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(587, ge=1, le=65535)
     security: Literal["starttls", "tls", "none"] = "starttls"
@@ -173,7 +173,7 @@ class Smtp(Section):
     allow_plaintext_auth: bool = False
 
 
-class Unsubscribe(Section):
+class UnsubscribeSettings(Section):
     base_url: str = "http://127.0.0.1:8000"
     mailto: str = ""
 
@@ -197,7 +197,7 @@ class Unsubscribe(Section):
         return value
 
 
-class Dkim(Section):
+class DkimSettings(Section):
     """DKIM signing of every message; off until all three keys are set."""
 
     selector: str = ""
@@ -217,7 +217,7 @@ class Dkim(Section):
         return bool(self.selector and self.domain and str(self.private_key) not in {"", "."})
 
 
-class Schedule(Section):
+class ScheduleSettings(Section):
     timezone: str = "Europe/Paris"
     misfire_grace: PositiveDuration = timedelta(hours=6)  # APScheduler refuses 0
 
@@ -232,15 +232,15 @@ class Schedule(Section):
 
 
 class Settings(Section):
-    organization: Organization = Organization()
-    sender: Sender = Sender()
-    campaigns: Campaigns = Campaigns()
-    database: Database = Database()
-    delivery: Delivery = Delivery()
-    smtp: Smtp = Smtp()
-    unsubscribe: Unsubscribe = Unsubscribe()
-    schedule: Schedule = Schedule()
-    dkim: Dkim = Dkim()
+    organization: OrganizationSettings = OrganizationSettings()
+    sender: SenderSettings = SenderSettings()
+    campaigns: CampaignsSettings = CampaignsSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    delivery: DeliverySettings = DeliverySettings()
+    smtp: SmtpSettings = SmtpSettings()
+    unsubscribe: UnsubscribeSettings = UnsubscribeSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
+    dkim: DkimSettings = DkimSettings()
 
     # Not read from the file: where the workspace is, and secrets from the environment.
     workspace: Path = Field(default_factory=Path.cwd, exclude=True)

@@ -344,7 +344,7 @@ def _campaign(slug: str | None) -> str:
     return f"campaign {slug}" if slug else "no campaign matched"
 
 
-class _Apply:
+class _BounceRecorder:
     """The changes one import makes, inside one session."""
 
     def __init__(self, session: Session, report: Report) -> None:
@@ -408,17 +408,17 @@ class _Apply:
                         last_error=(ERROR_PREFIX + failure.diagnostic)[:MAX_ERROR]))
 
 
-def apply(db: Database, found: Scan, *, dry_run: bool = False) -> Report:
+def apply(db: Database, scan: Scan, *, dry_run: bool = False) -> Report:
     """Record the permanent failures, all in one transaction (rolled back if dry_run)."""
-    report = Report(messages=found.messages, not_bounces=found.not_bounces,
-                    unreadable=list(found.unreadable), dry_run=dry_run)
+    report = Report(messages=scan.messages, not_bounces=scan.not_bounces,
+                    unreadable=list(scan.unreadable), dry_run=dry_run)
     with db.session(rollback=dry_run) as session:
-        changes = _Apply(session, report)
-        for bounce in found.bounces:
+        recorder = _BounceRecorder(session, report)
+        for bounce in scan.bounces:
             report.temporary += len(bounce.temporary)
             report.permanent += len(bounce.permanent)
             for failure in bounce.permanent:
-                changes.permanent(failure, bounce.origin, alone=len(bounce.permanent) == 1)
+                recorder.permanent(failure, bounce.origin, alone=len(bounce.permanent) == 1)
     return report
 
 

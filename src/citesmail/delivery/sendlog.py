@@ -228,15 +228,15 @@ def _snapshot(session: Session, send_id: int, definition: Definition) -> int:
 def requeue_unknown(db: Database, send_id: int) -> int:
     """Queue the `unknown` rows again; a finished send runs again for them."""
     with db.session() as session:
-        found = changed(session,
+        requeued = changed(session,
             update(Delivery).where(Delivery.send_id == send_id,
                                    Delivery.state == DeliveryState.UNKNOWN)
             .values(state=DeliveryState.QUEUED, updated_at=utcnow()))
-        if found:
+        if requeued:
             session.execute(update(Send).where(Send.id == send_id,
                                                Send.state == SendState.DONE)
                             .values(state=SendState.RUNNING, finished_at=None))
-        return found
+        return requeued
 
 
 # -- scheduled sends ------------------------------------------------------------------

@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from .conftest import REPLAY as CAMPAIGN
-from .conftest import ROOT, fill, run
-from .smtp_server import SmtpServer
+from tests.conftest import REPLAY as CAMPAIGN
+from tests.conftest import ROOT, fill, run
+from tests.smtp_server import SmtpServer
 
 RECIPIENTS = 300
-RUNNER = Path(__file__).resolve().parent / "fault_runner.py"
+RUNNER = Path(__file__).resolve().parent / "delivery/fault_runner.py"
 SECRET = "f" * 40
 
 

@@ -37,9 +37,8 @@ from citesmail.delivery.transports import make_transport
 from citesmail.errors import CitesmailError
 from citesmail.render import render_campaign
 from citesmail.states import DeliveryState
-
-from .conftest import EXAMPLES, REPLAY, ROOT, SECRET
-from .smtp_server import SmtpServer, free_port
+from tests.conftest import EXAMPLES, REPLAY, ROOT, SECRET
+from tests.smtp_server import SmtpServer, free_port
 
 
 @pytest.fixture

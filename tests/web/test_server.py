@@ -18,9 +18,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import REPLAY, SECRET, run
-from .smtp_server import free_port
-from .test_send_cli import with_audience
+from tests.cli.test_delivery_commands import with_audience
+from tests.conftest import REPLAY, SECRET, run
+from tests.smtp_server import free_port
 
 CITESMAIL = Path(sys.executable).parent / "citesmail"
 

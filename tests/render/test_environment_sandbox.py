@@ -12,8 +12,7 @@ from starlette.testclient import TestClient
 from citesmail.config import load_settings
 from citesmail.render.environment import environment
 from citesmail.web.preview import create_preview_app
-
-from .conftest import MINIMAL_REPLAY, REPLAY, run, write
+from tests.conftest import MINIMAL_REPLAY, REPLAY, run, write
 
 BODY_LINE = 14  # the first body line after MINIMAL_REPLAY's greeting
 TEMPLATE_LINE = 4  # the payload's line in the workspace template below

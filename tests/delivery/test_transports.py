@@ -26,12 +26,11 @@ from citesmail.db import Database, Send, open_database
 from citesmail.delivery import counts
 from citesmail.delivery.transports import make_transport
 from citesmail.errors import CitesmailError
-
-from .conftest import REPLAY, SECRET
-from .conftest import run as cli
-from .smtp_server import SmtpServer
-from .test_delivery import audience, run, settings_for, start
-from .test_send_cli import smtp_env, with_audience
+from tests.cli.test_delivery_commands import smtp_env, with_audience
+from tests.conftest import REPLAY, SECRET
+from tests.conftest import run as cli
+from tests.delivery.test_store import audience, run, settings_for, start
+from tests.smtp_server import SmtpServer
 
 USER, PASSWORD = "citesmail", "correct horse battery staple"
 

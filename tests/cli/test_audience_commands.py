@@ -12,8 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from citesmail.db import Contact, Suppression, open_database
-
-from .conftest import run
+from tests.conftest import run
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
-"""Runs sends with a fault injected, in a process of its own (tests/test_faults.py).
+"""Runs sends with a fault injected, in a process of its own (tests/delivery/test_faults.py).
 
-    python tests/fault_runner.py TEMPLATE WORK KIND FIRST LAST
+    python tests/delivery/fault_runner.py TEMPLATE WORK KIND FIRST LAST
 
 KIND: commit-once, commit-from, commit-lost (the Nth commit is made, then reported
 failed, as a connection lost after COMMIT does), journal, journal-space, or disk-full (the journal
@@ -34,7 +34,7 @@ from click.testing import CliRunner
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository
 
 from citesmail.cli import main
 from citesmail.delivery import journal

@@ -16,8 +16,7 @@ from citesmail.campaigns import load_campaign
 from citesmail.config import load_settings
 from citesmail.message import MessageTemplate, Recipient, clean, reference_message, to_bytes
 from citesmail.render import RenderedCampaign, render_campaign
-
-from .conftest import EXAMPLES, REPLAY, ROOT
+from tests.conftest import EXAMPLES, REPLAY, ROOT
 
 CHARS = st.one_of(
     st.sampled_from("aeZé èçÀÉÑñüßœ'\"\\,;:<>()@.-«»🎉=\u00a0\t\r\n\u200d"),

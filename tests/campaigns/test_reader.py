@@ -10,8 +10,7 @@ import pytest
 
 from citesmail.campaigns import load_campaign
 from citesmail.errors import CampaignError, Problem
-
-from .conftest import EXAMPLES, MINIMAL_REPLAY, REPLAY, run, write
+from tests.conftest import EXAMPLES, MINIMAL_REPLAY, REPLAY, run, write
 
 PARIS = ZoneInfo("Europe/Paris")
 

@@ -15,9 +15,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from .conftest import REPLAY, run
-from .smtp_server import SmtpServer
-from .test_send_cli import smtp_env, with_audience
+from tests.cli.test_delivery_commands import smtp_env, with_audience
+from tests.conftest import REPLAY, run
+from tests.smtp_server import SmtpServer
 
 CITESMAIL = Path(sys.executable).parent / "citesmail"
 PARIS = ZoneInfo("Europe/Paris")

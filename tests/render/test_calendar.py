@@ -28,9 +28,8 @@ from citesmail.message import (
 from citesmail.render import render_campaign
 from citesmail.render.calendar import invitation
 from citesmail.web.public import create_public_app
-
-from .conftest import EVENT, EXAMPLES, NEWSLETTER, REPLAY, ROOT, run, write
-from .test_send_cli import with_audience
+from tests.cli.test_delivery_commands import with_audience
+from tests.conftest import EVENT, EXAMPLES, NEWSLETTER, REPLAY, ROOT, run, write
 
 PARIS = ZoneInfo("Europe/Paris")
 

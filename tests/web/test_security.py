@@ -19,9 +19,8 @@ from citesmail.config import load_settings
 from citesmail.db import open_database
 from citesmail.web.preview import create_preview_app
 from citesmail.web.public import create_public_app
-
-from .conftest import REPLAY, run
-from .test_send_cli import with_audience
+from tests.cli.test_delivery_commands import with_audience
+from tests.conftest import REPLAY, run
 
 LOCAL = "http://127.0.0.1"
 

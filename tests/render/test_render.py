@@ -13,8 +13,7 @@ from citesmail.config import Settings, load_settings
 from citesmail.errors import TemplateError
 from citesmail.message import SAMPLE_RECIPIENT, Recipient, links_for, recipient_values
 from citesmail.render import RenderedCampaign, render_campaign
-
-from .conftest import EVENT, MINIMAL_REPLAY, NEWSLETTER, REPLAY, write
+from tests.conftest import EVENT, MINIMAL_REPLAY, NEWSLETTER, REPLAY, write
 
 
 def rendered(workspace: Path, slug: str) -> tuple[Settings, RenderedCampaign]:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .conftest import REPLAY, run
+from tests.conftest import REPLAY, run
 
 CITESMAIL = Path(sys.executable).parent / "citesmail"
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import dkim
 import pytest
 
-from .conftest import REPLAY, run
-from .test_send_cli import with_audience
+from tests.cli.test_delivery_commands import with_audience
+from tests.conftest import REPLAY, run
 
 
 @pytest.mark.parametrize(("algorithm", "signed_with"), [("rsa", b"a=rsa-sha256"),

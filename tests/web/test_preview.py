@@ -19,14 +19,13 @@ from starlette.testclient import TestClient
 
 from citesmail.config import load_settings
 from citesmail.web.preview import create_preview_app
-
-from .conftest import MINIMAL_REPLAY, REPLAY, SECRET, run, write
-from .smtp_server import SmtpServer, free_port
-from .test_browser import ARGS, CHROMIUM, browser  # noqa: F401  (the browser fixture)
-from .test_send_cli import smtp_env, with_audience
+from tests.cli.test_delivery_commands import smtp_env, with_audience
+from tests.conftest import MINIMAL_REPLAY, REPLAY, ROOT, SECRET, run, write
+from tests.render.test_browser import ARGS, CHROMIUM, browser  # noqa: F401  (the browser fixture)
+from tests.smtp_server import SmtpServer, free_port
 
 CITESMAIL = Path(sys.executable).parent / "citesmail"
-ARTEFACTS = Path(__file__).resolve().parent.parent / "test-artefacts"
+ARTEFACTS = ROOT / "test-artefacts"
 PREVIEW = "http://127.0.0.1"  # the preview answers to this machine's names only
 
 

@@ -18,8 +18,7 @@ from citesmail.audience.importer import import_contacts
 from citesmail.audience.lists import add_list, get_list
 from citesmail.db import Contact, Database, Membership
 from citesmail.errors import CitesmailError
-
-from .test_import import contacts, write_csv
+from tests.audience.test_importer import contacts, write_csv
 
 
 def members(db: Database, list_name: str) -> set[str]:

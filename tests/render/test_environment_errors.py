@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import MINIMAL_REPLAY, REPLAY, run, write
+from tests.conftest import MINIMAL_REPLAY, REPLAY, ROOT, run, write
 
 BODY_LINE = 14  # the first body line after MINIMAL_REPLAY's greeting
 
@@ -78,7 +78,7 @@ def test_template_that_is_not_utf8(workspace: Path) -> None:
 
 
 def test_unclosed_tag_deep_in_the_base_template_is_found_at_its_line(workspace: Path) -> None:
-    builtin = Path(__file__).resolve().parent.parent / "src/citesmail/templates/base.mjml.j2"
+    builtin = ROOT / "src/citesmail/templates/base.mjml.j2"
     lines = builtin.read_text(encoding="utf-8").split("\n")
     target = max(i for i, line in enumerate(lines) if "</mj-text>" in line)
     lines[target] = lines[target].replace("</mj-text>", "")

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import EVENT, NEWSLETTER, REPLAY, run
+from tests.conftest import EVENT, NEWSLETTER, REPLAY, run
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -18,9 +18,8 @@ from typing import Any
 import pytest
 
 from citesmail.tokens import DEVELOPMENT_SECRET
-
-from .conftest import REPLAY, SECRET, run
-from .smtp_server import SmtpServer
+from tests.conftest import REPLAY, SECRET, run
+from tests.smtp_server import SmtpServer
 
 CITESMAIL = Path(sys.executable).parent / "citesmail"
 

@@ -22,10 +22,9 @@ from citesmail.dberrors import DatabaseBusy
 from citesmail.tokens import DEVELOPMENT_SECRET, make_token
 from citesmail.web.lookup import Lookup
 from citesmail.web.public import create_public_app
-
-from .conftest import REPLAY, SECRET, run
-from .smtp_server import free_port
-from .test_send_cli import with_audience
+from tests.cli.test_delivery_commands import with_audience
+from tests.conftest import REPLAY, SECRET, run
+from tests.smtp_server import free_port
 
 CITESMAIL = Path(sys.executable).parent / "citesmail"
 

@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from citesmail.tokens import check_secret
-
-from .conftest import EVENT, MINIMAL_REPLAY, REPLAY, ROOT, run, write
+from tests.conftest import EVENT, MINIMAL_REPLAY, REPLAY, ROOT, run, write
 
 CITESMAIL = Path(sys.executable).parent / "citesmail"
 
