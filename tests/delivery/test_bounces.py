@@ -21,8 +21,8 @@ from sqlalchemy import select
 from citesmail.campaigns.models import SLUG
 from citesmail.db import Contact, Delivery, Send, open_database
 from citesmail.delivery import bounces
-from citesmail.delivery.bounces import Origin, find_origin, parse_message_id, read_bounce, scan
-from citesmail.message import message_id
+from citesmail.delivery.dsn import find_origin, read_bounce, scan
+from citesmail.message import Origin, message_id, parse_message_id
 from tests.conftest import REPLAY, run
 
 SAMPLES = Path(__file__).resolve().parent / "bounce_samples"

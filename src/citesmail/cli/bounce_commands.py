@@ -31,7 +31,8 @@ def import_(state: State, path: Path, dry_run: bool) -> None:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from ..delivery.bounces import apply, scan
+    from ..delivery.bounces import apply
+    from ..delivery.dsn import scan
 
     columns = (TextColumn("reading"), BarColumn(), MofNCompleteColumn())
     with Progress(*columns, transient=True, console=Console(stderr=True),
