@@ -19,8 +19,8 @@ from starlette.testclient import TestClient
 from citesmail.config import load_settings
 from citesmail.db import open_database
 from citesmail.dberrors import DatabaseBusy
+from citesmail.delivery.lookup import Lookup
 from citesmail.tokens import DEVELOPMENT_SECRET, make_token
-from citesmail.web.lookup import Lookup
 from citesmail.web.public import create_public_app
 from tests.cli.test_delivery_commands import with_audience
 from tests.conftest import REPLAY, SECRET, run

@@ -30,6 +30,7 @@ from starlette.routing import Route
 from ..config import Settings
 from ..db import Database, make_engine
 from ..dberrors import DatabaseBusy
+from ..delivery.lookup import Lookup, Person, Published
 from ..errors import CitesmailError
 from ..intake import IntakeError, append, intake_path
 from ..message import Recipient, calendar_filename, links_for, recipient_values
@@ -37,7 +38,6 @@ from ..render.labels import labels_for
 from ..render.slots import fill
 from ..tokens import DEVELOPMENT_SECRET, read_token
 from .applier import Applier
-from .lookup import Lookup, Person, Published
 from .security import SecurityHeaders
 
 RETRY_AFTER = "60"  # seconds, when a request could not be made durable
