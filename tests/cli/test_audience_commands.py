@@ -200,3 +200,12 @@ def test_check_warns_when_the_audience_is_not_a_segment(env: dict[str, str],
     ok("segments", "add", "partenaires-aura", "--list", "l", env=env)
     result = run("check", "2023-06-12-replay-cites-de-l-emploi", env=env)
     assert "audience" not in result.stdout
+
+
+def test_unsubscribe_says_what_it_changed(env: dict[str, str], tmp_path: Path) -> None:
+    """An active contact is reported `unsubscribed`, one already out `already ...`."""
+    (tmp_path / "c.csv").write_text("email\nanne@lyon.fr\nbob@lyon.fr\n", encoding="utf-8")
+    ok("contacts", "import", "c.csv", env=env)
+    assert ok("contacts", "unsubscribe", "anne@lyon.fr", env=env) == "anne@lyon.fr: unsubscribed\n"
+    both = ok("contacts", "unsubscribe", "anne@lyon.fr", "bob@lyon.fr", env=env)
+    assert both.splitlines() == ["anne@lyon.fr: already unsubscribed", "bob@lyon.fr: unsubscribed"]

@@ -35,6 +35,8 @@ def find_contacts(session: Session, addresses: tuple[str, ...] | list[str],
     """Every contact named, or an error listing the unknown ones (nothing is changed)."""
     keys = _keys(addresses)
     found = list(session.scalars(select(Contact).where(Contact.email_key.in_(list(keys)))))
+    order = {key: position for position, key in enumerate(keys)}
+    found.sort(key=lambda contact: order[contact.email_key])  # as they were named
     missing = set(keys) - {c.email_key for c in found}
     if missing:
         raise CitesmailError.from_problems([
@@ -61,10 +63,12 @@ def sends_of(session: Session, contact_id: int) -> list[tuple[str, str, datetime
     return [(campaign, state, sent_at) for campaign, state, sent_at in session.execute(query)]
 
 
-def unsubscribe(session: Session, addresses: tuple[str, ...]) -> list[Contact]:
+def unsubscribe(session: Session, addresses: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(address, status before) of each contact named; the active ones leave."""
     contacts = find_contacts(session, addresses)
+    before = [(c.email, c.status) for c in contacts]
     leave(session, [c.id for c in contacts], ContactStatus.UNSUBSCRIBED)
-    return contacts
+    return before
 
 
 def erase(session: Session, addresses: tuple[str, ...]) -> list[str]:

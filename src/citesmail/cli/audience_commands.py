@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ..states import ContactStatus
 from . import State, confirm, main, pass_state
 
 
@@ -127,9 +128,9 @@ def unsubscribe(state: State, emails: tuple[str, ...]) -> None:
     from ..audience.contacts import unsubscribe as do_unsubscribe
 
     with state.db.session() as session:
-        done = do_unsubscribe(session, emails)
-        lines = [f"{c.email}: unsubscribed" if c.status == "active" else
-                 f"{c.email}: already {c.status}" for c in done]
+        before = do_unsubscribe(session, emails)
+    lines = [f"{email}: unsubscribed" if status == ContactStatus.ACTIVE else
+             f"{email}: already {status}" for email, status in before]
     click.echo("\n".join(lines))
 
 

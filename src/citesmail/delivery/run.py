@@ -292,24 +292,28 @@ class SendRun:
                     continue
             if not outstanding[0]:
                 continue
-            # Sleep until enough results are in to claim the next batch (or all of them,
-            # at the end), or a failure, or RECORD_EVERY has passed.
-            self.wake_at = outstanding[0] - batch if outstanding[0] > batch else outstanding[0]
-            if results.qsize() < self.wake_at:
-                self.wake.wait(RECORD_EVERY)
-            self.wake.clear()
-            while True:
-                try:
-                    item = results.get_nowait()
-                except Empty:
-                    break
-                finished.append(item)
-                outstanding[0] -= 1
-                if item[1] is not None:
-                    self._watch_connection(item[1])
+            self._collect(results, outstanding)
             if self.progress and time.monotonic() - last_progress > 0.5:
                 last_progress = time.monotonic()
                 self.progress(self.store.counts())
+
+    def _collect(self, results: SimpleQueue[Result], outstanding: list[int]) -> None:
+        """Sleep until enough results are in to claim the next batch (or all of them, at
+        the end), or a failure, or RECORD_EVERY has passed; then take them."""
+        batch = self.batch
+        self.wake_at = outstanding[0] - batch if outstanding[0] > batch else outstanding[0]
+        if results.qsize() < self.wake_at:
+            self.wake.wait(RECORD_EVERY)
+        self.wake.clear()
+        while True:
+            try:
+                item = results.get_nowait()
+            except Empty:
+                return
+            self.finished.append(item)
+            outstanding[0] -= 1
+            if item[1] is not None:
+                self._watch_connection(item[1])
 
     def _watch_connection(self, outcome: Outcome) -> None:
         if outcome.fatal:
