@@ -134,10 +134,9 @@ def _finished(state: State, existing: SendInfo, resend_unknown: bool) -> bool:
     done = send_counts(state.db, existing.id)
     if resend_unknown and done["unknown"]:
         return False
-    click.echo(summary(done))
     finished = _local(state, existing.finished_at) if existing.finished_at else "?"
-    click.echo(f"'{existing.campaign}' was sent already (finished {finished}): nothing "
-               "more to send", err=True)
+    click.echo(f"'{existing.campaign}' was sent already ({summary(done)}, finished "
+               f"{finished}): nothing more to send", err=True)
     return True
 
 
