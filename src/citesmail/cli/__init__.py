@@ -126,6 +126,15 @@ class State:
                                      busy_timeout=settings.database.busy_timeout)
         return self._db
 
+    @property
+    def existing_db(self) -> Database | None:
+        """The database, if there is one yet: a SQLite file that does not exist is not
+        created (a command that only reads does not leave an empty one behind)."""
+        url = self.settings.database_url
+        if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+            return None
+        return self.db
+
     def close(self) -> None:
         if self._db is not None:
             self._db.close()

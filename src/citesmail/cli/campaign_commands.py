@@ -17,6 +17,7 @@ from . import State, main, pass_state
 if TYPE_CHECKING:
     from ..campaigns import Campaign
     from ..config import Settings
+    from ..message import Recipient
 
 
 @main.command()
@@ -169,17 +170,11 @@ def render(state: State, campaign: str, output: Path, as_recipient: str | None) 
         SAMPLE_RECIPIENT,
         MessageTemplate,
         personalize,
-        recipient_from_text,
     )
     from ..render import render_campaign
 
     settings = state.settings
-    recipient = SAMPLE_RECIPIENT
-    if as_recipient:
-        try:
-            recipient = recipient_from_text(as_recipient)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--as") from None
+    recipient = _recipient_as(state, as_recipient) if as_recipient else SAMPLE_RECIPIENT
     rendered = render_campaign(_load(settings, resolve_campaign_path(
         campaign, settings.campaigns_dir)), settings)
     parts = personalize(rendered, recipient, settings)
@@ -192,6 +187,36 @@ def render(state: State, campaign: str, output: Path, as_recipient: str | None) 
         _write_atomically(path, write)
         click.echo(path)
     note_development_key(settings)
+
+
+def _recipient_as(state: State, text: str) -> Recipient:
+    """The stored contact with that address (their names, their links), else the
+    address and name given, said so."""
+    from ..message import recipient_from_text
+
+    try:
+        given = recipient_from_text(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--as") from None
+    stored = _stored_recipient(state, given.email)
+    if stored is None:
+        click.echo(f"note: {given.email} is not a contact: rendered with the name given",
+                   err=True)
+        return given
+    return stored
+
+
+def _stored_recipient(state: State, address: str) -> Recipient | None:
+    from ..audience.recipients import find_recipient
+
+    db = state.existing_db
+    if db is None:
+        return None
+    try:
+        with db.session(write=False) as session:
+            return find_recipient(session, address)
+    except CitesmailError:  # not a contact
+        return None
 
 
 def note_development_key(settings: Settings) -> None:
