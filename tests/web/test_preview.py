@@ -15,12 +15,13 @@ from typing import Any
 
 import httpx
 import pytest
+from bs4 import BeautifulSoup
 from starlette.testclient import TestClient
 
 from citesmail.config import load_settings
 from citesmail.web.preview import create_preview_app
 from tests.cli.test_delivery_commands import smtp_env, with_audience
-from tests.conftest import MINIMAL_REPLAY, REPLAY, ROOT, SECRET, run, write
+from tests.conftest import MINIMAL_REPLAY, NEWSLETTER, REPLAY, ROOT, SECRET, run, write
 from tests.render.test_browser import ARGS, CHROMIUM, browser  # noqa: F401  (the browser fixture)
 from tests.smtp_server import SmtpServer, free_port
 
@@ -193,3 +194,18 @@ def test_unsubscribe_in_chromium_through_serve(browser: Any, workspace: Path) ->
     finally:
         del os.environ["CITESMAIL_UNSUBSCRIBE_BASE_URL"]
         del os.environ["CITESMAIL_SECRET"]
+
+
+def test_preview_and_check_both_warn_of_an_audience_that_is_no_segment(
+        client: TestClient) -> None:
+    checked = run("check", NEWSLETTER)  # the database exists: with_audience made it
+    [line] = [line for line in checked.stdout.splitlines() if "audience:" in line]
+    assert "warning: audience: unknown segment 'abonnes-lettre'" in line
+    page = BeautifulSoup(client.get(f"/campaigns/{NEWSLETTER}").text, "html.parser")
+    shown = [li.get_text() for li in page.select("li.warning")]
+    assert line.replace(": warning: ", ": ", 1) in shown  # the same words
+    assert not any("audience" in li.get_text() for li in BeautifulSoup(
+        client.get(f"/campaigns/{REPLAY}").text, "html.parser").select("li"))
+    row = BeautifulSoup(client.get("/").text, "html.parser").find(
+        "a", href=f"/campaigns/{NEWSLETTER}")
+    assert row is not None and "1 warning(s)" in row.find_parent("tr").get_text()

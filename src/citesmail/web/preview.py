@@ -7,10 +7,11 @@ import base64
 import hashlib
 import html
 import secrets
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from starlette.applications import Starlette
@@ -20,13 +21,15 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from ..campaigns import load_campaign
+from ..checks import CampaignCheck, check_campaign, check_settings
 from ..config import Settings
-from ..errors import CitesmailError, Problem
+from ..errors import CitesmailError
 from ..message import SAMPLE_RECIPIENT, MessageTemplate, Recipient, personalize
-from ..render import RenderedCampaign, render_campaign
-from ..render.lint import GMAIL_CLIP_BYTES, lint, lint_settings, timing_problems
+from ..render.lint import GMAIL_CLIP_BYTES
 from .security import HEADERS, SecurityHeaders
+
+if TYPE_CHECKING:
+    from ..db import Database
 
 _RELOAD_JS = "new EventSource('/events').onmessage = () => location.reload();"
 _RELOAD = f"<script>{_RELOAD_JS}</script>"
@@ -56,13 +59,6 @@ _STYLE = ("body{font-family:Arial,Helvetica,sans-serif;margin:1.5rem;color:#1f29
           "max-width:60rem;background:#f9fafb;padding:1rem}")
 
 
-@dataclass
-class Preview:
-    rendered: RenderedCampaign | None = None
-    problems: list[Problem] = field(default_factory=list)
-    warnings: list[Problem] = field(default_factory=list)
-
-
 def _page(title: str, body: str) -> HTMLResponse:
     return HTMLResponse(f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
                         f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>"
@@ -78,18 +74,29 @@ class PreviewApp:
 
     # -- rendering (through the same functions as check, render and send) -------------
 
-    def preview(self, slug: str) -> Preview:
-        path = self.settings.campaigns_dir / f"{slug}.md"
+    def preview(self, slug: str, database: Database | None = None) -> CampaignCheck:
+        """The check of `citesmail check`, then the configuration's own findings."""
+        found = check_campaign(self.settings.campaigns_dir / f"{slug}.md", self.settings,
+                               database)
+        if found.rendered is None:
+            return found
+        shared = check_settings(self.settings)
+        return replace(found, errors=found.errors + shared.errors,
+                       warnings=found.warnings + shared.warnings)
+
+    @contextmanager
+    def database(self) -> Iterator[Database | None]:
+        """The workspace's database for one request, if it has one."""
+        if self.database_url is None:
+            yield None
+            return
+        from ..db import open_database
+
+        db = open_database(self.database_url)
         try:
-            campaign = load_campaign(path, default_lang=self.settings.campaigns.lang,
-                                     tz=self.settings.tz)
-            rendered = render_campaign(campaign, self.settings)
-        except CitesmailError as exc:
-            return Preview(problems=exc.problems)
-        sample = personalize(rendered, SAMPLE_RECIPIENT, self.settings).html
-        late, early = timing_problems(campaign)
-        return Preview(rendered, [], late + early + lint_settings(self.settings)
-                       + lint(rendered, sample))
+            yield db
+        finally:
+            db.close()
 
     def recipient(self, address: str | None) -> Recipient:
         if not address or self.database_url is None:
@@ -126,17 +133,18 @@ class PreviewApp:
 
     def index(self, request: Request) -> Response:
         rows = []
-        for slug in self.slugs():
-            found = self.preview(slug)
+        with self.database() as db:
+            checks = [(slug, self.preview(slug, db)) for slug in self.slugs()]
+        for slug, found in checks:
             if found.rendered is None:
-                status = f'<span class="error">{html.escape(str(found.problems[0]))}</span>'
+                status = f'<span class="error">{html.escape(str(found.errors[0]))}</span>'
                 rows.append(f'<tr><td><a href="/campaigns/{_url(slug)}">{html.escape(slug)}'
                             f"</a></td><td></td><td></td><td></td><td></td><td>{status}</td></tr>")
                 continue
             c = found.rendered.campaign
             when = c.event.starts.strftime("%Y-%m-%d %H:%M") if c.event and c.event.starts \
                 else ""
-            status = f"{len(found.warnings)} warning(s)" if found.warnings else "ok"
+            status = _status(found)
             rows.append(f'<tr><td><a href="/campaigns/{_url(slug)}">{html.escape(c.title)}'
                         f"</a></td><td>{html.escape(c.kind)}</td><td>{when}</td>"
                         f"<td>{html.escape(c.subject)}</td><td>{html.escape(slug)}</td>"
@@ -149,10 +157,11 @@ class PreviewApp:
         slug = request.path_params["slug"]
         if slug not in self.slugs():
             return PlainTextResponse("no such campaign", status_code=404)
-        found = self.preview(slug)
+        with self.database() as db:
+            found = self.preview(slug, db)
         if found.rendered is None:
             errors = "".join(f'<li class="error">{html.escape(str(p))}</li>'
-                             for p in found.problems)
+                             for p in found.errors)
             return _page(slug, f'<p><a href="/">campaigns</a></p><h1>{html.escape(slug)}</h1>'
                          f"<ul>{errors}</ul>")
         address = request.query_params.get("as", "")
@@ -164,8 +173,10 @@ class PreviewApp:
         size = len(parts.html.encode("utf-8"))
         options = "".join(f'<option value="{html.escape(e)}"{" selected" if e == address else ""}>'
                           f"{html.escape(e)}</option>" for e in self.contacts())
-        warnings = "".join(f'<li class="warning">{html.escape(str(p))}</li>'
-                           for p in found.warnings) or "<li>none</li>"
+        warnings = "".join(f'<li class="error">{html.escape(str(p))}</li>'
+                           for p in found.errors) + "".join(
+            f'<li class="warning">{html.escape(str(p))}</li>' for p in found.warnings
+        ) or "<li>none</li>"
         body = (
             f'<p><a href="/">campaigns</a></p><h1>{html.escape(c.title)}</h1>'
             f'<div class="inbox"><strong>{html.escape(self.settings.sender.from_)}</strong><br>'
@@ -195,9 +206,9 @@ class PreviewApp:
         slug, kind = request.path_params["slug"], request.path_params["kind"]
         if kind not in {"html", "text", "eml", "ics"}:
             return PlainTextResponse("not found", status_code=404)
-        found = self.preview(slug) if slug in self.slugs() else Preview()
+        found = self.preview(slug) if slug in self.slugs() else CampaignCheck()
         if found.rendered is None:
-            return PlainTextResponse("\n".join(str(p) for p in found.problems) or "not found",
+            return PlainTextResponse("\n".join(str(p) for p in found.errors) or "not found",
                                      status_code=404)
         if kind == "ics":
             if not found.rendered.calendar:
@@ -233,6 +244,13 @@ class PreviewApp:
         detail = "" if outcome.kind == "sent" else f" ({outcome.code} {outcome.message})"
         return _page("test", f'<p>{html.escape(to)}: {outcome.kind}{html.escape(detail)}</p>'
                      f'<p><a href="/campaigns/{slug}">back</a></p>')
+
+
+def _status(found: CampaignCheck) -> str:
+    """A campaign's findings in a few words, for the list of campaigns."""
+    counts = [f"{len(found.errors)} error(s)"] if found.errors else []
+    counts += [f"{len(found.warnings)} warning(s)"] if found.warnings else []
+    return ", ".join(counts) or "ok"
 
 
 def _url(slug: str) -> str:
