@@ -24,6 +24,8 @@ def test_wheel_ships_templates_and_workspace_skeleton(tmp_path: Path) -> None:
                    "newsletter.mjml.j2", "text.txt.j2"):
         assert f"citesmail/templates/{needed}" in names
     assert "citesmail/skeleton/config.example.toml" in names
+    for page in ("base", "index", "campaign", "broken", "test"):
+        assert f"citesmail/web/templates/preview/{page}.html.j2" in names
     assert f"citesmail/skeleton/campaigns/{REPLAY}.md" in names
 
     site = tmp_path / "site"

@@ -10,17 +10,19 @@ import sys
 import time
 from collections.abc import Iterator
 from email import policy
+from html import unescape
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from bs4 import BeautifulSoup
 from starlette.testclient import TestClient
 
 from citesmail.config import load_settings
 from citesmail.web.preview import create_preview_app
 from tests.cli.test_delivery_commands import smtp_env, with_audience
-from tests.conftest import MINIMAL_REPLAY, REPLAY, ROOT, SECRET, run, write
+from tests.conftest import MINIMAL_REPLAY, NEWSLETTER, REPLAY, ROOT, SECRET, run, write
 from tests.render.test_browser import ARGS, CHROMIUM, browser  # noqa: F401  (the browser fixture)
 from tests.smtp_server import SmtpServer, free_port
 
@@ -43,7 +45,7 @@ def test_index_lists_every_campaign_with_its_check(client: TestClient,
     write(workspace / "campaigns" / "casse.md", "pas de front matter\n")
     page = client.get("/")
     assert page.status_code == 200
-    assert "Les cités de l&#x27;emploi" in page.text or "Les cités de l'emploi" in page.text
+    assert "Les cités de l'emploi" in unescape(page.text)  # (&#39; or &#x27;, the same)
     for slug in (REPLAY, "2026-12-15-lettre-decembre", "casse"):
         assert f'href="/campaigns/{slug}"' in page.text
     assert "campaigns/casse.md:1: no front matter" in page.text
@@ -70,6 +72,18 @@ def test_campaign_page_parts_and_recipient_picker(client: TestClient) -> None:
     rebound = client.get("/", headers={"host": "evil.example"})
     assert rebound.status_code == 400  # a page elsewhere cannot read the preview
     assert 'sandbox="allow-popups"' in page.text
+
+
+def test_a_title_with_markup_is_shown_as_text(client: TestClient, workspace: Path) -> None:
+    title = '<script>alert("x")</script> & co'
+    write(workspace / "campaigns" / "x.md", MINIMAL_REPLAY.replace(
+        'title = "Un titre"', f"title = '{title}'"))
+    for url in ("/", "/campaigns/x"):
+        page = client.get(url).text
+        assert page.count("<script>") == 1  # the reload script, no other
+        assert "&lt;script&gt;alert(" in page
+        shown = BeautifulSoup(page, "html.parser")
+        assert shown.find("a" if url == "/" else "h1", string=title) is not None
 
 
 def test_an_event_page_offers_its_invitation(client: TestClient) -> None:
@@ -167,6 +181,33 @@ def test_live_preview_in_chromium(browser: Any, workspace: Path) -> None:  # noq
         server.wait(timeout=20)
 
 
+def test_preview_pages_fit_a_phone_and_name_their_fields(browser: Any,  # noqa: F811
+                                                         workspace: Path) -> None:
+    port = free_port()
+    server = _serve(["preview", "--no-browser"], workspace, port)
+    try:
+        phone = browser.new_page(viewport={"width": 375, "height": 800})
+        refused: list[str] = []  # a script the page's CSP blocks says so on the console
+        phone.on("console", lambda message: refused.append(message.text)
+                 if "Content Security Policy" in message.text else None)
+        for url in ("/", f"/campaigns/{REPLAY}"):
+            phone.goto(f"http://127.0.0.1:{port}{url}")
+            assert phone.evaluate("document.documentElement.scrollWidth") <= 375, url
+            assert phone.locator('meta[name="viewport"]').count() == 1
+        for label in ("Preview as", "Send to"):
+            assert phone.get_by_label(label).is_visible()
+        desktop, small = (phone.locator(f"iframe[title={t}]").bounding_box()
+                          for t in ("desktop", "phone"))
+        assert desktop is not None and small is not None
+        assert small["y"] >= desktop["y"] + desktop["height"]  # stacked, not side by side
+        ARTEFACTS.mkdir(exist_ok=True)
+        phone.screenshot(path=str(ARTEFACTS / "preview-page-375.png"), full_page=True)
+        assert refused == []
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
 def test_unsubscribe_in_chromium_through_serve(browser: Any, workspace: Path) -> None:  # noqa: F811
     port = free_port()
     os.environ["CITESMAIL_UNSUBSCRIBE_BASE_URL"] = f"http://127.0.0.1:{port}"
@@ -193,3 +234,18 @@ def test_unsubscribe_in_chromium_through_serve(browser: Any, workspace: Path) ->
     finally:
         del os.environ["CITESMAIL_UNSUBSCRIBE_BASE_URL"]
         del os.environ["CITESMAIL_SECRET"]
+
+
+def test_preview_and_check_both_warn_of_an_audience_that_is_no_segment(
+        client: TestClient) -> None:
+    checked = run("check", NEWSLETTER)  # the database exists: with_audience made it
+    [line] = [line for line in checked.stdout.splitlines() if "audience:" in line]
+    assert "warning: audience: unknown segment 'abonnes-lettre'" in line
+    page = BeautifulSoup(client.get(f"/campaigns/{NEWSLETTER}").text, "html.parser")
+    shown = [li.get_text() for li in page.select("li.warning")]
+    assert line.replace(": warning: ", ": ", 1) in shown  # the same words
+    assert not any("audience" in li.get_text() for li in BeautifulSoup(
+        client.get(f"/campaigns/{REPLAY}").text, "html.parser").select("li"))
+    row = BeautifulSoup(client.get("/").text, "html.parser").find(
+        "a", href=f"/campaigns/{NEWSLETTER}")
+    assert row is not None and "1 warning(s)" in row.find_parent("tr").get_text()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import errno
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -66,9 +66,9 @@ def _campaign_paths(settings: Settings, names: tuple[str, ...]) -> list[Path]:
 
 
 def _load(settings: Settings, path: Path) -> Campaign:
-    from ..campaigns import load_campaign
+    from ..checks import load
 
-    return load_campaign(path, default_lang=settings.campaigns.lang, tz=settings.tz)
+    return load(path, settings)
 
 
 @main.command()
@@ -79,78 +79,50 @@ def check(state: State, campaigns: tuple[str, ...]) -> None:
 
     Exit 1 if any campaign has an error; warnings alone exit 0.
     """
-    from ..config import plaintext_auth_problem
-    from ..message import SAMPLE_RECIPIENT, personalize
-    from ..render import render_campaign
-    from ..render.lint import lint, lint_settings, timing_problems
+    from ..checks import check_campaign, check_settings, database_exists
 
     settings = state.settings
     paths = _campaign_paths(settings, campaigns)
-    errors = unrendered = 0
-    shared = lint_settings(settings)
-    _report(shared, "warning")
-    warnings = len(shared)
-    refused = [p for p in [plaintext_auth_problem(settings)] if p is not None]
-    _report(refused, "error")
-    errors += len(refused)
+    shared = check_settings(settings)
+    _report(shared.warnings, "warning")
+    _report(shared.errors, "error")
+    errors, warnings, unrendered = len(shared.errors), len(shared.warnings), 0
+    database = state.db if database_exists(settings.database_url) else None
     for path in paths:
-        try:
-            rendered = render_campaign(_load(settings, path), settings)
-        except CitesmailError as exc:
-            errors += len(exc.problems)
-            unrendered += 1
-            _report(exc.problems, "error")
-            continue
-        late, early = timing_problems(rendered.campaign)
-        errors += len(late)
-        _report(late, "error")
-        sample_html = personalize(rendered, SAMPLE_RECIPIENT, settings).html
-        found = early + lint(rendered, sample_html) + _audience_problems(state,
-                                                                         rendered.campaign)
-        warnings += len(found)
-        _report(found, "warning")
-    summary = (f"{len(paths)} campaign{'s' if len(paths) > 1 else ''} checked: "
-               f"{errors} error{'s' if errors != 1 else ''}, "
-               f"{warnings} warning{'s' if warnings != 1 else ''}")
-    if unrendered:  # its warnings come from the rendered email
-        summary += (f" ({unrendered} could not be rendered: "
-                    f"{'its' if unrendered == 1 else 'their'} warnings show once "
-                    f"{'its' if unrendered == 1 else 'their'} errors are fixed)")
-    click.echo(summary, err=errors > 0)
+        found = check_campaign(path, settings, database)
+        _report(found.errors, "error")
+        _report(found.warnings, "warning")
+        errors += len(found.errors)
+        warnings += len(found.warnings)
+        unrendered += found.rendered is None
+    click.echo(_summary(len(paths), errors, warnings, unrendered), err=errors > 0)
     if errors:
         sys.exit(1)
 
 
+def _summary(checked: int, errors: int, warnings: int, unrendered: int) -> str:
+    summary = (f"{checked} campaign{'s' if checked > 1 else ''} checked: "
+               f"{errors} error{'s' if errors != 1 else ''}, "
+               f"{warnings} warning{'s' if warnings != 1 else ''}")
+    if unrendered:  # its warnings come from the rendered email
+        its = "its" if unrendered == 1 else "their"
+        summary += (f" ({unrendered} could not be rendered: {its} warnings show once "
+                    f"{its} errors are fixed)")
+    return summary
+
+
 def check_timing(campaign: Campaign, now: datetime | None = None) -> None:
     """A replay of an event not over yet is refused; an invitation to an event that is
-    over is said, not refused."""
-    from ..render.lint import timing_problems
+    over is said, not refused (the same timing step as `check`)."""
+    from ..checks import check_timing as timing
 
-    late, early = timing_problems(campaign, now)
-    if late:
-        raise CitesmailError.from_problems(late)
-    for problem in early:
+    found = timing(campaign, now)
+    found.raise_errors()
+    for problem in found.warnings:
         click.echo(problem.format("warning"), err=True)
 
 
-def _audience_problems(state: State, campaign: Campaign) -> list[Problem]:
-    """A campaign's audience must name a saved segment (checked when a database exists)."""
-    url = state.settings.database_url
-    if not campaign.audience or (url.startswith("sqlite:///") and
-                                 not Path(url.removeprefix("sqlite:///")).exists()):
-        return []
-    from ..audience.segments import get_segment
-
-    try:
-        with state.db.session(write=False) as session:
-            get_segment(session, campaign.audience)
-    except CitesmailError as exc:
-        return [Problem(f"audience: {exc.problems[0].message}", exc.problems[0].hint,
-                        campaign.path)]
-    return []
-
-
-def _report(problems: list[Problem], severity: str) -> None:
+def _report(problems: Iterable[Problem], severity: str) -> None:
     for problem in problems:
         click.echo(problem.format(severity), err=severity == "error")
 

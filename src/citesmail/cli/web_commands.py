@@ -17,10 +17,10 @@ def preview(state: State, campaign: str | None, port: int, no_browser: bool) -> 
     campaign files and templates are saved."""
     import threading
     import webbrowser
-    from pathlib import Path
 
     import uvicorn
 
+    from ..checks import database_exists
     from ..web.preview import create_preview_app
 
     settings = state.settings
@@ -29,8 +29,7 @@ def preview(state: State, campaign: str | None, port: int, no_browser: bool) -> 
 
         campaign = resolve_campaign_path(campaign, settings.campaigns_dir).stem
     url = settings.database_url
-    sqlite_file = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else None
-    database = None if sqlite_file and not Path(sqlite_file).exists() else url
+    database = url if database_exists(url) else None  # as `check` decides
     address = f"http://127.0.0.1:{port}/" + (f"campaigns/{campaign}" if campaign else "")
     click.echo(f"preview at {address} (Ctrl-C to stop)", err=True)
     if not no_browser:

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import html
 import secrets
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from markupsafe import Markup
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.trustedhost import TrustedHostMiddleware
@@ -20,16 +21,18 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from ..campaigns import load_campaign
+from ..checks import CampaignCheck, check_campaign, check_settings
 from ..config import Settings
-from ..errors import CitesmailError, Problem
+from ..errors import CitesmailError
 from ..message import SAMPLE_RECIPIENT, MessageTemplate, Recipient, personalize
-from ..render import RenderedCampaign, render_campaign
-from ..render.lint import GMAIL_CLIP_BYTES, lint, lint_settings, timing_problems
+from ..render.lint import GMAIL_CLIP_BYTES
+from .pages import render_page
 from .security import HEADERS, SecurityHeaders
 
+if TYPE_CHECKING:
+    from ..db import Database
+
 _RELOAD_JS = "new EventSource('/events').onmessage = () => location.reload();"
-_RELOAD = f"<script>{_RELOAD_JS}</script>"
 _RELOAD_HASH = base64.b64encode(hashlib.sha256(_RELOAD_JS.encode()).digest()).decode()
 # The preview's own pages: only their reload script runs, and no other site frames them.
 PREVIEW_HEADERS = [
@@ -47,26 +50,30 @@ EMAIL_IN_FRAME_HEADERS = {
                                "form-action 'none'; frame-ancestors 'self'; base-uri 'none'",
     "x-frame-options": "SAMEORIGIN",
 }
-_STYLE = ("body{font-family:Arial,Helvetica,sans-serif;margin:1.5rem;color:#1f2937}"
-          "table{border-collapse:collapse}td,th{padding:.3rem .6rem;border-bottom:1px solid "
-          "#e5e7eb;text-align:left}.frames{display:flex;gap:1.5rem;align-items:flex-start}"
-          "iframe{border:1px solid #d1d5db;height:1400px;background:#fff}"
-          ".inbox{border:1px solid #d1d5db;padding:.6rem;max-width:60rem}"
-          ".error{color:#b91c1c}.warning{color:#92400e}pre{white-space:pre-wrap;"
-          "max-width:60rem;background:#f9fafb;padding:1rem}")
 
 
-@dataclass
-class Preview:
-    rendered: RenderedCampaign | None = None
-    problems: list[Problem] = field(default_factory=list)
-    warnings: list[Problem] = field(default_factory=list)
+def _page(name: str, **context: object) -> HTMLResponse:
+    """One of the preview's pages, with the reload script its CSP lets run."""
+    return HTMLResponse(render_page(f"preview/{name}", reload_script=Markup(_RELOAD_JS),
+                                    **context))
 
 
-def _page(title: str, body: str) -> HTMLResponse:
-    return HTMLResponse(f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
-                        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>"
-                        f"<body>{body}{_RELOAD}</body></html>")
+@dataclass(frozen=True)
+class _Row:
+    """A campaign in the list of campaigns."""
+
+    slug: str
+    found: CampaignCheck
+
+    @property
+    def url(self) -> str:
+        return quote(self.slug)
+
+    @property
+    def status(self) -> str:
+        counts = [f"{len(self.found.errors)} error(s)"] if self.found.errors else []
+        counts += [f"{len(self.found.warnings)} warning(s)"] if self.found.warnings else []
+        return ", ".join(counts) or "ok"
 
 
 class PreviewApp:
@@ -78,46 +85,52 @@ class PreviewApp:
 
     # -- rendering (through the same functions as check, render and send) -------------
 
-    def preview(self, slug: str) -> Preview:
-        path = self.settings.campaigns_dir / f"{slug}.md"
+    def preview(self, slug: str, database: Database | None = None) -> CampaignCheck:
+        """The check of `citesmail check`, then the configuration's own findings."""
+        found = check_campaign(self.settings.campaigns_dir / f"{slug}.md", self.settings,
+                               database)
+        if found.rendered is None:
+            return found
+        shared = check_settings(self.settings)
+        return replace(found, errors=found.errors + shared.errors,
+                       warnings=found.warnings + shared.warnings)
+
+    @contextmanager
+    def database(self) -> Iterator[Database | None]:
+        """The workspace's database for one request, if it has one."""
+        if self.database_url is None:
+            yield None
+            return
+        from ..db import open_database
+
+        db = open_database(self.database_url)
         try:
-            campaign = load_campaign(path, default_lang=self.settings.campaigns.lang,
-                                     tz=self.settings.tz)
-            rendered = render_campaign(campaign, self.settings)
-        except CitesmailError as exc:
-            return Preview(problems=exc.problems)
-        sample = personalize(rendered, SAMPLE_RECIPIENT, self.settings).html
-        late, early = timing_problems(campaign)
-        return Preview(rendered, [], late + early + lint_settings(self.settings)
-                       + lint(rendered, sample))
+            yield db
+        finally:
+            db.close()
 
     def recipient(self, address: str | None) -> Recipient:
-        if not address or self.database_url is None:
+        if not address:
             return SAMPLE_RECIPIENT
         from ..audience.recipients import find_recipient
-        from ..db import open_database
 
-        db = open_database(self.database_url)
-        try:
-            with db.session(write=False) as session:
-                return find_recipient(session, address)
-        except CitesmailError:
-            return SAMPLE_RECIPIENT
-        finally:
-            db.close()
+        with self.database() as db:
+            if db is None:
+                return SAMPLE_RECIPIENT
+            try:
+                with db.session(write=False) as session:
+                    return find_recipient(session, address)
+            except CitesmailError:
+                return SAMPLE_RECIPIENT
 
     def contacts(self, limit: int = 200) -> list[str]:
-        if self.database_url is None:
-            return []
         from ..audience.recipients import active_addresses
-        from ..db import open_database
 
-        db = open_database(self.database_url)
-        try:
+        with self.database() as db:
+            if db is None:
+                return []
             with db.session(write=False) as session:
                 return active_addresses(session, limit)
-        finally:
-            db.close()
 
     def slugs(self) -> list[str]:
         return sorted(p.stem for p in self.settings.campaigns_dir.glob("*.md"))
@@ -125,79 +138,36 @@ class PreviewApp:
     # -- pages ----------------------------------------------------------------------------
 
     def index(self, request: Request) -> Response:
-        rows = []
-        for slug in self.slugs():
-            found = self.preview(slug)
-            if found.rendered is None:
-                status = f'<span class="error">{html.escape(str(found.problems[0]))}</span>'
-                rows.append(f'<tr><td><a href="/campaigns/{_url(slug)}">{html.escape(slug)}'
-                            f"</a></td><td></td><td></td><td></td><td></td><td>{status}</td></tr>")
-                continue
-            c = found.rendered.campaign
-            when = c.event.starts.strftime("%Y-%m-%d %H:%M") if c.event and c.event.starts \
-                else ""
-            status = f"{len(found.warnings)} warning(s)" if found.warnings else "ok"
-            rows.append(f'<tr><td><a href="/campaigns/{_url(slug)}">{html.escape(c.title)}'
-                        f"</a></td><td>{html.escape(c.kind)}</td><td>{when}</td>"
-                        f"<td>{html.escape(c.subject)}</td><td>{html.escape(slug)}</td>"
-                        f"<td>{status}</td></tr>")
-        return _page("citesmail preview", "<h1>Campaigns</h1><table><tr><th>title</th>"
-                     "<th>kind</th><th>date</th><th>subject</th><th>file</th><th>check</th>"
-                     "</tr>" + "".join(rows) + "</table>")
+        with self.database() as db:
+            rows = [_Row(slug, self.preview(slug, db)) for slug in self.slugs()]
+        return _page("index.html.j2", rows=rows)
 
     def campaign(self, request: Request) -> Response:
         slug = request.path_params["slug"]
         if slug not in self.slugs():
             return PlainTextResponse("no such campaign", status_code=404)
-        found = self.preview(slug)
+        with self.database() as db:
+            found = self.preview(slug, db)
         if found.rendered is None:
-            errors = "".join(f'<li class="error">{html.escape(str(p))}</li>'
-                             for p in found.problems)
-            return _page(slug, f'<p><a href="/">campaigns</a></p><h1>{html.escape(slug)}</h1>'
-                         f"<ul>{errors}</ul>")
+            return _page("broken.html.j2", slug=slug, errors=found.errors)
         address = request.query_params.get("as", "")
-        recipient = self.recipient(address)
-        parts = personalize(found.rendered, recipient, self.settings)
-        query = html.escape(f"?as={quote(address)}") if address else ""
-        slug = _url(slug)
-        c = found.rendered.campaign
-        size = len(parts.html.encode("utf-8"))
-        options = "".join(f'<option value="{html.escape(e)}"{" selected" if e == address else ""}>'
-                          f"{html.escape(e)}</option>" for e in self.contacts())
-        warnings = "".join(f'<li class="warning">{html.escape(str(p))}</li>'
-                           for p in found.warnings) or "<li>none</li>"
-        body = (
-            f'<p><a href="/">campaigns</a></p><h1>{html.escape(c.title)}</h1>'
-            f'<div class="inbox"><strong>{html.escape(self.settings.sender.from_)}</strong><br>'
-            f"<strong>{html.escape(c.subject)}</strong> — {html.escape(c.preheader or '')}</div>"
-            f'<form method="get"><label>Preview as <select name="as"><option value="">'
-            f"sample recipient</option>{options}</select></label> <button>show</button></form>"
-            f"<p>HTML {size / 1024:.0f} KB of Gmail's {GMAIL_CLIP_BYTES // 1024} KB · "
-            f'<a href="/campaigns/{slug}/eml{query}">download .eml</a> · '
-            f'<a href="/campaigns/{slug}/html{query}">HTML</a> · '
-            f'<a href="/campaigns/{slug}/text{query}">text</a>'
-            + (f' · <a href="/campaigns/{slug}/ics">invitation .ics</a>'
-               if found.rendered.calendar else "") + "</p>"
-            f"<h2>Check</h2><ul>{warnings}</ul>"
-            f'<div class="frames"><div><h2>600 px</h2>'
-            f'<iframe title="desktop" width="620" sandbox="allow-popups" '
-            f'src="/campaigns/{slug}/html{query}"></iframe></div><div><h2>375 px</h2>'
-            f'<iframe title="phone" width="375" sandbox="allow-popups" '
-            f'src="/campaigns/{slug}/html{query}"></iframe>'
-            f"</div></div><h2>Text part</h2><pre>{html.escape(parts.text)}</pre>"
-            f'<h2>Send a test</h2><form method="post" action="/campaigns/{slug}/test">'
-            f'<input type="hidden" name="token" value="{self.form_token}">'
-            f'<input name="to" type="email" required placeholder="you@example.org"> '
-            f"<button>send a test</button></form>")
-        return _page(c.title, body)
+        parts = personalize(found.rendered, self.recipient(address), self.settings)
+        return _page(
+            "campaign.html.j2", campaign=found.rendered.campaign, url=quote(slug),
+            query=f"?as={quote(address)}" if address else "", recipient=address,
+            contacts=self.contacts(), sender=self.settings.sender.from_,
+            size_kb=f"{len(parts.html.encode('utf-8')) / 1024:.0f}",
+            clip_kb=GMAIL_CLIP_BYTES // 1024, invitation=bool(found.rendered.calendar),
+            errors=found.errors, warnings=found.warnings, text=parts.text,
+            form_token=self.form_token)
 
     def part(self, request: Request) -> Response:
         slug, kind = request.path_params["slug"], request.path_params["kind"]
         if kind not in {"html", "text", "eml", "ics"}:
             return PlainTextResponse("not found", status_code=404)
-        found = self.preview(slug) if slug in self.slugs() else Preview()
+        found = self.preview(slug) if slug in self.slugs() else CampaignCheck()
         if found.rendered is None:
-            return PlainTextResponse("\n".join(str(p) for p in found.problems) or "not found",
+            return PlainTextResponse("\n".join(str(p) for p in found.errors) or "not found",
                                      status_code=404)
         if kind == "ics":
             if not found.rendered.calendar:
@@ -229,14 +199,8 @@ class PreviewApp:
             recipient = recipient_from_text(address)
             [(to, outcome)] = send_tests(self.settings, found.rendered, [recipient])
         except (ValueError, CitesmailError) as exc:
-            return _page("test", f"<p class='error'>{html.escape(str(exc))}</p>")
-        detail = "" if outcome.kind == "sent" else f" ({outcome.code} {outcome.message})"
-        return _page("test", f'<p>{html.escape(to)}: {outcome.kind}{html.escape(detail)}</p>'
-                     f'<p><a href="/campaigns/{slug}">back</a></p>')
-
-
-def _url(slug: str) -> str:
-    return html.escape(quote(slug))
+            return _page("test.html.j2", error=str(exc), url=quote(slug))
+        return _page("test.html.j2", error=None, to=to, outcome=outcome, url=quote(slug))
 
 
 async def _changes(folders: list[Path]) -> AsyncIterator[str]:

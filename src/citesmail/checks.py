@@ -1,0 +1,103 @@
+"""One check of a campaign file, shared by `citesmail check`, the preview and the timing
+step of send and schedule, so that they all give the same answers. Nothing here prints:
+the edges show the problems."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import CitesmailError, Problem
+
+if TYPE_CHECKING:
+    from .campaigns import Campaign
+    from .config import Settings
+    from .db import Database
+    from .render import RenderedCampaign
+
+
+@dataclass(frozen=True)
+class Findings:
+    """Errors (the campaign must not go out as it is) and warnings (it may)."""
+
+    errors: tuple[Problem, ...] = ()
+    warnings: tuple[Problem, ...] = ()
+
+    def raise_errors(self) -> None:
+        if self.errors:
+            raise CitesmailError.from_problems(list(self.errors))
+
+
+@dataclass(frozen=True)
+class CampaignCheck(Findings):
+    """The findings on one campaign file, and the campaign rendered when it could be."""
+
+    rendered: RenderedCampaign | None = None
+
+
+def load(path: Path, settings: Settings) -> Campaign:
+    """Read and validate a campaign file with the workspace's defaults."""
+    from .campaigns import load_campaign
+
+    return load_campaign(path, default_lang=settings.campaigns.lang, tz=settings.tz)
+
+
+def check_campaign(path: Path, settings: Settings, database: Database | None = None,
+                   now: datetime | None = None) -> CampaignCheck:
+    """Load, render, then check the timing, the email a sample recipient would get and,
+    given a database, the audience. A campaign that cannot be rendered has only the
+    errors that stopped it: its other findings come once they are fixed."""
+    from .message import SAMPLE_RECIPIENT, personalize
+    from .render import render_campaign
+    from .render.lint import lint
+
+    try:
+        rendered = render_campaign(load(path, settings), settings)
+    except CitesmailError as exc:
+        return CampaignCheck(errors=tuple(exc.problems))
+    timing = check_timing(rendered.campaign, now)
+    sample_html = personalize(rendered, SAMPLE_RECIPIENT, settings).html
+    warnings = (*timing.warnings, *lint(rendered, sample_html),
+                *audience_problems(rendered.campaign, database))
+    return CampaignCheck(timing.errors, warnings, rendered)
+
+
+def check_timing(campaign: Campaign, now: datetime | None = None) -> Findings:
+    """A replay of an event not over yet is an error; an invitation to an event that is
+    over, a warning. `now` is when the campaign goes out (a scheduled send: then)."""
+    from .render.lint import timing_problems
+
+    late, early = timing_problems(campaign, now)
+    return Findings(tuple(late), tuple(early))
+
+
+def audience_problems(campaign: Campaign, database: Database | None) -> list[Problem]:
+    """A campaign's audience must name a saved segment (without a database, unknown)."""
+    if database is None or not campaign.audience:
+        return []
+    from .audience.segments import get_segment
+
+    try:
+        with database.session(write=False) as session:
+            get_segment(session, campaign.audience)
+    except CitesmailError as exc:
+        first = exc.problems[0]
+        return [Problem(f"audience: {first.message}", first.hint, campaign.path)]
+    return []
+
+
+def check_settings(settings: Settings) -> Findings:
+    """What is wrong with the configuration every campaign shares."""
+    from .config import plaintext_auth_problem
+    from .render.lint import lint_settings
+
+    refused = plaintext_auth_problem(settings)
+    return Findings(() if refused is None else (refused,), tuple(lint_settings(settings)))
+
+
+def database_exists(url: str) -> bool:
+    """A SQLite file not created yet is no database yet: there is nothing to check the
+    audience against (and a check must not create it)."""
+    return not url.startswith("sqlite:///") or Path(url.removeprefix("sqlite:///")).exists()

@@ -1,0 +1,65 @@
+"""One check of a campaign (citesmail.checks): what `check`, the preview and the timing
+step of send and schedule share."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from citesmail.checks import check_campaign, check_settings, check_timing, database_exists
+from citesmail.config import load_settings
+from citesmail.db import open_database
+from tests.conftest import EVENT, NEWSLETTER, REPLAY, write
+
+
+def test_a_campaign_that_renders_is_returned_with_its_findings(workspace: Path) -> None:
+    settings = load_settings(workspace / "config.toml", environ={})
+    found = check_campaign(workspace / "campaigns" / f"{REPLAY}.md", settings)
+    assert found.rendered is not None and found.rendered.slug == REPLAY
+    assert found.errors == () and found.warnings == ()
+
+
+def test_a_broken_file_has_only_the_errors_that_stopped_it(workspace: Path) -> None:
+    settings = load_settings(workspace / "config.toml", environ={})
+    path = write(workspace / "campaigns" / "casse.md", "pas de front matter\n")
+    found = check_campaign(path, settings)
+    assert found.rendered is None and found.warnings == ()
+    assert [p.message.split(":")[0] for p in found.errors] == ["no front matter"]
+
+
+def test_timing_late_is_an_error_early_a_warning(workspace: Path) -> None:
+    settings = load_settings(workspace / "config.toml", environ={})
+    before = datetime(2023, 6, 1, tzinfo=UTC)
+    replay = check_campaign(workspace / "campaigns" / f"{REPLAY}.md", settings, now=before)
+    assert replay.rendered is not None  # rendered all the same, to be looked at
+    assert ["not over yet" in p.message for p in replay.errors] == [True]
+    after = datetime(2027, 2, 1, tzinfo=UTC)
+    event = check_campaign(workspace / "campaigns" / f"{EVENT}.md", settings, now=after)
+    assert event.errors == ()
+    assert any("is over" in p.message for p in event.warnings)
+    assert event.rendered is not None
+    assert check_timing(event.rendered.campaign, after).warnings == tuple(
+        p for p in event.warnings if "is over" in p.message)
+
+
+def test_the_audience_is_checked_only_against_a_database(workspace: Path) -> None:
+    settings = load_settings(workspace / "config.toml", environ={})
+    path = workspace / "campaigns" / f"{NEWSLETTER}.md"
+    assert not database_exists(settings.database_url)  # no file yet: nothing to check
+    assert check_campaign(path, settings).warnings == ()
+    db = open_database(settings.database_url)
+    try:
+        assert database_exists(settings.database_url)
+        [warning] = check_campaign(path, settings, db).warnings
+    finally:
+        db.close()
+    assert warning.message == "audience: unknown segment 'abonnes-lettre'"
+    assert warning.path == path
+
+
+def test_settings_findings_are_apart(workspace: Path) -> None:
+    settings = load_settings(workspace / "config.toml", environ={
+        "CITESMAIL_UNSUBSCRIBE_BASE_URL": "http://lists.example.org"})
+    shared = check_settings(settings)
+    assert shared.errors == ()
+    assert ["is not https" in p.message for p in shared.warnings] == [True]
