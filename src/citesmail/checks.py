@@ -7,15 +7,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from .audience.segments import get_segment
+from .campaigns import Campaign, load_campaign
+from .config import Settings, plaintext_auth_problem
+from .db import Database
 from .errors import CitesmailError, Problem
-
-if TYPE_CHECKING:
-    from .campaigns import Campaign
-    from .config import Settings
-    from .db import Database
-    from .render import RenderedCampaign
+from .message import SAMPLE_RECIPIENT, personalize
+from .render import RenderedCampaign, render_campaign
+from .render.lint import lint, lint_settings, timing_problems
 
 
 @dataclass(frozen=True)
@@ -39,8 +39,6 @@ class CampaignCheck(Findings):
 
 def load(path: Path, settings: Settings) -> Campaign:
     """Read and validate a campaign file with the workspace's defaults."""
-    from .campaigns import load_campaign
-
     return load_campaign(path, default_lang=settings.campaigns.lang, tz=settings.tz)
 
 
@@ -49,10 +47,6 @@ def check_campaign(path: Path, settings: Settings, database: Database | None = N
     """Load, render, then check the timing, the email a sample recipient would get and,
     given a database, the audience. A campaign that cannot be rendered has only the
     errors that stopped it: its other findings come once they are fixed."""
-    from .message import SAMPLE_RECIPIENT, personalize
-    from .render import render_campaign
-    from .render.lint import lint
-
     try:
         rendered = render_campaign(load(path, settings), settings)
     except CitesmailError as exc:
@@ -67,8 +61,6 @@ def check_campaign(path: Path, settings: Settings, database: Database | None = N
 def check_timing(campaign: Campaign, now: datetime | None = None) -> Findings:
     """A replay of an event not over yet is an error; an invitation to an event that is
     over, a warning. `now` is when the campaign goes out (a scheduled send: then)."""
-    from .render.lint import timing_problems
-
     late, early = timing_problems(campaign, now)
     return Findings(tuple(late), tuple(early))
 
@@ -77,8 +69,6 @@ def audience_problems(campaign: Campaign, database: Database | None) -> list[Pro
     """A campaign's audience must name a saved segment (without a database, unknown)."""
     if database is None or not campaign.audience:
         return []
-    from .audience.segments import get_segment
-
     try:
         with database.session(write=False) as session:
             get_segment(session, campaign.audience)
@@ -90,9 +80,6 @@ def audience_problems(campaign: Campaign, database: Database | None) -> list[Pro
 
 def check_settings(settings: Settings) -> Findings:
     """What is wrong with the configuration every campaign shares."""
-    from .config import plaintext_auth_problem
-    from .render.lint import lint_settings
-
     refused = plaintext_auth_problem(settings)
     return Findings(() if refused is None else (refused,), tuple(lint_settings(settings)))
 

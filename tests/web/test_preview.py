@@ -225,7 +225,7 @@ def test_unsubscribe_in_chromium_through_serve(browser: Any, workspace: Path) ->
             page.goto(url)
             page.get_by_role("button").click()
             page.wait_for_load_state()
-            assert "C'est fait" in page.content().replace("&#x27;", "'")
+            assert "C'est fait" in unescape(page.content())
         finally:
             server.terminate()
             server.wait(timeout=20)

@@ -130,10 +130,9 @@ class State:
     def existing_db(self) -> Database | None:
         """The database, if there is one yet: a SQLite file that does not exist is not
         created (a command that only reads does not leave an empty one behind)."""
-        url = self.settings.database_url
-        if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
-            return None
-        return self.db
+        from ..checks import database_exists
+
+        return self.db if database_exists(self.settings.database_url) else None
 
     def close(self) -> None:
         if self._db is not None:

@@ -79,7 +79,7 @@ def check(state: State, campaigns: tuple[str, ...]) -> None:
 
     Exit 1 if any campaign has an error; warnings alone exit 0.
     """
-    from ..checks import check_campaign, check_settings, database_exists
+    from ..checks import check_campaign, check_settings
 
     settings = state.settings
     paths = _campaign_paths(settings, campaigns)
@@ -87,7 +87,7 @@ def check(state: State, campaigns: tuple[str, ...]) -> None:
     _report(shared.warnings, "warning")
     _report(shared.errors, "error")
     errors, warnings, unrendered = len(shared.errors), len(shared.warnings), 0
-    database = state.db if database_exists(settings.database_url) else None
+    database = state.existing_db
     for path in paths:
         found = check_campaign(path, settings, database)
         _report(found.errors, "error")

@@ -13,7 +13,6 @@ written (disk full) the answer is 503 with Retry-After, never a 2xx.
 from __future__ import annotations
 
 import contextlib
-import html
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -38,6 +37,7 @@ from ..render.labels import labels_for
 from ..render.slots import fill
 from ..tokens import DEVELOPMENT_SECRET, read_token
 from .applier import Applier
+from .pages import render_page
 from .security import SecurityHeaders
 
 RETRY_AFTER = "60"  # seconds, when a request could not be made durable
@@ -51,16 +51,12 @@ class Found:
     lang: str
 
 
-def _page(lang: str, title: str, body: str, status: int = 200) -> HTMLResponse:
-    document = (
-        f'<!doctype html><html lang="{html.escape(lang)}"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{html.escape(title)}</title><style>body{{font-family:Arial,Helvetica,"
-        "sans-serif;max-width:36rem;margin:3rem auto;padding:0 1rem;color:#1f2937;"
-        "line-height:1.5}button{background:#1d4ed8;color:#fff;border:0;border-radius:6px;"
-        "padding:.75rem 1.5rem;font-size:1rem;cursor:pointer}</style></head>"
-        f"<body>{body}</body></html>")
-    return HTMLResponse(document, status_code=status)
+def _page(lang: str, title: str, text: str, status: int = 200, *,
+          button: str = "") -> HTMLResponse:
+    """A short page in the reader's language: one sentence, and a button to confirm."""
+    page = render_page("public/page.html.j2", lang=lang, title=title, text=text,
+                       button=button)
+    return HTMLResponse(page, status_code=status)
 
 
 class PublicApp:
@@ -86,10 +82,10 @@ class PublicApp:
         try:
             contact_id, campaign = read_token(self.secret, token)
         except CitesmailError:
-            return _page(lang, t["bad_link"], f"<p>{html.escape(t['bad_link'])}</p>", 400)
+            return _page(lang, t["bad_link"], t["bad_link"], 400)
         found = (lookup or self.lookup).find(contact_id, campaign)
         if found is None:
-            return _page(lang, t["bad_link"], f"<p>{html.escape(t['bad_link'])}</p>", 404)
+            return _page(lang, t["bad_link"], t["bad_link"], 404)
         person, send = found
         return Found(person, send, send.lang if send is not None and send.lang else lang)
 
@@ -120,24 +116,19 @@ class PublicApp:
         except IntakeError as exc:
             _log(f"intake: {exc.problems[0].message}: answered 503")
             t = labels_for(found.lang)
-            page = _page(found.lang, t["unsubscribe"], f"<p>{html.escape(t['try_again'])}</p>",
-                         503)
+            page = _page(found.lang, t["unsubscribe"], t["try_again"], 503)
             page.headers["Retry-After"] = RETRY_AFTER
             return page
         self.applier.wait_applied(self.applier.appended_one())
         texts = self._texts(found)
-        return _page(found.lang, texts["unsubscribe"],
-                     f"<p>{html.escape(texts['unsubscribed'])}</p>")
+        return _page(found.lang, texts["unsubscribe"], texts["unsubscribed"])
 
     def confirm_page_for(self, found: Found, status: int = 400) -> Response:
         """The question and its button (400 for a POST that was neither one-click nor a
         confirmation: the person can still confirm from here)."""
         texts = self._texts(found)
-        return _page(found.lang, texts["unsubscribe"],
-                     f"<p>{html.escape(texts['unsubscribe_question'])}</p>"
-                     '<form method="post"><input type="hidden" name="confirm" value="1">'
-                     f"<button>{html.escape(texts['unsubscribe_button'])}</button></form>",
-                     status)
+        return _page(found.lang, texts["unsubscribe"], texts["unsubscribe_question"], status,
+                     button=texts["unsubscribe_button"])
 
     def web_view(self, request: Request, lookup: Lookup | None = None) -> Response:
         found = self._find(request.path_params["token"], lookup)
@@ -145,7 +136,7 @@ class PublicApp:
             return found
         if found.send is None:
             t = labels_for(found.lang)
-            return _page(found.lang, t["bad_link"], f"<p>{html.escape(t['bad_link'])}</p>", 404)
+            return _page(found.lang, t["bad_link"], t["bad_link"], 404)
         person, send = found.contact, found.send
         recipient = Recipient(person.email, person.first_name, person.last_name,
                               person.organization, person.id)
@@ -160,7 +151,7 @@ class PublicApp:
             return found
         if found.send is None or not found.send.calendar:
             t = labels_for(found.lang)
-            return _page(found.lang, t["bad_link"], f"<p>{html.escape(t['bad_link'])}</p>", 404)
+            return _page(found.lang, t["bad_link"], t["bad_link"], 404)
         name = calendar_filename(found.send.campaign)
         return Response(found.send.calendar.encode("utf-8"),
                         media_type="text/calendar; charset=utf-8",
