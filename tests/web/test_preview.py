@@ -249,3 +249,18 @@ def test_preview_and_check_both_warn_of_an_audience_that_is_no_segment(
     row = BeautifulSoup(client.get("/").text, "html.parser").find(
         "a", href=f"/campaigns/{NEWSLETTER}")
     assert row is not None and "1 warning(s)" in row.find_parent("tr").get_text()
+
+
+def test_preview_as_an_address_that_is_not_a_contact_says_so(client: TestClient) -> None:
+    page = client.get(f"/campaigns/{REPLAY}?as=nobody@example.org")
+    assert page.status_code == 200
+    assert ("nobody@example.org is not a contact: shown as the sample recipient"
+            in unescape(page.text))
+    shown = client.get(f"/campaigns/{REPLAY}?as=p0@example.org")
+    assert "is not a contact" not in shown.text
+
+
+def test_the_test_send_address_answers_405_to_a_get(client: TestClient) -> None:
+    answer = client.get(f"/campaigns/{REPLAY}/test")
+    assert answer.status_code == 405
+    assert answer.headers["allow"] == "POST"

@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from typing import Any
+from urllib.parse import parse_qs, quote
 
 from markupsafe import Markup
 from starlette.applications import Starlette
@@ -21,16 +21,22 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from ..audience.recipients import active_addresses, find_recipient
 from ..checks import CampaignCheck, check_campaign, check_settings
 from ..config import Settings
+from ..db import Database, open_database
+from ..delivery import send_tests
 from ..errors import CitesmailError
-from ..message import SAMPLE_RECIPIENT, MessageTemplate, Recipient, personalize
+from ..message import (
+    SAMPLE_RECIPIENT,
+    MessageTemplate,
+    Recipient,
+    personalize,
+    recipient_from_text,
+)
 from ..render.lint import GMAIL_CLIP_BYTES
 from .pages import render_page
 from .security import HEADERS, SecurityHeaders
-
-if TYPE_CHECKING:
-    from ..db import Database
 
 _RELOAD_JS = "new EventSource('/events').onmessage = () => location.reload();"
 _RELOAD_HASH = base64.b64encode(hashlib.sha256(_RELOAD_JS.encode()).digest()).decode()
@@ -101,31 +107,27 @@ class PreviewApp:
         if self.database_url is None:
             yield None
             return
-        from ..db import open_database
-
         db = open_database(self.database_url)
         try:
             yield db
         finally:
             db.close()
 
-    def recipient(self, address: str | None) -> Recipient:
+    def recipient(self, address: str | None) -> tuple[Recipient, str]:
+        """The contact to preview as, and what to say when it is the sample instead."""
         if not address:
-            return SAMPLE_RECIPIENT
-        from ..audience.recipients import find_recipient
-
+            return SAMPLE_RECIPIENT, ""
+        instead = f"{address} is not a contact: shown as the sample recipient"
         with self.database() as db:
             if db is None:
-                return SAMPLE_RECIPIENT
+                return SAMPLE_RECIPIENT, instead
             try:
                 with db.session(write=False) as session:
-                    return find_recipient(session, address)
+                    return find_recipient(session, address), ""
             except CitesmailError:
-                return SAMPLE_RECIPIENT
+                return SAMPLE_RECIPIENT, instead
 
     def contacts(self, limit: int = 200) -> list[str]:
-        from ..audience.recipients import active_addresses
-
         with self.database() as db:
             if db is None:
                 return []
@@ -151,7 +153,8 @@ class PreviewApp:
         if found.rendered is None:
             return _page("broken.html.j2", slug=slug, errors=found.errors)
         address = request.query_params.get("as", "")
-        parts = personalize(found.rendered, self.recipient(address), self.settings)
+        recipient, instead = self.recipient(address)
+        parts = personalize(found.rendered, recipient, self.settings)
         return _page(
             "campaign.html.j2", campaign=found.rendered.campaign, url=quote(slug),
             query=f"?as={quote(address)}" if address else "", recipient=address,
@@ -159,10 +162,13 @@ class PreviewApp:
             size_kb=f"{len(parts.html.encode('utf-8')) / 1024:.0f}",
             clip_kb=GMAIL_CLIP_BYTES // 1024, invitation=bool(found.rendered.calendar),
             errors=found.errors, warnings=found.warnings, text=parts.text,
-            form_token=self.form_token)
+            form_token=self.form_token, instead=instead)
 
     def part(self, request: Request) -> Response:
         slug, kind = request.path_params["slug"], request.path_params["kind"]
+        if kind == "test":  # the test send is a form's POST
+            return PlainTextResponse("method not allowed: send a test from the form",
+                                     status_code=405, headers={"allow": "POST"})
         if kind not in {"html", "text", "eml", "ics"}:
             return PlainTextResponse("not found", status_code=404)
         found = self.preview(slug) if slug in self.slugs() else CampaignCheck()
@@ -174,7 +180,7 @@ class PreviewApp:
                 return PlainTextResponse("no invitation: not an event", status_code=404)
             return Response(found.rendered.calendar, media_type="text/calendar", headers={
                 "content-disposition": f'attachment; filename="{slug}.ics"'})
-        recipient = self.recipient(request.query_params.get("as"))
+        recipient = self.recipient(request.query_params.get("as"))[0]
         if kind == "eml":
             data = MessageTemplate(found.rendered, self.settings).build(recipient)
             return Response(data, media_type="message/rfc822", headers={
@@ -185,9 +191,6 @@ class PreviewApp:
         return PlainTextResponse(parts.text)
 
     def send_test(self, slug: str, address: str, token: str) -> Response:
-        from ..delivery import send_tests
-        from ..message import recipient_from_text
-
         if not secrets.compare_digest(token, self.form_token):
             return PlainTextResponse("use the form of the preview page", status_code=403)
         if slug not in self.slugs():
@@ -222,8 +225,6 @@ def create_preview_app(settings: Settings, database_url: str | None) -> Starlett
 
     async def test(request: Request) -> Response:
         form = (await request.body()).decode("utf-8", "replace")
-        from urllib.parse import parse_qs
-
         fields = parse_qs(form)
         address = (fields.get("to") or [""])[0]
         token = (fields.get("token") or [""])[0]
