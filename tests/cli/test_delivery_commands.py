@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import email
+import io
 import os
 import random
 import re
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from citesmail.tokens import DEVELOPMENT_SECRET
 from tests.conftest import REPLAY, SECRET, run
@@ -303,3 +306,25 @@ def test_a_second_process_cannot_send_the_same_campaign(
     assert first.returncode == 0, err
     assert out.strip() == "sent 40"
     assert server.handler.received == dict.fromkeys(addresses, 1)
+
+
+def test_dry_run_lists_the_recipients_and_says_who_is_left_out(workspace: Path) -> None:
+    addresses = with_audience(workspace, 5)
+    assert run("contacts", "unsubscribe", addresses[0], addresses[1]).exit_code == 0
+    engine = create_engine(f"sqlite:///{workspace / 'citesmail.db'}")
+    with engine.begin() as connection:  # a bounce recorded earlier
+        connection.execute(text("UPDATE contacts SET status = 'bounced' WHERE email = :e"),
+                           {"e": addresses[2]})
+    engine.dispose()
+    dry = run("send", REPLAY, "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert "2 messages built" in dry.stdout
+    assert "left out: 2 unsubscribed, 1 bounced" in dry.stdout
+    listed = run("send", REPLAY, "--dry-run", "--list-recipients")
+    assert listed.exit_code == 0, listed.output
+    rows = list(csv.reader(io.StringIO(listed.stdout)))
+    assert rows == [["email", "first_name", "last_name", "organization"],
+                    [addresses[3], "", "", ""], [addresses[4], "", "", ""]]
+    assert "2 messages built" in listed.stderr and "left out: 2 unsubscribed" in listed.stderr
+    alone = run("send", REPLAY, "--list-recipients")
+    assert alone.exit_code == 2 and "--list-recipients goes with --dry-run" in alone.stderr

@@ -13,11 +13,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select, true
 from sqlalchemy.orm import Session
 
 from ..db import Contact, Membership, Segment
 from ..errors import CitesmailError
+from ..states import ContactStatus
 from .addresses import AddressError, normalize_domain
 from .lists import check_name, get_list, unknown_name
 
@@ -96,7 +97,21 @@ def _list_ids(session: Session, names: list[str]) -> list[int]:
 
 def matching(session: Session, definition: Definition) -> ColumnElement[bool]:
     """The SQL condition a contact meets to be in the segment."""
-    clauses: list[ColumnElement[bool]] = [Contact.status == "active"]
+    return and_(Contact.status == ContactStatus.ACTIVE, _chosen(session, definition))
+
+
+def left_out(session: Session, definition: Definition) -> dict[str, int]:
+    """Contacts the segment's lists and conditions choose that are not active, by
+    status (the most first)."""
+    query = (select(Contact.status, func.count())
+             .where(Contact.status != ContactStatus.ACTIVE, _chosen(session, definition))
+             .group_by(Contact.status).order_by(func.count().desc(), Contact.status))
+    return {status: n for status, n in session.execute(query)}
+
+
+def _chosen(session: Session, definition: Definition) -> ColumnElement[bool]:
+    """The segment's lists and conditions, whatever the contact's status."""
+    clauses: list[ColumnElement[bool]] = []
     if definition.lists:
         clauses.append(exists().where(Membership.contact_id == Contact.id,
                                       Membership.list_id.in_(_list_ids(session,
@@ -114,7 +129,7 @@ def matching(session: Session, definition: Definition) -> ColumnElement[bool]:
             clauses.append(or_(column.is_(None), column.not_in(values)))
         else:
             clauses.append(column.in_(values))
-    return and_(*clauses)
+    return and_(true(), *clauses)
 
 
 def count(session: Session, definition: Definition) -> int:

@@ -20,6 +20,7 @@ from . import State, confirm, main, pass_state
 if TYPE_CHECKING:
     from ..audience.segments import Definition
     from ..delivery import SendInfo
+    from ..message import Recipient
 
 
 @contextmanager
@@ -47,6 +48,8 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
               "campaign's audience).")
 @click.option("--dry-run", is_flag=True, help="Resolve the audience and build every "
               "message; send nothing, log nothing.")
+@click.option("--list-recipients", is_flag=True, help="With --dry-run: the recipients as "
+              "CSV on standard output (the report goes to standard error).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--test", "test_addresses", multiple=True, metavar="ADDR",
               help="Send only to this address (repeatable), subject prefixed [TEST]; "
@@ -54,14 +57,17 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 @click.option("--resend-unknown", is_flag=True, help="Send again to recipients whose "
               "state is unknown (the process died while sending to them).")
 @pass_state
-def send(state: State, campaign: str, segment: str | None, dry_run: bool, yes: bool,
-         test_addresses: tuple[str, ...], resend_unknown: bool) -> None:
+def send(state: State, campaign: str, segment: str | None, dry_run: bool,
+         list_recipients: bool, yes: bool, test_addresses: tuple[str, ...],
+         resend_unknown: bool) -> None:
     """Send CAMPAIGN to a segment, or resume its send where it stopped."""
     from ..campaigns import resolve_campaign_path
     from ..render import render_campaign
     from .campaign_commands import _load, check_timing, note_development_key
 
     settings = state.settings
+    if list_recipients and not dry_run:
+        raise click.UsageError("--list-recipients goes with --dry-run")
     if test_addresses and (dry_run or resend_unknown):
         raise click.UsageError("--test sends only test messages: it goes without --dry-run "
                                "and --resend-unknown")
@@ -87,7 +93,7 @@ def send(state: State, campaign: str, segment: str | None, dry_run: bool, yes: b
     if dry_run:
         if definition is None:
             raise CitesmailError("this send has no segment to build messages for")
-        _dry_run(state, rendered, definition)
+        _dry_run(state, rendered, definition, list_recipients)
         return
     where = (f"smtp {settings.smtp.host}:{settings.smtp.port}"
              if settings.delivery.transport == "smtp" else f"the outbox {settings.outbox_dir}")
@@ -231,14 +237,31 @@ def _local(state: State, moment: Any) -> str:
     return local
 
 
-def _dry_run(state: State, rendered: Any, definition: Any) -> None:
+def _dry_run(state: State, rendered: Any, definition: Any, list_recipients: bool) -> None:
+    """Build every message; say how many, and who the segment leaves out. With the list,
+    the recipients go to stdout as CSV and the report to stderr."""
+    import csv
+
     from ..delivery import dry_run
 
+    each = None
+    if list_recipients:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(["email", "first_name", "last_name", "organization"])
+
+        def each(r: Recipient) -> None:
+            writer.writerow([r.email, r.first_name, r.last_name, r.organization])
+
     started = time.monotonic()
-    built, size = dry_run(state.db, state.settings, rendered, definition)
+    done = dry_run(state.db, state.settings, rendered, definition, each)
     elapsed = time.monotonic() - started
-    click.echo(f"dry run: {built} messages built ({size / max(built, 1) / 1024:.0f} KB each "
-               f"on average) in {elapsed:.2f} s; nothing sent, nothing logged")
+    click.echo(f"dry run: {done.built} messages built "
+               f"({done.size / max(done.built, 1) / 1024:.0f} KB each on average) in "
+               f"{elapsed:.2f} s; nothing sent, nothing logged", err=list_recipients)
+    if done.left_out:
+        reasons = ", ".join(f"{n} {status}" for status, n in done.left_out.items())
+        click.echo(f"left out: {reasons} (only active contacts are mailed)",
+                   err=list_recipients)
 
 
 def _send_tests(state: State, rendered: Any, addresses: tuple[str, ...]) -> None:

@@ -16,6 +16,7 @@ One `deliveries` row per (send, contact), snapshotted when the send starts. Stat
 
 from .run import RunResult, SendPaused, SendRun
 from .sendlog import (
+    DryRun,
     Prepared,
     SendInfo,
     StoredCampaign,
@@ -34,7 +35,7 @@ from .sendlog import (
 from .store import Claimed, SendBusy, SqlStore, Store
 
 __all__ = [
-    "Claimed", "Prepared", "RunResult", "SendBusy", "SendInfo", "SendPaused", "SendRun",
+    "Claimed", "DryRun", "Prepared", "RunResult", "SendBusy", "SendInfo", "SendPaused", "SendRun",
     "SqlStore", "Store", "StoredCampaign", "counts", "dry_run", "file_hash", "find_send",
     "list_sends", "prepare_send", "requeue_unknown", "send_counts", "send_tests",
     "start_scheduled", "summary",

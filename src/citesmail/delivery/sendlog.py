@@ -5,6 +5,7 @@ the worker ask about sends. The SQL of a run (claim, record, settle) is in store
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parseaddr
@@ -14,7 +15,7 @@ from sqlalchemy import ColumnElement, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from ..audience.recipients import recipients
-from ..audience.segments import Definition, get_segment, matching
+from ..audience.segments import Definition, get_segment, left_out, matching
 from ..config import Settings
 from ..db import Contact, Database, Delivery, Send, changed, is_postgresql, utcnow
 from ..errors import CitesmailError
@@ -282,10 +283,17 @@ def running_campaigns(db: Database) -> list[str]:
                                     .where(Send.state == SendState.RUNNING)))
 
 
-def dry_run(db: Database, settings: Settings, rendered: Renderable,
-            definition: Definition) -> tuple[int, int]:
-    """Build every message of the segment; send nothing, log nothing. Returns how many
-    messages and how many bytes in all."""
+@dataclass(frozen=True)
+class DryRun:
+    built: int  # messages
+    size: int  # bytes in all
+    left_out: dict[str, int]  # contacts the segment chooses that are not active, by status
+
+
+def dry_run(db: Database, settings: Settings, rendered: Renderable, definition: Definition,
+            each: Callable[[Recipient], None] | None = None) -> DryRun:
+    """Build every message of the segment (`each` is told every recipient); send
+    nothing, log nothing."""
     template = MessageTemplate(rendered, settings)
     built = size = 0
     with db.session(write=False) as session:
@@ -293,4 +301,6 @@ def dry_run(db: Database, settings: Settings, rendered: Renderable,
             for recipient in batch:
                 size += len(template.build(recipient))
                 built += 1
-    return built, size
+                if each is not None:
+                    each(recipient)
+        return DryRun(built, size, left_out(session, definition))
