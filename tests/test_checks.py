@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from citesmail.checks import check_campaign, check_settings, check_timing, database_exists
+from citesmail.checks import check_campaign, check_settings, check_timing
 from citesmail.config import load_settings
-from citesmail.db import open_database
+from citesmail.db import database_exists, open_database
 from tests.conftest import EVENT, NEWSLETTER, REPLAY, write
 
 

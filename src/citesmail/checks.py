@@ -82,9 +82,3 @@ def check_settings(settings: Settings) -> Findings:
     """What is wrong with the configuration every campaign shares."""
     refused = plaintext_auth_problem(settings)
     return Findings(() if refused is None else (refused,), tuple(lint_settings(settings)))
-
-
-def database_exists(url: str) -> bool:
-    """A SQLite file not created yet is no database yet: there is nothing to check the
-    audience against (and a check must not create it)."""
-    return not url.startswith("sqlite:///") or Path(url.removeprefix("sqlite:///")).exists()

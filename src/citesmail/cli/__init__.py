@@ -130,7 +130,7 @@ class State:
     def existing_db(self) -> Database | None:
         """The database, if there is one yet: a SQLite file that does not exist is not
         created (a command that only reads does not leave an empty one behind)."""
-        from ..checks import database_exists
+        from ..db import database_exists
 
         return self.db if database_exists(self.settings.database_url) else None
 

@@ -66,9 +66,9 @@ def _campaign_paths(settings: Settings, names: tuple[str, ...]) -> list[Path]:
 
 
 def _load(settings: Settings, path: Path) -> Campaign:
-    from ..checks import load
+    from ..campaigns import load_campaign  # (not checks: render needs no database)
 
-    return load(path, settings)
+    return load_campaign(path, default_lang=settings.campaigns.lang, tz=settings.tz)
 
 
 @main.command()
