@@ -328,3 +328,25 @@ def test_dry_run_lists_the_recipients_and_says_who_is_left_out(workspace: Path) 
     assert "2 messages built" in listed.stderr and "left out: 2 unsubscribed" in listed.stderr
     alone = run("send", REPLAY, "--list-recipients")
     assert alone.exit_code == 2 and "--list-recipients goes with --dry-run" in alone.stderr
+
+
+def test_status_lists_the_recipients_in_a_state_with_the_last_answer(
+        workspace: Path, server: SmtpServer) -> None:
+    addresses = with_audience(workspace, 3)
+    server.handler.at_rcpt[addresses[1]] = [550]
+    env = smtp_env(server.port)
+    assert run("send", REPLAY, "--yes", env=env).stdout.strip() == "sent 2, failed 1"
+    failed = run("status", REPLAY, "--state", "failed")
+    assert failed.exit_code == 0, failed.output
+    assert failed.stdout.splitlines() == [
+        f"{addresses[1]}: 550 scripted answer for {addresses[1]}"]
+    sent = run("status", REPLAY, "--state", "sent", "--format", "csv")
+    rows = list(csv.reader(io.StringIO(sent.stdout)))
+    assert rows[0] == ["email", "state", "last_code", "last_answer", "updated_at"]
+    assert [row[:3] for row in rows[1:]] == [[addresses[0], "sent", "250"],
+                                             [addresses[2], "sent", "250"]]
+    assert run("status", REPLAY, "--state", "deferred").stdout == ""
+    alone = run("status", "--state", "sent")
+    assert alone.exit_code == 2 and "--state needs a CAMPAIGN" in alone.stderr
+    wrong = run("status", REPLAY, "--state", "lost")
+    assert wrong.exit_code == 2 and "'lost' is not one of" in wrong.stderr

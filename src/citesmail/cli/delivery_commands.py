@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..errors import CitesmailError
-from ..states import SendState
+from ..states import DeliveryState, SendState
 from . import State, confirm, main, pass_state
 
 if TYPE_CHECKING:
@@ -226,6 +226,24 @@ def _reply(code: int | None, message: str | None) -> str:
     return f"{code} {message}".strip() if code is not None else message
 
 
+def _list_rows(state: State, send_id: int, row_state: DeliveryState, output: str) -> None:
+    import csv
+
+    from ..delivery.sendlog import rows_in_state
+
+    rows = rows_in_state(state.db, send_id, row_state)
+    if output == "csv":
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(["email", "state", "last_code", "last_answer", "updated_at"])
+        writer.writerows([row.email, row.state, row.code or "", row.answer,
+                          row.updated_at.isoformat() if row.updated_at else ""]
+                         for row in rows)
+        return
+    for row in rows:
+        answer = _reply(row.code, row.answer)
+        click.echo(f"{row.email}: {answer}" if answer else row.email)
+
+
 def _console() -> Any:
     from rich.console import Console
 
@@ -285,12 +303,19 @@ def _send_tests(state: State, rendered: Any, addresses: tuple[str, ...]) -> None
 
 @main.command()
 @click.argument("campaign", required=False)
+@click.option("--state", "row_state", type=click.Choice([str(s) for s in DeliveryState]),
+              help="List CAMPAIGN's recipients in this state, with the server's last "
+                   "answer.")
+@click.option("--format", "output", type=click.Choice(["text", "csv"]), default="text",
+              show_default=True, help="With --state: lines, or CSV for a spreadsheet.")
 @pass_state
-def status(state: State, campaign: str | None) -> None:
+def status(state: State, campaign: str | None, row_state: str | None, output: str) -> None:
     """Per campaign sent: recipients per state, start and end, the last errors."""
     from ..delivery import list_sends, send_counts
     from ..delivery.sendlog import last_errors
 
+    if row_state and not campaign:
+        raise click.UsageError("--state needs a CAMPAIGN")
     if campaign and campaign.endswith(".md"):  # a path, as other commands take
         campaign = Path(campaign).stem
     sends = list_sends(state.db, campaign=campaign)
@@ -302,6 +327,9 @@ def status(state: State, campaign: str | None) -> None:
                              f"send it with: citesmail send {campaign}")
     if not sends:
         click.echo("nothing sent yet", err=True)
+    if row_state:
+        _list_rows(state, sends[0].id, DeliveryState(row_state), output)
+        return
     for send in sends:
         found = send_counts(state.db, send.id)
         click.echo(f"{send.campaign} (segment {send.segment or '-'}): {send.state}")

@@ -130,6 +130,28 @@ def last_errors(db: Database, send_id: int, limit: int = 5) -> list[Problem]:
                 for email, state, code, error in session.execute(query)]
 
 
+@dataclass(frozen=True)
+class Row:
+    """A recipient's row in a send, as `status --state` lists it."""
+
+    email: str
+    state: str
+    code: int | None
+    answer: str  # the server's last answer (or why it did not go)
+    updated_at: datetime | None
+
+
+def rows_in_state(db: Database, send_id: int, state: DeliveryState) -> list[Row]:
+    """The send's rows in `state`, in the order of the snapshot."""
+    query = (select(Delivery.email, Delivery.state, Delivery.last_code, Delivery.last_error,
+                    Delivery.updated_at)
+             .where(Delivery.send_id == send_id, Delivery.state == state)
+             .order_by(Delivery.id))
+    with db.session(write=False) as session:
+        return [Row(email, row_state, code, answer or "", updated)
+                for email, row_state, code, answer, updated in session.execute(query)]
+
+
 def counts(session: Session, send_id: int) -> dict[str, int]:
     """Rows per state, every state named (0 when none)."""
     query = (select(Delivery.state, func.count()).where(Delivery.send_id == send_id)
