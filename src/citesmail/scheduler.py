@@ -30,6 +30,12 @@ JOB_FUNCTION = "citesmail.scheduler:run_scheduled_send"
 log = logging.getLogger("citesmail.worker")
 
 
+def local_time(moment: datetime, tz: ZoneInfo) -> str:
+    """A moment as the worker's log says it: in the configured zone, with its offset
+    ('2031-01-01 09:00:00+01:00'), so that no line is read in the wrong zone."""
+    return moment.astimezone(tz).isoformat(" ", "seconds")
+
+
 def job_id(campaign: str) -> str:
     return f"send:{campaign}"
 
@@ -194,11 +200,11 @@ def _resume_due(scheduler: Any) -> None:
                               id=f"resume:{campaign}", replace_existing=True)
 
 
-def _mark_missed(db: Database, event: Any) -> None:
+def _mark_missed(db: Database, tz: ZoneInfo, event: Any) -> None:
     campaign = event.job_id.removeprefix("send:")
     mark_missed(db, campaign)
     log.warning("%s: MISSED: its time %s passed while no worker ran (more than the "
-                "grace); not sent", campaign, event.scheduled_run_time)
+                "grace); not sent", campaign, local_time(event.scheduled_run_time, tz))
 
 
 def run_worker(db: Database, settings: Settings, stop: threading.Event) -> None:
@@ -210,7 +216,8 @@ def run_worker(db: Database, settings: Settings, stop: threading.Event) -> None:
     lock.acquire()
     scheduler = _scheduler(db, settings)
     _context = WorkerContext(db, settings, stop, set(), threading.Lock())
-    scheduler.add_listener(lambda event: _mark_missed(db, event), EVENT_JOB_MISSED)
+    scheduler.add_listener(lambda event: _mark_missed(db, settings.tz, event),
+                           EVENT_JOB_MISSED)
     scheduler.add_listener(lambda event: log.error("job %s failed: %s", event.job_id,
                                                    event.exception), EVENT_JOB_ERROR)
     try:
@@ -221,7 +228,8 @@ def run_worker(db: Database, settings: Settings, stop: threading.Event) -> None:
         scheduler.add_job(_resume_due, "interval", args=[scheduler], seconds=30,
                           jobstore="memory", id="resume-due")
         for job in scheduler.get_jobs(jobstore="default"):
-            log.info("%s: scheduled for %s", job.name, job.next_run_time)
+            log.info("%s: scheduled for %s", job.name,
+                     local_time(job.next_run_time, settings.tz))
         while not stop.wait(0.25):
             scheduler.wakeup()  # notice jobs that other processes added to the store
     finally:

@@ -138,5 +138,5 @@ class _ZonedFormatter(logging.Formatter):
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         moment = datetime.fromtimestamp(record.created, self.tz)
-        return (f"{moment:%Y-%m-%d %H:%M:%S},{moment.microsecond // 1000:03d} "
-                f"{moment:%Z}")
+        offset = moment.isoformat()[-6:]  # +01:00, as the times in the messages
+        return f"{moment:%Y-%m-%d %H:%M:%S},{moment.microsecond // 1000:03d}{offset}"
