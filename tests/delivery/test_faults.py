@@ -19,7 +19,7 @@ from tests.conftest import ROOT, fill, run
 from tests.smtp_server import SmtpServer
 
 RECIPIENTS = 300
-RUNNER = Path(__file__).resolve().parent / "delivery/fault_runner.py"
+RUNNER = Path(__file__).resolve().parent / "fault_runner.py"
 SECRET = "f" * 40
 
 
