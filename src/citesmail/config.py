@@ -174,7 +174,7 @@ class SmtpSettings(Section):
 
 
 class UnsubscribeSettings(Section):
-    base_url: str = "http://127.0.0.1:8000"
+    base_url: str = "http://127.0.0.1:8080"  # where `citesmail serve` listens by default
     mailto: str = ""
 
     @field_validator("base_url")
