@@ -300,3 +300,18 @@ def test_an_unknown_campaign_is_refused(workspace: Path, command: list[str]) -> 
     result = run(*command)
     assert result.exit_code == 1
     assert result.stderr.startswith("error: no campaign named 'nope' — known campaigns: ")
+
+
+def test_help_lists_the_commands_in_the_order_of_the_work() -> None:
+    shown = run("--help").stdout
+    titles = ["Write and check:", "Audience:", "Send:", "Schedule:", "Publish and follow up:",
+              "Set up:"]
+    places = [shown.index(title) for title in titles]
+    assert places == sorted(places)
+    listed = re.findall(r"^  ([a-z]+) ", shown, re.M)
+    assert listed[:5] == ["init", "new", "check", "render", "preview"]
+    assert listed.index("contacts") < listed.index("send") < listed.index("schedule") \
+        < listed.index("serve")
+    from citesmail.cli import COMMANDS
+
+    assert sorted(listed) == sorted(COMMANDS)  # each command once

@@ -38,12 +38,35 @@ COMMANDS = {
 }
 
 
+# How `citesmail --help` lists the commands: in the order of the work.
+SECTIONS = (
+    ("Write and check", ("init", "new", "check", "render", "preview")),
+    ("Audience", ("contacts", "lists", "segments")),
+    ("Send", ("send", "status")),
+    ("Schedule", ("schedule", "schedules", "unschedule", "worker")),
+    ("Publish and follow up", ("serve", "bounces")),
+    ("Set up", ("secret", "dkim", "db")),
+)
+
+
 class Group(click.Group):
     """Turns CitesmailError (and OS errors) into one-line messages and exit codes, and
     imports a command's module when the command is wanted."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*self.commands, *COMMANDS})
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The commands by section, in the order of the work."""
+        width = formatter.width - 6 - max(len(name) for name in COMMANDS)
+        for title, names in SECTIONS:
+            rows = []
+            for name in names:
+                command = self.get_command(ctx, name)
+                if command is not None and not command.hidden:
+                    rows.append((name, command.get_short_help_str(width)))
+            with formatter.section(title):
+                formatter.write_dl(rows)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands and cmd_name in COMMANDS:
