@@ -250,3 +250,36 @@ def test_the_worker_log_says_every_time_in_the_configured_zone_with_its_offset(
     stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}[+-]\d\d:\d\d "
     assert all(re.match(stamp, line) for line in lines), lines
     assert lines[-1].rstrip().endswith(f"{REPLAY}: scheduled for 2031-01-01 09:00:00+01:00")
+
+
+def test_schedule_and_schedules_say_whether_a_worker_runs(setup: Callable[..., Workers]) -> None:
+    workers = setup()
+    alone = run("schedule", REPLAY, "--at", "2031-01-01 09:00")
+    assert alone.exit_code == 0, alone.output
+    assert ("note: no citesmail worker is running for this database: start one "
+            "(citesmail worker, or citesmail worker --systemd for a service)") in alone.stderr
+    assert "no citesmail worker is running" in run("schedules").stderr
+    worker = workers.start()
+    assert worker.stdout is not None
+    for line in worker.stdout:  # the worker holds its lock once it says it started
+        if "worker started" in line:
+            break
+    running = run("schedules")
+    assert re.search(r"a citesmail worker is running \(pid \d+\)", running.stderr), running.stderr
+    again = run("schedule", REPLAY, "--at", "2031-01-02 09:00")
+    assert "a citesmail worker is running" in again.stderr
+    workers.stop(worker)
+    assert "no citesmail worker is running" in run("schedules").stderr
+
+
+def test_worker_systemd_prints_a_unit_for_the_workspace(workspace: Path) -> None:
+    result = run("worker", "--systemd")
+    assert result.exit_code == 0, result.output
+    unit = result.stdout
+    assert "[Service]" in unit and "[Install]" in unit
+    assert f"WorkingDirectory={workspace}" in unit
+    assert re.search(rf"^ExecStart=\S*citesmail --config {workspace}/config.toml worker$",
+                     unit, re.M), unit
+    assert "KillSignal=SIGTERM" in unit and "Restart=on-failure" in unit
+    assert f"EnvironmentFile={workspace}/.citesmail/worker.env" in unit
+    assert not re.search(r"^Environment=", unit, re.M)  # no secret in the unit itself

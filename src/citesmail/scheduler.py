@@ -131,6 +131,18 @@ def unschedule(db: Database, settings: Settings, campaign: str) -> None:
 # -- the worker -----------------------------------------------------------------------
 
 
+def worker_holder(db: Database) -> str | None:
+    """Who runs the worker of this database ('pid 1234' on SQLite), or None when no
+    worker runs: the worker lock tells, as it dies with its process."""
+    lock = ProcessLock(db, "worker")
+    try:
+        lock.acquire()
+    except Busy as busy:
+        return busy.holder
+    lock.release()
+    return None
+
+
 class WorkerLock(ProcessLock):
     """Exactly one scheduler per database."""
 

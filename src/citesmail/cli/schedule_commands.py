@@ -6,6 +6,7 @@ import logging
 import sys
 import threading
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import click
@@ -63,6 +64,21 @@ def schedule(state: State, campaign: str, at: str, zone: str | None,
     click.echo(f"'{rendered.slug}' {'re' if replaced else ''}scheduled for "
                f"{when.moment:%Y-%m-%d %H:%M:%S %Z} ({utc:%Y-%m-%d %H:%M:%S} UTC) to segment "
                f"{name} ({recipients} recipients now)")
+    _say_worker(state)
+
+
+def _say_worker(state: State) -> None:
+    """Whether a worker will send the scheduled campaigns, and how to start one."""
+    from ..scheduler import worker_holder
+
+    holder = worker_holder(state.db)
+    if holder is None:
+        click.echo("note: no citesmail worker is running for this database: start one "
+                   "(citesmail worker, or citesmail worker --systemd for a service) before "
+                   "the time comes, or the send is missed", err=True)
+    else:
+        click.echo(f"a citesmail worker is running ({holder}): it sends at the time",
+                   err=True)
 
 
 @main.command()
@@ -75,6 +91,7 @@ def schedules(state: State) -> None:
     sends = list_sends(state.db, scheduled=True)
     if not sends:
         click.echo("no scheduled sends", err=True)
+    _say_worker(state)
     for send in sends:
         recipients = f"{send.recipients} recipients" if send.recipients else \
             _members_now(state, send.segment or "")
@@ -109,8 +126,10 @@ def unschedule(state: State, campaign: str) -> None:
 
 
 @main.command()
+@click.option("--systemd", is_flag=True, help="Print a systemd unit that runs this "
+              "workspace's worker as a service, and exit.")
 @pass_state
-def worker(state: State) -> None:
+def worker(state: State, systemd: bool) -> None:
     """Run scheduled sends at their time, and resume interrupted ones (one per database).
 
     Logs each event on standard output. Ctrl-C or SIGTERM finishes the messages in
@@ -119,6 +138,9 @@ def worker(state: State) -> None:
     from ..delivery.transports import check_sending_secret
     from ..scheduler import run_worker
 
+    if systemd:
+        click.echo(_systemd_unit(state), nl=False)
+        return
     check_sending_secret(state.settings)
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(_ZonedFormatter(state.settings.tz))
@@ -127,6 +149,23 @@ def worker(state: State) -> None:
     stop = threading.Event()
     with _stop_on_signals(stop):
         run_worker(state.db, state.settings, stop)
+
+
+def _systemd_unit(state: State) -> str:
+    """A unit for /etc/systemd/system/: the secrets go in an EnvironmentFile that only
+    the service's user reads, never in the unit."""
+    workspace = state.settings.workspace.resolve()
+    config = (state.settings.config_path or workspace / "config.toml").resolve()
+    command = Path(sys.argv[0]).resolve() if Path(sys.argv[0]).name == "citesmail" \
+        else Path(sys.executable).parent / "citesmail"
+    return (f"[Unit]\nDescription=citesmail worker for {workspace}\n"
+            "After=network-online.target\nWants=network-online.target\n\n"
+            f"[Service]\nType=simple\nWorkingDirectory={workspace}\n"
+            "# CITESMAIL_SECRET=... and CITESMAIL_SMTP_PASSWORD=..., mode 600:\n"
+            f"EnvironmentFile={workspace}/.citesmail/worker.env\n"
+            f"ExecStart={command} --config {config} worker\n"
+            "KillSignal=SIGTERM\nTimeoutStopSec=120\nRestart=on-failure\nRestartSec=10\n\n"
+            "[Install]\nWantedBy=multi-user.target\n")
 
 
 class _ZonedFormatter(logging.Formatter):
