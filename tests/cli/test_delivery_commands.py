@@ -52,6 +52,8 @@ def test_send_to_the_outbox_then_status(workspace: Path) -> None:
     with_audience(workspace, 3)
     dry = run("send", REPLAY, "--dry-run")
     assert dry.exit_code == 0 and "3 messages built" in dry.stdout
+    assert (f"dry run of '{REPLAY}' to segment partenaires-aura via the outbox "
+            f"{workspace / 'outbox'}") in dry.stdout
     assert not (workspace / "outbox").exists()
     refused = run("send", REPLAY)  # no terminal to answer the question
     assert refused.exit_code == 1 and "add --yes" in refused.stderr

@@ -90,13 +90,15 @@ def send(state: State, campaign: str, segment: str | None, dry_run: bool,
         return
     definition, recipients = _audience(state, name, wanted=existing is None or dry_run,
                                        counted=existing is None and not yes and not dry_run)
+    where = (f"smtp {settings.smtp.host}:{settings.smtp.port}"
+             if settings.delivery.transport == "smtp" else f"the outbox {settings.outbox_dir}")
     if dry_run:
         if definition is None:
             raise CitesmailError("this send has no segment to build messages for")
+        click.echo(f"dry run of '{rendered.slug}' to segment {name} via {where}",
+                   err=list_recipients)
         _dry_run(state, rendered, definition, list_recipients)
         return
-    where = (f"smtp {settings.smtp.host}:{settings.smtp.port}"
-             if settings.delivery.transport == "smtp" else f"the outbox {settings.outbox_dir}")
     if existing is None:
         question = (f"Send '{rendered.slug}' to {recipients} recipient"
                     f"{'s' if recipients != 1 else ''} (segment {name}) via {where}?")
