@@ -16,7 +16,9 @@ def test_a_campaign_that_renders_is_returned_with_its_findings(workspace: Path) 
     settings = load_settings(workspace / "config.toml", environ={})
     found = check_campaign(workspace / "campaigns" / f"{REPLAY}.md", settings)
     assert found.rendered is not None and found.rendered.slug == REPLAY
-    assert found.errors == () and found.warnings == ()
+    assert found.errors == ()
+    assert [w.message for w in found.warnings] == [  # no database yet: no segment either
+        "audience: no segment 'partenaires-aura' yet: no contacts have been imported"]
 
 
 def test_a_broken_file_has_only_the_errors_that_stopped_it(workspace: Path) -> None:
@@ -42,11 +44,16 @@ def test_timing_late_is_an_error_early_a_warning(workspace: Path) -> None:
         p for p in event.warnings if "is over" in p.message)
 
 
-def test_the_audience_is_checked_only_against_a_database(workspace: Path) -> None:
+def test_the_audience_is_checked_against_the_database_or_its_absence(
+        workspace: Path) -> None:
     settings = load_settings(workspace / "config.toml", environ={})
     path = workspace / "campaigns" / f"{NEWSLETTER}.md"
-    assert not database_exists(settings.database_url)  # no file yet: nothing to check
-    assert check_campaign(path, settings).warnings == ()
+    assert not database_exists(settings.database_url)  # no file yet: no segment either
+    [none_yet] = check_campaign(path, settings).warnings
+    assert none_yet.message == ("audience: no segment 'abonnes-lettre' yet: no contacts "
+                                "have been imported")
+    assert none_yet.hint == ("import contacts (citesmail contacts import FILE --list NAME), "
+                             "then citesmail segments add abonnes-lettre --list NAME")
     db = open_database(settings.database_url)
     try:
         assert database_exists(settings.database_url)

@@ -66,9 +66,15 @@ def check_timing(campaign: Campaign, now: datetime | None = None) -> Findings:
 
 
 def audience_problems(campaign: Campaign, database: Database | None) -> list[Problem]:
-    """A campaign's audience must name a saved segment (without a database, unknown)."""
-    if database is None or not campaign.audience:
+    """A campaign's audience must name a saved segment; with no database yet, there is
+    none."""
+    if not campaign.audience:
         return []
+    if database is None:
+        return [Problem(f"audience: no segment '{campaign.audience}' yet: no contacts have "
+                        "been imported", "import contacts (citesmail contacts import FILE "
+                        f"--list NAME), then citesmail segments add {campaign.audience} "
+                        "--list NAME", campaign.path)]
     try:
         with database.session(write=False) as session:
             get_segment(session, campaign.audience)
