@@ -61,7 +61,7 @@ def test_campaign_page_parts_and_recipient_picker(client: TestClient) -> None:
     assert "p0@example.org" in page.text  # a contact to preview as
     as_contact = client.get(f"/campaigns/{REPLAY}/text?as=p0@example.org")
     assert "Bonjour à toutes et à tous," in as_contact.text  # p0 has no first name
-    assert "Bonjour Camille," in client.get(f"/campaigns/{REPLAY}/text").text
+    assert "Bonjour Camille," in client.get(f"/campaigns/{REPLAY}/text?as=:sample").text
     html = client.get(f"/campaigns/{REPLAY}/html")
     assert html.text.startswith("<!DOCTYPE html>")
     eml = client.get(f"/campaigns/{REPLAY}/eml")
@@ -264,3 +264,22 @@ def test_the_test_send_address_answers_405_to_a_get(client: TestClient) -> None:
     answer = client.get(f"/campaigns/{REPLAY}/test")
     assert answer.status_code == 405
     assert answer.headers["allow"] == "POST"
+
+
+def test_the_preview_shows_the_first_contact_of_the_audience_by_default(
+        workspace: Path) -> None:
+    (workspace / "c.csv").write_text("email;prénom\nzoe@lyon.fr;Zoé\nanne@lyon.fr;Anne\n",
+                                     encoding="utf-8")
+    assert run("lists", "add", "aura").exit_code == 0
+    assert run("contacts", "import", "c.csv", "--list", "aura").exit_code == 0
+    assert run("segments", "add", "partenaires-aura", "--list", "aura").exit_code == 0
+    settings = load_settings(workspace / "config.toml", environ={})
+    app = create_preview_app(settings, settings.database_url)
+    with TestClient(app, base_url=PREVIEW) as client:
+        assert "Bonjour Zoé," in client.get(f"/campaigns/{REPLAY}/text").text
+        page = unescape(client.get(f"/campaigns/{REPLAY}").text)
+        assert "first of the audience partenaires-aura (zoe@lyon.fr)" in page
+        no_name = client.get(f"/campaigns/{REPLAY}/text?as=:no-first-name").text
+        assert "Bonjour à toutes et à tous," in no_name
+        sample = client.get(f"/campaigns/{REPLAY}/text?as=:sample").text
+        assert "Bonjour Camille," in sample

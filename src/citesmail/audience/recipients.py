@@ -9,10 +9,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..db import Contact
+from ..errors import CitesmailError
 from ..message import Recipient
 from ..states import ContactStatus
 from .contacts import find_contact
-from .segments import Definition, stream
+from .segments import Definition, get_segment, stream
 
 
 def wire_address(email: str, ascii_domain: str) -> str:
@@ -45,3 +46,14 @@ def active_addresses(session: Session, limit: int) -> list[str]:
     return list(session.scalars(select(Contact.email)
                                 .where(Contact.status == ContactStatus.ACTIVE)
                                 .order_by(Contact.id).limit(limit)))
+
+
+def first_recipient(session: Session, segment: str) -> Recipient | None:
+    """The first recipient of a saved segment (None: no such segment, or nobody in it)."""
+    try:
+        definition = get_segment(session, segment)[1]
+    except CitesmailError:
+        return None
+    for batch in recipients(session, definition, batch=1):
+        return batch[0]
+    return None

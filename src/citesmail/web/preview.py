@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from ..audience.recipients import active_addresses, find_recipient
+from ..audience.recipients import active_addresses, find_recipient, first_recipient
 from ..checks import CampaignCheck, check_campaign, check_settings
 from ..config import Settings
 from ..db import Database, open_database
@@ -38,6 +38,9 @@ from ..render.lint import GMAIL_CLIP_BYTES
 from .pages import render_page
 from .security import HEADERS, SecurityHeaders
 
+# The picker's own choices, besides the contacts' addresses.
+SAMPLE, NO_FIRST_NAME = ":sample", ":no-first-name"
+NAMELESS = Recipient(email="lecteur@example.org")  # greeted with the default words
 _RELOAD_JS = "new EventSource('/events').onmessage = () => location.reload();"
 _RELOAD_HASH = base64.b64encode(hashlib.sha256(_RELOAD_JS.encode()).digest()).decode()
 # The preview's own pages: only their reload script runs, and no other site frames them.
@@ -113,10 +116,16 @@ class PreviewApp:
         finally:
             db.close()
 
-    def recipient(self, address: str | None) -> tuple[Recipient, str]:
-        """The contact to preview as, and what to say when it is the sample instead."""
-        if not address:
+    def recipient(self, address: str | None, audience: str | None = None,
+                  ) -> tuple[Recipient, str]:
+        """The contact to preview as, and what to say when it is the sample instead: by
+        default the first of the campaign's audience, as a send would begin."""
+        if address == SAMPLE:
             return SAMPLE_RECIPIENT, ""
+        if address == NO_FIRST_NAME:
+            return NAMELESS, ""
+        if not address:
+            return self.first_of(audience) or SAMPLE_RECIPIENT, ""
         instead = f"{address} is not a contact: shown as the sample recipient"
         with self.database() as db:
             if db is None:
@@ -126,6 +135,15 @@ class PreviewApp:
                     return find_recipient(session, address), ""
             except CitesmailError:
                 return SAMPLE_RECIPIENT, instead
+
+    def first_of(self, audience: str | None) -> Recipient | None:
+        if not audience:
+            return None
+        with self.database() as db:
+            if db is None:
+                return None
+            with db.session(write=False) as session:
+                return first_recipient(session, audience)
 
     def contacts(self, limit: int = 200) -> list[str]:
         with self.database() as db:
@@ -153,7 +171,9 @@ class PreviewApp:
         if found.rendered is None:
             return _page("broken.html.j2", slug=slug, errors=found.errors)
         address = request.query_params.get("as", "")
-        recipient, instead = self.recipient(address)
+        audience = found.rendered.campaign.audience
+        recipient, instead = self.recipient(address, audience)
+        first = self.first_of(audience)
         parts = personalize(found.rendered, recipient, self.settings)
         return _page(
             "campaign.html.j2", campaign=found.rendered.campaign, url=quote(slug),
@@ -162,7 +182,9 @@ class PreviewApp:
             size_kb=f"{len(parts.html.encode('utf-8')) / 1024:.0f}",
             clip_kb=GMAIL_CLIP_BYTES // 1024, invitation=bool(found.rendered.calendar),
             errors=found.errors, warnings=found.warnings, text=parts.text,
-            form_token=self.form_token, instead=instead)
+            form_token=self.form_token, instead=instead, audience=audience,
+            first=first.email if first is not None else "", sample=SAMPLE,
+            no_first_name=NO_FIRST_NAME)
 
     def part(self, request: Request) -> Response:
         slug, kind = request.path_params["slug"], request.path_params["kind"]
@@ -180,7 +202,8 @@ class PreviewApp:
                 return PlainTextResponse("no invitation: not an event", status_code=404)
             return Response(found.rendered.calendar, media_type="text/calendar", headers={
                 "content-disposition": f'attachment; filename="{slug}.ics"'})
-        recipient = self.recipient(request.query_params.get("as"))[0]
+        recipient = self.recipient(request.query_params.get("as"),
+                                   found.rendered.campaign.audience)[0]
         if kind == "eml":
             data = MessageTemplate(found.rendered, self.settings).build(recipient)
             return Response(data, media_type="message/rfc822", headers={
