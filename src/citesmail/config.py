@@ -359,6 +359,49 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+# What `citesmail init` writes until told the real values (src/citesmail/skeleton/).
+SAMPLE_ORGANIZATION = "Labo Cités"
+SAMPLE_ADDRESS = "4 rue de l'Exemple, 69001 Lyon"
+_EXAMPLE_DOMAINS = ("example.org", "example.com", "example.net")  # RFC 2606
+_EXAMPLE_ENDINGS = (".example", ".test", ".invalid", ".localhost")
+
+
+def _example_host(host: str) -> bool:
+    host = host.lower().rstrip(".")
+    return host in _EXAMPLE_DOMAINS or host.endswith(
+        tuple(f".{domain}" for domain in _EXAMPLE_DOMAINS) + _EXAMPLE_ENDINGS)
+
+
+def placeholder_values(settings: Settings) -> list[str]:
+    """The settings still holding example values: links and replies would go nowhere."""
+    found = []
+    organization = settings.organization
+    if organization.postal_address == SAMPLE_ADDRESS:
+        if organization.name == SAMPLE_ORGANIZATION:
+            found.append(f"[organization] name ({SAMPLE_ORGANIZATION})")
+        found.append(f"[organization] postal_address ({SAMPLE_ADDRESS})")
+    for key, address in (("from", settings.sender.from_),
+                         ("reply_to", settings.sender.reply_to)):
+        if address and _example_host(parseaddr(address)[1].rpartition("@")[2]):
+            found.append(f"[sender] {key} ({parseaddr(address)[1]})")
+    base_url = settings.unsubscribe.base_url
+    if _example_host(urlsplit(base_url).hostname or ""):
+        found.append(f"[unsubscribe] base_url ({base_url})")
+    return found
+
+
+def placeholder_problem(settings: Settings, sending_to: str = "") -> Problem | None:
+    found = placeholder_values(settings)
+    if not found:
+        return None
+    said = f"example values still configured: {', '.join(found)}"
+    if sending_to:
+        said += f"; citesmail does not send them to {sending_to}"
+    return Problem(said, "set your organisation's own in config.toml (citesmail init "
+                   "--organization, --postal-address, --from and --base-url write them)",
+                   settings.config_path)
+
+
 def plaintext_auth_problem(settings: Settings) -> Problem | None:
     """A login over an unencrypted connection to another machine: anyone on the way
     reads the password (AUTH PLAIN and LOGIN only encode it in base64)."""

@@ -15,8 +15,18 @@ SKELETON = Path(__file__).resolve().parent / "skeleton"
 KINDS = ("event", "replay", "newsletter")
 
 
-def init_workspace(target: Path) -> list[Path]:
-    """config.toml, campaigns/ with the example replay, templates/; never overwrites."""
+# What `init` may fill in, and the line of the skeleton's config.toml each replaces.
+OWN_VALUES = {
+    "organization": ('name = "Labo Cités"', "name"),
+    "postal_address": ('postal_address = "4 rue de l\'Exemple, 69001 Lyon"', "postal_address"),
+    "sender": ('from = "Labo Cités <annonces@example.org>"', "from"),
+    "base_url": ('base_url = "https://lettres.example.org"', "base_url"),
+}
+
+
+def init_workspace(target: Path, values: dict[str, str] | None = None) -> list[Path]:
+    """config.toml (with the organisation's own `values`, see OWN_VALUES), campaigns/
+    with the example replay, templates/; never overwrites."""
     plan = {target / "config.toml": SKELETON / "config.example.toml",
             target / "templates" / "README.md": SKELETON / "templates" / "README.md"}
     for example in sorted((SKELETON / "campaigns").glob("*.md")):
@@ -30,7 +40,20 @@ def init_workspace(target: Path) -> list[Path]:
     for destination, source in plan.items():
         destination.parent.mkdir(parents=True, exist_ok=True)
         destination.write_bytes(source.read_bytes())
+    if values:
+        config = target / "config.toml"
+        config.write_text(_filled(config.read_text(encoding="utf-8"), values),
+                          encoding="utf-8")
     return list(plan)
+
+
+def _filled(text: str, values: dict[str, str]) -> str:
+    for what, value in values.items():
+        line, key = OWN_VALUES[what]
+        assert line in text, line  # the skeleton and OWN_VALUES go together
+        # A JSON string is a TOML basic string: quotes, backslashes and controls escaped.
+        text = text.replace(line, f"{key} = {json.dumps(value, ensure_ascii=False)}", 1)
+    return text
 
 
 def new_campaign(campaigns_dir: Path, kind: str, title: str, day: date) -> Path:

@@ -22,16 +22,39 @@ if TYPE_CHECKING:
 
 @main.command()
 @click.argument("directory", type=click.Path(path_type=Path, file_okay=False), default=".")
-def init(directory: Path) -> None:
-    """Create a workspace in DIRECTORY: config.toml, campaigns/ (an example), templates/."""
+@click.option("--organization", metavar="NAME", help="Your organisation's name.")
+@click.option("--postal-address", metavar="TEXT", help="Its postal address (in every footer).")
+@click.option("--from", "sender", metavar='"NAME <ADDRESS>"', help="The From of the emails.")
+@click.option("--base-url", metavar="URL", help="The https address where citesmail serve "
+              "answers (unsubscribe and web-view links).")
+def init(directory: Path, organization: str | None, postal_address: str | None,
+         sender: str | None, base_url: str | None) -> None:
+    """Create a workspace in DIRECTORY: config.toml, campaigns/ (an example), templates/.
+
+    Values not given are asked on a terminal; left out, the examples stay (check warns,
+    and an SMTP send to a relay refuses them).
+    """
     from ..workspace import init_workspace
 
-    for path in init_workspace(directory):
+    given = {"organization": organization, "postal_address": postal_address,
+             "sender": sender, "base_url": base_url}
+    values = {what: value for what, value in _ask(given).items() if value}
+    for path in init_workspace(directory, values):
         click.echo(f"created {path}")
     click.echo(f"next: cd {directory} && citesmail check && citesmail render "
                f"{_first_example(directory)}")
     click.echo('before sending for real: export CITESMAIL_SECRET="$(citesmail secret)" '
                "(keep it: the links sent are signed with it)")
+
+
+def _ask(given: dict[str, str | None]) -> dict[str, str | None]:
+    """On a terminal, ask for what was not given (Enter keeps the example)."""
+    if not sys.stdin.isatty():
+        return given
+    questions = {"organization": "Organisation", "postal_address": "Postal address",
+                 "sender": 'From ("Name <address>")', "base_url": "Public https address"}
+    return {what: value or click.prompt(questions[what], default="", show_default=False)
+            for what, value in given.items()}
 
 
 def _first_example(directory: Path) -> str:

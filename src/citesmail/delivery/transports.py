@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
-from ..config import Settings, plaintext_auth_problem
+from ..config import Settings, is_loopback, placeholder_problem, plaintext_auth_problem
 from ..errors import CitesmailError, ConfigError
 from ..tokens import check_secret
 
@@ -261,19 +261,24 @@ class SmtpTransport:
 
 
 def check_sending_secret(settings: Settings) -> None:
-    """Refuse a missing, short or published CITESMAIL_SECRET when messages go out through
-    SMTP: it signs their unsubscribe and web-view links. The outbox stays on this machine,
-    so the development key is allowed there."""
+    """Before anything goes out through SMTP, refuse: a missing, short or published
+    CITESMAIL_SECRET (it signs the unsubscribe and web-view links), a login in clear to
+    another machine, and example values sent to a relay. The outbox stays on this
+    machine, so the development key and the examples are allowed there."""
     if settings.delivery.transport == "smtp":
         check_secret(settings.secret, "sending through SMTP")
+        problem = plaintext_auth_problem(settings)
+        if problem is not None:  # before any connection: the password must not leave
+            raise ConfigError.from_problems([problem])
+        if not is_loopback(settings.smtp.host):  # a relay: the mail would go out
+            problem = placeholder_problem(settings, sending_to=settings.smtp.host)
+            if problem is not None:
+                raise ConfigError.from_problems([problem])
 
 
 def make_transport(settings: Settings) -> Transport:
     """A new transport (one per parallel connection)."""
     if settings.delivery.transport == "smtp":
         check_sending_secret(settings)
-        problem = plaintext_auth_problem(settings)
-        if problem is not None:  # before any connection: the password must not leave
-            raise ConfigError.from_problems([problem])
         return SmtpTransport(settings)
     return OutboxTransport(settings.outbox_dir)

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from ..campaigns import Campaign, key_line
 from ..campaigns.models import DEFAULT_LENGTH
-from ..config import Settings
+from ..config import Settings, placeholder_problem
 from ..dkim_keys import signing_key
 from ..errors import Problem
 from . import RenderedCampaign
@@ -97,6 +97,9 @@ def lint_settings(settings: Settings) -> list[Problem]:
     """Warnings about the configuration every campaign shares."""
     where = settings.config_path or "configuration"
     warnings = []
+    placeholders = placeholder_problem(settings)
+    if placeholders is not None:
+        warnings.append(placeholders)
     if not settings.organization.postal_address:
         warnings.append(Problem("no postal address in the footer: bulk-mail rules require one",
                                 "set [organization] postal_address in config.toml", where))
