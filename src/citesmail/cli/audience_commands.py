@@ -12,8 +12,8 @@ import click
 
 from ..audience.csvfile import spreadsheet_safe
 from ..states import ContactStatus
+from ..tables import fit, line, terminal_width
 from . import State, confirm, main, pass_state
-from .table import fit, line, terminal_width
 
 
 @main.group()
