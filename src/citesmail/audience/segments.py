@@ -115,7 +115,9 @@ def _any_of(conditions: list[Condition]) -> ColumnElement[bool]:
     exact_column, folded_column = _columns(conditions[0].field)
     exact = [c.value for c in conditions if c.exact]
     folded = [fold(c.value) for c in conditions if not c.exact]
-    return or_(*([exact_column.in_(exact)] if exact else []),
+    # An exact value is also its folded value: that part lets the index serve `==` too.
+    return or_(*([and_(folded_column.in_([fold(v) for v in exact]), exact_column.in_(exact))]
+                 if exact else []),
                *([folded_column.in_(folded)] if folded else []))
 
 
