@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import select, text
 
+from citesmail.audience.segments import all_segments, parse_condition
 from citesmail.db import (
     HEAD,
     MIGRATIONS,
@@ -60,6 +62,44 @@ def test_upgrade_from_the_first_migration_keeps_data(db_url: str) -> None:
         assert contact.attributes == {"secteur": "emploi"}
         assert contact.created_at.isoformat() == "2024-01-02T03:04:05+00:00"
         assert contact.consent_source is None
+        assert (contact.search_key, contact.attributes_key) == (
+            "zoe zoe@exemple.fr", {"secteur": "emploi"})  # folded for segments and search
         assert session.scalars(select(MailingList.name)).all() == ["partenaires"]
         assert session.scalars(select(Membership.contact_id)).all() == [1]
     db.close()
+
+
+def test_segments_saved_before_folding_keep_their_exact_matching(db_url: str) -> None:
+    """`=` and `!=` compared exactly before 0005: a saved segment reaches the same people."""
+    engine = make_engine(db_url)
+    upgrade(engine, "0004")
+    with engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO segments (id, name, definition, created_at) VALUES (1, 'dp', "
+            "'{\"lists\": [], \"exclude_lists\": [], \"where\": "
+            "[\"role=DP\", \"territory!=Lyon\", \"attr.note=a=b\"]}', '2024-01-02 03:04:05')"))
+        connection.execute(text(
+            "INSERT INTO contacts (id, email, email_key, domain, role, territory, attributes,"
+            " status, created_at, updated_at) VALUES (1, 'a@ex.fr', 'a@ex.fr', 'ex.fr',"
+            " 'Délégué du préfet', 'Saint-Étienne', '{}', 'active', '2024-01-02 03:04:05',"
+            " '2024-01-02 03:04:05')"))
+    engine.dispose()
+    db = open_database(db_url)
+    with db.session() as session:
+        assert all_segments(session)[0][1].where == [
+            parse_condition("role==DP"), parse_condition("territory!==Lyon"),
+            parse_condition("attr.note==a=b")]
+        contact = session.scalars(select(Contact)).one()
+        assert (contact.role_key, contact.territory_key) == (
+            "delegue du prefet", "saint-etienne")
+    db.close()
+    engine = make_engine(db_url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0004")
+    with engine.connect() as connection:
+        saved = connection.execute(text("SELECT definition FROM segments")).scalar_one()
+    engine.dispose()
+    assert "role=DP" in str(saved) and "territory!=Lyon" in str(saved)

@@ -32,9 +32,10 @@ from sqlalchemy.sql import Executable
 
 from .dberrors import DEFAULT_BUSY_TIMEOUT, repair_sidecars, translate_errors
 from .errors import CitesmailError
+from .folding import contact_keys
 
 # The newest migration; tests check that it is Alembic's head.
-HEAD = "0004"
+HEAD = "0005"
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 STATUSES = ("active", "unsubscribed", "bounced", "complained")
 
@@ -105,16 +106,34 @@ class Contact(Base):
     domain: Mapped[str] = mapped_column(String(255), index=True)
     first_name: Mapped[str | None] = mapped_column(String(255))
     last_name: Mapped[str | None] = mapped_column(String(255))
-    organization: Mapped[str | None] = mapped_column(String(255), index=True)
-    role: Mapped[str | None] = mapped_column(String(255), index=True)
-    territory: Mapped[str | None] = mapped_column(String(255), index=True)
+    organization: Mapped[str | None] = mapped_column(String(255))
+    role: Mapped[str | None] = mapped_column(String(255))
+    territory: Mapped[str | None] = mapped_column(String(255))
     lang: Mapped[str | None] = mapped_column(String(16))  # few values: an index would not help
     attributes: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    # Folded copies (folding.py) that segments and search compare; the indexes are on
+    # these, which also narrow an exact `==` down. Text: folding may lengthen a value.
+    role_key: Mapped[str | None] = mapped_column(Text, index=True)
+    territory_key: Mapped[str | None] = mapped_column(Text, index=True)
+    organization_key: Mapped[str | None] = mapped_column(Text, index=True)
+    attributes_key: Mapped[dict[str, str] | None] = mapped_column(JSON)
+    search_key: Mapped[str | None] = mapped_column(Text)  # names, address, organisation
     status: Mapped[str] = mapped_column(String(16), default="active")  # ~all active: no index
     consent_source: Mapped[str | None] = mapped_column(String(255))
     consent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+@event.listens_for(Contact, "before_insert")
+@event.listens_for(Contact, "before_update")
+def _fold_keys(_mapper: Any, _connection: Any, contact: Contact) -> None:
+    """Contacts written through the ORM keep their folded columns right; the bulk paths
+    (imports) compute them with the same function."""
+    values = {name: getattr(contact, name) for name in (
+        "email", "first_name", "last_name", "organization", "role", "territory", "attributes")}
+    for name, value in contact_keys(values).items():
+        setattr(contact, name, value)
 
 
 class MailingList(Base):

@@ -142,8 +142,9 @@ def test_report_lines_follow_the_file_whatever_their_kind(db: Database,
     text = "\n".join(["email;nom;status", *rows, "gone@ex.fr;G", "n1@ex.fr;bis",
                       "mauvais;M", ";X", "n2@ex.fr;ter"]) + "\n"
     report = import_contacts(db, write_csv(tmp_path, text, name="b.csv"))
+    assert report.columns() == [
+        "column 'status' ignored: an import never changes a status"]
     assert report.details() == [
-        "line 1: warning: column 'status' not imported: an import never changes a status",
         "line 9: skipped: gone@ex.fr was erased (suppression list)",
         "line 10: duplicate: n1@ex.fr is already on line 3",
         "line 11: rejected: mauvais: An email address must have an @-sign.",
@@ -188,13 +189,17 @@ def test_cells_an_export_protected_import_back_as_they_were(db: Database,
     assert (c.first_name, c.last_name, c.organization, c.role) == ("'", "''", "'a", "=")
 
 
-def test_columns_only_an_export_has_are_left_out_with_a_warning(db: Database,
-                                                                 tmp_path: Path) -> None:
-    text = "email;Status;LISTS;secteur\na@ex.fr;unsubscribed;x, y;emploi\n"
+def test_columns_only_an_export_has_are_left_out_and_said_so(db: Database,
+                                                             tmp_path: Path) -> None:
+    text = "email;Status;LISTS;secteur;Statut;listes\na@ex.fr;unsubscribed;x, y;emploi;;\n"
     report = import_contacts(db, write_csv(tmp_path, text))
-    assert report.details() == [
-        "line 1: warning: column 'Status' not imported: an import never changes a status",
-        "line 1: warning: column 'LISTS' not imported: give the list with --list"]
+    assert report.details() == []
+    assert report.columns() == [
+        "column 'secteur' → attribute 'secteur'",
+        "column 'Status' ignored: an import never changes a status",
+        "column 'LISTS' ignored: give the list with --list",
+        "column 'Statut' ignored: an import never changes a status",
+        "column 'listes' ignored: give the list with --list"]
     a = contacts(db)["a@ex.fr"]
     assert (a.status, a.attributes) == ("active", {"secteur": "emploi"})
 

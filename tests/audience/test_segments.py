@@ -19,6 +19,7 @@ from citesmail.audience.segments import (
     get_segment,
     parse_condition,
     remove_segment,
+    steps,
     stream,
 )
 from citesmail.db import Contact, Database
@@ -199,7 +200,8 @@ def test_conditions_are_read_with_spaces_and_values_holding_signs() -> None:
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ("Lyon", "cannot read condition 'Lyon' — write field=value or field!=value, e.g. "
+    ("Lyon", "cannot read condition 'Lyon' — write field=value (case and accents "
+             "ignored), field==value (exact), field!=value or field!==value, e.g. "
              "territory=Lyon"),
     ("ville=Lyon", "unknown field 'ville' in 'ville=Lyon' — known fields: role, territory, "
                    "organization, lang, domain, and attr.NAME for an imported column"),
@@ -250,3 +252,86 @@ def test_batches_follow_ids_whatever_index_serves_the_conditions(people: Databas
     with people.session() as session:
         found = [c.email for batch in stream(session, definition, batch=1) for c in batch]
     assert found == ["a@lyon.fr", "b@lyon.fr", "d@grenoble.fr", "f@asso.org"]
+
+
+# Active: a (délégué du préfet, Lyon, emploi), b (chargé de mission, Lyon, insertion),
+# c (délégué du préfet, Saint-Étienne, emploi), d (délégué du préfet, Grenoble, no secteur),
+# f (président, Vénissieux); e is unsubscribed.
+EVERYONE = ["a@lyon.fr", "b@lyon.fr", "c@st-etienne.fr", "d@grenoble.fr", "f@asso.org"]
+
+
+@pytest.mark.parametrize(("conditions", "found"), [
+    (("role=DELEGUE DU PREFET",), ["a@lyon.fr", "c@st-etienne.fr", "d@grenoble.fr"]),
+    (("role=  Délégué   du préfet ",), ["a@lyon.fr", "c@st-etienne.fr", "d@grenoble.fr"]),
+    (("territory=saint-etienne",), ["c@st-etienne.fr"]),
+    (("organization=ASSO « ENSEMBLE »",), ["f@asso.org"]),
+    (("attr.secteur=EMPLOI",), ["a@lyon.fr", "c@st-etienne.fr"]),
+    (("lang=FR",), ["a@lyon.fr", "b@lyon.fr", "c@st-etienne.fr", "f@asso.org"]),
+    (("domain=Lyon.FR",), ["a@lyon.fr", "b@lyon.fr"]),
+])
+def test_equal_ignores_case_and_accents(people: Database, conditions: tuple[str, ...],
+                                        found: list[str]) -> None:
+    assert emails(people, where(*conditions)) == found
+
+
+@pytest.mark.parametrize(("conditions", "found"), [
+    (("role==délégué du préfet",), ["a@lyon.fr", "c@st-etienne.fr", "d@grenoble.fr"]),
+    (("role==Délégué du préfet",), []),
+    (("role==delegue du prefet",), []),
+    (("territory==Saint-Étienne",), ["c@st-etienne.fr"]),
+    (("attr.secteur==emploi",), ["a@lyon.fr", "c@st-etienne.fr"]),
+    (("attr.secteur==Emploi",), []),
+    (("lang==FR",), []),
+    (("lang==fr",), ["a@lyon.fr", "b@lyon.fr", "c@st-etienne.fr", "f@asso.org"]),
+])
+def test_double_equal_is_exact(people: Database, conditions: tuple[str, ...],
+                               found: list[str]) -> None:
+    assert emails(people, where(*conditions)) == found
+
+
+@pytest.mark.parametrize(("conditions", "found"), [
+    (("role!=DÉLÉGUÉ DU PRÉFET",), ["b@lyon.fr", "f@asso.org"]),
+    (("role!==DÉLÉGUÉ DU PRÉFET",), EVERYONE),
+    (("role!==délégué du préfet",), ["b@lyon.fr", "f@asso.org"]),
+    (("attr.secteur!=EMPLOI",), ["b@lyon.fr", "d@grenoble.fr", "f@asso.org"]),
+    (("attr.secteur!==EMPLOI",), EVERYONE),
+    (("attr.secteur!==emploi",), ["b@lyon.fr", "d@grenoble.fr", "f@asso.org"]),
+    (("attr.secteur!=emploi", "attr.secteur!=INSERTION"), ["d@grenoble.fr", "f@asso.org"]),
+    (("role!=chargé de mission", "role!==président"),
+     ["a@lyon.fr", "c@st-etienne.fr", "d@grenoble.fr"]),
+    (("lang!=FR",), ["d@grenoble.fr"]),
+])
+def test_negations_insensitive_and_exact_keep_contacts_without_a_value(
+        people: Database, conditions: tuple[str, ...], found: list[str]) -> None:
+    assert emails(people, where(*conditions)) == found
+
+
+def test_a_field_repeated_with_both_equals_is_any_of(people: Database) -> None:
+    assert emails(people, where("role==président", "role=CHARGE DE MISSION")) == [
+        "b@lyon.fr", "f@asso.org"]
+    assert emails(people, where("role==Président", "role=chargé de mission",
+                                "territory=LYON")) == ["b@lyon.fr"]
+
+
+@pytest.mark.parametrize(("text", "condition"), [
+    ("role=x", Condition("role", False, "x")),
+    ("role==x", Condition("role", False, "x", exact=True)),
+    ("role!=x", Condition("role", True, "x")),
+    ("role!==x", Condition("role", True, "x", exact=True)),
+    ("attr.note !== a==b", Condition("attr.note", True, "a==b", exact=True)),
+    ("attr.note == =b", Condition("attr.note", False, "=b", exact=True)),
+])
+def test_the_four_operators_read_and_write_back(text: str, condition: Condition) -> None:
+    assert parse_condition(text) == condition
+    assert parse_condition(str(condition)) == condition
+
+
+def test_steps_say_which_condition_removed_everyone(people: Database) -> None:
+    definition = where("territory=Lyon", "territory=grenoble", "role=directeur",
+                       lists=("partenaires", "prefecture"), exclude=("partis",))
+    with people.session() as session:
+        assert steps(session, definition) == [
+            ("active contacts", 5), ("on partenaires or prefecture", 5),
+            ("not on partis", 4), ("territory=Lyon or territory=grenoble", 3),
+            ("role=directeur", 0)]
+        assert steps(session, Definition()) == [("active contacts", 5)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import sqlite3
 import time
 from pathlib import Path
@@ -115,8 +116,8 @@ def test_formula_headers_are_exported_safe_and_import_back_the_same(
     # The export's apostrophes are taken off again: same names, same values.
     again = run("contacts", "import", "out.csv", "--update", env=env)
     assert again.stdout.strip() == "0 imported, 1 updated, 0 rejected, 0 duplicates"
-    assert "out.csv: line 1: warning: column 'status' not imported: an import never " \
-           "changes a status" in again.stderr
+    assert "out.csv: column 'status' ignored: an import never changes a status" \
+           in again.stderr
     db = open_database(db_url)
     with db.session() as session:
         [contact] = session.scalars(select(Contact)).all()
@@ -209,3 +210,116 @@ def test_unsubscribe_says_what_it_changed(env: dict[str, str], tmp_path: Path) -
     assert ok("contacts", "unsubscribe", "anne@lyon.fr", env=env) == "anne@lyon.fr: unsubscribed\n"
     both = ok("contacts", "unsubscribe", "anne@lyon.fr", "bob@lyon.fr", env=env)
     assert both.splitlines() == ["anne@lyon.fr: already unsubscribed", "bob@lyon.fr: unsubscribed"]
+
+
+FRENCH = ("Courriel;Prénom;Nom;Structure;Fonction;Ville;Téléphone;;status\n"
+          "anne@lyon.fr;Anne;Martin-Dupré;Direction départementale de l'emploi;"
+          "Délégué du préfet;Lyon;04 72 00 00 00;x;active\n"
+          "bob@grenoble.fr;Bob;Durand;Mission locale;Chargé de mission;Grenoble;;;\n")
+
+
+def test_equal_ignores_case_and_accents_and_empty_segments_say_why(
+        env: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "c.csv").write_text(FRENCH, encoding="utf-8")
+    ok("lists", "add", "aura", env=env)
+    ok("contacts", "import", "c.csv", "--list", "aura", env=env)
+    added = run("segments", "add", "dp", "--where", "role=délégué du préfet", env=env)
+    assert "(1 contacts now)" in added.stdout and added.stderr == ""
+    exact = run("segments", "add", "dp-exact", "--list", "aura", "--where",
+                "role==délégué du préfet", env=env)
+    assert exact.exit_code == 0 and "(0 contacts now)" in exact.stdout
+    assert exact.stderr == ("warning: segment dp-exact matches no contact now: "
+                            "role==délégué du préfet removes everyone (2 before it) "
+                            "(citesmail segments show dp-exact)\n")
+    shown = ok("segments", "show", "dp-exact", env=env)
+    assert shown.splitlines() == [
+        "dp-exact: on aura, role==délégué du préfet", "0 contacts",
+        "  active contacts: 2", "  on aura: 2",
+        "  role==délégué du préfet: 0  ← no contact matches this"]
+    assert "  role=délégué du préfet: 1\n  anne@lyon.fr" in ok("segments", "show", "dp",
+                                                           env=env)
+    ok("contacts", "unsubscribe", "anne@lyon.fr", "bob@grenoble.fr", env=env)
+    nobody = run("segments", "add", "all", env=env)
+    assert "matches no contact now: there is no active contact" in nobody.stderr
+
+
+def test_contacts_list_fits_the_terminal_and_searches(env: dict[str, str],
+                                                      tmp_path: Path) -> None:
+    (tmp_path / "c.csv").write_text(FRENCH, encoding="utf-8")
+    ok("contacts", "import", "c.csv", env=env)
+    narrow = run("contacts", "list", env={**env, "COLUMNS": "60"})
+    lines = narrow.stdout.splitlines()
+    assert lines[0].split() == ["email", "name", "organization", "territory", "status"]
+    assert all(len(line) <= 60 for line in lines) and len(lines) == 3
+    assert "Direction dé…" in lines[1] and lines[2].startswith("bob@grenobl…")
+    assert narrow.stderr == "2 contacts\n"
+    wide = ok("contacts", "list", env={**env, "COLUMNS": "200"})
+    assert "Anne Martin-Dupré" in wide and "Direction départementale de l'emploi" in wide
+    assert "…" not in wide
+    piped = ok("contacts", "list", env=env).splitlines()  # not a terminal: 100 columns
+    assert max(len(line) for line in piped) <= 100
+    found = ok("contacts", "list", "--search", "DUPRE", env=env).splitlines()
+    assert len(found) == 2 and found[1].startswith("anne@lyon.fr")
+    assert len(ok("contacts", "list", "--search", "mission LOCALE", env=env).splitlines()) == 2
+    assert len(ok("contacts", "list", "--search", "grenoble.fr", env=env).splitlines()) == 2
+    assert len(ok("contacts", "list", "--search", "%", env=env).splitlines()) == 1
+
+
+def test_contacts_list_as_csv_and_json_keeps_values_whole(env: dict[str, str],
+                                                          tmp_path: Path) -> None:
+    (tmp_path / "c.csv").write_text(FRENCH, encoding="utf-8")
+    ok("contacts", "import", "c.csv", env=env)
+    rows = list(csv.reader(io.StringIO(ok("contacts", "list", "--format", "csv",
+                                          env={**env, "COLUMNS": "40"}))))
+    assert rows[0] == ["email", "first_name", "last_name", "organization", "territory",
+                       "status"]
+    assert rows[1] == ["anne@lyon.fr", "Anne", "Martin-Dupré",
+                       "Direction départementale de l'emploi", "Lyon", "active"]
+    listed = json.loads(ok("contacts", "list", "--format", "json", "--search", "bob",
+                           env={**env, "COLUMNS": "40"}))
+    assert listed == [{"email": "bob@grenoble.fr", "first_name": "Bob",
+                       "last_name": "Durand", "organization": "Mission locale",
+                       "territory": "Grenoble", "status": "active"}]
+    assert json.loads(ok("contacts", "list", "--format", "json", "--search", "zzz",
+                         env=env)) == []
+
+
+def test_import_says_what_became_of_the_other_columns(env: dict[str, str],
+                                                      tmp_path: Path) -> None:
+    (tmp_path / "c.csv").write_text(FRENCH, encoding="utf-8")
+    result = run("contacts", "import", "c.csv", env=env)
+    assert result.stderr.splitlines() == [
+        "c.csv: column 'Téléphone' → attribute 'Téléphone'",
+        "c.csv: column 8 ignored: it has no header",
+        "c.csv: column 'status' ignored: an import never changes a status"]
+    assert result.stdout == "2 imported, 0 updated, 0 rejected, 0 duplicates\n"
+
+
+def test_export_with_french_headers_imports_back_the_same(
+        env: dict[str, str], tmp_path: Path, db_url: str) -> None:
+    (tmp_path / "c.csv").write_text(FRENCH, encoding="utf-8")
+    ok("lists", "add", "aura", env=env)
+    ok("contacts", "import", "c.csv", "--list", "aura", env=env)
+    ok("contacts", "export", "--header-lang", "fr", "-o", "fr.csv", env=env)
+    rows = list(csv.reader(io.StringIO((tmp_path / "fr.csv").read_text("utf-8-sig")),
+                           delimiter=";"))
+    assert rows[0] == ["Courriel", "Prénom", "Nom", "Structure", "Fonction", "Territoire",
+                       "Langue", "Statut", "Listes", "Téléphone"]
+    fresh = {"CITESMAIL_DATABASE_URL": f'"sqlite:///{tmp_path}/fresh.db"'}
+    again = run("contacts", "import", "fr.csv", env=fresh)
+    assert again.stdout == "2 imported, 0 updated, 0 rejected, 0 duplicates\n"
+    assert again.stderr.splitlines() == [
+        "fr.csv: column 'Téléphone' → attribute 'Téléphone'",
+        "fr.csv: column 'Statut' ignored: an import never changes a status",
+        "fr.csv: column 'Listes' ignored: give the list with --list"]
+    ok("contacts", "export", "-o", "first.csv", env=env)
+    ok("contacts", "export", "-o", "second.csv", env=fresh)
+    first = (tmp_path / "first.csv").read_text("utf-8-sig").replace(";aura;", ";;")
+    assert (tmp_path / "second.csv").read_text("utf-8-sig") == first
+
+
+def test_export_delimiter_help_says_tab(env: dict[str, str]) -> None:
+    shown = ok("contacts", "export", "--help", env=env)
+    assert "[;|,|tab]" in shown and "\t" not in shown
+    tabbed = ok("contacts", "export", "--delimiter", "\t", env=env)
+    assert tabbed.lstrip("\ufeff").startswith("email\tfirst_name\t")

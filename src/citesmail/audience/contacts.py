@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import ColumnElement, and_, delete, select, true, update
 from sqlalchemy.orm import Session
 
 from ..db import Contact, Delivery, MailingList, Membership, Send, Suppression, utcnow
 from ..errors import CitesmailError, Problem
+from ..folding import fold
 from ..states import ContactStatus
 from .addresses import AddressError, address_hash, normalize_address
 from .lists import get_list, insert_ignoring_duplicates
@@ -87,13 +88,17 @@ def erase(session: Session, addresses: tuple[str, ...]) -> list[str]:
 
 
 def select_contacts(session: Session, *, list_name: str | None = None,
-                    segment: str | None = None) -> Iterator[list[Contact]]:
+                    segment: str | None = None,
+                    search: str | None = None) -> Iterator[list[Contact]]:
     """Contacts in batches, by id: a segment's (active only), on a list, or everyone;
-    given both, those of the segment on the list."""
+    given both, those of the segment on the list. `search` keeps those whose names,
+    address or organisation hold the text, case and accents ignored."""
     definition = get_segment(session, segment)[1] if segment is not None else None
-    on_list = None
+    extra: list[ColumnElement[bool]] = []
     if list_name is not None:
         list_id = get_list(session, list_name).id
-        on_list = Contact.id.in_(select(Membership.contact_id)
-                                 .where(Membership.list_id == list_id))
-    yield from stream(session, definition, extra=on_list)
+        extra.append(Contact.id.in_(select(Membership.contact_id)
+                                    .where(Membership.list_id == list_id)))
+    if search is not None:
+        extra.append(Contact.search_key.contains(fold(search), autoescape=True))
+    yield from stream(session, definition, extra=and_(true(), *extra))

@@ -15,6 +15,10 @@ from .csvfile import spreadsheet_safe
 
 COLUMNS = ("email", "first_name", "last_name", "organization", "role", "territory", "lang",
            "status", "lists")
+# Headers by language (--header-lang); `contacts import` recognises each of them.
+HEADERS = {"en": COLUMNS,
+           "fr": ("Courriel", "Prénom", "Nom", "Structure", "Fonction", "Territoire",
+                  "Langue", "Statut", "Listes")}
 
 
 def _lists_by_contact(session: Session, ids: list[int]) -> dict[int, list[str]]:
@@ -33,7 +37,8 @@ def _batches(session: Session, list_name: str | None,
 
 
 def export_contacts(session: Session, out: IO[str], *, list_name: str | None = None,
-                    segment: str | None = None, delimiter: str = ";") -> int:
+                    segment: str | None = None, delimiter: str = ";",
+                    header_lang: str = "en") -> int:
     """Write the header then every contact; two streaming passes (attribute names, rows)."""
     attributes: dict[str, None] = {}
     for batch in _batches(session, list_name, segment):
@@ -41,7 +46,8 @@ def export_contacts(session: Session, out: IO[str], *, list_name: str | None = N
             attributes.update(dict.fromkeys(contact.attributes or {}))
     writer = csv.writer(out, delimiter=delimiter, lineterminator="\r\n")
     # Attribute names are imported headers: as untrusted as the values.
-    writer.writerow([spreadsheet_safe(name) for name in (*COLUMNS, *attributes)])
+    headers = (*HEADERS[header_lang], *attributes)
+    writer.writerow([spreadsheet_safe(name) for name in headers])
     written = 0
     for batch in _batches(session, list_name, segment):
         lists = _lists_by_contact(session, [c.id for c in batch])

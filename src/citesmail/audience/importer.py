@@ -14,6 +14,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from ..db import Contact, Database, Membership, Suppression, column_length, utcnow
+from ..folding import contact_keys
 from .addresses import AddressError, address_hash, normalize_address
 from .bulk import db_value, insert_rows, reserve_ids
 from .csvfile import FIELDS, FORMULA_STARTS, Sheet, from_spreadsheet, read_sheet, spreadsheet_safe
@@ -32,7 +33,14 @@ class ImportReport:
     duplicates: list[tuple[int, str]] = field(default_factory=list)
     suppressed: list[tuple[int, str]] = field(default_factory=list)
     warnings: list[tuple[int, str]] = field(default_factory=list)
+    attributes: list[str] = field(default_factory=list)  # headers kept as attributes
+    ignored: list[tuple[str, str]] = field(default_factory=list)  # (column, why)
     dry_run: bool = False
+
+    def columns(self) -> list[str]:
+        """What became of the columns that are not contact fields: said once an import."""
+        return ([f"column '{header}' → attribute '{header}'" for header in self.attributes]
+                + [f"column {column} ignored: {why}" for column, why in self.ignored])
 
     def summary(self) -> str:
         parts = [f"{self.imported} imported", f"{self.updated} updated",
@@ -82,9 +90,11 @@ def _tidy(cells: list[str]) -> list[str]:
     return cells
 
 
-# Columns `contacts export` writes that an import does not take, and why.
-_EXPORT_ONLY = {"status": "an import never changes a status",
-                "lists": "give the list with --list"}
+# Columns `contacts export` writes (in English or French) that an import does not take.
+_NEVER_CHANGES = "an import never changes a status"
+_LIST_OPTION = "give the list with --list"
+_EXPORT_ONLY = {"status": _NEVER_CHANGES, "statut": _NEVER_CHANGES,
+                "lists": _LIST_OPTION, "listes": _LIST_OPTION}
 
 
 def _attribute_columns(sheet: Sheet, report: ImportReport) -> list[tuple[int, str]]:
@@ -92,11 +102,13 @@ def _attribute_columns(sheet: Sheet, report: ImportReport) -> list[tuple[int, st
     that look wrong or are left out."""
     kept = []
     for index, header in enumerate(sheet.headers):
-        if index in sheet.columns or not header:
+        if index in sheet.columns:
+            continue
+        if not header:
+            report.ignored.append((f"{index + 1}", "it has no header"))
             continue
         if header.lower() in _EXPORT_ONLY:
-            report.warnings.append((1, f"column '{header}' not imported: "
-                                       f"{_EXPORT_ONLY[header.lower()]}"))
+            report.ignored.append((f"'{header}'", _EXPORT_ONLY[header.lower()]))
             continue
         if header.startswith(FORMULA_STARTS):
             # Kept (the export protects it), but more often the sign of a tampered or
@@ -105,6 +117,7 @@ def _attribute_columns(sheet: Sheet, report: ImportReport) -> list[tuple[int, st
                                        "kept as an attribute, exported as "
                                        f"'{spreadsheet_safe(header)}'"))
         kept.append((index, header))
+        report.attributes.append(header)
     return kept
 
 
@@ -182,15 +195,29 @@ def _empty(session: Session, model: type[Any]) -> bool:
     return session.scalar(select(model.__table__.c[0]).limit(1)) is None
 
 
-def _existing(session: Session, keys: list[str]) -> dict[str, tuple[int, dict[str, str]]]:
-    found: dict[str, tuple[int, dict[str, str]]] = {}
+@dataclass
+class Stored:
+    """A contact already in the database, as an update needs it."""
+
+    id: int
+    fields: dict[str, Any]  # the values its folded columns are made from
+    attributes: dict[str, str]
+
+
+_STORED = (Contact.first_name, Contact.last_name, Contact.organization, Contact.role,
+           Contact.territory)
+
+
+def _existing(session: Session, keys: list[str]) -> dict[str, Stored]:
+    found: dict[str, Stored] = {}
     if _empty(session, Contact):
         return found
     for chunk in _chunks(keys):
-        query = select(Contact.email_key, Contact.id, Contact.attributes).where(
+        query = select(Contact.email_key, Contact.id, Contact.attributes, *_STORED).where(
             Contact.email_key.in_(chunk))
-        for key, contact_id, attributes in session.execute(query):
-            found[key] = (contact_id, attributes or {})
+        for key, contact_id, attributes, *values in session.execute(query):
+            fields = {column.key: value for column, value in zip(_STORED, values, strict=True)}
+            found[key] = Stored(contact_id, fields, attributes or {})
     return found
 
 
@@ -241,13 +268,25 @@ def import_contacts(
             report.unchanged = len(known)
         if list_id is not None:
             _add_members(session, list_id, new_ids=member_ids,
-                         known_ids=[existing[row.key][0] for row in known], now=now)
+                         known_ids=[existing[row.key].id for row in known], now=now)
     return report
 
 
 _CONTACT_COLUMNS = ("id", "email", "email_key", "domain", "first_name", "last_name",
                     "organization", "role", "territory", "lang", "attributes", "status",
-                    "consent_source", "consent_at", "created_at", "updated_at")
+                    "consent_source", "consent_at", "created_at", "updated_at",
+                    "role_key", "territory_key", "organization_key", "attributes_key",
+                    "search_key")
+
+
+def _as_json(value: dict[str, str]) -> str:
+    return json.dumps(value, ensure_ascii=False) if value else "{}"
+
+
+def _keys(row: Row) -> tuple[Any, ...]:
+    keys = contact_keys({**row.fields, "email": row.email, "attributes": row.attributes})
+    return (keys["role_key"], keys["territory_key"], keys["organization_key"],
+            _as_json(keys["attributes_key"]), keys["search_key"])
 
 
 def _insert(session: Session, rows: list[Row], source: str, now: datetime) -> list[int]:
@@ -258,8 +297,7 @@ def _insert(session: Session, rows: list[Row], source: str, now: datetime) -> li
     values = [
         (contact_id, r.email, r.key, r.domain, r.fields["first_name"], r.fields["last_name"],
          r.fields["organization"], r.fields["role"], r.fields["territory"], r.fields["lang"],
-         json.dumps(r.attributes, ensure_ascii=False) if r.attributes else "{}", "active",
-         source, stamp, stamp, stamp)
+         _as_json(r.attributes), "active", source, stamp, stamp, stamp, *_keys(r))
         for contact_id, r in zip(ids, rows, strict=True)
     ]
     insert_rows(session, table, _CONTACT_COLUMNS, values)  # type: ignore[arg-type]
@@ -278,14 +316,17 @@ def _add_members(session: Session, list_id: int, *, new_ids: list[int],
             {"list_id": list_id, "contact_id": cid, "added_at": now} for cid in chunk])
 
 
-def _update(session: Session, rows: list[Row],
-            existing: dict[str, tuple[int, dict[str, str]]], now: datetime) -> None:
+def _update(session: Session, rows: list[Row], existing: dict[str, Stored],
+            now: datetime) -> None:
     """New non-empty values replace old ones; the status is never touched."""
     values = []
     for row in rows:
-        contact_id, attributes = existing[row.key]
+        stored = existing[row.key]
         changes: dict[str, Any] = {k: v for k, v in row.fields.items() if v is not None}
-        values.append({"id": contact_id, "email": row.email, **changes,
-                       "attributes": {**attributes, **row.attributes}, "updated_at": now})
+        attributes = {**stored.attributes, **row.attributes}
+        keys = contact_keys({**stored.fields, **changes, "email": row.email,
+                             "attributes": attributes})
+        values.append({"id": stored.id, "email": row.email, **changes,
+                       "attributes": attributes, **keys, "updated_at": now})
     for chunk in _chunks(values, 2000):
         session.execute(update(Contact), chunk)

@@ -1,8 +1,11 @@
 """Segments: saved filters over contacts, evaluated in SQL and streamed by id.
 
-A segment is lists (any of), excluded lists, and conditions: `field=value` (a field
-repeated is any of), `field!=value`, `attr.NAME=value`, `domain=value`; different fields
-must all hold. Only active contacts ever match.
+A segment is lists (any of), excluded lists, and conditions on a field (`role`,
+`territory`, `organization`, `lang`, `domain`, `attr.NAME`): `field=value` ignores case
+and accents, `field==value` is exact, `field!=value` and `field!==value` are their
+negations (and hold for contacts without a value). A field repeated is any of its
+values (none of them, negated); different fields must all hold. Only active contacts
+ever match.
 """
 
 from __future__ import annotations
@@ -18,12 +21,13 @@ from sqlalchemy.orm import Session
 
 from ..db import Contact, Membership, Segment
 from ..errors import CitesmailError
+from ..folding import fold
 from ..states import ContactStatus
 from .addresses import AddressError, normalize_domain
 from .lists import check_name, get_list, unknown_name
 
 FIELDS = ("role", "territory", "organization", "lang", "domain")
-_CONDITION = re.compile(r"^\s*(attr\.[^=!]+|[A-Za-z_]+)\s*(!=|=)\s*(.*?)\s*$", re.S)
+_CONDITION = re.compile(r"^\s*(attr\.[^=!]+|[A-Za-z_]+)\s*(!==|!=|==|=)\s*(.*?)\s*$", re.S)
 
 
 @dataclass(frozen=True)
@@ -31,16 +35,18 @@ class Condition:
     field: str  # a name of FIELDS, or attr.NAME
     negated: bool
     value: str
+    exact: bool = False  # == and !==: case and accents count
 
     def __str__(self) -> str:
-        return f"{self.field}{'!=' if self.negated else '='}{self.value}"
+        return f"{self.field}{'!' if self.negated else ''}={'=' if self.exact else ''}{self.value}"
 
 
 def parse_condition(text: str) -> Condition:
     match = _CONDITION.match(text)
     if not match:
         raise CitesmailError(f"cannot read condition '{text}'",
-                             "write field=value or field!=value, e.g. territory=Lyon")
+                             "write field=value (case and accents ignored), field==value "
+                             "(exact), field!=value or field!==value, e.g. territory=Lyon")
     name, operator, value = match.groups()
     name = name.strip()
     if not name.startswith("attr.") and name not in FIELDS:
@@ -54,7 +60,7 @@ def parse_condition(text: str) -> Condition:
             value = normalize_domain(value)
         except AddressError as exc:
             raise CitesmailError(f"invalid domain in '{text}': {exc}") from None
-    return Condition(name, operator == "!=", value)
+    return Condition(name, operator.startswith("!"), value, operator.endswith("=="))
 
 
 @dataclass
@@ -82,22 +88,79 @@ class Definition:
         return ", ".join(parts) or "every active contact"
 
 
-def _column(name: str) -> ColumnElement[Any]:
-    column: ColumnElement[Any]
+# domain is stored folded already: lower-case ASCII (IDNA), as conditions normalise it.
+_FOLDED: dict[str, Any] = {
+    "role": Contact.role_key, "territory": Contact.territory_key,
+    "organization": Contact.organization_key, "domain": Contact.domain}
+
+
+def _columns(name: str) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
+    """The column a field is compared on exactly, and the one compared folded."""
     if name.startswith("attr."):
-        column = Contact.attributes[name[len("attr."):]].as_string()
-    else:
-        column = getattr(Contact, name)
-    return column
+        attribute = name[len("attr."):]
+        return (Contact.attributes[attribute].as_string(),
+                Contact.attributes_key[attribute].as_string())
+    column: ColumnElement[Any] = getattr(Contact, name)
+    if name in _FOLDED:
+        return column, _FOLDED[name]
+    return column, func.lower(column)  # lang: a language code
 
 
 def _list_ids(session: Session, names: list[str]) -> list[int]:
     return [get_list(session, name).id for name in names]
 
 
+def _any_of(conditions: list[Condition]) -> ColumnElement[bool]:
+    """A contact's value is one of the conditions' values (folded or exact as each asks)."""
+    exact_column, folded_column = _columns(conditions[0].field)
+    exact = [c.value for c in conditions if c.exact]
+    folded = [fold(c.value) for c in conditions if not c.exact]
+    # An exact value is also its folded value: that part lets the index serve `==` too.
+    return or_(*([and_(folded_column.in_([fold(v) for v in exact]), exact_column.in_(exact))]
+                 if exact else []),
+               *([folded_column.in_(folded)] if folded else []))
+
+
+def _condition_steps(definition: Definition) -> list[tuple[str, ColumnElement[bool]]]:
+    groups: dict[tuple[str, bool], list[Condition]] = defaultdict(list)
+    for condition in definition.where:
+        groups[(condition.field, condition.negated)].append(condition)
+    found = []
+    for (name, negated), conditions in groups.items():
+        label = " or ".join(str(c) for c in conditions)
+        if negated:
+            found.append((label, or_(_columns(name)[0].is_(None), ~_any_of(conditions))))
+        else:
+            found.append((label, _any_of(conditions)))
+    return found
+
+
+def _steps(session: Session, definition: Definition) -> list[tuple[str, ColumnElement[bool]]]:
+    """The segment's parts in the order they narrow it down, each with its label."""
+    return [("active contacts", Contact.status == ContactStatus.ACTIVE),
+            *_chosen_steps(session, definition)]
+
+
+def _chosen_steps(session: Session,
+                  definition: Definition) -> list[tuple[str, ColumnElement[bool]]]:
+    """The segment's lists and conditions, whatever the contact's status."""
+    found: list[tuple[str, ColumnElement[bool]]] = []
+    if definition.lists:
+        ids = _list_ids(session, definition.lists)
+        found.append(("on " + " or ".join(definition.lists),
+                      exists().where(Membership.contact_id == Contact.id,
+                                     Membership.list_id.in_(ids))))
+    if definition.exclude_lists:
+        ids = _list_ids(session, definition.exclude_lists)
+        found.append(("not on " + " or ".join(definition.exclude_lists),
+                      ~exists().where(Membership.contact_id == Contact.id,
+                                      Membership.list_id.in_(ids))))
+    return found + _condition_steps(definition)
+
+
 def matching(session: Session, definition: Definition) -> ColumnElement[bool]:
     """The SQL condition a contact meets to be in the segment."""
-    return and_(Contact.status == ContactStatus.ACTIVE, _chosen(session, definition))
+    return and_(*(clause for _, clause in _steps(session, definition)))
 
 
 def left_out(session: Session, definition: Definition) -> dict[str, int]:
@@ -110,31 +173,23 @@ def left_out(session: Session, definition: Definition) -> dict[str, int]:
 
 
 def _chosen(session: Session, definition: Definition) -> ColumnElement[bool]:
-    """The segment's lists and conditions, whatever the contact's status."""
-    clauses: list[ColumnElement[bool]] = []
-    if definition.lists:
-        clauses.append(exists().where(Membership.contact_id == Contact.id,
-                                      Membership.list_id.in_(_list_ids(session,
-                                                                       definition.lists))))
-    if definition.exclude_lists:
-        ids = _list_ids(session, definition.exclude_lists)
-        clauses.append(~exists().where(Membership.contact_id == Contact.id,
-                                       Membership.list_id.in_(ids)))
-    groups: dict[tuple[str, bool], list[str]] = defaultdict(list)
-    for condition in definition.where:
-        groups[(condition.field, condition.negated)].append(condition.value)
-    for (name, negated), values in groups.items():
-        column = _column(name)
-        if negated:
-            clauses.append(or_(column.is_(None), column.not_in(values)))
-        else:
-            clauses.append(column.in_(values))
-    return and_(true(), *clauses)
+    return and_(true(), *(clause for _, clause in _chosen_steps(session, definition)))
+
+
+def steps(session: Session, definition: Definition) -> list[tuple[str, int]]:
+    """How many contacts are left after each part of the segment, in order: the first
+    count of 0 names the part that removed everyone."""
+    parts = _steps(session, definition)
+    return [(label, _count(session, and_(*(clause for _, clause in parts[:upto]))))
+            for upto, (label, _) in enumerate(parts, start=1)]
+
+
+def _count(session: Session, condition: ColumnElement[bool]) -> int:
+    return session.scalar(select(func.count()).select_from(Contact).where(condition)) or 0
 
 
 def count(session: Session, definition: Definition) -> int:
-    query = select(func.count()).select_from(Contact).where(matching(session, definition))
-    return session.scalar(query) or 0
+    return _count(session, matching(session, definition))
 
 
 def stream(session: Session, definition: Definition | None, *,

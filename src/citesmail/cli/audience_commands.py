@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 
+from ..audience.csvfile import spreadsheet_safe
 from ..states import ContactStatus
+from ..tables import fit, line, terminal_width
 from . import State, confirm, main, pass_state
 
 
@@ -40,9 +45,21 @@ def import_(state: State, file: Path, list_name: str | None, update: bool,
 
         report = import_contacts(state.db, file, list_name=list_name, update_existing=update,
                                  dry_run=dry_run, progress=progress)
-    for line in report.details():
-        click.echo(f"{file}: {line}", err=True)
+    for said in report.columns() + report.details():
+        click.echo(f"{file}: {said}", err=True)
     click.echo(report.summary())
+
+
+class _Delimiter(click.Choice[str]):
+    """`;`, `,` or `tab`; a tab character typed as such is taken as `tab`. (The help
+    would show a raw tab if it were one of the choices.)"""
+
+    def __init__(self) -> None:
+        super().__init__([";", ",", "tab"])
+
+    def convert(self, value: object, param: click.Parameter | None,
+                ctx: click.Context | None) -> str:
+        return super().convert("tab" if value == "\t" else value, param, ctx)
 
 
 @contacts.command("export")
@@ -50,11 +67,14 @@ def import_(state: State, file: Path, list_name: str | None, update: bool,
 @click.option("--segment", metavar="NAME", help="Only the contacts of this segment.")
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
               help="File to write (default: standard output).")
-@click.option("--delimiter", default=";", show_default=True,
-              type=click.Choice([";", ",", "\t", "tab"]), help="Column separator.")
+@click.option("--delimiter", default=";", show_default=True, type=_Delimiter(),
+              help="Column separator (a tab character is taken for tab).")
+@click.option("--header-lang", type=click.Choice(["en", "fr"]), default="en",
+              show_default=True, help="Language of the column headers (fr: Courriel, "
+              "Prénom, Nom, Structure, ...); contacts import reads both.")
 @pass_state
 def export(state: State, list_name: str | None, segment: str | None, output: Path | None,
-           delimiter: str) -> None:
+           delimiter: str, header_lang: str) -> None:
     """Export contacts as CSV (UTF-8 with BOM, for Excel)."""
     from ..audience.exporter import export_contacts
 
@@ -65,34 +85,96 @@ def export(state: State, list_name: str | None, segment: str | None, output: Pat
         if output is None:  # nothing written yet: standard output can change encoding
             sys.stdout.reconfigure(encoding="utf-8-sig", newline="")  # type: ignore[union-attr]
             export_contacts(session, sys.stdout, list_name=list_name, segment=segment,
-                            delimiter=separator)
+                            delimiter=separator, header_lang=header_lang)
             return
         temporary = output.with_name(f".{output.name}.tmp")
         with temporary.open("w", encoding="utf-8-sig", newline="") as out:
             count = export_contacts(session, out, list_name=list_name, segment=segment,
-                                    delimiter=separator)
+                                    delimiter=separator, header_lang=header_lang)
         temporary.replace(output)
     click.echo(f"{count} contacts written to {output}", err=True)
+
+
+LISTED = ("email", "first_name", "last_name", "organization", "territory", "status")
+COLUMNS = ("email", "name", "organization", "territory", "status")
+WIDEST = (40, 30, 40, 24, 12)  # a column is never wider than this in a table
 
 
 @contacts.command("list")
 @click.option("--list", "list_name", metavar="NAME", help="Only the contacts on this list.")
 @click.option("--segment", metavar="NAME", help="Only the contacts of this segment.")
+@click.option("--search", metavar="TEXT", help="Only those whose name, address or "
+              "organisation holds TEXT (case and accents ignored).")
+@click.option("--format", "format_", type=click.Choice(["table", "csv", "json"]),
+              default="table", show_default=True,
+              help="table fits the terminal and cuts long values with '…'; csv and json "
+                   "keep every value whole.")
 @pass_state
-def list_(state: State, list_name: str | None, segment: str | None) -> None:
+def list_(state: State, list_name: str | None, segment: str | None, search: str | None,
+          format_: str) -> None:
     """List contacts: address, name, organisation, territory, status."""
     from ..audience.contacts import select_contacts
 
     total = 0
+    writers: dict[str, Callable[[], Callable[[Rows | None], None]]] = {
+        "table": _table_writer, "csv": _csv_writer, "json": _json_writer}
+    write = writers[format_]()
     with state.db.session(write=False) as session:
-        for batch in select_contacts(session, list_name=list_name, segment=segment):
-            for c in batch:
-                name = " ".join(p for p in (c.first_name, c.last_name) if p)
-                click.echo(f"{c.email:<40} {name[:28]:<28} {(c.organization or '')[:28]:<28} "
-                           f"{(c.territory or '')[:20]:<20} {c.status}")
+        for batch in select_contacts(session, list_name=list_name, segment=segment,
+                                     search=search):
+            write([{name: getattr(c, name) or "" for name in LISTED} for c in batch])
             total += len(batch)
             session.expunge_all()
+    write(None)
     click.echo(f"{total} contact{'s' if total != 1 else ''}", err=True)
+
+
+Rows = list[dict[str, str]]
+
+
+def _table_writer() -> Callable[[Rows | None], None]:
+    """Columns sized on the first batch (contacts are streamed), within the terminal."""
+    widths: list[int] = []
+
+    def write(rows: Rows | None) -> None:
+        cells = [(r["email"], f"{r['first_name']} {r['last_name']}".strip(),
+                  r["organization"], r["territory"], r["status"]) for r in rows or []]
+        if not widths:
+            natural = [max([len(name), *(len(row[i]) for row in cells)])
+                       for i, name in enumerate(COLUMNS)]
+            widths.extend(fit([min(n, w) for n, w in zip(natural, WIDEST, strict=True)],
+                              terminal_width()))
+            click.echo(line(COLUMNS, widths))
+        for row in cells:
+            click.echo(line(row, widths))
+
+    return write
+
+
+def _csv_writer() -> Callable[[Rows | None], None]:
+    out = csv.writer(sys.stdout, lineterminator="\n")
+    out.writerow(LISTED)
+
+    def write(rows: Rows | None) -> None:
+        out.writerows([spreadsheet_safe(r[name]) for name in LISTED] for r in rows or [])
+
+    return write
+
+
+def _json_writer() -> Callable[[Rows | None], None]:
+    """One JSON array, written as the contacts come: `null` ends it."""
+    started = False
+
+    def write(rows: Rows | None) -> None:
+        nonlocal started
+        if rows is None:
+            click.echo("]" if started else "[]")
+            return
+        for row in rows:
+            click.echo(("," if started else "[") + json.dumps(row, ensure_ascii=False))
+            started = True
+
+    return write
 
 
 @contacts.command("show")
@@ -203,20 +285,33 @@ def segments() -> None:
 @click.option("--list", "lists_", multiple=True, metavar="L", help="On any of these lists.")
 @click.option("--exclude-list", multiple=True, metavar="L", help="Not on this list.")
 @click.option("--where", multiple=True, metavar="COND",
-              help="field=value, field!=value, attr.NAME=value, domain=value; fields: role, "
-                   "territory, organization, lang, domain. Repeat a field for 'any of'.")
+              help="field=value (case and accents ignored), field==value (exact), "
+                   "field!=value, field!==value; fields: role, territory, organization, "
+                   "lang, domain, attr.NAME. Repeat a field for 'any of'.")
 @pass_state
 def segments_add(state: State, name: str, lists_: tuple[str, ...],
                  exclude_list: tuple[str, ...], where: tuple[str, ...]) -> None:
-    """Save a segment NAME."""
-    from ..audience.segments import Definition, add_segment, count, parse_condition
+    """Save a segment NAME (a warning says so when it matches nobody)."""
+    from ..audience.segments import Definition, add_segment, parse_condition, steps
 
     definition = Definition(list(lists_), list(exclude_list),
                             [parse_condition(text) for text in where])
     with state.db.session() as session:
         add_segment(session, name, definition)
-        matched = count(session, definition)
+        counts = steps(session, definition)
+    matched = counts[-1][1]
     click.echo(f"segment {name} saved: {definition.describe()} ({matched} contacts now)")
+    if matched == 0:
+        emptied = _emptied_by(counts)
+        why = (f"{counts[emptied][0]} removes everyone ({counts[emptied - 1][1]} before it)"
+               if emptied else "there is no active contact")
+        click.echo(f"warning: segment {name} matches no contact now: {why} "
+                   f"(citesmail segments show {name})", err=True)
+
+
+def _emptied_by(counts: list[tuple[str, int]]) -> int:
+    """The position of the part of a segment that left no one."""
+    return next(position for position, (_, left) in enumerate(counts) if left == 0)
 
 
 @segments.command("list")
@@ -235,13 +330,18 @@ def segments_list(state: State) -> None:
 @click.option("--limit", default=20, show_default=True, help="Contacts to show.")
 @pass_state
 def segments_show(state: State, name: str, limit: int) -> None:
-    """A segment's count, then its first contacts."""
-    from ..audience.segments import count, get_segment, stream
+    """A segment's count, how many each of its parts leaves, then its first contacts."""
+    from ..audience.segments import get_segment, steps, stream
 
     with state.db.session(write=False) as session:
         _, definition = get_segment(session, name)
+        counts = steps(session, definition)
         click.echo(f"{name}: {definition.describe()}")
-        click.echo(f"{count(session, definition)} contacts")
+        click.echo(f"{counts[-1][1]} contacts")
+        emptied = _emptied_by(counts) if counts[-1][1] == 0 else None
+        for position, (label, left) in enumerate(counts):
+            mark = "  ← no contact matches this" if position == emptied else ""
+            click.echo(f"  {label}: {left}{mark}")
         for batch in stream(session, definition, batch=max(limit, 1)):
             for contact in batch[:limit]:
                 click.echo(f"  {contact.email}")
