@@ -10,8 +10,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
-from .errors import CitesmailError, Problem
+from .errors import CitesmailError, Problem, close_names, did_you_mean
 
 _POSITION = re.compile(r"\(at line (\d+), column (\d+)\)")
 _BARE_KEY = r"(?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*')"
@@ -182,16 +183,21 @@ def validation_problems(
     named by where else its value came from (`elsewhere`: key path -> source)."""
     lines = key_lines(text)
     problems = []
-    for error in exc.errors(include_url=False):
+    errors = exc.errors(include_url=False)
+    typed_for = _typed_for(errors, model)
+    for error in errors:
         loc = tuple(error["loc"])
+        if error["type"] == "missing" and loc in typed_for:
+            continue  # its misspelling is reported: one mistake, one error
         source = (elsewhere or {}).get(tuple(str(part) for part in loc[:2]))
         line = None if source else line_of(lines, loc)
         name = dotted(loc)
         kind = error["type"]
         if kind == "extra_forbidden":
-            allowed = ", ".join(allowed_keys(model, loc))
+            allowed = allowed_keys(model, loc)
             message = f"unknown key '{name}'"
-            hint = f"fix its spelling or remove it (allowed here: {allowed})"
+            hint = did_you_mean(str(loc[-1]), allowed) or \
+                f"fix its spelling or remove it (allowed here: {', '.join(allowed)})"
         elif kind == "missing":
             message = f"'{name}' is required"
             hint = f"add {loc[-1]} = ..." + (f" under [{dotted(loc[:-1])}]" if len(loc) > 1 else "")
@@ -211,6 +217,18 @@ def validation_problems(
                     None if line is None else line + first_line - 1)
         )
     return sorted(problems, key=lambda problem: problem.line or 0)
+
+
+def _typed_for(errors: Sequence[ErrorDetails],
+               model: type[BaseModel]) -> set[tuple[str | int, ...]]:
+    """The key paths that an unknown key beside them is likely a misspelling of."""
+    meant: set[tuple[str | int, ...]] = set()
+    for error in errors:
+        if error["type"] == "extra_forbidden":
+            loc = tuple(error["loc"])
+            meant.update((*loc[:-1], key)
+                         for key in close_names(str(loc[-1]), allowed_keys(model, loc)))
+    return meant
 
 
 def _without_password(value: Any) -> Any:
