@@ -28,7 +28,7 @@ from pydantic import (
     field_validator,
 )
 
-from .errors import ConfigError, Problem
+from .errors import ConfigError, Problem, did_you_mean
 from .languages import check_language
 from .tomlfile import key_lines, line_of, parse_toml, validation_problems
 
@@ -344,7 +344,8 @@ def _refuse_unknown_sections(data: dict[str, Any], text: str, path: Path) -> Non
         if name in {"secret", "password", "smtp_password"}:
             hint = "secrets are read from CITESMAIL_SECRET and CITESMAIL_SMTP_PASSWORD only"
         else:
-            hint = f"fix its spelling or remove it (sections: {', '.join(_SECTIONS)})"
+            hint = did_you_mean(name, _SECTIONS) or \
+                f"fix its spelling or remove it (sections: {', '.join(_SECTIONS)})"
         raise ConfigError(f"unknown key '{name}'", hint, path=path, line=line)
 
 

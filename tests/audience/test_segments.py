@@ -114,7 +114,7 @@ def test_unknown_field_lists_the_known_ones() -> None:
     with pytest.raises(CitesmailError) as caught:
         parse_condition("ville=Lyon")
     assert "unknown field 'ville'" in str(caught.value)
-    assert "role, territory, organization, lang, domain" in str(caught.value)
+    assert "known fields: role, lang, domain, territory, organization" in str(caught.value)
     with pytest.raises(CitesmailError, match="field=value"):
         parse_condition("Lyon")
 
@@ -203,8 +203,8 @@ def test_conditions_are_read_with_spaces_and_values_holding_signs() -> None:
     ("Lyon", "cannot read condition 'Lyon' — write field=value (case and accents "
              "ignored), field==value (exact), field!=value or field!==value, e.g. "
              "territory=Lyon"),
-    ("ville=Lyon", "unknown field 'ville' in 'ville=Lyon' — known fields: role, territory, "
-                   "organization, lang, domain, and attr.NAME for an imported column"),
+    ("ville=Lyon", "unknown field 'ville' in 'ville=Lyon' — known fields: role, lang, domain, "
+                   "territory, organization, and attr.NAME for an imported column"),
     ("attr. =x", "no attribute name in 'attr. =x' — write attr.NAME=value"),
     ("domain=pas un domaine", "invalid domain in 'domain=pas un domaine': "),
 ])

@@ -154,7 +154,7 @@ def test_segments_commands(env: dict[str, str], tmp_path: Path) -> None:
     assert "a@ex.fr" in listed and "c@ex.fr" not in listed
     unknown = run("segments", "add", "x", "--where", "ville=Lyon", env=env)
     assert unknown.exit_code == 1
-    assert "known fields: role, territory, organization, lang, domain" in unknown.stderr
+    assert "known fields: role, lang, domain, territory, organization" in unknown.stderr
     bad_list = run("segments", "add", "x", "--list", "nope", env=env)
     assert bad_list.exit_code == 1 and "unknown list 'nope'" in bad_list.stderr
     ok("segments", "remove", "dp-lyon", env=env)

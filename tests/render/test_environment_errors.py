@@ -125,3 +125,45 @@ def test_text_that_reads_as_a_token_in_the_front_matter_or_the_config_is_refused
     result = run("check", REPLAY)
     assert result.exit_code == 1
     assert f"config.toml:17: {RESERVED}" in result.stderr.splitlines()
+
+
+@pytest.mark.parametrize(("body", "error"), [
+    ("{{ recipent.first_name }}",
+     "undefined variable: 'recipent' is undefined in the body — did you mean 'recipient'?"),
+    ("{{ recipient.frist_name }}",
+     "undefined variable: 'recipient' has no attribute 'frist_name' in the body — did you "
+     "mean 'recipient.first_name'?"),
+    ("{{ links.unsubscrib }}",
+     "undefined variable: 'links' has no attribute 'unsubscrib' in the body — did you mean "
+     "'links.unsubscribe'?"),
+    ("{{ campaing.title }}",
+     "undefined variable: 'campaing' is undefined in the body — did you mean 'campaign'?"),
+    # Nothing close: what the body may use.
+    ("{{ recipient.prenom }}",
+     "undefined variable: 'recipient' has no attribute 'prenom' in the body — the body may "
+     "use recipient.first_name, recipient.last_name, recipient.email and "
+     "recipient.organization"),
+])
+def test_a_misspelt_name_in_the_body_gets_the_name_meant(
+        workspace: Path, body: str, error: str) -> None:
+    write(workspace / "campaigns" / "b.md", MINIMAL_REPLAY + body + "\n")
+    result = run("check", "b")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == f"campaigns/b.md:{BODY_LINE}: error: {error}"
+
+
+def test_a_misspelt_name_in_a_workspace_template_gets_the_name_meant(workspace: Path) -> None:
+    write(workspace / "templates" / "replay.mjml.j2",
+          '{% extends "base.mjml.j2" %}\n{% block content %}\n\n{{ campaing.title }}\n'
+          "{% endblock %}\n")
+    result = run("check", REPLAY)
+    assert result.exit_code == 1
+    assert "templates/replay.mjml.j2:4: error: undefined variable: 'campaing' is undefined " \
+        "— did you mean 'campaign'?" in result.stderr
+    write(workspace / "templates" / "replay.mjml.j2",
+          '{% extends "base.mjml.j2" %}\n{% block content %}\n'
+          "{% for speaker in campaign.speakers %}{{ speaker.nmae }}{% endfor %}\n"
+          "{% endblock %}\n")
+    result = run("check", REPLAY)
+    assert "templates/replay.mjml.j2:3: error: undefined variable: 'citesmail.campaigns." \
+        "models.Speaker object' has no attribute 'nmae' — did you mean 'name'?" in result.stderr

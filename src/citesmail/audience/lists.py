@@ -10,7 +10,7 @@ from sqlalchemy import case, delete, func, select
 from sqlalchemy.orm import Session
 
 from ..db import Contact, MailingList, Membership, Segment, column_length, is_postgresql
-from ..errors import CitesmailError
+from ..errors import CitesmailError, unknown_name
 
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,99}")
 
@@ -32,13 +32,6 @@ def insert_ignoring_duplicates(session: Session, model: type[Any],
 
     dialect = postgresql if is_postgresql(session) else sqlite
     session.execute(dialect.insert(model).on_conflict_do_nothing(), values)
-
-
-def unknown_name(what: str, name: str, known: list[str], create: str) -> CitesmailError:
-    """`unknown list 'x'` with the names that do exist, or how to make the first one."""
-    return CitesmailError(f"unknown {what} '{name}'",
-                          f"known {what}s: {', '.join(known)}" if known else
-                          f"create it with: {create}")
 
 
 def get_list(session: Session, name: str) -> MailingList:

@@ -20,11 +20,11 @@ from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select, t
 from sqlalchemy.orm import Session
 
 from ..db import Contact, Membership, Segment
-from ..errors import CitesmailError
+from ..errors import CitesmailError, known_names, unknown_name
 from ..folding import fold
 from ..states import ContactStatus
 from .addresses import AddressError, normalize_domain
-from .lists import check_name, get_list, unknown_name
+from .lists import check_name, get_list
 
 FIELDS = ("role", "territory", "organization", "lang", "domain")
 _CONDITION = re.compile(r"^\s*(attr\.[^=!]+|[A-Za-z_]+)\s*(!==|!=|==|=)\s*(.*?)\s*$", re.S)
@@ -50,9 +50,8 @@ def parse_condition(text: str) -> Condition:
     name, operator, value = match.groups()
     name = name.strip()
     if not name.startswith("attr.") and name not in FIELDS:
-        raise CitesmailError(f"unknown field '{name}' in '{text}'",
-                             f"known fields: {', '.join(FIELDS)}, and attr.NAME for an "
-                             "imported column")
+        raise CitesmailError(f"unknown field '{name}' in '{text}'", known_names(
+            "field", name, FIELDS, ", and attr.NAME for an imported column"))
     if name == "attr.":
         raise CitesmailError(f"no attribute name in '{text}'", "write attr.NAME=value")
     if name == "domain":

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
-from ..errors import CampaignError, Problem
+from ..errors import CampaignError, Problem, did_you_mean, known_names
 from ..tomlfile import key_lines, line_of, parse_toml, validation_problems
 from .models import SLUG, Campaign, EventInfo, FrontMatter, slugify
 
@@ -20,9 +20,10 @@ def read_text(path: Path) -> str:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise CampaignError(
-            "no such campaign file", "check the name; 'ls campaigns/' lists them", path=path
-        ) from None
+        guess = did_you_mean(path.name, [f"{slug}.md" for slug in _slugs(path.parent)])
+        raise CampaignError("no such campaign file",
+                            guess or "check the name; 'ls campaigns/' lists them",
+                            path=path) from None
     except OSError as exc:
         raise CampaignError(f"cannot read: {exc.strerror}", path=path) from None
     try:
@@ -129,6 +130,10 @@ def resolve_campaign_path(name: str, campaigns_dir: Path) -> Path:
     path = campaigns_dir / f"{name}.md"
     if path.exists():
         return path
-    known = sorted(p.stem for p in campaigns_dir.glob("*.md")) if campaigns_dir.is_dir() else []
-    hint = f"known campaigns: {', '.join(known)}" if known else f"no campaigns in {campaigns_dir}"
+    known = _slugs(campaigns_dir)
+    hint = known_names("campaign", name, known) if known else f"no campaigns in {campaigns_dir}"
     raise CampaignError(f"no campaign named '{name}'", hint)
+
+
+def _slugs(folder: Path) -> list[str]:
+    return [p.stem for p in folder.glob("*.md")] if folder.is_dir() else []

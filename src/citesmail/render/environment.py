@@ -6,9 +6,10 @@ import contextlib
 import os
 import re
 import traceback
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from jinja2 import (
     ChoiceLoader,
@@ -25,8 +26,9 @@ from jinja2 import (
 from jinja2.exceptions import SecurityError
 from jinja2.filters import do_default
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.utils import missing
 
-from ..errors import CampaignError, TemplateError
+from ..errors import CampaignError, TemplateError, did_you_mean
 from .slots import RecipientValueError, Slot, check_tokens
 
 BUILTIN_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -106,6 +108,35 @@ def _bytecode_cache() -> _QuietCache | None:
     return _QuietCache(str(folder))
 
 
+class UnknownName(UndefinedError):
+    """An undefined variable or attribute, with what was looked up and in what."""
+
+    def __init__(self, message: str, name: str | None, owner: Any) -> None:
+        super().__init__(message)
+        self.name, self.owner = name, owner
+
+
+class _Undefined(StrictUndefined):
+    """StrictUndefined whose error keeps the name and its owner, so that the message
+    can offer the name that was probably meant."""
+
+    __slots__ = ()
+
+    def _fail_with_undefined_error(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise UnknownName(self._undefined_message, self._undefined_name, self._undefined_obj)
+
+
+def _fail_in_every_operator(cls: type[Undefined]) -> None:
+    """Jinja binds the operators of its undefined values (__str__, __iter__, __add__...)
+    to the failing method of its own class: bind them to the one of `cls`."""
+    for name, value in {**vars(Undefined), **vars(StrictUndefined)}.items():
+        if value is Undefined._fail_with_undefined_error:
+            setattr(cls, name, cls._fail_with_undefined_error)
+
+
+_fail_in_every_operator(_Undefined)
+
+
 @lru_cache(maxsize=16)
 def environment(templates_dir: Path) -> Environment:
     env = _Sandbox(
@@ -113,7 +144,7 @@ def environment(templates_dir: Path) -> Environment:
         loader=ChoiceLoader(
             [FileSystemLoader(str(templates_dir)), FileSystemLoader(str(BUILTIN_TEMPLATES))]
         ),
-        undefined=StrictUndefined,
+        undefined=_Undefined,
         autoescape=_autoescape,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -148,7 +179,7 @@ def render_body(env: Environment, source: str, context: dict[str, Any], path: Pa
         line = _template_line(exc, "<template>") or _filtered_recipient_line(source)
         raise CampaignError(
             f"{_what(exc)} in the body",
-            _HINTS.get(type(exc), "check the {{ ... }} and {% ... %} on that line"),
+            _hint(exc, context, "check the {{ ... }} and {% ... %} on that line"),
             path=path,
             line=None if line is None else first_line + line - 1,
         ) from None
@@ -177,7 +208,7 @@ def render_template(env: Environment, name: str, context: dict[str, Any]) -> str
                                 "workspace's templates/") from None
         raise TemplateError(
             f"{_what(exc)}",
-            _HINTS.get(type(exc), "check the expression on that line"),
+            _hint(exc, context, "check the expression on that line"),
             path=where[0] if where else name,
             line=where[1] if where else None,
         ) from None
@@ -191,6 +222,31 @@ _HINTS: dict[type[BaseException], str] = {
     SecurityError: "templates run in a sandbox: use the documented variables, not Python "
                    "internals (names starting with '_'), and do not change lists or dicts",
 }
+
+
+def _hint(exc: BaseException, context: Mapping[str, Any], otherwise: str) -> str:
+    """The name probably meant, or what to do about this kind of error."""
+    guess = _undefined_guess(exc, context) if isinstance(exc, UndefinedError) else ""
+    return guess or next((hint for kind, hint in _HINTS.items() if isinstance(exc, kind)),
+                         otherwise)
+
+
+def _undefined_guess(exc: UndefinedError, context: Mapping[str, Any]) -> str:
+    """"did you mean 'recipient'?" for a misspelt variable, "did you mean
+    'recipient.first_name'?" for a misspelt attribute; "" when no name is close."""
+    if not isinstance(exc, UnknownName) or exc.name is None:
+        return ""
+    if exc.owner is missing:  # a variable: the names the template was given
+        return did_you_mean(exc.name, context)
+    holder = next((key for key, value in context.items() if value is exc.owner), None)
+    return did_you_mean(exc.name, _names_in(exc.owner), f"{holder}." if holder else "")
+
+
+def _names_in(owner: Any) -> list[str]:
+    """What can follow `owner.` in a template: a mapping's keys, an object's attributes."""
+    if isinstance(owner, Mapping):
+        return [str(key) for key in owner]
+    return [name for name in dir(owner) if not name.startswith("_")]
 
 
 def _what(exc: BaseException) -> str:

@@ -79,6 +79,10 @@ class RecipientSlots:
     def __str__(self) -> str:
         raise RecipientValueError("print one value, e.g. recipient.first_name, not recipient")
 
+    def __dir__(self) -> list[str]:
+        """The fields a template may use (what a misspelt one is compared with)."""
+        return list(RECIPIENT_FIELDS)
+
 
 class LinkSlots:
     def __init__(self, table: SlotTable) -> None:
