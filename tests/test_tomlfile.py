@@ -11,7 +11,8 @@ from citesmail.errors import CitesmailError
 from citesmail.tomlfile import parse_toml
 from tests.conftest import MINIMAL_REPLAY, run, write
 
-SUMMARY = ("1 campaign checked: 1 error, 0 warnings (1 could not be rendered: its warnings "
+# (the one warning: the example values of the test workspace's config.toml)
+SUMMARY = ("1 campaign checked: 1 error, 1 warning (1 could not be rendered: its warnings "
            "show once its errors are fixed)")
 HINT = "check quotes, brackets and '=' on that line"
 
