@@ -18,3 +18,7 @@ cd demo
 "$citesmail" send 2023-06-12-replay-cites-de-l-emploi --yes
 "$citesmail" status
 echo "The messages are in demo/outbox/new/ (a Maildir: open them with any mail client)."
+echo
+echo "citesmail is installed in .venv/bin. To type it as 'citesmail', run first:"
+echo "    . .venv/bin/activate"
+echo "then follow the README's walkthrough."
