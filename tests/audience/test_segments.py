@@ -233,7 +233,8 @@ def test_removed_segments_and_the_names_that_exist(people: Database) -> None:
         with pytest.raises(CitesmailError) as caught:
             add_segment(session, "zz", where("lang=fr"))
         assert str(caught.value) == (
-            "segment 'zz' already exists — remove it first: citesmail segments remove zz")
+            "segment 'zz' already exists — change it with citesmail segments edit zz (or "
+            "remove it first: citesmail segments remove zz)")
     with people.session() as session:
         with pytest.raises(CitesmailError) as caught:
             get_segment(session, "x")

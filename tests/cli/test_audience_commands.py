@@ -323,3 +323,22 @@ def test_export_delimiter_help_says_tab(env: dict[str, str]) -> None:
     assert "[;|,|tab]" in shown and "\t" not in shown
     tabbed = ok("contacts", "export", "--delimiter", "\t", env=env)
     assert tabbed.lstrip("\ufeff").startswith("email\tfirst_name\t")
+
+
+def test_segments_edit_changes_only_the_parts_given(env: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "c.csv").write_text("email;fonction;territoire\na@lyon.fr;Élue;Lyon\n"
+                                    "b@grenoble.fr;Élue;Grenoble\nc@lyon.fr;Agent;Lyon\n",
+                                    encoding="utf-8")
+    ok("lists", "add", "aura", env=env)
+    ok("contacts", "import", "c.csv", "--list", "aura", env=env)
+    ok("segments", "add", "elus", "--list", "aura", "--where", "role=élue", env=env)
+    taken = run("segments", "add", "elus", "--list", "aura", env=env)
+    assert taken.exit_code == 1 and "citesmail segments edit elus" in taken.stderr
+    edited = ok("segments", "edit", "elus", "--where", "territory=lyon", env=env)
+    assert edited.strip() == "segment elus saved: on aura, territory=lyon (2 contacts now)"
+    shown = ok("segments", "show", "elus", env=env)
+    assert shown.startswith("elus: on aura, territory=lyon\n2 contacts")
+    missing = run("segments", "edit", "nope", "--where", "role=x", env=env)
+    assert missing.exit_code == 1 and "unknown segment 'nope'" in missing.stderr
+    unchanged = run("segments", "edit", "elus", env=env)
+    assert unchanged.exit_code == 2 and "nothing to change" in unchanged.stderr

@@ -223,9 +223,24 @@ def add_segment(session: Session, name: str, definition: Definition) -> None:
     check_name(name, "segment")
     if session.scalar(select(Segment.id).where(Segment.name == name)) is not None:
         raise CitesmailError(f"segment '{name}' already exists",
-                             f"remove it first: citesmail segments remove {name}")
+                             f"change it with citesmail segments edit {name} (or remove it "
+                             f"first: citesmail segments remove {name})")
     _list_ids(session, definition.lists + definition.exclude_lists)  # unknown lists fail
     session.add(Segment(name=name, definition=definition.to_json()))
+
+
+def edit_segment(session: Session, name: str, lists: list[str] | None = None,
+                 exclude_lists: list[str] | None = None,
+                 where: list[Condition] | None = None) -> Definition:
+    """Replace the parts given of a saved segment; the others stay. Sends already
+    started keep their recipients; a scheduled send takes the segment at its time."""
+    segment, current = get_segment(session, name)
+    changed = Definition(current.lists if lists is None else lists,
+                         current.exclude_lists if exclude_lists is None else exclude_lists,
+                         current.where if where is None else where)
+    _list_ids(session, changed.lists + changed.exclude_lists)  # unknown lists fail
+    segment.definition = changed.to_json()
+    return changed
 
 
 def remove_segment(session: Session, name: str) -> None:

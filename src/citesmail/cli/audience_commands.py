@@ -299,8 +299,40 @@ def segments_add(state: State, name: str, lists_: tuple[str, ...],
     with state.db.session() as session:
         add_segment(session, name, definition)
         counts = steps(session, definition)
+    _say_saved(name, definition.describe(), counts)
+
+
+@segments.command("edit")
+@click.argument("name")
+@click.option("--list", "lists_", multiple=True, metavar="L", help="On any of these lists "
+              "(replaces the segment's lists).")
+@click.option("--exclude-list", multiple=True, metavar="L",
+              help="Not on this list (replaces the excluded lists).")
+@click.option("--where", multiple=True, metavar="COND",
+              help="A condition, as for segments add (replaces the conditions).")
+@pass_state
+def segments_edit(state: State, name: str, lists_: tuple[str, ...],
+                  exclude_list: tuple[str, ...], where: tuple[str, ...]) -> None:
+    """Change segment NAME: each option given replaces that part, the others stay.
+
+    A send already started keeps its recipients; a scheduled one takes the segment as
+    it is at its time.
+    """
+    from ..audience.segments import edit_segment, parse_condition, steps
+
+    if not (lists_ or exclude_list or where):
+        raise click.UsageError("nothing to change: give --list, --exclude-list or --where")
+    with state.db.session() as session:
+        definition = edit_segment(
+            session, name, list(lists_) or None, list(exclude_list) or None,
+            [parse_condition(text) for text in where] or None)
+        counts = steps(session, definition)
+    _say_saved(name, definition.describe(), counts)
+
+
+def _say_saved(name: str, described: str, counts: list[tuple[str, int]]) -> None:
     matched = counts[-1][1]
-    click.echo(f"segment {name} saved: {definition.describe()} ({matched} contacts now)")
+    click.echo(f"segment {name} saved: {described} ({matched} contacts now)")
     if matched == 0:
         emptied = _emptied_by(counts)
         why = (f"{counts[emptied][0]} removes everyone ({counts[emptied - 1][1]} before it)"
