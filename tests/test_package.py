@@ -27,6 +27,7 @@ def test_wheel_ships_templates_and_workspace_skeleton(tmp_path: Path) -> None:
     for page in ("base", "index", "campaign", "broken", "test"):
         assert f"citesmail/web/templates/preview/{page}.html.j2" in names
     assert f"citesmail/skeleton/campaigns/{REPLAY}.md" in names
+    assert "citesmail/skeleton/examples/contacts.csv" in names
 
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)

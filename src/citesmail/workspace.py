@@ -26,8 +26,10 @@ OWN_VALUES = {
 
 def init_workspace(target: Path, values: dict[str, str] | None = None) -> list[Path]:
     """config.toml (with the organisation's own `values`, see OWN_VALUES), campaigns/
-    with the example replay, templates/; never overwrites."""
+    with the example replay, examples/contacts.csv (the sample the README imports),
+    templates/; never overwrites."""
     plan = {target / "config.toml": SKELETON / "config.example.toml",
+            target / "examples" / "contacts.csv": SKELETON / "examples" / "contacts.csv",
             target / "templates" / "README.md": SKELETON / "templates" / "README.md"}
     for example in sorted((SKELETON / "campaigns").glob("*.md")):
         plan[target / "campaigns" / example.name] = example

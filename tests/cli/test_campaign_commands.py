@@ -34,6 +34,9 @@ def test_init_creates_a_workspace_and_refuses_to_overwrite(tmp_path: Path,
         ROOT / "config.example.toml").read_text(encoding="utf-8")
     assert (target / "campaigns" / f"{REPLAY}.md").is_file()
     assert (target / "templates" / "README.md").is_file()
+    # The README's walkthrough imports examples/contacts.csv in the new workspace.
+    assert (target / "examples" / "contacts.csv").read_bytes() == (
+        ROOT / "examples" / "contacts.csv").read_bytes()
     before = (target / "config.toml").stat().st_mtime_ns
     again = run("init", str(target))
     assert again.exit_code == 1

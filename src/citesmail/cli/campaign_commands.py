@@ -29,7 +29,8 @@ if TYPE_CHECKING:
               "answers (unsubscribe and web-view links).")
 def init(directory: Path, organization: str | None, postal_address: str | None,
          sender: str | None, base_url: str | None) -> None:
-    """Create a workspace in DIRECTORY: config.toml, campaigns/ (an example), templates/.
+    """Create a workspace in DIRECTORY: config.toml, campaigns/ (an example),
+    examples/contacts.csv (sample contacts), templates/.
 
     Values not given are asked on a terminal; left out, the examples stay (check warns,
     and an SMTP send to a relay refuses them).
