@@ -46,6 +46,11 @@ BOUND = 120.0
 WORKER_BOUND = 60.0
 ERROR_LINE = re.compile(r"\berror: ")
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+# "On a terminal it first asks your organisation's name, its postal address (in every
+# footer), the From of the emails and the public https address of `citesmail serve` [...];
+# press Enter to keep the examples, as this walkthrough does" (README, step 1).
+INIT_QUESTIONS = {"Organisation: ": "", "Postal address: ": "",
+                  'From ("Name <address>"): ': "", "Public https address: ": ""}
 
 
 # -- the README, read ---------------------------------------------------------------------
@@ -55,7 +60,6 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 class Commands:
     """A ```sh block: its command lines, and the output the README shows after it."""
 
-    start: int
     lines: list[str]
     shown: list[str] | None = None
 
@@ -83,7 +87,7 @@ def walkthrough() -> list[Step]:
         for block in re.finditer(r"^```(\w*)\n(.*?)^```$", step.text,
                                  re.MULTILINE | re.DOTALL):
             if block[1] == "sh":
-                current = Commands(block.start(), command_lines(block[2]))
+                current = Commands(command_lines(block[2]))
                 step.items.append((block.start(), current))
             else:
                 assert block[1] == "" and current is not None and current.shown is None, (
@@ -200,13 +204,14 @@ class Session:
         self.outputs.append((line, done.stdout))
         return done.stdout
 
-    def run_answering(self, line: str, question: str, answer: str) -> str:
-        """Run LINE on a pseudo-terminal; when it asks QUESTION, type ANSWER."""
+    def run_answering(self, line: str, answers: dict[str, str]) -> str:
+        """Run LINE on a pseudo-terminal, as in a terminal; type the answer to each question
+        of ANSWERS when it is asked (every one must be)."""
         leader, follower = os.openpty()
         process = subprocess.Popen(self.script(line), env=self.env, stdin=follower,
                                    stdout=follower, stderr=follower, start_new_session=True)
         os.close(follower)
-        seen, answered = b"", False
+        seen, answered, waiting = b"", 0, list(answers.items())
         deadline = time.monotonic() + BOUND
         try:
             while time.monotonic() < deadline:
@@ -220,17 +225,23 @@ class Session:
                 if not chunk:
                     break
                 seen += chunk
-                if not answered and question.encode() in seen:
+                # Each question once, in order: the next one is looked for after the last.
+                while waiting and (at := seen.find(waiting[0][0].encode(), answered)) >= 0:
+                    question, answer = waiting.pop(0)
                     os.write(leader, answer.encode() + b"\n")
-                    answered = True
-            status = process.wait(timeout=max(deadline - time.monotonic(), 1))
+                    answered = at + len(question.encode())
+            try:
+                status: int | None = process.wait(timeout=max(deadline - time.monotonic(), 1))
+            except subprocess.TimeoutExpired:
+                status = None
         finally:
             os.close(leader)
             if process.poll() is None:
                 process.kill()
                 process.wait()
         output = seen.decode(errors="replace")
-        assert answered, f"$ {line}\nnever asked {question!r}:\n{output}"
+        assert status is not None, f"$ {line}\ndid not end in {BOUND:.0f} s:\n{output}"
+        assert not waiting, f"$ {line}\nnever asked {waiting[0][0]!r}:\n{output}"
         assert status == 0, f"$ {line}\nexited {status}:\n{output}"
         self.keep_state()
         self.outputs.append((line, output))
@@ -314,7 +325,9 @@ def run_block(session: Session, block: Commands) -> None:
                 *argv}:
             # "The last one asks first (`--yes` does not; without a terminal, as in a
             # script, it refuses)": on a terminal, answer yes.
-            output = session.run_answering(line, "? [y/N]: ", "y")
+            output = session.run_answering(line, {"? [y/N]: ": "y"})
+        elif argv[:2] == ["citesmail", "init"]:
+            output = session.run_answering(line, INIT_QUESTIONS)
         else:
             # "Errors are one line and exit 1" (README, Commands).
             failing = shown is not None and any(ERROR_LINE.search(text) for text in shown)
@@ -396,6 +409,9 @@ def messages_in_outbox(session: Session, sentence: str) -> None:
     segment = [row.split(";")[0] for row in exported[1:]]  # step 5's export of the segment
     assert len(segment) == int(re.findall(r"(\d+) contacts", sentence)[0])
     assert sorted(recipients) == sorted([test_address[1], *segment]), recipients
+    # Sent with the secret step 4 exported, not the development key.
+    sends = [output for line, output in session.outputs if line.startswith("citesmail send")]
+    assert sends and not any("development key" in output for output in sends), sends
 
 
 def dkim_keys_written(session: Session, sentence: str) -> None:
@@ -448,7 +464,7 @@ def test_the_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
 
 
 def test_every_sh_block_of_the_walkthrough_is_run() -> None:
-    """The parts the test knows: a README that moves them on fails here first, clearly."""
+    """What the walkthrough test relies on: a README that changes it fails here first."""
     steps = walkthrough()
     lines = [line for step in steps for _, item in step.items
              if isinstance(item, Commands) for line in item.lines]
