@@ -18,6 +18,7 @@ from citesmail.audience.segments import (
     count,
     get_segment,
     parse_condition,
+    parse_where,
     remove_segment,
     steps,
     stream,
@@ -336,3 +337,29 @@ def test_steps_say_which_condition_removed_everyone(people: Database) -> None:
             ("not on partis", 4), ("territory=Lyon or territory=grenoble", 3),
             ("role=directeur", 0)]
         assert steps(session, Definition()) == [("active contacts", 5)]
+
+
+def test_a_where_with_alternatives_is_any_of_across_fields(people: Database) -> None:
+    """'délégués du préfet, or anyone in Lyon': one --where, alternatives split by |."""
+    either = parse_where("role=délégué du préfet | territory=lyon")
+    assert str(either) == "role=délégué du préfet | territory=lyon"
+    assert emails(people, Definition([], [], [either])) == [
+        "a@lyon.fr", "b@lyon.fr", "c@st-etienne.fr", "d@grenoble.fr"]
+    narrowed = Definition([], [], [either, parse_where("lang=fr")])  # and the rest: all of
+    assert emails(people, narrowed) == ["a@lyon.fr", "b@lyon.fr", "c@st-etienne.fr"]
+    negated = Definition([], [], [parse_where("territory!=lyon | attr.secteur==emploi")])
+    assert emails(people, negated) == ["a@lyon.fr", "c@st-etienne.fr", "d@grenoble.fr",
+                                       "f@asso.org"]
+    saved = Definition.from_json(Definition([], [], [either]).to_json())
+    assert saved.where == [either]
+    assert parse_where("organization=A|B") == parse_condition("organization=A|B")  # a value
+
+
+def test_a_segment_with_alternatives_is_saved_and_counted(people: Database) -> None:
+    either = parse_where("role=président | territory=grenoble")
+    with people.session() as session:
+        add_segment(session, "mixte", Definition(["partenaires"], [], [either]))
+    with people.session() as session:
+        _, definition = get_segment(session, "mixte")
+        assert definition.describe() == "on partenaires, role=président | territory=grenoble"
+        assert steps(session, definition)[-1] == ("role=président | territory=grenoble", 2)

@@ -342,3 +342,15 @@ def test_segments_edit_changes_only_the_parts_given(env: dict[str, str], tmp_pat
     assert missing.exit_code == 1 and "unknown segment 'nope'" in missing.stderr
     unchanged = run("segments", "edit", "elus", env=env)
     assert unchanged.exit_code == 2 and "nothing to change" in unchanged.stderr
+
+
+def test_segments_add_takes_alternatives_across_fields(env: dict[str, str],
+                                                       tmp_path: Path) -> None:
+    (tmp_path / "c.csv").write_text("email;fonction;territoire\na@lyon.fr;Élue;Lyon\n"
+                                    "b@grenoble.fr;Agent;Grenoble\nc@lyon.fr;Agent;Lyon\n",
+                                    encoding="utf-8")
+    ok("contacts", "import", "c.csv", env=env)
+    saved = ok("segments", "add", "elus-ou-grenoble", "--where", "role=élue | territory=grenoble",
+               env=env)
+    assert saved.strip() == ("segment elus-ou-grenoble saved: role=élue | territory=grenoble "
+                             "(2 contacts now)")

@@ -62,11 +62,34 @@ def parse_condition(text: str) -> Condition:
     return Condition(name, operator.startswith("!"), value, operator.endswith("=="))
 
 
+@dataclass(frozen=True)
+class AnyOf:
+    """Conditions on any fields of which a contact meets at least one: `a=x | b=y`."""
+
+    conditions: tuple[Condition, ...]
+
+    def __str__(self) -> str:
+        return " | ".join(str(c) for c in self.conditions)
+
+
+# A `|` starts another condition only when a field and its operator follow it; else it
+# is part of a value ("organization=A|B").
+_ALTERNATIVE = re.compile(r"\s*\|\s*(?=(?:attr\.[^=!|]+|[A-Za-z_]+)\s*!?==?)")
+
+
+def parse_where(text: str) -> Condition | AnyOf:
+    """A --where: one condition, or alternatives across fields split by `|`."""
+    parts = _ALTERNATIVE.split(text)
+    if len(parts) == 1:
+        return parse_condition(text)
+    return AnyOf(tuple(parse_condition(part) for part in parts))
+
+
 @dataclass
 class Definition:
     lists: list[str] = field(default_factory=list)
     exclude_lists: list[str] = field(default_factory=list)
-    where: list[Condition] = field(default_factory=list)
+    where: list[Condition | AnyOf] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {"lists": self.lists, "exclude_lists": self.exclude_lists,
@@ -75,7 +98,7 @@ class Definition:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Definition:
         return cls(list(data.get("lists", [])), list(data.get("exclude_lists", [])),
-                   [parse_condition(text) for text in data.get("where", [])])
+                   [parse_where(text) for text in data.get("where", [])])
 
     def describe(self) -> str:
         parts = []
@@ -120,18 +143,24 @@ def _any_of(conditions: list[Condition]) -> ColumnElement[bool]:
                *([folded_column.in_(folded)] if folded else []))
 
 
+def _one(conditions: list[Condition]) -> ColumnElement[bool]:
+    """Conditions on one field with the same sense: any of the values (or none of them)."""
+    if conditions[0].negated:
+        return or_(_columns(conditions[0].field)[0].is_(None), ~_any_of(conditions))
+    return _any_of(conditions)
+
+
 def _condition_steps(definition: Definition) -> list[tuple[str, ColumnElement[bool]]]:
     groups: dict[tuple[str, bool], list[Condition]] = defaultdict(list)
-    for condition in definition.where:
-        groups[(condition.field, condition.negated)].append(condition)
-    found = []
-    for (name, negated), conditions in groups.items():
-        label = " or ".join(str(c) for c in conditions)
-        if negated:
-            found.append((label, or_(_columns(name)[0].is_(None), ~_any_of(conditions))))
+    alternatives = []
+    for item in definition.where:
+        if isinstance(item, AnyOf):
+            alternatives.append((str(item), or_(*(_one([c]) for c in item.conditions))))
         else:
-            found.append((label, _any_of(conditions)))
-    return found
+            groups[(item.field, item.negated)].append(item)
+    found = [(" or ".join(str(c) for c in conditions), _one(conditions))
+             for conditions in groups.values()]
+    return found + alternatives
 
 
 def _steps(session: Session, definition: Definition) -> list[tuple[str, ColumnElement[bool]]]:
@@ -231,7 +260,7 @@ def add_segment(session: Session, name: str, definition: Definition) -> None:
 
 def edit_segment(session: Session, name: str, lists: list[str] | None = None,
                  exclude_lists: list[str] | None = None,
-                 where: list[Condition] | None = None) -> Definition:
+                 where: list[Condition | AnyOf] | None = None) -> Definition:
     """Replace the parts given of a saved segment; the others stay. Sends already
     started keep their recipients; a scheduled send takes the segment at its time."""
     segment, current = get_segment(session, name)

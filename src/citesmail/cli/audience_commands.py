@@ -287,15 +287,16 @@ def segments() -> None:
 @click.option("--where", multiple=True, metavar="COND",
               help="field=value (case and accents ignored), field==value (exact), "
                    "field!=value, field!==value; fields: role, territory, organization, "
-                   "lang, domain, attr.NAME. Repeat a field for 'any of'.")
+                   "lang, domain, attr.NAME. Repeat a field for 'any of'; 'a=x | b=y' "
+                   "for any of conditions on different fields.")
 @pass_state
 def segments_add(state: State, name: str, lists_: tuple[str, ...],
                  exclude_list: tuple[str, ...], where: tuple[str, ...]) -> None:
     """Save a segment NAME (a warning says so when it matches nobody)."""
-    from ..audience.segments import Definition, add_segment, parse_condition, steps
+    from ..audience.segments import Definition, add_segment, parse_where, steps
 
     definition = Definition(list(lists_), list(exclude_list),
-                            [parse_condition(text) for text in where])
+                            [parse_where(text) for text in where])
     with state.db.session() as session:
         add_segment(session, name, definition)
         counts = steps(session, definition)
@@ -318,14 +319,14 @@ def segments_edit(state: State, name: str, lists_: tuple[str, ...],
     A send already started keeps its recipients; a scheduled one takes the segment as
     it is at its time.
     """
-    from ..audience.segments import edit_segment, parse_condition, steps
+    from ..audience.segments import edit_segment, parse_where, steps
 
     if not (lists_ or exclude_list or where):
         raise click.UsageError("nothing to change: give --list, --exclude-list or --where")
     with state.db.session() as session:
         definition = edit_segment(
             session, name, list(lists_) or None, list(exclude_list) or None,
-            [parse_condition(text) for text in where] or None)
+            [parse_where(text) for text in where] or None)
         counts = steps(session, definition)
     _say_saved(name, definition.describe(), counts)
 
