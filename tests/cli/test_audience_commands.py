@@ -354,3 +354,16 @@ def test_segments_add_takes_alternatives_across_fields(env: dict[str, str],
                env=env)
     assert saved.strip() == ("segment elus-ou-grenoble saved: role=élue | territory=grenoble "
                              "(2 contacts now)")
+
+
+def test_a_segment_has_a_title_people_can_read(env: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "c.csv").write_text("email;territoire\na@lyon.fr;Lyon\n", encoding="utf-8")
+    ok("contacts", "import", "c.csv", env=env)
+    ok("segments", "add", "lyon", "--where", "territory=lyon", "--title",
+       "Partenaires lyonnais", env=env)
+    assert ok("segments", "show", "lyon", env=env).startswith(
+        "lyon (Partenaires lyonnais): territory=lyon\n")
+    assert "Partenaires lyonnais" in ok("segments", "list", env=env)
+    ok("segments", "edit", "lyon", "--title", "Lyon et métropole", env=env)
+    shown = ok("segments", "show", "lyon", env=env)
+    assert shown.startswith("lyon (Lyon et métropole): territory=lyon\n")  # the rest stays

@@ -90,15 +90,20 @@ class Definition:
     lists: list[str] = field(default_factory=list)
     exclude_lists: list[str] = field(default_factory=list)
     where: list[Condition | AnyOf] = field(default_factory=list)
+    title: str = ""  # what people call it: "Délégués du préfet, Lyon et Grenoble"
 
     def to_json(self) -> dict[str, Any]:
-        return {"lists": self.lists, "exclude_lists": self.exclude_lists,
-                "where": [str(c) for c in self.where]}
+        data: dict[str, Any] = {"lists": self.lists, "exclude_lists": self.exclude_lists,
+                                "where": [str(c) for c in self.where]}
+        if self.title:
+            data["title"] = self.title
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Definition:
         return cls(list(data.get("lists", [])), list(data.get("exclude_lists", [])),
-                   [parse_where(text) for text in data.get("where", [])])
+                   [parse_where(text) for text in data.get("where", [])],
+                   str(data.get("title", "")))
 
     def describe(self) -> str:
         parts = []
@@ -260,13 +265,15 @@ def add_segment(session: Session, name: str, definition: Definition) -> None:
 
 def edit_segment(session: Session, name: str, lists: list[str] | None = None,
                  exclude_lists: list[str] | None = None,
-                 where: list[Condition | AnyOf] | None = None) -> Definition:
+                 where: list[Condition | AnyOf] | None = None,
+                 title: str | None = None) -> Definition:
     """Replace the parts given of a saved segment; the others stay. Sends already
     started keep their recipients; a scheduled send takes the segment at its time."""
     segment, current = get_segment(session, name)
     changed = Definition(current.lists if lists is None else lists,
                          current.exclude_lists if exclude_lists is None else exclude_lists,
-                         current.where if where is None else where)
+                         current.where if where is None else where,
+                         current.title if title is None else title)
     _list_ids(session, changed.lists + changed.exclude_lists)  # unknown lists fail
     segment.definition = changed.to_json()
     return changed

@@ -282,6 +282,8 @@ def segments() -> None:
 
 @segments.command("add")
 @click.argument("name")
+@click.option("--title", default="", metavar="TEXT", help="What people call it "
+              "(shown by segments list and show).")
 @click.option("--list", "lists_", multiple=True, metavar="L", help="On any of these lists.")
 @click.option("--exclude-list", multiple=True, metavar="L", help="Not on this list.")
 @click.option("--where", multiple=True, metavar="COND",
@@ -290,13 +292,13 @@ def segments() -> None:
                    "lang, domain, attr.NAME. Repeat a field for 'any of'; 'a=x | b=y' "
                    "for any of conditions on different fields.")
 @pass_state
-def segments_add(state: State, name: str, lists_: tuple[str, ...],
+def segments_add(state: State, name: str, title: str, lists_: tuple[str, ...],
                  exclude_list: tuple[str, ...], where: tuple[str, ...]) -> None:
     """Save a segment NAME (a warning says so when it matches nobody)."""
     from ..audience.segments import Definition, add_segment, parse_where, steps
 
     definition = Definition(list(lists_), list(exclude_list),
-                            [parse_where(text) for text in where])
+                            [parse_where(text) for text in where], title.strip())
     with state.db.session() as session:
         add_segment(session, name, definition)
         counts = steps(session, definition)
@@ -305,6 +307,7 @@ def segments_add(state: State, name: str, lists_: tuple[str, ...],
 
 @segments.command("edit")
 @click.argument("name")
+@click.option("--title", metavar="TEXT", help="A new title.")
 @click.option("--list", "lists_", multiple=True, metavar="L", help="On any of these lists "
               "(replaces the segment's lists).")
 @click.option("--exclude-list", multiple=True, metavar="L",
@@ -312,7 +315,7 @@ def segments_add(state: State, name: str, lists_: tuple[str, ...],
 @click.option("--where", multiple=True, metavar="COND",
               help="A condition, as for segments add (replaces the conditions).")
 @pass_state
-def segments_edit(state: State, name: str, lists_: tuple[str, ...],
+def segments_edit(state: State, name: str, title: str | None, lists_: tuple[str, ...],
                   exclude_list: tuple[str, ...], where: tuple[str, ...]) -> None:
     """Change segment NAME: each option given replaces that part, the others stay.
 
@@ -321,12 +324,14 @@ def segments_edit(state: State, name: str, lists_: tuple[str, ...],
     """
     from ..audience.segments import edit_segment, parse_where, steps
 
-    if not (lists_ or exclude_list or where):
-        raise click.UsageError("nothing to change: give --list, --exclude-list or --where")
+    if not (lists_ or exclude_list or where or title is not None):
+        raise click.UsageError("nothing to change: give --title, --list, --exclude-list or "
+                               "--where")
     with state.db.session() as session:
         definition = edit_segment(
             session, name, list(lists_) or None, list(exclude_list) or None,
-            [parse_where(text) for text in where] or None)
+            [parse_where(text) for text in where] or None,
+            title.strip() if title is not None else None)
         counts = steps(session, definition)
     _say_saved(name, definition.describe(), counts)
 
@@ -355,7 +360,9 @@ def segments_list(state: State) -> None:
 
     with state.db.session(write=False) as session:
         for name, definition in all_segments(session):
-            click.echo(f"{name:<30} {count(session, definition):>8}  {definition.describe()}")
+            titled = f"{definition.title}: " if definition.title else ""
+            click.echo(f"{name:<30} {count(session, definition):>8}  {titled}"
+                       f"{definition.describe()}")
 
 
 @segments.command("show")
@@ -369,7 +376,8 @@ def segments_show(state: State, name: str, limit: int) -> None:
     with state.db.session(write=False) as session:
         _, definition = get_segment(session, name)
         counts = steps(session, definition)
-        click.echo(f"{name}: {definition.describe()}")
+        titled = f" ({definition.title})" if definition.title else ""
+        click.echo(f"{name}{titled}: {definition.describe()}")
         click.echo(f"{counts[-1][1]} contacts")
         emptied = _emptied_by(counts) if counts[-1][1] == 0 else None
         for position, (label, left) in enumerate(counts):
