@@ -249,12 +249,14 @@ def test_contacts_list_fits_the_terminal_and_searches(env: dict[str, str],
     ok("contacts", "import", "c.csv", env=env)
     narrow = run("contacts", "list", env={**env, "COLUMNS": "60"})
     lines = narrow.stdout.splitlines()
-    assert lines[0].split() == ["email", "name", "organization", "territory", "status"]
+    assert lines[0].split() == ["email", "name", "organiza…", "role", "territory", "status"]
     assert all(len(line) <= 60 for line in lines) and len(lines) == 3
-    assert "Direction dé…" in lines[1] and lines[2].startswith("bob@grenobl…")
+    assert "Directio…" in lines[1] and "Délégué …" in lines[1]  # role: what segments filter on
+    assert lines[2].startswith("bob@gre…")
     assert narrow.stderr == "2 contacts\n"
     wide = ok("contacts", "list", env={**env, "COLUMNS": "200"})
     assert "Anne Martin-Dupré" in wide and "Direction départementale de l'emploi" in wide
+    assert "Délégué du préfet" in wide
     assert "…" not in wide
     piped = ok("contacts", "list", env=env).splitlines()  # not a terminal: 100 columns
     assert max(len(line) for line in piped) <= 100
@@ -271,15 +273,17 @@ def test_contacts_list_as_csv_and_json_keeps_values_whole(env: dict[str, str],
     ok("contacts", "import", "c.csv", env=env)
     rows = list(csv.reader(io.StringIO(ok("contacts", "list", "--format", "csv",
                                           env={**env, "COLUMNS": "40"}))))
-    assert rows[0] == ["email", "first_name", "last_name", "organization", "territory",
-                       "status"]
+    assert rows[0] == ["email", "first_name", "last_name", "organization", "role",
+                       "territory", "status"]
     assert rows[1] == ["anne@lyon.fr", "Anne", "Martin-Dupré",
-                       "Direction départementale de l'emploi", "Lyon", "active"]
+                       "Direction départementale de l'emploi", "Délégué du préfet", "Lyon",
+                       "active"]
     listed = json.loads(ok("contacts", "list", "--format", "json", "--search", "bob",
                            env={**env, "COLUMNS": "40"}))
     assert listed == [{"email": "bob@grenoble.fr", "first_name": "Bob",
                        "last_name": "Durand", "organization": "Mission locale",
-                       "territory": "Grenoble", "status": "active"}]
+                       "role": "Chargé de mission", "territory": "Grenoble",
+                       "status": "active"}]
     assert json.loads(ok("contacts", "list", "--format", "json", "--search", "zzz",
                          env=env)) == []
 

@@ -95,9 +95,10 @@ def export(state: State, list_name: str | None, segment: str | None, output: Pat
     click.echo(f"{count} contacts written to {output}", err=True)
 
 
-LISTED = ("email", "first_name", "last_name", "organization", "territory", "status")
-COLUMNS = ("email", "name", "organization", "territory", "status")
-WIDEST = (40, 30, 40, 24, 12)  # a column is never wider than this in a table
+# The fields segments filter on are shown (role, territory, organisation).
+LISTED = ("email", "first_name", "last_name", "organization", "role", "territory", "status")
+COLUMNS = ("email", "name", "organization", "role", "territory", "status")
+WIDEST = (40, 30, 40, 30, 24, 12)  # a column is never wider than this in a table
 
 
 @contacts.command("list")
@@ -112,7 +113,7 @@ WIDEST = (40, 30, 40, 24, 12)  # a column is never wider than this in a table
 @pass_state
 def list_(state: State, list_name: str | None, segment: str | None, search: str | None,
           format_: str) -> None:
-    """List contacts: address, name, organisation, territory, status."""
+    """List contacts: address, name, organisation, role, territory, status."""
     from ..audience.contacts import select_contacts
 
     total = 0
@@ -138,7 +139,8 @@ def _table_writer() -> Callable[[Rows | None], None]:
 
     def write(rows: Rows | None) -> None:
         cells = [(r["email"], f"{r['first_name']} {r['last_name']}".strip(),
-                  r["organization"], r["territory"], r["status"]) for r in rows or []]
+                  r["organization"], r["role"], r["territory"], r["status"])
+                 for r in rows or []]
         if not widths:
             natural = [max([len(name), *(len(row[i]) for row in cells)])
                        for i, name in enumerate(COLUMNS)]
