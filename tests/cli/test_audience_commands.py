@@ -234,10 +234,10 @@ def test_equal_ignores_case_and_accents_and_empty_segments_say_why(
     shown = ok("segments", "show", "dp-exact", env=env)
     assert shown.splitlines() == [
         "dp-exact: on aura, role==délégué du préfet", "0 contacts",
-        "  active contacts: 2", "  on aura: 2",
-        "  role==délégué du préfet: 0  ← no contact matches this"]
-    assert "  role=délégué du préfet: 1\n  anne@lyon.fr" in ok("segments", "show", "dp",
-                                                           env=env)
+        "  active contacts: 2", "  on aura: 2 (drops 0)",
+        "  role==délégué du préfet: 0 (drops 2)  ← no contact matches this"]
+    assert "  role=délégué du préfet: 1 (drops 1)\n  anne@lyon.fr" in ok(
+        "segments", "show", "dp", env=env)
     ok("contacts", "unsubscribe", "anne@lyon.fr", "bob@grenoble.fr", env=env)
     nobody = run("segments", "add", "all", env=env)
     assert "matches no contact now: there is no active contact" in nobody.stderr

@@ -383,8 +383,9 @@ def segments_show(state: State, name: str, limit: int) -> None:
         click.echo(f"{counts[-1][1]} contacts")
         emptied = _emptied_by(counts) if counts[-1][1] == 0 else None
         for position, (label, left) in enumerate(counts):
+            drops = f" (drops {counts[position - 1][1] - left})" if position else ""
             mark = "  ← no contact matches this" if position == emptied else ""
-            click.echo(f"  {label}: {left}{mark}")
+            click.echo(f"  {label}: {left}{drops}{mark}")
         for batch in stream(session, definition, batch=max(limit, 1)):
             for contact in batch[:limit]:
                 click.echo(f"  {contact.email}")
