@@ -5,7 +5,7 @@ from __future__ import annotations
 import email
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email import policy
 from pathlib import Path
@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
+from citesmail.audience.contacts import unsubscribe
 from citesmail.audience.importer import import_contacts
 from citesmail.audience.lists import add_list
 from citesmail.audience.segments import Definition, add_segment
@@ -36,7 +37,7 @@ from citesmail.delivery import (
 from citesmail.errors import CitesmailError
 from citesmail.journal import Journal
 from citesmail.render import render_campaign
-from citesmail.transports import make_transport
+from citesmail.transports import Outcome, make_transport
 
 from .conftest import EXAMPLES, REPLAY, ROOT, SECRET
 from .smtp_server import SmtpServer, free_port
@@ -614,3 +615,67 @@ def test_a_deferred_message_waits_its_first_delay_and_the_run_says_when(
                              next_attempt_at=datetime.now(UTC) + timedelta(seconds=30)))
     again = SendRun(db, send_id, cfg, lambda: make_transport(cfg)).run()
     assert again.next_retry == row.next_attempt_at
+
+
+class Meanwhile:
+    """The SMTP transport, with `before(recipient)` run just before each message goes:
+    what happens elsewhere between a row's claim and the server's answer."""
+
+    parallel = True
+
+    def __init__(self, cfg: Settings, before: Callable[[str], None]) -> None:
+        self.inner, self.before = make_transport(cfg), before
+
+    def send(self, sender: str, recipient: str, data: bytes,
+             before_data: Callable[[], None] | None = None) -> Outcome:
+        self.before(recipient)
+        return self.inner.send(sender, recipient, data, before_data)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_contact_who_unsubscribed_before_the_bounce_stays_unsubscribed(
+        db: Database, tmp_path: Path, server: SmtpServer) -> None:
+    """A 5xx to the address bounces an active contact only: one who unsubscribed between
+    the claim of their message and the server's answer keeps their own word."""
+    addresses = audience(db, tmp_path, 3)
+    server.handler.at_rcpt[addresses[0]] = [550]
+    server.handler.at_rcpt[addresses[1]] = [550]
+    cfg = settings_for(server.port)
+    send_id = start(db, cfg)
+
+    def unsubscribes(recipient: str) -> None:
+        if recipient == addresses[0]:
+            with db.session() as session:
+                unsubscribe(session, (recipient,))
+
+    result = SendRun(db, send_id, cfg, lambda: Meanwhile(cfg, unsubscribes)).run()
+    assert {s: n for s, n in result.counts.items() if n} == {"sent": 1, "failed": 2}
+    found = rows(db)
+    assert [(found[a].state, found[a].last_code) for a in addresses[:2]] == [
+        ("failed", 550), ("failed", 550)]
+    contacts = contacts_by_email(db)
+    assert [contacts[a].status for a in addresses] == ["unsubscribed", "bounced", "active"]
+
+
+def test_an_unforeseen_error_is_kept_to_the_1000_characters_its_column_holds(
+        db: Database, tmp_path: Path, server: SmtpServer) -> None:
+    """An exception no transport foresaw (the message may have gone: unknown) can say
+    anything at any length; the send log keeps its first 1,000 characters, all that
+    `last_error` holds (PostgreSQL refuses one more)."""
+    addresses = audience(db, tmp_path, 2)
+    cfg = settings_for(server.port)
+    send_id = start(db, cfg)
+    why = "the relay's library gave up: " + "détail " * 300
+
+    def fails(recipient: str) -> None:
+        if recipient == addresses[0]:
+            raise RuntimeError(why)
+
+    result = SendRun(db, send_id, cfg, lambda: Meanwhile(cfg, fails)).run()
+    assert {s: n for s, n in result.counts.items() if n} == {"sent": 1, "unknown": 1}
+    found = rows(db)[addresses[0]]
+    assert (found.state, found.attempts) == ("unknown", 1)
+    assert found.last_error == f"RuntimeError: {why}"[:1000]
+    assert server.handler.received == {addresses[1]: 1}
