@@ -7,7 +7,10 @@ import email
 import hashlib
 import hmac
 import string
+from datetime import UTC, datetime
 from email import policy
+from email.message import EmailMessage
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import pytest
@@ -24,6 +27,8 @@ from citesmail.message import (
     message_id,
     parse_message_id,
     recipient_from_text,
+    reference_message,
+    to_bytes,
 )
 from citesmail.render import render_campaign
 from citesmail.tokens import (
@@ -281,3 +286,57 @@ def test_links_use_the_base_url(workspace: Path) -> None:
     assert links.unsubscribe.startswith("https://lettres.example.org/u/")
     assert links.webview.replace("/v/", "/u/") == links.unsubscribe
     assert links.unsubscribe_mailto is None
+
+
+def reference_for(workspace: Path, recipient: Recipient, *, now: datetime | None = None,
+                  **env: str) -> tuple[EmailMessage, bytes]:
+    """The standard-library build and the fast path's, for the same recipient."""
+    settings = load_settings(workspace / "config.toml", environ=env)
+    campaign = load_campaign(workspace / "campaigns" / f"{REPLAY}.md", default_lang="fr",
+                             tz=settings.tz)
+    rendered = render_campaign(campaign, settings)
+    return (reference_message(rendered, recipient, settings, now=now),
+            MessageTemplate(rendered, settings).build(recipient, now=now))
+
+
+def header_lines(raw: bytes) -> dict[bytes, bytes]:
+    """Each header as it is on the wire (folded lines kept), by its name as written."""
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    fields = head.replace(b"\r\n ", b"\0 ").replace(b"\r\n\t", b"\0\t").split(b"\r\n")
+    return {f.split(b":", 1)[0]: f.replace(b"\0", b"\r\n") for f in fields}
+
+
+def test_the_reference_on_the_wire_keeps_list_unsubscribe_as_written_with_crlf(
+        workspace: Path) -> None:
+    """Mailbox providers read List-Unsubscribe as written: the reference, like the fast
+    path, sends it on one line (not folded into RFC 2047 words), and every line ends CRLF."""
+    recipient = Recipient(email="a@example.org", first_name="Anne", contact_id=3)
+    built, fast = reference_for(workspace, recipient,
+                                CITESMAIL_UNSUBSCRIBE_MAILTO="desinscription@example.org")
+    raw = to_bytes(built)
+    assert b"\n" not in raw.replace(b"\r\n", b"")
+    line = header_lines(raw)[b"List-Unsubscribe"]
+    assert line == header_lines(fast)[b"List-Unsubscribe"]
+    assert b"\r\n" not in line and b"=?" not in line and len(line) > 78
+    assert line.startswith(b"List-Unsubscribe: <https://lettres.example.org/u/")
+
+
+def test_the_reference_writes_reply_to_as_the_fast_path_names_it(workspace: Path) -> None:
+    recipient = Recipient(email="a@example.org", contact_id=3)
+    built, fast = reference_for(workspace, recipient,
+                                CITESMAIL_SENDER_REPLY_TO="Équipe <equipe@example.org>")
+    assert list(built.keys())[:3] == ["From", "Reply-To", "To"]
+    assert list(header_lines(to_bytes(built)))[:3] == list(header_lines(fast))[:3] == [
+        b"From", b"Reply-To", b"To"]
+    assert built["Reply-To"].addresses[0].addr_spec == "equipe@example.org"
+
+
+def test_without_a_given_time_both_builds_are_dated_now_in_utc(workspace: Path) -> None:
+    before = datetime.now(UTC).replace(microsecond=0)
+    built, fast = reference_for(workspace, Recipient(email="a@example.org", contact_id=3))
+    after = datetime.now(UTC)
+    for raw in (to_bytes(built), fast):
+        date = header_lines(raw)[b"Date"].split(b": ", 1)[1].decode("ascii")
+        assert date.endswith(" +0000")
+        moment = parsedate_to_datetime(date)
+        assert moment.tzinfo is not None and before <= moment <= after
