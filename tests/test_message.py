@@ -340,3 +340,20 @@ def test_without_a_given_time_both_builds_are_dated_now_in_utc(workspace: Path) 
         assert date.endswith(" +0000")
         moment = parsedate_to_datetime(date)
         assert moment.tzinfo is not None and before <= moment <= after
+
+
+def mime_parts(raw: bytes) -> list[tuple[str, str | None, str | None]]:
+    """Each part's type, charset and transfer encoding, in order."""
+    parsed = email.message_from_bytes(raw, policy=policy.default)
+    return [(part.get_content_type(), part.get_param("charset"),
+             part["Content-Transfer-Encoding"]) for part in parsed.walk()]
+
+
+def test_the_reference_has_the_fast_paths_parts_and_encodings(workspace: Path) -> None:
+    """Text and HTML both go as UTF-8 quoted-printable (safe through any relay), in the
+    reference as in the fast path."""
+    built, fast = reference_for(workspace, Recipient(email="a@example.org", contact_id=3))
+    assert mime_parts(to_bytes(built)) == mime_parts(fast) == [
+        ("multipart/alternative", None, None),
+        ("text/plain", "utf-8", "quoted-printable"),
+        ("text/html", "utf-8", "quoted-printable")]
