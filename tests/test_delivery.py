@@ -679,3 +679,43 @@ def test_an_unforeseen_error_is_kept_to_the_1000_characters_its_column_holds(
     assert (found.state, found.attempts) == ("unknown", 1)
     assert found.last_error == f"RuntimeError: {why}"[:1000]
     assert server.handler.received == {addresses[1]: 1}
+
+
+def test_a_send_to_nobody_resumes_as_a_send_to_nobody(db: Database, tmp_path: Path) -> None:
+    """A segment that matched nobody: the send, prepared again, still counts 0."""
+    audience(db, tmp_path, 2)
+    with db.session() as session:
+        add_list(session, "empty")
+    cfg = load_settings(ROOT / "config.example.toml", environ={})
+    rendered = render_campaign(load_campaign(EXAMPLES / f"{REPLAY}.md", default_lang="fr",
+                                             tz=cfg.tz), cfg)
+    first = prepare_send(db, rendered, "e", Definition(lists=["empty"]), "hash")
+    assert (first.total, first.resumed) == (0, False)
+    assert prepare_send(db, rendered, "e", None, "hash") == Prepared(first.send_id, 0, True,
+                                                                     False)
+
+
+def test_a_waiting_run_names_the_retry_to_come_not_one_already_made(
+        db: Database, tmp_path: Path, server: SmtpServer) -> None:
+    """One message is deferred, retried and sent; another is deferred twice. The run then
+    waits for the second one's retry, says so, and (stopped) names that retry: not the
+    past retry time of the message already sent."""
+    addresses = audience(db, tmp_path, 2)
+    server.handler.at_rcpt[addresses[0]] = [451]
+    server.handler.at_rcpt[addresses[1]] = [451, 451]
+    cfg = settings_for(server.port, CITESMAIL_DELIVERY_RETRY_DELAYS="[1, 20]")
+    stop = threading.Event()
+    said: list[str] = []
+
+    def notice(text: str) -> None:  # the run says it waits: stop it there
+        said.append(text)
+        stop.set()
+
+    result = SendRun(db, start(db, cfg), cfg, lambda: make_transport(cfg), stop=stop,
+                     notice=notice).run()
+    found = rows(db)
+    assert (found[addresses[0]].state, found[addresses[0]].attempts) == ("sent", 2)
+    assert (found[addresses[1]].state, found[addresses[1]].attempts) == ("deferred", 2)
+    assert result.stopped and not result.finished
+    assert result.next_retry == found[addresses[1]].next_attempt_at
+    assert len(said) == 1 and "for the next retry of 1 deferred message(s)" in said[0]
