@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import email
 import hashlib
 import hmac
@@ -39,7 +40,7 @@ from citesmail.tokens import (
     read_token,
 )
 
-from .conftest import REPLAY
+from .conftest import EVENT, REPLAY
 
 
 def raw_message_for(workspace: Path, recipient: Recipient, **env: str) -> bytes:
@@ -289,10 +290,10 @@ def test_links_use_the_base_url(workspace: Path) -> None:
 
 
 def reference_for(workspace: Path, recipient: Recipient, *, now: datetime | None = None,
-                  **env: str) -> tuple[EmailMessage, bytes]:
+                  slug: str = REPLAY, **env: str) -> tuple[EmailMessage, bytes]:
     """The standard-library build and the fast path's, for the same recipient."""
     settings = load_settings(workspace / "config.toml", environ=env)
-    campaign = load_campaign(workspace / "campaigns" / f"{REPLAY}.md", default_lang="fr",
+    campaign = load_campaign(workspace / "campaigns" / f"{slug}.md", default_lang="fr",
                              tz=settings.tz)
     rendered = render_campaign(campaign, settings)
     return (reference_message(rendered, recipient, settings, now=now),
@@ -349,11 +350,65 @@ def mime_parts(raw: bytes) -> list[tuple[str, str | None, str | None]]:
              part["Content-Transfer-Encoding"]) for part in parsed.walk()]
 
 
-def test_the_reference_has_the_fast_paths_parts_and_encodings(workspace: Path) -> None:
+@pytest.mark.parametrize("short_lines", [False, True])
+def test_the_reference_has_the_fast_paths_parts_and_encodings(workspace: Path,
+                                                              short_lines: bool) -> None:
     """Text and HTML both go as UTF-8 quoted-printable (safe through any relay), in the
-    reference as in the fast path."""
-    built, fast = reference_for(workspace, Recipient(email="a@example.org", contact_id=3))
+    reference as in the fast path: also a body whose lines are all short, which the
+    standard library would otherwise send as 8bit."""
+    settings = load_settings(workspace / "config.toml", environ={})
+    rendered = render_campaign(load_campaign(workspace / "campaigns" / f"{REPLAY}.md",
+                                             default_lang="fr", tz=settings.tz), settings)
+    if short_lines:
+        rendered = dataclasses.replace(
+            rendered, html="<p>Bonjour @@cm0@@, à bientôt</p>\n",
+            text="Bonjour @@cm0@@, à bientôt\n", slots=(("first_name", "à tous"),))
+    recipient = Recipient(email="a@example.org", first_name="Zoé", contact_id=3)
+    built = reference_message(rendered, recipient, settings)
+    fast = MessageTemplate(rendered, settings).build(recipient)
     assert mime_parts(to_bytes(built)) == mime_parts(fast) == [
         ("multipart/alternative", None, None),
         ("text/plain", "utf-8", "quoted-printable"),
         ("text/html", "utf-8", "quoted-printable")]
+
+
+def wire_headers(raw: bytes) -> list[tuple[str | None, str | None, str | None]]:
+    """Each part's Content-Type, Content-Transfer-Encoding and Content-Disposition as
+    written (unfolded; MIME boundaries, which are random, left out)."""
+    parsed = email.message_from_bytes(raw, policy=policy.compat32)
+    found = []
+    for part in parsed.walk():
+        kind, encoding, disposition = (
+            " ".join(value.split()) if value is not None else None
+            for value in (part["Content-Type"], part["Content-Transfer-Encoding"],
+                          part["Content-Disposition"]))
+        if part.is_multipart():
+            kind = kind.split(";")[0] if kind else kind
+        found.append((kind, encoding, disposition))
+    return found
+
+
+def test_an_invitation_goes_alike_in_the_reference_and_the_fast_path(
+        workspace: Path) -> None:
+    """An event's message: text, HTML and the invitation as alternatives (text/calendar,
+    method PUBLISH, base64), then the invitation again as an .ics attachment; the
+    reference writes every part's headers as the fast path does."""
+    recipient = Recipient(email="a@example.org", first_name="Zoé", contact_id=7)
+    built, fast = reference_for(workspace, recipient, slug=EVENT)
+    name = f"{EVENT}.ics"
+    expected = [
+        ("multipart/mixed", None, None),
+        ("multipart/alternative", None, None),
+        ('text/plain; charset="utf-8"', "quoted-printable", None),
+        ('text/html; charset="utf-8"', "quoted-printable", None),
+        ('text/calendar; charset="utf-8"; method="PUBLISH"', "base64", None),
+        (f'application/ics; name="{name}"', "base64", f'attachment; filename="{name}"')]
+    assert wire_headers(to_bytes(built)) == wire_headers(fast) == expected
+    invitations = []
+    for raw in (to_bytes(built), fast):
+        parsed = email.message_from_bytes(raw, policy=policy.default)
+        *_, inline, attached = (part for part in parsed.walk() if not part.is_multipart())
+        assert attached.get_content().decode("utf-8") == inline.get_content()
+        invitations.append(inline.get_content())
+    assert invitations[0] == invitations[1]
+    assert invitations[0].startswith("BEGIN:VCALENDAR") and "BEGIN:VEVENT" in invitations[0]
