@@ -7,12 +7,15 @@ import dataclasses
 import email
 import hashlib
 import hmac
+import re
 import string
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email import policy
+from email.header import decode_header, make_header
 from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -412,3 +415,150 @@ def test_an_invitation_goes_alike_in_the_reference_and_the_fast_path(
         invitations.append(inline.get_content())
     assert invitations[0] == invitations[1]
     assert invitations[0].startswith("BEGIN:VCALENDAR") and "BEGIN:VEVENT" in invitations[0]
+
+
+def template_for(workspace: Path, **changes: object) -> tuple[MessageTemplate, object]:
+    """The example replay's template, its rendering changed as asked (subject, bodies...)."""
+    settings = load_settings(workspace / "config.toml", environ={})
+    rendered = render_campaign(load_campaign(workspace / "campaigns" / f"{REPLAY}.md",
+                                             default_lang="fr", tz=settings.tz), settings)
+    rendered = dataclasses.replace(rendered, **changes)  # type: ignore[arg-type]
+    return MessageTemplate(rendered, settings), rendered
+
+
+@pytest.mark.parametrize("length", [14, 69])
+def test_an_ascii_subject_that_fits_a_line_goes_as_written(workspace: Path,
+                                                           length: int) -> None:
+    """'Subject: ' and up to 69 characters make a line of 78: left whole."""
+    subject = ("Lettre de mars " * 5)[:length - 1] + "!"
+    template, _ = template_for(workspace, subject=subject)
+    raw = template.build(Recipient(email="a@example.org"))
+    assert header_lines(raw)[b"Subject"] == b"Subject: " + subject.encode("ascii")
+
+
+def test_a_long_ascii_subject_is_folded_not_encoded(workspace: Path) -> None:
+    subject = "La lettre de mars : rencontres, visios et replays des cités de l'emploi"
+    subject = subject.replace("é", "e") + " en Auvergne-Rhone-Alpes"
+    template, _ = template_for(workspace, subject=subject)
+    raw = template.build(Recipient(email="a@example.org"))
+    line = header_lines(raw)[b"Subject"]
+    assert b"=?" not in line and b"\r\n " in line
+    assert all(len(part) <= 78 for part in line.split(b"\r\n"))
+    assert email.message_from_bytes(raw, policy=policy.default)["Subject"] == subject
+
+
+def test_a_recipient_without_a_name_is_addressed_by_the_address_alone(
+        workspace: Path) -> None:
+    raw = raw_message_for(workspace, Recipient(email="a@example.org"))
+    assert header_lines(raw)[b"To"] == b"To: a@example.org"
+
+
+@pytest.mark.parametrize(("first", "last", "shown"), [
+    ("Anne\tMarie", "Lee\r\n", "Anne Marie Lee"),
+    ("Anne <A.", "Lee> <b@example.org>", "Anne <A. Lee> <b@example.org>"),
+    ('"Zoé" <z@example.org>,', "Durand", '"Zoé" <z@example.org>, Durand'),
+])
+def test_a_name_with_breaks_or_brackets_reads_back_as_one_name(
+        workspace: Path, first: str, last: str, shown: str) -> None:
+    message = message_for(workspace, Recipient(email="a@example.org", first_name=first,
+                                               last_name=last))
+    [to] = message["To"].addresses
+    assert (to.display_name, to.addr_spec) == (shown, "a@example.org")
+
+
+@pytest.mark.parametrize("name", ["é" * 100, "Zoé 👩🏽‍💼 " * 12, "ß" * 23 + "a" * 45])
+def test_a_long_name_goes_in_encoded_words_of_at_most_75_characters(
+        workspace: Path, name: str) -> None:
+    raw = raw_message_for(workspace, Recipient(email="a@example.org", first_name=name))
+    line = header_lines(raw)[b"To"]
+    words = re.findall(rb"=\?[^?]+\?[bBqQ]\?[^?]*\?=", line)
+    assert len(words) > 1 and all(len(word) <= 75 for word in words)
+    assert all(len(part) <= 78 for part in line.split(b"\r\n"))
+    assert phrase_of(line) == " ".join(name.split())
+
+
+def phrase_of(line: bytes) -> str:
+    """The display name of an address header line as an RFC 2047 decoder reads it
+    (whitespace between encoded words ignored)."""
+    value = line.split(b": ", 1)[1].replace(b"\r\n ", b" ").decode("ascii")
+    return str(make_header(decode_header(value.rsplit(" <", 1)[0])))
+
+
+def test_an_ascii_name_goes_as_written_up_to_200_characters(workspace: Path) -> None:
+    """Up to 200 characters an ASCII name is written as it is; a longer one goes in
+    encoded words on folded lines (a header line must stay under 998 bytes)."""
+    for length, encoded in ((200, False), (201, True)):
+        name = "Marie-" + "a" * (length - 6)
+        raw = raw_message_for(workspace, Recipient(email="a@example.org", first_name=name))
+        line = header_lines(raw)[b"To"]
+        assert (b"=?" in line) == encoded, length
+        if not encoded:
+            assert line == f"To: {name} <a@example.org>".encode("ascii")
+        assert phrase_of(line) == name
+
+
+def test_every_recipient_field_fills_its_placeholder(workspace: Path) -> None:
+    slots = (("first_name", ""), ("last_name", ""), ("email", ""), ("organization", ""))
+    template, _ = template_for(workspace, text="@@cm0@@|@@cm1@@|@@cm2@@|@@cm3@@\n",
+                               html="<p>@@cm0@@|@@cm1@@|@@cm2@@|@@cm3@@</p>\n", slots=slots)
+    raw = template.build(Recipient(email="zoe@example.org", first_name="Zoé",
+                                   last_name="Durand", organization="Mairie & Cie",
+                                   contact_id=5))
+    parsed = email.message_from_bytes(raw, policy=policy.default)
+    assert parsed.get_body(("plain",)).get_content().rstrip() == \
+        "Zoé|Durand|zoe@example.org|Mairie & Cie"
+    assert parsed.get_body(("html",)).get_content().rstrip() == \
+        "<p>Zoé|Durand|zoe@example.org|Mairie &amp; Cie</p>"
+
+
+def test_links_keep_the_base_url_as_written_but_its_last_slash(workspace: Path) -> None:
+    settings = load_settings(workspace / "config.toml", environ={
+        "CITESMAIL_UNSUBSCRIBE_BASE_URL": "https://lettres.example.org/BOX/"})
+    links = links_for(settings, 3, REPLAY)
+    assert links.unsubscribe.startswith("https://lettres.example.org/BOX/u/")
+    assert links.webview.startswith("https://lettres.example.org/BOX/v/")
+
+
+def test_the_date_is_the_time_given_or_the_second_each_message_is_built(
+        workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import citesmail.message
+
+    template, _ = template_for(workspace)
+    recipient = Recipient(email="a@example.org")
+    given = datetime(2026, 11, 30, 8, 15, 42, 100000, tzinfo=UTC)
+
+    def date_of(raw: bytes) -> bytes:
+        return header_lines(raw)[b"Date"]
+
+    assert date_of(template.build(recipient, now=given)) == \
+        b"Date: Mon, 30 Nov 2026 08:15:42 +0000"
+    in_paris = given.astimezone(ZoneInfo("Europe/Paris"))  # the same second, its own zone
+    assert date_of(template.build(recipient, now=in_paris)) == \
+        b"Date: Mon, 30 Nov 2026 09:15:42 +0100"
+    # Without a time: the clock's, read for each message (its second is what shows).
+    template, _ = template_for(workspace)
+    ticks = iter([given, given + timedelta(milliseconds=500), given + timedelta(seconds=1)])
+
+    class Clock(datetime):
+        @classmethod
+        def now(cls, tz: object = None) -> datetime:  # type: ignore[override]
+            return next(ticks)
+
+    monkeypatch.setattr(citesmail.message, "datetime", Clock)
+    assert [date_of(template.build(recipient)) for _ in range(3)] == [
+        b"Date: Mon, 30 Nov 2026 08:15:42 +0000", b"Date: Mon, 30 Nov 2026 08:15:42 +0000",
+        b"Date: Mon, 30 Nov 2026 08:15:43 +0000"]
+
+
+def test_an_unreadable_dkim_key_is_named_when_it_is_refused(workspace: Path) -> None:
+    key = workspace / "keys" / "cm.pem"
+    key.parent.mkdir()
+    key.write_text("not a PEM key\n", encoding="utf-8")
+    settings = load_settings(workspace / "config.toml", environ={
+        "CITESMAIL_DKIM_SELECTOR": "cm", "CITESMAIL_DKIM_DOMAIN": "example.org",
+        "CITESMAIL_DKIM_PRIVATE_KEY": str(key)})
+    rendered = render_campaign(load_campaign(workspace / "campaigns" / f"{REPLAY}.md",
+                                             default_lang="fr", tz=settings.tz), settings)
+    with pytest.raises(CitesmailError) as refused:
+        MessageTemplate(rendered, settings)
+    assert str(refused.value).startswith(f"the DKIM private key {key} cannot be read")
