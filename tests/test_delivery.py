@@ -719,3 +719,18 @@ def test_a_waiting_run_names_the_retry_to_come_not_one_already_made(
     assert result.stopped and not result.finished
     assert result.next_retry == found[addresses[1]].next_attempt_at
     assert len(said) == 1 and "for the next retry of 1 deferred message(s)" in said[0]
+
+
+def test_contacts_unsubscribed_meanwhile_are_set_aside_by_one_claim_not_one_each(
+        db: Database, tmp_path: Path, server: SmtpServer) -> None:
+    """A claim passes over every unsubscribed contact in its batch: they are all skipped
+    in the same transaction (the same moment), and the send does not stall on each."""
+    addresses = audience(db, tmp_path, 8)
+    cfg = settings_for(server.port)
+    send_id = start(db, cfg)
+    with db.session() as session:
+        unsubscribe(session, tuple(addresses[1::2]))
+    assert run(db, cfg, send_id) == {"sent": 4, "skipped": 4}
+    assert set(server.handler.received) == set(addresses[::2])
+    found = rows(db)
+    assert len({found[a].updated_at for a in addresses[1::2]}) == 1
