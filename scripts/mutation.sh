@@ -19,8 +19,10 @@ cd "$(dirname "$0")/.."
 
 export CITESMAIL_TEST_PG_URL="${CITESMAIL_TEST_PG_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test}"
 JOBS="${MUTATION_JOBS:-2}"
-# The fast path's property test runs 1,000 examples in the suite; 100 per mutant here.
+# The fast path's property tests run 1,000 examples in the suite; 100 per mutant here,
 export CITESMAIL_FAST_PATH_EXAMPLES="${CITESMAIL_FAST_PATH_EXAMPLES:-100}"
+# and a failing example is not shrunk (only the failure counts here, not its smallest case).
+export CITESMAIL_FAST_PATH_SHRINK="${CITESMAIL_FAST_PATH_SHRINK:-0}"
 ALL=(tokens journal message delivery audience/csvfile audience/importer audience/textfile
      audience/segments)
 

@@ -9,7 +9,7 @@ from email import policy
 from email.header import decode_header, make_header
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from citesmail.campaigns import load_campaign
@@ -81,16 +81,21 @@ RECIPIENTS = st.builds(Recipient, email=st.builds("{}@{}".format, LOCAL, DOMAIN)
                        contact_id=st.integers(min_value=1, max_value=10**9))
 
 
-# scripts/mutation.sh asks for fewer examples (each mutant runs this test again).
-@settings(max_examples=int(os.environ.get("CITESMAIL_FAST_PATH_EXAMPLES", "1000")),
-          deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow])
+# scripts/mutation.sh asks for fewer examples, and no shrinking: each mutant runs these
+# tests again, and there a failure only has to be seen, not reduced to its smallest case.
+PROPERTY_EXAMPLES = int(os.environ.get("CITESMAIL_FAST_PATH_EXAMPLES", "1000"))
+PHASES = (Phase.explicit, Phase.reuse, Phase.generate) \
+    if os.environ.get("CITESMAIL_FAST_PATH_SHRINK") == "0" else tuple(Phase)
+
+
+@settings(max_examples=PROPERTY_EXAMPLES, deadline=None, derandomize=True, database=None,
+          phases=PHASES, suppress_health_check=[HealthCheck.too_slow])
 @given(recipient=RECIPIENTS)
 def test_fast_path_parses_like_email_message(compact: Case, recipient: Recipient) -> None:
     same_message(compact, recipient)
 
 
-@settings(max_examples=25, deadline=None, derandomize=True, database=None,
+@settings(max_examples=25, deadline=None, derandomize=True, database=None, phases=PHASES,
           suppress_health_check=[HealthCheck.too_slow])
 @given(recipient=RECIPIENTS)
 def test_fast_path_on_the_whole_replay_example(full: Case, recipient: Recipient) -> None:

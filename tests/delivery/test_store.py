@@ -5,7 +5,7 @@ from __future__ import annotations
 import email
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email import policy
 from pathlib import Path
@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
+from citesmail.audience.contacts import unsubscribe
 from citesmail.audience.importer import import_contacts
 from citesmail.audience.lists import add_list
 from citesmail.audience.recipients import wire_address
@@ -33,7 +34,7 @@ from citesmail.delivery import (
 )
 from citesmail.delivery.journal import Journal
 from citesmail.delivery.run import PAUSE_AFTER
-from citesmail.delivery.transports import make_transport
+from citesmail.delivery.transports import Outcome, make_transport
 from citesmail.errors import CitesmailError
 from citesmail.render import render_campaign
 from citesmail.states import DeliveryState
@@ -613,3 +614,122 @@ def test_a_deferred_message_waits_its_first_delay_and_the_run_says_when(
                              next_attempt_at=datetime.now(UTC) + timedelta(seconds=30)))
     again = SendRun(db, send_id, cfg, lambda: make_transport(cfg)).run()
     assert again.next_retry == row.next_attempt_at
+
+
+class Meanwhile:
+    """The SMTP transport, with `before(recipient)` run just before each message goes:
+    what happens elsewhere between a row's claim and the server's answer."""
+
+    parallel = True
+
+    def __init__(self, cfg: Settings, before: Callable[[str], None]) -> None:
+        self.inner, self.before = make_transport(cfg), before
+
+    def send(self, sender: str, recipient: str, data: bytes,
+             before_data: Callable[[], None] | None = None) -> Outcome:
+        self.before(recipient)
+        return self.inner.send(sender, recipient, data, before_data)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_contact_who_unsubscribed_before_the_bounce_stays_unsubscribed(
+        db: Database, tmp_path: Path, server: SmtpServer) -> None:
+    """A 5xx to the address bounces an active contact only: one who unsubscribed between
+    the claim of their message and the server's answer keeps their own word."""
+    addresses = audience(db, tmp_path, 3)
+    server.handler.at_rcpt[addresses[0]] = [550]
+    server.handler.at_rcpt[addresses[1]] = [550]
+    cfg = settings_for(server.port)
+    send_id = start(db, cfg)
+
+    def unsubscribes(recipient: str) -> None:
+        if recipient == addresses[0]:
+            with db.session() as session:
+                unsubscribe(session, (recipient,))
+
+    result = SendRun(db, send_id, cfg, lambda: Meanwhile(cfg, unsubscribes)).run()
+    assert {s: n for s, n in result.counts.items() if n} == {"sent": 1, "failed": 2}
+    found = rows(db)
+    assert [(found[a].state, found[a].last_code) for a in addresses[:2]] == [
+        ("failed", 550), ("failed", 550)]
+    contacts = contacts_by_email(db)
+    assert [contacts[a].status for a in addresses] == ["unsubscribed", "bounced", "active"]
+
+
+def test_an_unforeseen_error_is_kept_to_the_1000_characters_its_column_holds(
+        db: Database, tmp_path: Path, server: SmtpServer) -> None:
+    """An exception no transport foresaw (the message may have gone: unknown) can say
+    anything at any length; the send log keeps its first 1,000 characters, all that
+    `last_error` holds (PostgreSQL refuses one more)."""
+    addresses = audience(db, tmp_path, 2)
+    cfg = settings_for(server.port)
+    send_id = start(db, cfg)
+    why = "the relay's library gave up: " + "détail " * 300
+
+    def fails(recipient: str) -> None:
+        if recipient == addresses[0]:
+            raise RuntimeError(why)
+
+    result = SendRun(db, send_id, cfg, lambda: Meanwhile(cfg, fails)).run()
+    assert {s: n for s, n in result.counts.items() if n} == {"sent": 1, "unknown": 1}
+    found = rows(db)[addresses[0]]
+    assert (found.state, found.attempts) == ("unknown", 1)
+    assert found.last_error == f"RuntimeError: {why}"[:1000]
+    assert server.handler.received == {addresses[1]: 1}
+
+
+def test_a_send_to_nobody_resumes_as_a_send_to_nobody(db: Database, tmp_path: Path) -> None:
+    """A segment that matched nobody: the send, prepared again, still counts 0."""
+    audience(db, tmp_path, 2)
+    with db.session() as session:
+        add_list(session, "empty")
+    cfg = load_settings(ROOT / "config.example.toml", environ={})
+    rendered = render_campaign(load_campaign(EXAMPLES / f"{REPLAY}.md", default_lang="fr",
+                                             tz=cfg.tz), cfg)
+    first = prepare_send(db, rendered, "e", Definition(lists=["empty"]), "hash")
+    assert (first.total, first.resumed) == (0, False)
+    assert prepare_send(db, rendered, "e", None, "hash") == Prepared(first.send_id, 0, True,
+                                                                     False)
+
+
+def test_a_waiting_run_names_the_retry_to_come_not_one_already_made(
+        db: Database, tmp_path: Path, server: SmtpServer) -> None:
+    """One message is deferred, retried and sent; another is deferred twice. The run then
+    waits for the second one's retry, says so, and (stopped) names that retry: not the
+    past retry time of the message already sent."""
+    addresses = audience(db, tmp_path, 2)
+    server.handler.at_rcpt[addresses[0]] = [451]
+    server.handler.at_rcpt[addresses[1]] = [451, 451]
+    cfg = settings_for(server.port, CITESMAIL_DELIVERY_RETRY_DELAYS="[1, 20]")
+    stop = threading.Event()
+    said: list[str] = []
+
+    def notice(text: str) -> None:  # the run says it waits: stop it there
+        said.append(text)
+        stop.set()
+
+    result = SendRun(db, start(db, cfg), cfg, lambda: make_transport(cfg), stop=stop,
+                     notice=notice).run()
+    found = rows(db)
+    assert (found[addresses[0]].state, found[addresses[0]].attempts) == ("sent", 2)
+    assert (found[addresses[1]].state, found[addresses[1]].attempts) == ("deferred", 2)
+    assert result.stopped and not result.finished
+    assert result.next_retry == found[addresses[1]].next_attempt_at
+    assert len(said) == 1 and "for the next retry of 1 deferred message(s)" in said[0]
+
+
+def test_contacts_unsubscribed_meanwhile_are_set_aside_by_one_claim_not_one_each(
+        db: Database, tmp_path: Path, server: SmtpServer) -> None:
+    """A claim passes over every unsubscribed contact in its batch: they are all skipped
+    in the same transaction (the same moment), and the send does not stall on each."""
+    addresses = audience(db, tmp_path, 8)
+    cfg = settings_for(server.port)
+    send_id = start(db, cfg)
+    with db.session() as session:
+        unsubscribe(session, tuple(addresses[1::2]))
+    assert run(db, cfg, send_id) == {"sent": 4, "skipped": 4}
+    assert set(server.handler.received) == set(addresses[::2])
+    found = rows(db)
+    assert len({found[a].updated_at for a in addresses[1::2]}) == 1
