@@ -20,7 +20,7 @@ import dns.resolver
 from .config import Settings
 from .dkim_keys import PublicKey, dns_name, public_key
 from .dnsrecords import (
-    DMARC_NEXT_STEP,
+    MOVE_ON,
     dmarc_name,
     dmarc_suggestion,
     organizational_domain,
@@ -82,7 +82,7 @@ def parse_nameserver(text: str) -> tuple[str, int]:
     host, port = text, "53"
     if text.startswith("["):
         host, _, rest = text[1:].partition("]")
-        port = rest.removeprefix(":") if rest.startswith(":") else (rest or "53")
+        port = rest[1:] if rest.startswith(":") else ("53" if not rest else "")
     elif text.count(":") == 1:
         host, port = text.split(":")
     try:
@@ -131,8 +131,8 @@ class Lookup:
                                  f"{self.timeout:g} s (asking for {name} TXT)",
                                  "check --nameserver and the network") from None
         except dns.resolver.NoNameservers as exc:
-            raise CitesmailError(f"the nameserver {self.server} could not answer for {name} "
-                                 f"TXT: {_reasons(exc)}",
+            raise CitesmailError(f"the nameserver {self.server} gave no answer for {name} "
+                                 f"TXT ({_reasons(exc)})",
                                  "check --nameserver: it must resolve that name") from None
         except (dns.name.NameTooLong, dns.name.LabelTooLong, dns.name.EmptyLabel) as exc:
             raise CitesmailError(f"{name} cannot be a DNS name: {exc}",
@@ -368,9 +368,8 @@ def check_dmarc(lookup: Lookup, domain: str) -> tuple[Finding, dict[str, str]]:
         parent = organizational_domain(domain)
         also = f" nor at {dmarc_name(parent)}" if parent != domain.lower() else ""
         return Finding("DMARC", name, Status.MISSING,
-                       f"no v=DMARC1 record{also}: start with p=none (reports only), "
-                       "then move to p=quarantine and p=reject once the reports are clean",
-                       wanted), {}
+                       f"no v=DMARC1 record{also}: start with p=none (reports only); "
+                       + MOVE_ON, wanted), {}
     if len(found) > 1:
         return Finding("DMARC", name, Status.WRONG,
                        f"{len(found)} v=DMARC1 records: receivers apply none — keep one",
@@ -387,7 +386,7 @@ def check_dmarc(lookup: Lookup, domain: str) -> tuple[Finding, dict[str, str]]:
     where = f" (the record of {organizational_domain(domain)})" if inherited else ""
     if policy == "none":
         return Finding("DMARC", name, Status.WARNING,
-                       f"p=none{where}: it protects nothing yet; {DMARC_NEXT_STEP}"), record
+                       f"p=none{where}: it protects nothing yet — {MOVE_ON}"), record
     return Finding("DMARC", name, Status.OK, f"p={policy}{where}"), record
 
 

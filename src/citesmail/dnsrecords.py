@@ -11,8 +11,9 @@ TXT_STRING = 255
 # itself (reports to another domain need that domain's consent, RFC 7489 §7.1).
 REPORTS_MAILBOX = "dmarc-reports"
 
-DMARC_NEXT_STEP = ("p=none only asks for reports: once they show all your mail passing, "
-                   "move to p=quarantine, then p=reject")
+MOVE_ON = ("once the reports show all your mail passing, move to p=quarantine, then "
+           "p=reject")
+DMARC_NEXT_STEP = f"p=none only asks for reports: {MOVE_ON}"
 
 
 def txt_line(name: str, value: str) -> str:
