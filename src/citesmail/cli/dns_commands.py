@@ -21,6 +21,7 @@ def dns() -> None:
               help="Ask this server (e.g. your domain's authoritative one) instead of the "
                    "system resolver.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=5.0,
+              metavar="SECONDS",
               show_default=True, help="Seconds to wait for each answer.")
 @pass_state
 def check(state: State, nameserver: str | None, timeout: float) -> None:
