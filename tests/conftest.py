@@ -183,6 +183,11 @@ def dns_zones(records: dict[str, str]) -> dict[str, list[tuple[str, str]]]:
                          ("_dmarc", QUARANTINE)],
         "neutre.test": [("@", "v=spf1 mx ?all"), ("cm._domainkey", good),
                         ("_dmarc", "v=DMARC1; p=none")],
+        "casse.test": [("@", "v=spf1 include:rien.casse.test include:casse.test "
+                             "redirect=bon.test -all"),
+                       ("cm._domainkey", "v=DKIM1; k=rsa; p=not*base64"),
+                       ("autre._domainkey", "k=rsa"), ("_dmarc", QUARANTINE),
+                       ("deux._domainkey", good), ("deux._domainkey", records["other"])],
         "double.test": [("@", "v=spf1 mx -all"), ("@", "v=spf1 a -all"),
                         ("cm._domainkey", good), ("_dmarc", "v=DMARC1; p=rejet")],
     }

@@ -17,6 +17,7 @@ from citesmail.dkim_keys import public_key
 from citesmail.dnscheck import (
     Lookup,
     Report,
+    SpfWalk,
     aligned,
     check_dns,
     parse_nameserver,
@@ -199,6 +200,31 @@ def test_two_spf_records_and_an_unknown_dmarc_policy(dns_world: DnsWorld,
                               "p=rejet: none, quarantine or reject expected")
     assert found.records == ['_dmarc.double.test. IN TXT "v=DMARC1; p=none; '
                              'rua=mailto:dmarc-reports@double.test"']
+
+
+@pytest.mark.parametrize(("selector", "detail"), [
+    ("cm", "p= is not base64"),
+    ("autre", "not a DKIM key record (v=DKIM1; k=...; p=... expected)"),
+    ("deux", "2 TXT records: receivers may take any — keep one"),
+])
+def test_broken_records(dns_world: DnsWorld, tmp_path: Path, selector: str,
+                        detail: str) -> None:
+    found = check_dns(settings(dns_world, tmp_path, "a@casse.test", "casse.test",
+                               selector=selector), Lookup(dns_world.address))
+    assert rows(found)[0] == ("SPF", "wrong", "casse.test",
+                              "include:rien.casse.test has no SPF record; include:casse.test "
+                              "loops back")
+    assert rows(found)[1] == ("DKIM", "wrong", f"{selector}._domainkey.casse.test", detail)
+    assert found.records == [key_record(dns_world, f"{selector}._domainkey.casse.test")]
+
+
+def test_a_redirect_beside_an_all_is_not_followed(dns_world: DnsWorld) -> None:
+    walk = SpfWalk(Lookup(dns_world.address))
+    walk.walk("v=spf1 include:relais.test redirect=bon.test -all", ("x.test",))
+    assert walk.count == 1 and walk.problems == ["include:relais.test has no SPF record"]
+    walk = SpfWalk(Lookup(dns_world.address))
+    walk.walk("v=spf1 redirect=bon.test", ("x.test",))
+    assert walk.count == 4 and walk.problems == []  # 1, then bon.test's 3
 
 
 def test_warnings_alone_do_not_fail(dns_world: DnsWorld, tmp_path: Path) -> None:

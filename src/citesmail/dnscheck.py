@@ -195,8 +195,8 @@ class SpfWalk:
             return
         found = spf_records(self.lookup, target)
         if len(found) != 1:
-            self.problems.append(f"{name}:{target} has {len(found) or 'no'} SPF records"
-                                 if found else f"{name}:{target} has no SPF record")
+            self.problems.append(f"{name}:{target} has "
+                                 + (f"{len(found)} SPF records" if found else "no SPF record"))
             return
         self.walk(found[0], (*path, target))
 
