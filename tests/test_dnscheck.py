@@ -396,3 +396,10 @@ def test_txt_line_splits_at_255_and_escapes() -> None:
     assert txt_line("x.test", 'a"b\\c') == 'x.test. IN TXT "a\\"b\\\\c"'
     assert txt_line("x.test.", "") == 'x.test. IN TXT ""'
     assert txt_line("x.test", "a" * 256) == f'x.test. IN TXT "{"a" * 255}" "a"'
+
+
+def test_a_name_that_cannot_be_asked_is_one_error(dns_world: DnsWorld) -> None:
+    with pytest.raises(CitesmailError) as raised:
+        Lookup(dns_world.address).txt(f"{'x' * 64}.bon.test")
+    assert str(raised.value).startswith(f"{'x' * 64}.bon.test cannot be a DNS name: ")
+    assert str(raised.value).endswith(" — check [sender] from and [dkim]")

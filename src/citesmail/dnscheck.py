@@ -134,7 +134,8 @@ class Lookup:
             raise CitesmailError(f"the nameserver {self.server} gave no answer for {name} "
                                  f"TXT ({_reasons(exc)})",
                                  "check --nameserver: it must resolve that name") from None
-        except (dns.name.NameTooLong, dns.name.LabelTooLong, dns.name.EmptyLabel) as exc:
+        except (dns.name.NameTooLong, dns.name.LabelTooLong, dns.name.EmptyLabel,
+                dns.name.IDNAException) as exc:
             raise CitesmailError(f"{name} cannot be a DNS name: {exc}",
                                  "check [sender] from and [dkim]") from None
         return [b"".join(record.strings).decode("utf-8", "replace") for record in answer]
