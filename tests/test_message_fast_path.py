@@ -24,7 +24,9 @@ CHARS = st.one_of(
 )
 NAME = st.lists(st.one_of(CHARS, st.sampled_from(["👩🏽\u200d💼", "\r\n", "x" * 80])),
                 max_size=40).map("".join)
-LOCAL = st.from_regex(r"[a-z0-9][a-z0-9._+-]{0,30}[a-z0-9]", fullmatch=True)
+# A dot-atom, as the importer (email-validator) lets in: no two dots in a row, which the
+# reference's Address refuses (an earlier pattern allowed '0..0' and failed now and then).
+LOCAL = st.from_regex(r"[a-z0-9]{1,8}(?:[._+-][a-z0-9]{1,8}){0,3}", fullmatch=True)
 DOMAIN = st.sampled_from(["example.org", "exemple.fr", "xn--bcher-kva.de",
                           "xn--caf-dma.fr", "sub.ville-lyon.fr"])
 
@@ -126,7 +128,8 @@ def same_message(case: Case, recipient: Recipient) -> None:
         slow = parse(to_bytes(reference_message(campaign, recipient, cfg)))
         slow_headers = {header: slow[header] for header in headers}
         slow_address = slow["To"].addresses[0].addr_spec
-    except (TypeError, IndexError, email.errors.HeaderParseError):
+    except (TypeError, IndexError, AttributeError, email.errors.HeaderParseError):
+        # (AttributeError: the To read back as a group, when the name has ':' and ';')
         assert long_word
         return
     if slow_headers["Subject"] is None:
