@@ -27,13 +27,20 @@ class Returned:
     send_id: int
 
 
-def envelope_sender(settings: Settings, contact_id: int, send_id: int) -> str:
-    """MAIL FROM for one message: the return path with its token, else the From address."""
-    pattern = settings.delivery.return_path
-    if not pattern:
-        return parseaddr(settings.sender.from_)[1]
-    token = make_return_token(settings.secret or DEVELOPMENT_SECRET, contact_id, send_id)
-    return pattern.replace(RETURN_TOKEN, token)
+class ReturnPath:
+    """The envelope sender (MAIL FROM) of each message."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.pattern = settings.delivery.return_path
+        self.secret = settings.secret or DEVELOPMENT_SECRET
+        self.from_address = parseaddr(settings.sender.from_)[1]
+
+    def sender(self, contact_id: int, send_id: int) -> str:
+        """The return path with this message's token, else the From address."""
+        if not self.pattern:
+            return self.from_address
+        token = make_return_token(self.secret, contact_id, send_id)
+        return self.pattern.replace(RETURN_TOKEN, token)
 
 
 class ReturnReader:

@@ -162,6 +162,7 @@ def _report(problems: Iterable[Problem], severity: str) -> None:
 def render(state: State, campaign: str, output: Path, as_recipient: str | None) -> None:
     """Write <slug>.html, <slug>.txt and <slug>.eml: the message one recipient would get."""
     from ..campaigns import resolve_campaign_path
+    from ..delivery import audience_of
     from ..message import (
         SAMPLE_RECIPIENT,
         MessageTemplate,
@@ -174,7 +175,9 @@ def render(state: State, campaign: str, output: Path, as_recipient: str | None) 
     rendered = render_campaign(_load(settings, resolve_campaign_path(
         campaign, settings.campaigns_dir)), settings)
     parts = personalize(rendered, recipient, settings)
-    eml = MessageTemplate(rendered, settings).build(recipient, links=parts.links)
+    audience = audience_of(state.existing_db, rendered.campaign.audience)
+    eml = MessageTemplate(rendered, settings, audience=audience).build(recipient,
+                                                                       links=parts.links)
     html, text = parts.html, parts.text
     slug = rendered.campaign.slug
     output.mkdir(parents=True, exist_ok=True)
