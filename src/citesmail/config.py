@@ -193,10 +193,10 @@ def _return_path(value: str) -> str:
         return value
     example = "an address such as 'bounces+{token}@lettres.example.org' is expected"
     local, at, domain = value.rpartition("@")
+    if at and (local.count(RETURN_TOKEN) != 1 or RETURN_TOKEN in domain):
+        raise ValueError(f"{{token}} must be in the part before '@', exactly once: {example}")
     if not at or not value.isascii() or not DNS_NAME.fullmatch(domain) or "." not in domain:
         raise ValueError(example)
-    if local.count(RETURN_TOKEN) != 1 or RETURN_TOKEN in domain:
-        raise ValueError(f"{{token}} must be in the part before '@', exactly once: {example}")
     if not _LOCAL_PART.fullmatch(local.replace(RETURN_TOKEN, "x")):
         raise ValueError(example)
     if len(local) - len(RETURN_TOKEN) > RETURN_PATH_ROOM:
