@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from citesmail.tokens import DEVELOPMENT_SECRET
-from tests.conftest import REPLAY, SECRET, run
+from tests.conftest import NEWSLETTER, REPLAY, SECRET, run
 from tests.smtp_server import SmtpServer
 
 CITESMAIL = Path(sys.executable).parent / "citesmail"
@@ -352,3 +352,14 @@ def test_status_lists_the_recipients_in_a_state_with_the_last_answer(
     assert alone.exit_code == 2 and "--state needs a CAMPAIGN" in alone.stderr
     wrong = run("status", REPLAY, "--state", "lost")
     assert wrong.exit_code == 2 and "'lost' is not one of" in wrong.stderr
+
+
+def test_a_send_over_smtp_says_once_that_dkim_is_off(workspace: Path,
+                                                     server: SmtpServer) -> None:
+    with_audience(workspace, 3)
+    sent = run("send", REPLAY, "--yes", env=smtp_env(server.port))
+    assert sent.exit_code == 0, sent.output
+    assert sent.stderr.count("warning: DKIM signing is off") == 1
+    outbox = run("send", NEWSLETTER, "--segment", "partenaires-aura", "--yes")
+    assert outbox.exit_code == 0, outbox.output
+    assert "DKIM" not in outbox.stderr  # nothing leaves the machine

@@ -218,6 +218,16 @@ def _stored_recipient(state: State, address: str) -> Recipient | None:
         return None
 
 
+def say_alignment(settings: Settings) -> None:
+    """Once per send or schedule over SMTP: DKIM off, or not aligned with From."""
+    if settings.delivery.transport != "smtp":
+        return
+    from ..render.lint import alignment_problems
+
+    for problem in alignment_problems(settings):
+        click.echo(problem.format("warning"), err=True)
+
+
 def note_development_key(settings: Settings) -> None:
     """Say that links are signed with the published development key, when they are."""
     if not settings.secret:

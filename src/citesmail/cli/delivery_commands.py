@@ -63,7 +63,7 @@ def send(state: State, campaign: str, segment: str | None, dry_run: bool,
     """Send CAMPAIGN to a segment, or resume its send where it stopped."""
     from ..campaigns import resolve_campaign_path
     from ..render import render_campaign
-    from .campaign_commands import _load, check_timing, note_development_key
+    from .campaign_commands import _load, check_timing, note_development_key, say_alignment
 
     settings = state.settings
     if list_recipients and not dry_run:
@@ -75,6 +75,8 @@ def send(state: State, campaign: str, segment: str | None, dry_run: bool,
     rendered = render_campaign(_load(settings, path), settings)
     if settings.delivery.transport != "smtp":  # (SMTP refuses to send without a secret)
         note_development_key(settings)
+    elif not dry_run:
+        say_alignment(settings)
     if test_addresses:
         _send_tests(state, rendered, test_addresses, segment or rendered.campaign.audience)
         return
