@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from citesmail.config import load_settings
 from citesmail.errors import ConfigError
 from citesmail.tokens import make_return_token, read_return_token
-from citesmail.verp import ReturnPath, ReturnReader, Returned
+from citesmail.verp import Returned, ReturnPath, ReturnReader
 from tests.conftest import SECRET
 
 VERP = {"CITESMAIL_DELIVERY_RETURN_PATH": "bounces+{token}@lettres.example.org",

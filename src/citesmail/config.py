@@ -473,6 +473,13 @@ def plaintext_auth_problem(settings: Settings) -> Problem | None:
         path, line)
 
 
+def database_exists(url: str) -> bool:
+    """A SQLite file not created yet is no database yet: there is nothing to check the
+    audience against (and a check must not create it). Here, not in db.py, so that a
+    command can ask without importing SQLAlchemy."""
+    return not url.startswith("sqlite:///") or Path(url.removeprefix("sqlite:///")).exists()
+
+
 def find_config(explicit: Path | None, cwd: Path | None = None) -> Path | None:
     """The config file to use: the one given, else ./config.toml if present, else none."""
     if explicit is not None:

@@ -121,14 +121,15 @@ def lint_settings(settings: Settings) -> list[Problem]:
     return warnings
 
 
-def alignment_problems(settings: Settings) -> list[Problem]:
-    """DKIM off, or a DKIM domain or return path that does not align with the From
-    domain: DMARC (relaxed) asks for one of them to share the From's organisational
-    domain, and Gmail and Yahoo ask bulk senders for DMARC."""
+def alignment_problems(settings: Settings, *, dkim_off: bool = True) -> list[Problem]:
+    """DKIM off (unless `dkim_off` is False: often fine, the relay may sign), or a DKIM
+    domain or return path that does not align with the From domain: DMARC (relaxed)
+    asks for one of them to share the From's organisational domain, and Gmail and Yahoo
+    ask bulk senders for DMARC."""
     sender = settings.sender.domain
     found = []
     dkim = settings.dkim
-    if not dkim.enabled:
+    if not dkim.enabled and dkim_off:
         path, line = settings.place("dkim", "selector")
         found.append(Problem(
             "DKIM signing is off: fine if your mail relay signs messages for "
@@ -136,7 +137,7 @@ def alignment_problems(settings: Settings) -> list[Problem]:
             "to sign them here, run citesmail dkim keygen --selector citesmail --domain "
             f"{organizational_domain(sender)} and set [dkim] selector, domain and "
             "private_key", path, line))
-    elif not aligned(dkim.domain, sender):
+    elif dkim.enabled and not aligned(dkim.domain, sender):
         path, line = settings.place("dkim", "domain")
         found.append(Problem(
             f"[dkim] domain {dkim.domain} does not align with the From domain {sender}: "
