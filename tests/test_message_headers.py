@@ -151,3 +151,24 @@ def test_changing_list_id_or_feedback_id_breaks_the_signature(
     assert header in raw
     assert not dkim.verify(raw.replace(header, changed, 1), dnsfunc=dns)
     assert not dkim.verify(raw.replace(header, header + b"X", 1), dnsfunc=dns)
+
+
+@pytest.mark.parametrize("value", ["labo:cites", "labo cités", "x" * 31, "-labo"])
+def test_a_short_name_that_cannot_be_a_feedback_id_field_is_refused(value: str) -> None:
+    from citesmail.errors import ConfigError
+
+    with pytest.raises(ConfigError) as refused:
+        load_settings(environ={"CITESMAIL_ORGANIZATION_SHORT_NAME": value})
+    assert "at most 30 ASCII letters" in str(refused.value)
+
+
+@pytest.mark.parametrize(("name", "slug"), [
+    ("Labo Cités", "labo-cites"), ("Centre : Ressources & Co", "centre-ressources-co"),
+    ("Œuvre", "uvre"), ("東京", "citesmail"),
+    ("Centre de ressources politique de la ville Auvergne", "centre-de-ressources-politique"),
+])
+def test_without_a_short_name_feedback_id_takes_a_slug_of_the_name(name: str,
+                                                                    slug: str) -> None:
+    settings = load_settings(environ={"CITESMAIL_ORGANIZATION_NAME": name})
+    assert settings.organization.feedback_name == slug
+    assert len(slug) <= 30 and ":" not in slug and slug.isascii()
