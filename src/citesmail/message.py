@@ -168,6 +168,8 @@ def recipient_values(recipient: Recipient, links: Links) -> dict[str, str]:
         "unsubscribe_url": links.unsubscribe,
         "webview_url": links.webview,
         "calendar_url": f"{links.webview}/event.ics",
+        "google_calendar_url": f"{links.webview}/google",
+        "outlook_calendar_url": f"{links.webview}/outlook",
     }
 
 
@@ -296,7 +298,8 @@ def calendar_filename(slug: str) -> str:
 
 def _calendar_parts(calendar: str, slug: str, inner: bytes, outer: bytes) -> bytes:
     """After the HTML: the invitation as the last alternative (text/calendar, which
-    Outlook and Gmail offer to add), then as an .ics attachment for every other client."""
+    Outlook and Gmail offer to add), then as an .ics attachment for every other client:
+    text/calendar too (the registered type), without a method, so that it stays a file."""
     data = calendar.encode("utf-8")
     name = calendar_filename(slug).encode("ascii")
     return b"".join([
@@ -305,7 +308,7 @@ def _calendar_parts(calendar: str, slug: str, inner: bytes, outer: bytes) -> byt
         b"Content-Transfer-Encoding: base64\r\n\r\n", _base64(data),
         b"\r\n--", inner, b"--\r\n",
         b"\r\n--", outer, b"\r\n",
-        b'Content-Type: application/ics; name="', name, b'"\r\n',
+        b'Content-Type: text/calendar; charset="utf-8"; name="', name, b'"\r\n',
         b'Content-Disposition: attachment; filename="', name, b'"\r\n',
         b"Content-Transfer-Encoding: base64\r\n\r\n", _base64(data),
         b"\r\n--", outer, b"--\r\n",
@@ -452,8 +455,9 @@ def reference_message(rendered: RenderedCampaign, recipient: Recipient, settings
         message.add_alternative(rendered.calendar, subtype="calendar", charset="utf-8",
                                 cte="base64", params={"method": "PUBLISH"})
         name = calendar_filename(campaign.slug)
-        message.add_attachment(rendered.calendar.encode("utf-8"), maintype="application",
-                               subtype="ics", filename=name, params={"name": name})
+        message.add_attachment(rendered.calendar.encode("utf-8"), maintype="text",
+                               subtype="calendar", filename=name,
+                               params={"charset": "utf-8", "name": name})
     return message
 
 

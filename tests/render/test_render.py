@@ -236,3 +236,14 @@ def test_no_line_of_the_french_text_part_starts_with_punctuation(workspace: Path
         _, result = rendered(workspace, slug)
         assert not [line for line in result.text.splitlines()
                     if line.lstrip().startswith((":", ";", "?", "!", "»"))], slug
+
+
+@pytest.mark.parametrize("slug", [REPLAY, EVENT, NEWSLETTER])
+def test_only_a_url_alone_on_its_line_passes_78_columns(workspace: Path, slug: str) -> None:
+    settings, result = rendered(workspace, slug)
+    _, text = filled(settings, result, Recipient("a@example.org", "Anne-Sophie",
+                                                 "de La Tour du Pin", "Mairie", 123456))
+    long_lines = [line for line in text.splitlines() if len(line) > 78]
+    assert all(re.fullmatch(r" *https?://\S+", line) for line in long_lines), long_lines
+    # and none of them is one of the "add to calendar" pages' own long addresses
+    assert all(len(line) < 140 for line in long_lines), long_lines

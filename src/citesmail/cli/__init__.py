@@ -29,7 +29,7 @@ COMMANDS = {
     "render": "campaign_commands",
     "contacts": "audience_commands", "db": "audience_commands", "lists": "audience_commands",
     "segments": "audience_commands",
-    "dkim": "dkim_commands",
+    "dkim": "dkim_commands", "dns": "dns_commands",
     "secret": "secret_commands",
     "schedule": "schedule_commands", "schedules": "schedule_commands",
     "unschedule": "schedule_commands", "worker": "schedule_commands",
@@ -45,7 +45,7 @@ SECTIONS = (
     ("Send", ("send", "status")),
     ("Schedule", ("schedule", "schedules", "unschedule", "worker")),
     ("Publish and follow up", ("serve", "bounces")),
-    ("Set up", ("secret", "dkim", "db")),
+    ("Set up", ("secret", "dkim", "dns", "db")),
 )
 
 
