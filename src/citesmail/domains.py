@@ -2,9 +2,11 @@
 share their organisational domain.
 
 The organisational domain is taken as the last two labels (`lettres.example.org` ->
-`example.org`). That is right for domains under a one-label suffix (.fr, .org, .eu) and
-too short for those under a two-label suffix (`ville.gouv.fr` and `mairie.gouv.fr`
-look aligned): the public suffix list would be needed there.
+`example.org`), a simplification of RFC 7489 §3.2, which reads the Public Suffix List.
+That is right for domains under a one-label suffix (.fr, .org, .eu) and wrong for those
+under a two-label suffix (`centre.gouv.nc`, `x.co.uk`), where it gives the suffix
+itself (`ville.gouv.fr` and `mairie.gouv.fr` look aligned; a DMARC lookup at the suffix
+finds no record and says so). `citesmail dns check` and `check` both judge with it.
 """
 
 from __future__ import annotations
