@@ -24,7 +24,8 @@ from citesmail.dnscheck import (
     spf_suggestion,
     spf_terms,
 )
-from citesmail.dnsrecords import organizational_domain, txt_line
+from citesmail.dnsrecords import txt_line
+from citesmail.domains import organizational_domain
 from citesmail.errors import CitesmailError
 from tests.conftest import DnsWorld
 from tests.dns_server import NameServer, zone
@@ -403,3 +404,14 @@ def test_a_name_that_cannot_be_asked_is_one_error(dns_world: DnsWorld) -> None:
         Lookup(dns_world.address).txt(f"{'x' * 64}.bon.test")
     assert str(raised.value).startswith(f"{'x' * 64}.bon.test cannot be a DNS name: ")
     assert str(raised.value).endswith(" — check [sender] from and [dkim]")
+
+
+def test_spf_is_checked_at_the_return_path_domain_when_there_is_one() -> None:
+    from citesmail.config import load_settings
+    from citesmail.dnscheck import envelope_domain
+
+    plain = load_settings(environ={"CITESMAIL_SENDER_FROM": "Labo <annonces@cites.fr>"})
+    assert envelope_domain(plain) == "cites.fr"
+    verp = load_settings(environ={"CITESMAIL_SENDER_FROM": "Labo <annonces@cites.fr>",
+                                  "CITESMAIL_DELIVERY_RETURN_PATH": "b+{token}@Rebonds.Cites.fr"})
+    assert envelope_domain(verp) == "rebonds.cites.fr"

@@ -272,8 +272,9 @@ def test_the_reference_message_names_its_headers_date_and_message_id(
     built = reference_message(render_campaign(campaign, settings), recipient, settings,
                               now=moment)
     assert list(built.keys()) == [
-        "From", "To", "Subject", "List-Id", "Date", "Message-ID", "List-Unsubscribe",
-        "List-Unsubscribe-Post", "MIME-Version", "Content-Type"]
+        "From", "To", "Subject", "List-Id", "Feedback-ID", "Precedence", "Date",
+        "Message-ID", "List-Unsubscribe", "List-Unsubscribe-Post", "MIME-Version",
+        "Content-Type"]
     assert built["Date"] == format_datetime(moment)
     assert built["Message-ID"] == f"<{REPLAY}.12.0@{settings.sender.domain}>"
     assert built["To"].addresses[0].display_name == "Anne Léger"

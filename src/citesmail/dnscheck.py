@@ -23,9 +23,10 @@ from .dnsrecords import (
     MOVE_ON,
     dmarc_name,
     dmarc_suggestion,
-    organizational_domain,
     txt_line,
 )
+from .domains import aligned as relaxed_aligned
+from .domains import domain_of, organizational_domain
 from .errors import CitesmailError
 
 TIMEOUT = 5.0  # seconds for one name, all tries included
@@ -399,7 +400,7 @@ def aligned(domain: str, from_domain: str, mode: str) -> bool:
     the same organisational domain when relaxed (the default)."""
     if mode.lower() == "s":
         return domain.lower() == from_domain.lower()
-    return organizational_domain(domain) == organizational_domain(from_domain)
+    return relaxed_aligned(domain, from_domain)
 
 
 def _mode(record: dict[str, str], tag: str) -> str:
@@ -428,9 +429,9 @@ def check_dkim_alignment(settings: Settings, record: dict[str, str]) -> Finding:
 
 
 def envelope_domain(settings: Settings) -> str:
-    """The domain of the envelope sender (MAIL FROM), the one SPF checks: citesmail
-    sends with the From address as envelope sender."""
-    return settings.sender.domain
+    """The domain of the envelope sender (MAIL FROM), the one SPF checks: the
+    `[delivery] return_path` when set (VERP), else the From address."""
+    return domain_of(settings.delivery.return_path) or settings.sender.domain
 
 
 def check_spf_alignment(settings: Settings, record: dict[str, str]) -> Finding:

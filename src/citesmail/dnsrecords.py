@@ -32,15 +32,3 @@ def dmarc_name(domain: str) -> str:
 def dmarc_suggestion(domain: str) -> str:
     """A first DMARC record: monitoring only (p=none), with aggregate reports."""
     return f"v=DMARC1; p=none; rua=mailto:{REPORTS_MAILBOX}@{domain}"
-
-
-def organizational_domain(domain: str) -> str:
-    """The domain's last two labels: `lettres.cites.fr` -> `cites.fr`.
-
-    A simplification of RFC 7489 §3.2, which reads the Public Suffix List: it is wrong
-    for domains under a two-label suffix (`centre.gouv.nc`, `x.co.uk`), where it gives
-    the suffix itself. It is enough for the .fr, .org, .eu ... domains citesmail sends
-    from; a lookup at a suffix finds no DMARC record and says so.
-    """
-    labels = domain.rstrip(".").lower().split(".")
-    return ".".join(labels[-2:])

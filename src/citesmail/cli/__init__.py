@@ -153,7 +153,7 @@ class State:
     def existing_db(self) -> Database | None:
         """The database, if there is one yet: a SQLite file that does not exist is not
         created (a command that only reads does not leave an empty one behind)."""
-        from ..db import database_exists
+        from ..config import database_exists
 
         return self.db if database_exists(self.settings.database_url) else None
 
