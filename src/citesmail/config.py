@@ -251,6 +251,27 @@ class UnsubscribeSettings(Section):
         return value
 
 
+DEFAULT_CONSENT_TEXT = (
+    "J'accepte de recevoir les lettres d'information et les invitations du centre de "
+    "ressources par courriel. Je peux me désinscrire à tout moment par le lien présent "
+    "dans chaque message.")
+
+
+class SubscribeSettings(Section):
+    """People who sign up: how long an unconfirmed sign-up is kept, what they agree to."""
+
+    pending_days: int = Field(7, ge=1, le=365)
+    consent_text: str = DEFAULT_CONSENT_TEXT
+
+    @field_validator("consent_text")
+    @classmethod
+    def _some_text(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("the consent text shown on sign-up forms is expected")
+        return value
+
+
 class DkimSettings(Section):
     """DKIM signing of every message; off until all three keys are set."""
 
@@ -293,6 +314,7 @@ class Settings(Section):
     delivery: DeliverySettings = DeliverySettings()
     smtp: SmtpSettings = SmtpSettings()
     unsubscribe: UnsubscribeSettings = UnsubscribeSettings()
+    subscribe: SubscribeSettings = SubscribeSettings()
     schedule: ScheduleSettings = ScheduleSettings()
     dkim: DkimSettings = DkimSettings()
 

@@ -35,9 +35,8 @@ from .errors import CitesmailError
 from .folding import contact_keys
 
 # The newest migration; tests check that it is Alembic's head.
-HEAD = "0005"
+HEAD = "0006"
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-STATUSES = ("active", "unsubscribed", "bounced", "complained")
 
 
 def utcnow() -> datetime:
@@ -113,8 +112,7 @@ class Contact(Base):
     attributes_key: Mapped[dict[str, str] | None] = mapped_column(JSON)
     search_key: Mapped[str | None] = mapped_column(Text)  # names, address, organisation
     status: Mapped[str] = mapped_column(String(16), default="active")  # ~all active: no index
-    consent_source: Mapped[str | None] = mapped_column(String(255))
-    consent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Consent (where, when, which text) is in consent_events, one row per event.
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -137,6 +135,8 @@ class MailingList(Base):
     name: Mapped[str] = mapped_column(String(100), unique=True)
     title: Mapped[str] = mapped_column(String(255), default="")
     description: Mapped[str] = mapped_column(String(2000), default="")
+    # Offered on sign-up forms and the preference page; private lists are filled by hand.
+    public: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -149,6 +149,36 @@ class Membership(Base):
     contact_id: Mapped[int] = mapped_column(
         ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True)
     added_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ConsentText(Base):
+    """A consent text exactly as it was shown or given, stored once (it names nobody)."""
+
+    __tablename__ = "consent_texts"
+
+    hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 of the UTF-8
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ConsentEvent(Base):
+    """One step of a contact's consent (states.ConsentKind): given, confirmed, withdrawn
+    for a list or for everything; erased with the contact."""
+
+    __tablename__ = "consent_events"
+    __table_args__ = (Index("ix_consent_events_contact", "contact_id", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    # None: about every list (a global unsubscribe, a bounce). A removed list leaves
+    # list_id NULL; list_name still says which it was.
+    list_id: Mapped[int | None] = mapped_column(ForeignKey("lists.id", ondelete="SET NULL"))
+    list_name: Mapped[str | None] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(32))
+    # file:line of an import, the form and its origin, "command", a message's id
+    source: Mapped[str] = mapped_column(String(500), default="")
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    consent_text_hash: Mapped[str | None] = mapped_column(ForeignKey("consent_texts.hash"))
 
 
 class Segment(Base):

@@ -200,10 +200,18 @@ def _remove_applied(path: Path, applied: int) -> None:
         os.close(descriptor)  # releases the lock: appenders waiting see the new file
 
 
+SOURCE = "serve: unsubscribe link"  # what the consent history says of these requests
+
+
 def _apply(db: Database, entries: list[Entry]) -> None:
-    ids = [e.contact_id for e in entries if e.what == UNSUBSCRIBE]
+    """Each request with the time it was answered (an event per contact that left)."""
+    by_time: dict[datetime, list[int]] = {}
+    for entry in entries:
+        if entry.what == UNSUBSCRIBE:
+            by_time.setdefault(entry.when, []).append(entry.contact_id)
     with db.session() as session:
-        leave(session, ids, ContactStatus.UNSUBSCRIBED)
+        for when, ids in by_time.items():
+            leave(session, ids, ContactStatus.UNSUBSCRIBED, source=SOURCE, at=when)
 
 
 def apply_pending(db: Database, path: Path, *, wait: bool = True) -> int | None:

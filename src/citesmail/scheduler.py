@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from .audience.pending import purge_pending
 from .config import Settings
 from .db import Database
 from .delivery import SendBusy, SendRun, start_scheduled, summary
@@ -212,6 +213,22 @@ def _resume_due(scheduler: Any) -> None:
                               id=f"resume:{campaign}", replace_existing=True)
 
 
+PURGE_EVERY_HOURS = 1  # pending sign-ups older than [subscribe] pending_days go
+
+
+def _purge_pending(db: Database, days: int) -> None:
+    """Forget the sign-ups never confirmed in time."""
+    try:
+        with db.session() as session:
+            purged = purge_pending(session, days)
+    except CitesmailError as exc:  # the database locked long: the next hour tries again
+        log.error("purging pending sign-ups: %s", exc)
+        return
+    if purged:
+        log.info("%d pending sign-up%s purged (unconfirmed for more than %d days)",
+                 purged, "s" if purged != 1 else "", days)
+
+
 def _mark_missed(db: Database, tz: ZoneInfo, event: Any) -> None:
     campaign = event.job_id.removeprefix("send:")
     mark_missed(db, campaign)
@@ -239,6 +256,10 @@ def run_worker(db: Database, settings: Settings, stop: threading.Event) -> None:
         _resume_due(scheduler)
         scheduler.add_job(_resume_due, "interval", args=[scheduler], seconds=30,
                           jobstore="memory", id="resume-due")
+        days = settings.subscribe.pending_days
+        scheduler.add_job(_purge_pending, "interval", args=[db, days],
+                          hours=PURGE_EVERY_HOURS, jobstore="memory", id="purge-pending",
+                          next_run_time=datetime.now(UTC))  # at start, then every hour
         for job in scheduler.get_jobs(jobstore="default"):
             log.info("%s: scheduled for %s", job.name,
                      local_time(job.next_run_time, settings.tz))

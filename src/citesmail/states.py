@@ -11,9 +11,29 @@ from enum import StrEnum
 
 class ContactStatus(StrEnum):
     ACTIVE = "active"  # mailed by campaigns
+    PENDING = "pending"  # signed up, not confirmed: never mailed by a campaign, purged later
     UNSUBSCRIBED = "unsubscribed"
     BOUNCED = "bounced"  # a permanent failure named this address
     COMPLAINED = "complained"
+
+
+class ConsentKind(StrEnum):
+    """What a consent event (`consent_events` row) records."""
+
+    IMPORT = "import"  # a row of an imported file
+    FORM_SIGNUP = "form_signup"  # a sign-up form sent (the contact is pending)
+    CONFIRMATION = "confirmation"  # the sign-up confirmed by the link in its email
+    RESUBSCRIPTION = "resubscription"  # a person who had left came back (confirmed)
+    LIST_UNSUBSCRIBE = "list_unsubscribe"  # left one list
+    UNSUBSCRIBE = "unsubscribe"  # left everything
+    COMPLAINT = "complaint"  # marked a message as spam
+    BOUNCE = "bounce"  # a permanent failure named the address
+    MANUAL = "manual"  # added or changed by hand (citesmail contacts add / edit)
+
+
+# The events by which a person gives consent: the latest one is the contact's consent.
+GRANTS = frozenset({ConsentKind.IMPORT, ConsentKind.FORM_SIGNUP, ConsentKind.CONFIRMATION,
+                    ConsentKind.RESUBSCRIPTION, ConsentKind.MANUAL})
 
 
 class SendState(StrEnum):

@@ -1,4 +1,5 @@
-"""Contacts one by one: show, unsubscribe, erase; and the contacts of a list or segment."""
+"""Contacts one by one: show, unsubscribe, erase (with their consent history); and the
+contacts of a list or segment."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from ..errors import CitesmailError, Problem
 from ..folding import fold
 from ..states import ContactStatus
 from .addresses import AddressError, address_hash, normalize_address
+from .consent import COMMAND, forget
 from .lists import get_list, insert_ignoring_duplicates
 from .segments import get_segment, stream
 from .status import leave
@@ -68,7 +70,7 @@ def unsubscribe(session: Session, addresses: tuple[str, ...]) -> list[tuple[str,
     """(address, status before) of each contact named; the active ones leave."""
     contacts = find_contacts(session, addresses)
     before = [(c.email, c.status) for c in contacts]
-    leave(session, [c.id for c in contacts], ContactStatus.UNSUBSCRIBED)
+    leave(session, [c.id for c in contacts], ContactStatus.UNSUBSCRIBED, source=COMMAND)
     return before
 
 
@@ -83,6 +85,7 @@ def erase(session: Session, addresses: tuple[str, ...]) -> list[str]:
     session.execute(update(Delivery).where(Delivery.contact_id.in_(ids)).values(
         contact_id=None, email="", first_name="", last_name="", organization=""))
     session.execute(delete(Membership).where(Membership.contact_id.in_(ids)))
+    forget(session, ids)
     session.execute(delete(Contact).where(Contact.id.in_(ids)))
     return [c.email for c in contacts]
 

@@ -10,15 +10,17 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..db import Contact, MailingList, Membership
+from .consent import Event, latest_grants
 from .contacts import select_contacts
 from .csvfile import spreadsheet_safe
 
 COLUMNS = ("email", "first_name", "last_name", "organization", "role", "territory", "lang",
-           "status", "lists")
+           "status", "lists", "consent_source", "consent_at")
 # Headers by language (--header-lang); `contacts import` recognises each of them.
 HEADERS = {"en": COLUMNS,
            "fr": ("Courriel", "Prénom", "Nom", "Structure", "Fonction", "Territoire",
-                  "Langue", "Statut", "Listes")}
+                  "Langue", "Statut", "Listes", "Source du consentement",
+                  "Date du consentement")}
 
 
 def _lists_by_contact(session: Session, ids: list[int]) -> dict[int, list[str]]:
@@ -29,6 +31,18 @@ def _lists_by_contact(session: Session, ids: list[int]) -> dict[int, list[str]]:
     for contact_id, name in session.execute(query):
         found.setdefault(contact_id, []).append(name)
     return found
+
+
+def consent_source(event: Event) -> str:
+    """The kind and source of a consent event: 'import contacts.csv:12'."""
+    return f"{event.kind} {event.source}".strip()
+
+
+def _consent(event: Event | None) -> tuple[str, str]:
+    """consent_source and consent_at: the latest event by which consent was given."""
+    if event is None:
+        return "", ""
+    return consent_source(event), event.at.isoformat(timespec="seconds")
 
 
 def _batches(session: Session, list_name: str | None,
@@ -50,11 +64,12 @@ def export_contacts(session: Session, out: IO[str], *, list_name: str | None = N
     writer.writerow([spreadsheet_safe(name) for name in headers])
     written = 0
     for batch in _batches(session, list_name, segment):
-        lists = _lists_by_contact(session, [c.id for c in batch])
+        ids = [c.id for c in batch]
+        lists, grants = _lists_by_contact(session, ids), latest_grants(session, ids)
         for contact in batch:
             row = [contact.email, contact.first_name, contact.last_name, contact.organization,
                    contact.role, contact.territory, contact.lang, contact.status,
-                   ", ".join(lists.get(contact.id, []))]
+                   ", ".join(lists.get(contact.id, [])), *_consent(grants.get(contact.id))]
             row += [(contact.attributes or {}).get(name) for name in attributes]
             writer.writerow([spreadsheet_safe(value or "") for value in row])
             written += 1

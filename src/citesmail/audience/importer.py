@@ -13,10 +13,21 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from ..db import Contact, Database, Membership, Suppression, column_length, utcnow
+from ..db import (
+    ConsentEvent,
+    Contact,
+    Database,
+    MailingList,
+    Membership,
+    Suppression,
+    column_length,
+    utcnow,
+)
 from ..folding import contact_keys
+from ..states import ConsentKind
 from .addresses import AddressError, address_hash, normalize_address
 from .bulk import db_value, insert_rows, reserve_ids
+from .consent import SOURCE_LENGTH, store_text
 from .csvfile import FIELDS, FORMULA_STARTS, Sheet, from_spreadsheet, read_sheet, spreadsheet_safe
 from .lists import get_list, insert_ignoring_duplicates
 
@@ -93,8 +104,11 @@ def _tidy(cells: list[str]) -> list[str]:
 # Columns `contacts export` writes (in English or French) that an import does not take.
 _NEVER_CHANGES = "an import never changes a status"
 _LIST_OPTION = "give the list with --list"
+_OWN_CONSENT = "an import records its own consent (give the text with --consent)"
 _EXPORT_ONLY = {"status": _NEVER_CHANGES, "statut": _NEVER_CHANGES,
-                "lists": _LIST_OPTION, "listes": _LIST_OPTION}
+                "lists": _LIST_OPTION, "listes": _LIST_OPTION,
+                "consent_source": _OWN_CONSENT, "consent_at": _OWN_CONSENT,
+                "source du consentement": _OWN_CONSENT, "date du consentement": _OWN_CONSENT}
 
 
 def _attribute_columns(sheet: Sheet, report: ImportReport) -> list[tuple[int, str]]:
@@ -124,7 +138,7 @@ def _attribute_columns(sheet: Sheet, report: ImportReport) -> list[tuple[int, st
 # What the contacts columns hold. PostgreSQL refuses longer text (and with it the whole
 # import) where SQLite would store it: on both, such a row is rejected instead.
 _MAX_LENGTH = {name: column_length(Contact, name)
-               for name in (*FIELDS, "consent_source")}
+               for name in FIELDS}
 _LENGTH_HINT = {"lang": " (a language code, such as fr)"}
 
 
@@ -239,15 +253,17 @@ def import_contacts(
     list_name: str | None = None,
     update_existing: bool = False,
     dry_run: bool = False,
+    consent: str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> ImportReport:
+    """Every row kept gets a consent event (`import`, source FILE:LINE) with the text
+    `consent`, else the list's description, else "import"."""
     report = ImportReport(dry_run=dry_run)
     sheet = read_sheet(path)
     rows = parse_rows(sheet, report)
-    # A file name may be as long as the column (255): the source is cut, not refused.
-    source = f"import:{path.name}"[: _MAX_LENGTH["consent_source"]]
     with db.session(rollback=dry_run) as session:
-        list_id = get_list(session, list_name).id if list_name else None
+        chosen = get_list(session, list_name) if list_name else None
+        list_id = chosen.id if chosen else None
         suppressed = _suppressed(session, [row.key for row in rows])
         report.suppressed = [(r.line, r.email) for r in rows if r.key in suppressed]
         rows = [row for row in rows if row.key not in suppressed]
@@ -256,7 +272,7 @@ def import_contacts(
         member_ids: list[int] = []
         fresh = [row for row in rows if row.key not in existing]
         for done, chunk in enumerate(_chunks(fresh, INSERT_CHUNK), start=1):
-            member_ids += _insert(session, chunk, source, now)
+            member_ids += _insert(session, chunk, now)
             if progress:
                 progress(min(done * INSERT_CHUNK, len(fresh)), len(rows))
         report.imported = len(fresh)
@@ -269,12 +285,37 @@ def import_contacts(
         if list_id is not None:
             _add_members(session, list_id, new_ids=member_ids,
                          known_ids=[existing[row.key].id for row in known], now=now)
+        text = consent or (chosen.description if chosen else "") or "import"
+        ids = dict(zip((row.key for row in fresh), member_ids, strict=True))
+        ids.update((row.key, existing[row.key].id) for row in known)
+        _record_rows(session, [(ids[row.key], row.line) for row in rows], path.name,
+                     chosen, store_text(session, text), now)
     return report
+
+
+_EVENT_COLUMNS = ("id", "contact_id", "list_id", "list_name", "kind", "source", "at",
+                  "consent_text_hash")
+
+
+def _record_rows(session: Session, rows: list[tuple[int, int]], file_name: str,
+                 chosen: MailingList | None, digest: str, now: datetime) -> None:
+    """One `import` event for each (contact id, line), in bulk."""
+    table = ConsentEvent.__table__
+    stamp = db_value(session, table, "at", now)  # type: ignore[arg-type]
+    list_id, list_name = (chosen.id, chosen.name) if chosen else (None, None)
+    # A file name may be as long as the column: the source is cut, not refused.
+    name = file_name[: SOURCE_LENGTH - 12]
+    kind = str(ConsentKind.IMPORT)
+    for chunk in _chunks(rows, INSERT_CHUNK):
+        ids = reserve_ids(session, table, len(chunk))  # type: ignore[arg-type]
+        insert_rows(session, table, _EVENT_COLUMNS, [  # type: ignore[arg-type]
+            (event_id, contact_id, list_id, list_name, kind, f"{name}:{line}", stamp, digest)
+            for event_id, (contact_id, line) in zip(ids, chunk, strict=True)])
 
 
 _CONTACT_COLUMNS = ("id", "email", "email_key", "domain", "first_name", "last_name",
                     "organization", "role", "territory", "lang", "attributes", "status",
-                    "consent_source", "consent_at", "created_at", "updated_at",
+                    "created_at", "updated_at",
                     "role_key", "territory_key", "organization_key", "attributes_key",
                     "search_key")
 
@@ -289,7 +330,7 @@ def _keys(row: Row) -> tuple[Any, ...]:
             _as_json(keys["attributes_key"]), keys["search_key"])
 
 
-def _insert(session: Session, rows: list[Row], source: str, now: datetime) -> list[int]:
+def _insert(session: Session, rows: list[Row], now: datetime) -> list[int]:
     """New contacts, in bulk; returns their ids in row order."""
     table = Contact.__table__
     ids = reserve_ids(session, table, len(rows))  # type: ignore[arg-type]
@@ -297,7 +338,7 @@ def _insert(session: Session, rows: list[Row], source: str, now: datetime) -> li
     values = [
         (contact_id, r.email, r.key, r.domain, r.fields["first_name"], r.fields["last_name"],
          r.fields["organization"], r.fields["role"], r.fields["territory"], r.fields["lang"],
-         _as_json(r.attributes), "active", source, stamp, stamp, stamp, *_keys(r))
+         _as_json(r.attributes), "active", stamp, stamp, *_keys(r))
         for contact_id, r in zip(ids, rows, strict=True)
     ]
     insert_rows(session, table, _CONTACT_COLUMNS, values)  # type: ignore[arg-type]

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from ..db import Contact, MailingList, Membership, Segment, column_length, is_postgresql
 from ..errors import CitesmailError, unknown_name
+from ..states import ContactStatus
 
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,99}")
 
@@ -51,13 +52,38 @@ def _check_length(what: str, value: str) -> None:
                              f"shorten the --{what}")
 
 
-def add_list(session: Session, name: str, title: str = "", description: str = "") -> None:
+def add_list(session: Session, name: str, title: str = "", description: str = "",
+             public: bool = False) -> None:
     check_name(name, "list")
     _check_length("title", title)
     _check_length("description", description)
     if session.scalar(select(MailingList.id).where(MailingList.name == name)) is not None:
-        raise CitesmailError(f"list '{name}' already exists")
-    session.add(MailingList(name=name, title=title, description=description))
+        raise CitesmailError(f"list '{name}' already exists",
+                             f"change it with citesmail lists edit {name}")
+    session.add(MailingList(name=name, title=title, description=description, public=public))
+    session.flush()
+
+
+def edit_list(session: Session, name: str, *, title: str | None = None,
+              description: str | None = None, public: bool | None = None) -> MailingList:
+    """Change the parts given; the others stay."""
+    found = get_list(session, name)
+    if title is not None:
+        _check_length("title", title)
+        found.title = title
+    if description is not None:
+        _check_length("description", description)
+        found.description = description
+    if public is not None:
+        found.public = public
+    session.flush()
+    return found
+
+
+def public_lists(session: Session) -> list[MailingList]:
+    """The lists offered on sign-up forms and the preference page, by name."""
+    return list(session.scalars(select(MailingList).where(MailingList.public.is_(True))
+                                .order_by(MailingList.name)))
 
 
 def remove_list(session: Session, name: str) -> int:
@@ -80,17 +106,19 @@ class ListSummary:
     title: str
     members: int
     active: int
+    public: bool
 
 
 def list_summaries(session: Session) -> list[ListSummary]:
-    active = func.sum(case((Contact.status == "active", 1), else_=0))
+    active = func.sum(case((Contact.status == ContactStatus.ACTIVE, 1), else_=0))
     query = (
-        select(MailingList.name, MailingList.title, func.count(Contact.id), active)
+        select(MailingList.name, MailingList.title, func.count(Contact.id), active,
+               MailingList.public)
         .select_from(MailingList)
         .outerjoin(Membership, Membership.list_id == MailingList.id)
         .outerjoin(Contact, Contact.id == Membership.contact_id)
-        .group_by(MailingList.id, MailingList.name, MailingList.title)
+        .group_by(MailingList.id, MailingList.name, MailingList.title, MailingList.public)
         .order_by(MailingList.name)
     )
-    return [ListSummary(n, t, members, int(act or 0))
-            for n, t, members, act in session.execute(query)]
+    return [ListSummary(n, t, members, int(act or 0), bool(public))
+            for n, t, members, act, public in session.execute(query)]

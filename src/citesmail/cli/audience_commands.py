@@ -11,14 +11,14 @@ from pathlib import Path
 import click
 
 from ..audience.csvfile import spreadsheet_safe
-from ..states import ContactStatus
+from ..states import GRANTS, ContactStatus
 from ..tables import fit, line, terminal_width
 from . import State, confirm, main, pass_state
 
 
 @main.group()
 def contacts() -> None:
-    """Import, export, look up, unsubscribe and erase contacts."""
+    """Import, add, edit, export, look up, unsubscribe and erase contacts."""
 
 
 @contacts.command("import")
@@ -27,13 +27,16 @@ def contacts() -> None:
 @click.option("--update", is_flag=True, help="Update contacts that already exist "
               "(their status is never changed).")
 @click.option("--dry-run", is_flag=True, help="Read and check everything, write nothing.")
+@click.option("--consent", metavar="TEXT", help="Why you may mail these people (recorded "
+              "with each row; default: the list's description).")
 @pass_state
 def import_(state: State, file: Path, list_name: str | None, update: bool,
-            dry_run: bool) -> None:
+            dry_run: bool, consent: str | None) -> None:
     """Import contacts from a CSV FILE (';', ',' or tab; UTF-8 or Windows-1252).
 
     Columns are recognised by name (email/courriel/mail, prénom, nom, organisme/structure,
     fonction, territoire/commune/ville, langue); other columns are kept as attributes.
+    Each row kept is recorded in the contact's consent history (FILE:LINE).
     """
     from ..audience.importer import import_contacts
 
@@ -44,7 +47,7 @@ def import_(state: State, file: Path, list_name: str | None, update: bool,
             bar.update(done - bar.pos)
 
         report = import_contacts(state.db, file, list_name=list_name, update_existing=update,
-                                 dry_run=dry_run, progress=progress)
+                                 dry_run=dry_run, consent=consent, progress=progress)
     for said in report.columns() + report.details():
         click.echo(f"{file}: {said}", err=True)
     click.echo(report.summary())
@@ -75,7 +78,11 @@ class _Delimiter(click.Choice[str]):
 @pass_state
 def export(state: State, list_name: str | None, segment: str | None, output: Path | None,
            delimiter: str, header_lang: str) -> None:
-    """Export contacts as CSV (UTF-8 with BOM, for Excel)."""
+    """Export contacts as CSV (UTF-8 with BOM, for Excel).
+
+    consent_source and consent_at are the latest consent given (an import's FILE:LINE,
+    a form, a command), as contacts show lists it.
+    """
     from ..audience.exporter import export_contacts
 
     if list_name and segment:
@@ -184,6 +191,7 @@ def _json_writer() -> Callable[[Rows | None], None]:
 @pass_state
 def show(state: State, email: str) -> None:
     """Everything stored about one contact."""
+    from ..audience.consent import first_words, history
     from ..audience.contacts import find_contact, lists_of, sends_of
 
     with state.db.session(write=False) as session:
@@ -192,16 +200,92 @@ def show(state: State, email: str) -> None:
                 ("organization", c.organization), ("role", c.role),
                 ("territory", c.territory), ("lang", c.lang), ("status", c.status),
                 ("lists", ", ".join(lists_of(session, c.id)) or "(none)"),
-                ("consent", f"{c.consent_source or '?'} at {c.consent_at:%Y-%m-%d %H:%M} UTC"
-                 if c.consent_at else c.consent_source),
                 ("created", f"{c.created_at:%Y-%m-%d %H:%M} UTC"),
                 ("updated", f"{c.updated_at:%Y-%m-%d %H:%M} UTC")]
         rows += [(f"attr.{k}", v) for k, v in (c.attributes or {}).items()]
         rows += [("send", f"{campaign}: {state}" + (f" at {sent:%Y-%m-%d %H:%M} UTC"
                                                       if sent else ""))
                  for campaign, state, sent in sends_of(session, c.id)]
+        rows += [("consent", f"{e.at:%Y-%m-%d %H:%M} UTC {e.kind}"
+                  + (f" [{e.list_name}]" if e.list_name else "")
+                  + (f" ({e.source})" if e.source else "")
+                  + (f": {first_words(e.text)}" if e.text or e.kind in _GIVEN else ""))
+                 for e in history(session, c.id)]
     for key, value in rows:
         click.echo(f"{key + ':':<14} {value if value is not None else ''}")
+
+
+_GIVEN = {str(kind) for kind in GRANTS}
+
+
+@contacts.command("add")
+@click.argument("email")
+@click.option("--first-name", metavar="TEXT")
+@click.option("--last-name", metavar="TEXT")
+@click.option("--organization", metavar="TEXT")
+@click.option("--role", metavar="TEXT")
+@click.option("--territory", metavar="TEXT")
+@click.option("--list", "lists_", multiple=True, metavar="L", help="Put them on this list "
+              "(repeat for several).")
+@click.option("--consent", required=True, metavar="TEXT",
+              help="Why you may mail them (recorded in their consent history).")
+@pass_state
+def add(state: State, email: str, first_name: str | None, last_name: str | None,
+        organization: str | None, role: str | None, territory: str | None,
+        lists_: tuple[str, ...], consent: str) -> None:
+    """Add one contact by hand, active at once.
+
+    An address that was erased, bounced, complained or unsubscribed is refused.
+    """
+    from ..audience.manual import add_contact
+
+    fields = {"first_name": first_name, "last_name": last_name,
+              "organization": organization, "role": role, "territory": territory}
+    with state.db.session() as session:
+        contact = add_contact(session, email, fields, lists_, consent)
+        added = contact.email
+    on = f" on {', '.join(dict.fromkeys(lists_))}" if lists_ else ""
+    click.echo(f"{added}: added{on}")
+
+
+@contacts.command("edit")
+@click.argument("email")
+@click.option("--set", "settings", multiple=True, metavar="FIELD=VALUE",
+              help="first_name, last_name, organization, role, territory, lang or "
+                   "attr.NAME; an empty VALUE clears it.")
+@click.option("--add-list", multiple=True, metavar="L", help="Put them on this list.")
+@click.option("--remove-list", multiple=True, metavar="L", help="Take them off this list "
+              "(recorded as an unsubscribe from it).")
+@click.option("--consent", metavar="TEXT", help="Why they may be on the lists added "
+              "(default: each list's description).")
+@pass_state
+def edit(state: State, email: str, settings: tuple[str, ...], add_list: tuple[str, ...],
+         remove_list: tuple[str, ...], consent: str | None) -> None:
+    """Change one contact's fields and lists (their status is not changed)."""
+    from ..audience.manual import edit_contact
+
+    if not (settings or add_list or remove_list):
+        raise click.UsageError("nothing to change: give --set, --add-list or --remove-list")
+    with state.db.session() as session:
+        edited = edit_contact(session, email, settings, add_list, remove_list, consent)
+    said = ([f"{name} set" for name in edited.changed]
+            + [f"added to {name}" for name in edited.added]
+            + [f"removed from {name}" for name in edited.removed])
+    click.echo(f"{edited.email}: {', '.join(said) or 'nothing changed'}")
+
+
+@contacts.command("purge-pending")
+@pass_state
+def purge_pending(state: State) -> None:
+    """Delete the sign-ups never confirmed within [subscribe] pending_days
+    (citesmail worker also does it every hour)."""
+    from ..audience.pending import purge_pending as purge
+
+    days = state.settings.subscribe.pending_days
+    with state.db.session() as session:
+        purged = purge(session, days)
+    click.echo(f"{purged} pending contact{'s' if purged != 1 else ''} purged "
+               f"(unconfirmed for more than {days} days)")
 
 
 @contacts.command("unsubscribe")
@@ -246,7 +330,9 @@ def lists(ctx: click.Context) -> None:
         with state.db.session(write=False) as session:
             summaries = list_summaries(session)
         for s in summaries:
-            click.echo(f"{s.name:<30} {s.members:>8} contacts {s.active:>8} active  {s.title}")
+            shown = "public " if s.public else "private"
+            click.echo(f"{s.name:<30} {s.members:>8} contacts {s.active:>8} active  "
+                       f"{shown}  {s.title}")
         if not summaries:
             click.echo("no lists yet: citesmail lists add NAME", err=True)
 
@@ -255,14 +341,37 @@ def lists(ctx: click.Context) -> None:
 @click.argument("name")
 @click.option("--title", default="", help="A readable title.")
 @click.option("--description", default="", help="What the list is for.")
+@click.option("--public/--private", default=False, show_default=True,
+              help="Public lists are offered on sign-up forms and the preference page.")
 @pass_state
-def lists_add(state: State, name: str, title: str, description: str) -> None:
+def lists_add(state: State, name: str, title: str, description: str, public: bool) -> None:
     """Create a list NAME (lower-case letters, digits, '-', '_')."""
     from ..audience.lists import add_list
 
     with state.db.session() as session:
-        add_list(session, name, title, description)
-    click.echo(f"list {name} created")
+        add_list(session, name, title, description, public)
+    click.echo(f"list {name} created ({'public' if public else 'private'})")
+
+
+@lists.command("edit")
+@click.argument("name")
+@click.option("--title", help="A new title.")
+@click.option("--description", help="A new description.")
+@click.option("--public/--private", default=None,
+              help="Offer it on sign-up forms and the preference page, or not.")
+@pass_state
+def lists_edit(state: State, name: str, title: str | None, description: str | None,
+               public: bool | None) -> None:
+    """Change list NAME: each option given replaces that part, the others stay."""
+    from ..audience.lists import edit_list
+
+    if title is None and description is None and public is None:
+        raise click.UsageError("nothing to change: give --title, --description, --public "
+                               "or --private")
+    with state.db.session() as session:
+        found = edit_list(session, name, title=title, description=description, public=public)
+        shown = "public" if found.public else "private"
+    click.echo(f"list {name} saved ({shown})")
 
 
 @lists.command("remove")

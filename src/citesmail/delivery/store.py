@@ -226,7 +226,10 @@ class SqlStore:
         elif outcome.kind == "permanent":
             row.state = DeliveryState.FAILED
             if outcome.bounce and claimed.contact_id is not None:
-                leave(session, [claimed.contact_id], ContactStatus.BOUNCED)
+                campaign = session.scalar(select(Send.campaign)
+                                          .where(Send.id == self.send_id))
+                leave(session, [claimed.contact_id], ContactStatus.BOUNCED,
+                      source=f"send {campaign}: {outcome.code} {outcome.message}")
         elif row.attempts > len(self.delays):
             row.state = DeliveryState.FAILED
         else:
