@@ -61,7 +61,6 @@ def test_upgrade_from_the_first_migration_keeps_data(db_url: str) -> None:
             "Zoé@exemple.fr", "Zoé", "unsubscribed")
         assert contact.attributes == {"secteur": "emploi"}
         assert contact.created_at.isoformat() == "2024-01-02T03:04:05+00:00"
-        assert contact.consent_source is None
         assert (contact.search_key, contact.attributes_key) == (
             "zoe zoe@exemple.fr", {"secteur": "emploi"})  # folded for segments and search
         assert session.scalars(select(MailingList.name)).all() == ["partenaires"]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from citesmail.audience import importer
+from citesmail.audience import consent, importer
 from citesmail.audience.importer import import_contacts
 from citesmail.audience.lists import add_list
 from citesmail.db import Contact, Database, MailingList, Membership
@@ -24,6 +24,11 @@ OFFICE_EXPORT = (
     "zoe@bücher.de;Zoé;Durand;;;;\r\n"
     "x@conseil.fr;Xavier;Roux;Conseil citoyen;Membre;Lyon;Citoyens\r\n"
 )
+
+
+def history(db: Database, contact_id: int) -> list[consent.Event]:
+    with db.session(write=False) as session:
+        return consent.history(session, contact_id)
 
 
 def write_csv(tmp_path: Path, text: str, encoding: str = "utf-8",
@@ -57,7 +62,9 @@ def test_office_export_in_cp1252_with_semicolons(db: Database, tmp_path: Path) -
                                  "Vaulx-en-Velin")
     assert chloe.attributes == {"Secteur d'activité": "Asso"}
     assert found["Bilal.Haddad@mission-locale.fr"].attributes == {}
-    assert chloe.status == "active" and chloe.consent_source == "import:contacts.csv"
+    assert chloe.status == "active"
+    assert [(e.kind, e.source, e.text) for e in history(db, chloe.id)] == [
+        ("import", "contacts.csv:5", "import")]
     assert found["anne.martin@ville-lyon.fr"].first_name == "Anne"  # the first row wins
 
 
@@ -216,7 +223,8 @@ def test_a_value_longer_than_its_column_rejects_the_row_alike_on_both_databases(
     assert found["g@ex.fr"].first_name == "y" * 255
     assert found["g@ex.fr"].attributes == {"note": "z" * 5000}  # attributes have no limit
     assert found["a@ex.fr"].first_name == "Anne"
-    assert found["a@ex.fr"].consent_source == f"import:{name}"[:255]
+    [event] = history(db, found["a@ex.fr"].id)
+    assert event.source == f"{name}:9"
     update = write_csv(tmp_path, f"email;nom\ng@ex.fr;{long}\n", name="u.csv")
     updated = import_contacts(db, update, update_existing=True)
     assert updated.summary() == "0 imported, 0 updated, 1 rejected, 0 duplicates"

@@ -7,6 +7,7 @@ import io
 import json
 import sqlite3
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -87,9 +88,12 @@ def test_export_is_excel_friendly_and_formula_safe(env: dict[str, str],
     assert raw.startswith(b"\xef\xbb\xbf")
     rows = list(csv.reader(io.StringIO(raw.decode("utf-8-sig")), delimiter=";"))
     assert rows[0] == ["email", "first_name", "last_name", "organization", "role", "territory",
-                       "lang", "status", "lists", "secteur", "note"]
-    assert rows[1] == ["a@ex.fr", "Élodie", "'=HYPERLINK(\"x\")", "", "", "Lyon", "", "active",
-                       "l", "emploi", "'+33 6"]
+                       "lang", "status", "lists", "consent_source", "consent_at", "secteur",
+                       "note"]
+    assert rows[1][:10] == ["a@ex.fr", "Élodie", "'=HYPERLINK(\"x\")", "", "", "Lyon", "",
+                            "active", "l", "import c.csv:2"]
+    assert datetime.fromisoformat(rows[1][10]).tzinfo == UTC
+    assert rows[1][11:] == ["emploi", "'+33 6"]
     assert rows[2][:3] == ["b@ex.fr", "'@bob", "'-Durand"]
     tabbed = ok("contacts", "export", "--delimiter", "tab", "--list", "l", env=env)
     assert tabbed.lstrip("\ufeff").startswith("email\tfirst_name\t")
@@ -111,13 +115,15 @@ def test_formula_headers_are_exported_safe_and_import_back_the_same(
     ok("contacts", "export", "-o", "out.csv", env=env)
     rows = list(csv.reader(io.StringIO((tmp_path / "out.csv").read_text("utf-8-sig")),
                            delimiter=";"))
-    assert rows[0][9:] == ["'=2+5", "'+cmd", "'-x", "'@SUM(A1)", "'=1", "note"]
-    assert rows[1][9:] == ["7", "c", "x", "s", "1", "'=HYPERLINK(\"x\")"]
+    assert rows[0][11:] == ["'=2+5", "'+cmd", "'-x", "'@SUM(A1)", "'=1", "note"]
+    assert rows[1][11:] == ["7", "c", "x", "s", "1", "'=HYPERLINK(\"x\")"]
     # The export's apostrophes are taken off again: same names, same values.
     again = run("contacts", "import", "out.csv", "--update", env=env)
     assert again.stdout.strip() == "0 imported, 1 updated, 0 rejected, 0 duplicates"
     assert "out.csv: column 'status' ignored: an import never changes a status" \
            in again.stderr
+    assert "out.csv: column 'consent_at' ignored: an import records its own consent " \
+           "(give the text with --consent)" in again.stderr
     db = open_database(db_url)
     with db.session() as session:
         [contact] = session.scalars(select(Contact)).all()
@@ -308,18 +314,31 @@ def test_export_with_french_headers_imports_back_the_same(
     rows = list(csv.reader(io.StringIO((tmp_path / "fr.csv").read_text("utf-8-sig")),
                            delimiter=";"))
     assert rows[0] == ["Courriel", "Prénom", "Nom", "Structure", "Fonction", "Territoire",
-                       "Langue", "Statut", "Listes", "Téléphone"]
+                       "Langue", "Statut", "Listes", "Source du consentement",
+                       "Date du consentement", "Téléphone"]
     fresh = {"CITESMAIL_DATABASE_URL": f'"sqlite:///{tmp_path}/fresh.db"'}
     again = run("contacts", "import", "fr.csv", env=fresh)
     assert again.stdout == "2 imported, 0 updated, 0 rejected, 0 duplicates\n"
     assert again.stderr.splitlines() == [
         "fr.csv: column 'Téléphone' → attribute 'Téléphone'",
         "fr.csv: column 'Statut' ignored: an import never changes a status",
-        "fr.csv: column 'Listes' ignored: give the list with --list"]
+        "fr.csv: column 'Listes' ignored: give the list with --list",
+        "fr.csv: column 'Source du consentement' ignored: an import records its own consent "
+        "(give the text with --consent)",
+        "fr.csv: column 'Date du consentement' ignored: an import records its own consent "
+        "(give the text with --consent)"]
     ok("contacts", "export", "-o", "first.csv", env=env)
     ok("contacts", "export", "-o", "second.csv", env=fresh)
-    first = (tmp_path / "first.csv").read_text("utf-8-sig").replace(";aura;", ";;")
-    assert (tmp_path / "second.csv").read_text("utf-8-sig") == first
+
+    def read(name: str) -> list[list[str]]:
+        return list(csv.reader(io.StringIO((tmp_path / name).read_text("utf-8-sig")),
+                               delimiter=";"))
+
+    first, second = read("first.csv"), read("second.csv")
+    assert [row[9] for row in first[1:]] == ["import c.csv:2", "import c.csv:3"]
+    assert [row[9] for row in second[1:]] == ["import fr.csv:2", "import fr.csv:3"]
+    # The same contacts, but for the list (not given) and the consent (this import's).
+    assert [row[:8] + row[11:] for row in second] == [row[:8] + row[11:] for row in first]
 
 
 def test_export_delimiter_help_says_tab(env: dict[str, str]) -> None:

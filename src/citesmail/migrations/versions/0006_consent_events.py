@@ -19,10 +19,14 @@ down_revision = "0005"
 _PREFIX = "import:"
 
 
+# Plain ALTER TABLE, never a batch: SQLite would copy the table, and dropping the old
+# one (foreign keys on) would delete every membership and consent event with it.
+# DROP COLUMN needs SQLite 3.35, which RETURNING (audience/status.py) needs too.
+
+
 def upgrade() -> None:
-    with op.batch_alter_table("lists") as batch:
-        batch.add_column(sa.Column("public", sa.Boolean, nullable=False,
-                                   server_default=sa.false()))
+    op.add_column("lists", sa.Column("public", sa.Boolean, nullable=False,
+                                     server_default=sa.false()))
     op.create_table(
         "consent_texts",
         sa.Column("hash", sa.String(64), primary_key=True),
@@ -55,15 +59,13 @@ def upgrade() -> None:
         ["contact_id", "kind", "source", "at"],
         sa.select(contacts.c.id, sa.literal("import"), sa.func.coalesce(source, ""),
                   contacts.c.consent_at).where(contacts.c.consent_at.is_not(None))))
-    with op.batch_alter_table("contacts") as batch:
-        batch.drop_column("consent_source")
-        batch.drop_column("consent_at")
+    op.drop_column("contacts", "consent_source")
+    op.drop_column("contacts", "consent_at")
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("contacts") as batch:
-        batch.add_column(sa.Column("consent_source", sa.String(255)))
-        batch.add_column(sa.Column("consent_at", UTCDateTime))
+    op.add_column("contacts", sa.Column("consent_source", sa.String(255)))
+    op.add_column("contacts", sa.Column("consent_at", UTCDateTime))
     bind = op.get_bind()
     first = bind.execute(sa.text(
         "SELECT contact_id, source, at FROM consent_events e WHERE kind = 'import' AND id = "
@@ -77,5 +79,4 @@ def downgrade() -> None:
     op.drop_index("ix_consent_events_contact", "consent_events")
     op.drop_table("consent_events")
     op.drop_table("consent_texts")
-    with op.batch_alter_table("lists") as batch:
-        batch.drop_column("public")
+    op.drop_column("lists", "public")
