@@ -7,8 +7,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import select, text
+from sqlalchemy import inspect, select, text
 
+from citesmail.audience.consent import history
 from citesmail.audience.segments import all_segments, parse_condition
 from citesmail.db import (
     HEAD,
@@ -102,3 +103,48 @@ def test_segments_saved_before_folding_keep_their_exact_matching(db_url: str) ->
         saved = connection.execute(text("SELECT definition FROM segments")).scalar_one()
     engine.dispose()
     assert "role=DP" in str(saved) and "territory!=Lyon" in str(saved)
+
+
+def test_upgrade_from_0005_turns_each_contacts_consent_into_its_first_event(
+        db_url: str) -> None:
+    engine = make_engine(db_url)
+    upgrade(engine, "0005")
+    with engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO contacts (id, email, email_key, domain, attributes, status,"
+            " consent_source, consent_at, created_at, updated_at) VALUES"
+            " (1, 'a@ex.fr', 'a@ex.fr', 'ex.fr', '{}', 'active', 'import:contacts.csv',"
+            " '2024-01-02 03:04:05', '2024-01-02 03:04:05', '2024-01-02 03:04:05'),"
+            " (2, 'b@ex.fr', 'b@ex.fr', 'ex.fr', '{}', 'active', NULL, NULL,"
+            " '2024-01-02 03:04:05', '2024-01-02 03:04:05')"))
+        connection.execute(text("INSERT INTO lists (id, name, title, description, created_at)"
+                                " VALUES (1, 'partenaires', 'P', '', '2024-01-02 03:04:05')"))
+        connection.execute(text("INSERT INTO memberships (list_id, contact_id, added_at)"
+                                " VALUES (1, 1, '2024-01-02 03:04:05'),"
+                                " (1, 2, '2024-01-02 03:04:05')"))
+    engine.dispose()
+
+    db = open_database(db_url)
+    with db.session() as session:
+        assert [(e.kind, e.source, e.at.isoformat(), e.list_name, e.text)
+                for e in history(session, 1)] == [
+            ("import", "contacts.csv", "2024-01-02T03:04:05+00:00", None, None)]
+        assert history(session, 2) == []
+        assert session.scalars(select(Membership.contact_id)
+                               .order_by(Membership.contact_id)).all() == [1, 2]
+        assert session.scalars(select(MailingList.public)).all() == [False]
+    db.close()
+    engine = make_engine(db_url)
+    with engine.connect() as connection:
+        assert "consent_source" not in {c["name"] for c in inspect(connection)
+                                        .get_columns("contacts")}
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0005")
+    with engine.connect() as connection:
+        back = connection.execute(text("SELECT id, consent_source FROM contacts ORDER BY id"))
+        assert back.all() == [(1, "import:contacts.csv"), (2, None)]
+        assert connection.execute(text("SELECT COUNT(*) FROM memberships")).scalar() == 2
+    engine.dispose()

@@ -14,7 +14,11 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy import select, update
 
+from citesmail.config import load_settings
+from citesmail.db import Contact, open_database, utcnow
+from citesmail.states import ContactStatus
 from tests.cli.test_delivery_commands import smtp_env, with_audience
 from tests.conftest import REPLAY, run
 from tests.smtp_server import SmtpServer
@@ -283,3 +287,25 @@ def test_worker_systemd_prints_a_unit_for_the_workspace(workspace: Path) -> None
     assert "KillSignal=SIGTERM" in unit and "Restart=on-failure" in unit
     assert f"EnvironmentFile={workspace}/.citesmail/worker.env" in unit
     assert not re.search(r"^Environment=", unit, re.M)  # no secret in the unit itself
+
+
+def test_the_worker_purges_pending_sign_ups_when_it_starts(setup: Callable[..., Workers],
+                                                          workspace: Path) -> None:
+    workers = setup(recipients=3)
+    db = open_database(load_settings(workspace / "config.toml", environ={}).database_url)
+    with db.session() as session:
+        session.execute(update(Contact).where(Contact.email.in_(["p0@example.org",
+                                                                 "p1@example.org"]))
+                        .values(status=ContactStatus.PENDING,
+                                updated_at=utcnow() - timedelta(days=8)))
+    worker = workers.start()
+    assert worker.stdout is not None
+    for line in worker.stdout:  # up to the line about the purge
+        if "purged" in line:
+            break
+    workers.stop(worker)
+    assert line.rstrip().endswith("2 pending sign-ups purged (unconfirmed for more than "
+                                  "7 days)")
+    with db.session(write=False) as session:
+        assert session.scalars(select(Contact.email)).all() == ["p2@example.org"]
+    db.close()
