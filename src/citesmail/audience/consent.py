@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from ..db import ConsentEvent, ConsentText, MailingList, column_length, utcnow
@@ -44,13 +44,13 @@ def record(session: Session, contact_ids: Sequence[int], kind: ConsentKind, sour
     if not contact_ids:
         return
     digest = store_text(session, text) if text is not None else None
-    when = at or utcnow()
-    session.add_all([ConsentEvent(
-        contact_id=contact_id, kind=kind, source=cut_source(source), at=when,
-        list_id=mailing_list.id if mailing_list else None,
-        list_name=mailing_list.name if mailing_list else None, consent_text_hash=digest)
-        for contact_id in contact_ids])
-    session.flush()
+    event = {"kind": str(kind), "source": cut_source(source), "at": at or utcnow(),
+             "list_id": mailing_list.id if mailing_list else None,
+             "list_name": mailing_list.name if mailing_list else None,
+             "consent_text_hash": digest}
+    # Core, not ORM objects: many contacts leave at once (an intake, a bounce report).
+    session.execute(insert(ConsentEvent), [{**event, "contact_id": contact_id}
+                                           for contact_id in contact_ids])
 
 
 @dataclass(frozen=True)
