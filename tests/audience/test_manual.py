@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 from citesmail.audience import consent
 from citesmail.audience.contacts import erase, find_contact, lists_of
-from citesmail.audience.lists import add_list, edit_list, public_lists
+from citesmail.audience.lists import add_list, edit_list, public_lists, remove_list
 from citesmail.audience.manual import add_contact, edit_contact
 from citesmail.audience.status import leave
 from citesmail.db import ConsentEvent, Contact, Database, MailingList
@@ -155,3 +155,13 @@ def test_a_bad_edit_changes_nothing(lists: Database, settings: list[str], add: l
     with lists.session(write=False) as session:
         anne = find_contact(session, "a@ex.fr")
         assert (anne.role, lists_of(session, anne.id)) == ("Déléguée du préfet", ["lettre"])
+
+
+def test_a_removed_list_leaves_its_name_in_the_history(lists: Database) -> None:
+    with lists.session() as session:
+        add_contact(session, "a@ex.fr", {}, ["elus"], "Forum")
+    with lists.session() as session:
+        remove_list(session, "elus")
+    with lists.session(write=False) as session:
+        [event] = session.scalars(select(ConsentEvent)).all()
+        assert (event.list_id, event.list_name, event.kind) == (None, "elus", "manual")
