@@ -115,6 +115,8 @@ class OrganizationSettings(Section):
     postal_address: str = ""
     website: Annotated[str, AfterValidator(_https_or_empty)] = ""
     logo_url: Annotated[str, AfterValidator(_https_or_empty)] = ""
+    # Shown instead of logo_url when the reader's mail app is in dark mode.
+    logo_dark_url: Annotated[str, AfterValidator(_https_or_empty)] = ""
     reason: str = ""
 
 
