@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs, then runs it (README's Quick start, and CI).
 #   - a virtualenv in .venv with citesmail and its test extras; then ruff and mypy
-#   - Debian's Chromium for the browser tests (apt-get, when missing and run as root)
+#   - Debian's Chromium for the browser tests and SpamAssassin (its shipped rules, never
+#     sa-update) for the spam score of the examples (apt-get, when missing and run as root)
 #   - the machine's PostgreSQL (127.0.0.1:5432, database test): started if it is down;
 #     CITESMAIL_TEST_PG_URL points the database tests at it
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -k render`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ ! -x /usr/bin/chromium ]; then
+missing=()
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v spamassassin >/dev/null || missing+=(spamassassin)
+if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "note: /usr/bin/chromium is missing; run 'sudo apt-get install chromium'" >&2
+    echo "note: ${missing[*]} missing; run 'sudo apt-get install ${missing[*]}'" >&2
   fi
 fi
 
