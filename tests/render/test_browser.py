@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ARTEFACTS, EVENT, NEWSLETTER, REPLAY, make_workspace, run
+from tests.render.measure import CONTRAST_JS, TARGETS_JS
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -20,59 +21,6 @@ EXAMPLES = [REPLAY, EVENT, NEWSLETTER]
 SCHEMES = ["light", "dark"]
 WIDTHS = [600, 375]
 COLUMN = 600 - 2 * 24  # the content column inside the sections' 24px padding
-
-# For every visible text node, and the alt text of every image (shown when images are
-# blocked): its colour, the first opaque background up its ancestors (the colour blended
-# over it when translucent), and their WCAG contrast ratio.
-CONTRAST_JS = """
-() => {
-  const rgba = (s) => { const v = s.match(/[\\d.]+/g).map(Number);
-                        return v.length === 3 ? [...v, 1] : v; };
-  const lum = ([r, g, b]) => {
-    const c = [r, g, b].map(v => { v /= 255; return v <= 0.03928 ? v / 12.92
-                                    : Math.pow((v + 0.055) / 1.055, 2.4); });
-    return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2];
-  };
-  const background = (el) => {
-    for (let node = el; node; node = node.parentElement) {
-      const colour = rgba(getComputedStyle(node).backgroundColor);
-      if (colour[3] > 0) return colour;
-    }
-    return null;
-  };
-  const shown = [];  // [element whose colour the text has, its box, the text]
-  for (const img of document.querySelectorAll('img[alt]')) {
-    if (img.alt.trim()) shown.push([img, img.getBoundingClientRect(), img.alt]);
-  }
-  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
-  while (walker.nextNode()) {
-    const node = walker.currentNode;
-    if (!node.textContent.trim()) continue;
-    const range = document.createRange();
-    range.selectNodeContents(node);
-    shown.push([node.parentElement, range.getBoundingClientRect(), node.textContent]);
-  }
-  return shown.filter(([el, rect]) => rect.width > 0 && rect.height > 0)  // not the preheader
-    .map(([el, rect, text]) => {
-      const bg = background(el), fg = rgba(getComputedStyle(el).color);
-      if (bg === null) return {text: text.trim().slice(0, 40), ratio: 0};
-      const [a, b] = [lum([0, 1, 2].map(i => fg[i] * fg[3] + bg[i] * (1 - fg[3]))), lum(bg)];
-      return {text: text.trim().slice(0, 40),
-              ratio: (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05)};
-    });
-}
-"""
-
-# Every link a finger aims at: all but those of headings and images (which are bigger
-# targets of their own) — buttons, calendar, "read more", footer and web-view links.
-TARGETS_JS = """
-() => [...document.querySelectorAll('a')]
-  .filter(a => !a.closest('h1, h2, h3') && !a.querySelector('img'))
-  .map(a => { const r = a.getBoundingClientRect();  // text with its spaces as read
-              return {text: a.textContent.replace(/\\s+/g, ' ').trim(),
-                      x: r.x, y: r.y, width: r.width, height: r.height}; })
-  .filter(r => r.width > 0)
-"""
 
 # Buttons: a link in a cell with a background colour (mj-button), grouped by section.
 BUTTONS_JS = """
