@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -162,16 +163,17 @@ def versions() -> str:
 
 
 def docs_section(measured: list[Measured], machine: str) -> str:
+    how = ("Rerun with `.venv/bin/python benchmarks/deliverability.py --write-docs` (it "
+           "rewrites this section). The emails are the three examples as `citesmail render` "
+           "writes them (DKIM off); contrast is the lowest WCAG ratio of any text at 600 and "
+           "375 px; a tap target is any link outside a heading or an image.")
     return "\n\n".join([
         f"## {HEADING}",
-        "Rerun with `.venv/bin/python benchmarks/deliverability.py --write-docs` (it rewrites "
-        "this section). The emails are the three examples as `citesmail render` writes them "
-        "(DKIM off); contrast is the lowest WCAG ratio of any text at 600 and 375 px; a tap "
-        "target is any link outside a heading or an image.",
+        textwrap.fill(how, 88),
         markdown_table(HEADER, summary_rows(measured)),
         "SpamAssassin's points per rule (`spamassassin -t -L`: local tests only):",
         markdown_table(("rule", *EXAMPLES), rule_rows(measured)),
-        f"Measured with {machine}.",
+        textwrap.fill(f"Measured with {machine}.", 88),
     ]) + "\n"
 
 
