@@ -276,7 +276,7 @@ def test_dark_mode_styles_stay_in_the_head(workspace: Path) -> None:
     styles = " ".join(style.get_text() for style in head.find_all("style"))
     assert ":root { color-scheme: light dark;" in styles
     assert "@media (prefers-color-scheme: dark)" in styles
-    assert ".cm-card .cm-text * { color: #e5e7eb !important; }" in styles
+    assert ".cm-card .cm-text p," in styles and "color: #e5e7eb !important;" in styles
 
 
 def test_images_have_the_column_width_and_styled_alt_text(workspace: Path) -> None:
