@@ -4,13 +4,24 @@ targets, images, the dark logo. Screenshots go to test-artefacts/screenshots/.""
 from __future__ import annotations
 
 import os
+import struct
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import ARTEFACTS, EVENT, NEWSLETTER, REPLAY, make_workspace, run
+from tests.conftest import (
+    ARTEFACTS,
+    EVENT,
+    MINIMAL_REPLAY,
+    NEWSLETTER,
+    REPLAY,
+    make_workspace,
+    run,
+    write,
+)
 from tests.render.measure import CONTRAST_JS, TARGETS_JS
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -245,4 +256,35 @@ def test_the_preheader_is_hidden_and_blocked_images_show_styled_alt_text(
     style = page.evaluate("(s => [s.fontFamily, s.color, s.fontSize])"
                           "(getComputedStyle(document.querySelector('img')))")
     assert style == ["Arial, Helvetica, sans-serif", "rgb(75, 85, 99)", "14px"]
+    page.close()
+
+
+def png(width: int, height: int) -> bytes:
+    """A grey PNG image of that size."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+    rows = b"".join(b"\x00" + b"\x80\x80\x80" * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows))
+            + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_a_wide_image_in_the_body_stays_inside_the_column(browser: Any, workspace: Path,
+                                                          width: int) -> None:
+    write(workspace / "campaigns" / "plan.md",
+          MINIMAL_REPLAY + "\n![Plan du quartier](https://example.org/plan.png)\n")
+    assert run("render", "plan", "-o", "out").exit_code == 0
+    image = png(1200, 300)
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    page.route("**/*", lambda route: route.fulfill(body=image, content_type="image/png")
+               if route.request.url == "https://example.org/plan.png" else route.continue_()
+               if route.request.url.startswith("file:") else route.abort())
+    page.goto((workspace / "out" / "plan.html").as_uri())
+    natural, shown = page.evaluate("(i => [i.naturalWidth, i.getBoundingClientRect().width])"
+                                   "(document.querySelector('img[alt=\"Plan du quartier\"]'))")
+    assert natural == 1200
+    assert shown <= min(COLUMN, width - 2 * 24)
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
     page.close()
