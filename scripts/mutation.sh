@@ -4,6 +4,7 @@
 #   bash scripts/mutation.sh                  # every module below
 #   bash scripts/mutation.sh tokens journal   # only these
 #   MUTATION_JOBS=1 bash scripts/mutation.sh message   # one test process (default: 2)
+#   MUTATION_ONLY='*_claim* *_fence*' bash scripts/mutation.sh delivery   # some functions
 # Run again after an interruption (Ctrl-C), it goes on where the same module stopped;
 # `rm -rf mutants` starts afresh.
 #
@@ -51,6 +52,7 @@ for module in "$@"; do spec "$module" >/dev/null; done  # refuse a typo before s
 SCORES=()
 for module in "$@"; do
   IFS='|' read -r files tests options patterns <<<"$(spec "$module")"
+  patterns="${MUTATION_ONLY:-$patterns}"  # mutant name patterns (fnmatch), space-separated
   echo "== $module: mutating $files, tested by $tests $options"
   # The results of an interrupted run of the same module are kept (mutmut goes on where it
   # stopped); those of another module (another test selection) must not be reused.

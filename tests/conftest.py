@@ -9,6 +9,7 @@ import textwrap
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -160,3 +161,80 @@ def fill(disk: Path, leave: int) -> Path:
     with filler.open("wb") as out:
         out.write(b"\0" * max(free - leave, 0))
     return filler
+
+
+@dataclass(frozen=True)
+class DnsWorld:
+    """nsd serving the test zones (see dns_world), and the DKIM keys they publish."""
+
+    address: str  # --nameserver
+    keys: dict[str, Path]
+
+    def env(self, sender: str, dkim_domain: str | None = None, key: str = "good",
+            selector: str = "cm") -> dict[str, str]:
+        """CITESMAIL_* variables: From `sender`, signing as `dkim_domain` (none: no DKIM)."""
+        env = {"CITESMAIL_SENDER_FROM": f"Centre <{sender}>"}
+        if dkim_domain is not None:
+            env |= {"CITESMAIL_DKIM_SELECTOR": selector, "CITESMAIL_DKIM_DOMAIN": dkim_domain,
+                    "CITESMAIL_DKIM_PRIVATE_KEY": str(self.keys[key])}
+        return env
+
+
+QUARANTINE = "v=DMARC1; p=quarantine; rua=mailto:dmarc-reports@bon.test"
+
+
+def dns_zones(records: dict[str, str]) -> dict[str, list[tuple[str, str]]]:
+    """The test zones, each a case of `citesmail dns check`; `records` are the DKIM
+    records of the keys by name."""
+    good = records["good"]
+    three = "v=spf1 a mx ptr -all"
+    return {
+        "bon.test": [("@", "v=spf1 ip4:192.0.2.10 include:_spf.relais.test ~all"),
+                     ("cm._domainkey", good), ("_dmarc", QUARANTINE),
+                     ("lettres", "v=spf1 redirect=bon.test"),
+                     ("faible._domainkey", records["weak"]), ("ed._domainkey", records["ed"])],
+        "relais.test": [("_spf", "v=spf1 a mx -all")],
+        "sans-spf.test": [("@", "site-verification=0123"), ("cm._domainkey", good),
+                          ("_dmarc", QUARANTINE)],
+        "mauvaise-cle.test": [("@", "v=spf1 mx -all"), ("cm._domainkey", records["other"]),
+                              ("_dmarc", "v=DMARC1; p=reject")],
+        "sans-dmarc.test": [("@", "v=spf1 mx ~all"), ("cm._domainkey", good)],
+        "desaligne.test": [("@", "v=spf1 mx ~all"), ("_dmarc", QUARANTINE)],
+        "autre.test": [("cm._domainkey", good)],
+        "trop.test": [("@", "v=spf1 mx include:a.trop.test include:b.trop.test "
+                            "include:c.trop.test ~all"),
+                      ("a", three), ("b", three), ("c", three),
+                      ("cm._domainkey", good), ("_dmarc", QUARANTINE)],
+        "revoque.test": [("@", "v=spf1 mx -all"), ("cm._domainkey", "v=DKIM1; k=rsa; p="),
+                         ("_dmarc", QUARANTINE)],
+        "neutre.test": [("@", "v=spf1 mx ?all"), ("cm._domainkey", good),
+                        ("_dmarc", "v=DMARC1; p=none")],
+        "casse.test": [("@", "v=spf1 include:rien.casse.test include:casse.test "
+                             "redirect=bon.test -all"),
+                       ("cm._domainkey", "v=DKIM1; k=rsa; p=not*base64"),
+                       ("autre._domainkey", "k=rsa"), ("_dmarc", QUARANTINE),
+                       ("deux._domainkey", good), ("deux._domainkey", records["other"])],
+        "double.test": [("@", "v=spf1 mx -all"), ("@", "v=spf1 a -all"),
+                        ("cm._domainkey", good), ("_dmarc", "v=DMARC1; p=rejet")],
+    }
+
+
+@pytest.fixture(scope="session")
+def dns_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DnsWorld]:
+    """One nsd for the session, serving dns_zones with keys made by `dkim keygen`'s
+    function: `good` (RSA 2048, published at most zones), `other` (published where
+    `good` is expected), `weak` (RSA 1024) and `ed` (Ed25519)."""
+    from citesmail.dkim_keys import generate
+    from tests.dns_server import NameServer, nsd_path, zone
+
+    nsd_path()  # fails in CI, skips elsewhere, before any key is made
+    folder = tmp_path_factory.mktemp("dns")
+    keys, records = {}, {}
+    for name, algorithm, bits in (("good", "rsa", 2048), ("other", "rsa", 2048),
+                                  ("weak", "rsa", 1024), ("ed", "ed25519", 256)):
+        keys[name], records[name] = generate(name, "keys.test", folder / "keys",
+                                             "ed25519" if algorithm == "ed25519" else "rsa",
+                                             bits)
+    zones = {origin: zone(origin, rows) for origin, rows in dns_zones(records).items()}
+    with NameServer(folder / "nsd", zones) as server:
+        yield DnsWorld(server.address, keys)

@@ -24,6 +24,7 @@ class Handler:
         self.lock = threading.Lock()
         self.received: Counter[str] = Counter()
         self.messages: list[bytes] = []
+        self.senders: list[str] = []  # the envelope sender (MAIL FROM) of each message kept
         self.at_rcpt: dict[str, list[int]] = defaultdict(list)  # codes to answer, in order
         self.at_data: dict[str, list[int]] = defaultdict(list)
         # times to drop the connection: at RCPT (nothing sent yet), or after the whole
@@ -74,6 +75,7 @@ class Handler:
             if code is None:
                 self.received[recipient] += 1
                 self.messages.append(envelope.original_content)
+                self.senders.append(envelope.mail_from)
                 tls = server.transport.get_extra_info("ssl_object")
                 self.tls_versions.append(tls.version() if tls is not None else None)
                 self.logins.append(getattr(session.auth_data, "login", None)

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from citesmail.checks import check_campaign, check_settings, check_timing
-from citesmail.config import load_settings
-from citesmail.db import database_exists, open_database
+from citesmail.config import database_exists, load_settings
+from citesmail.db import open_database
 from tests.conftest import EVENT, NEWSLETTER, REPLAY, write
 
 
@@ -70,7 +70,8 @@ def test_settings_findings_are_apart(workspace: Path) -> None:
     shared = check_settings(settings)
     assert shared.errors == ()
     assert [p.message.split(":")[0] for p in shared.warnings] == [
-        "example values still configured", "[unsubscribe] base_url is not https"]
+        "example values still configured", "[unsubscribe] base_url is not https",
+        "DKIM signing is off"]
 
 
 def test_a_dark_logo_without_a_light_one_is_a_warning(workspace: Path) -> None:

@@ -19,9 +19,16 @@ def test_keygen_sign_and_verify(workspace: Path, algorithm: str, signed_with: by
     made = run("dkim", "keygen", "--selector", "cm", "--domain", "example.org", "-o", "keys",
                "--algorithm", algorithm)
     assert made.exit_code == 0, made.output
-    record = made.stdout.strip().splitlines()[-1]
+    lines = made.stdout.splitlines()
+    record = lines[2]
     assert record.startswith(
         f'cm._domainkey.example.org. IN TXT "v=DKIM1; k={algorithm}; p=')
+    assert lines[3:] == [
+        "and, unless example.org has one already, a DMARC record to start with:",
+        '_dmarc.example.org. IN TXT "v=DMARC1; p=none; rua=mailto:dmarc-reports@example.org"',
+        "(p=none only asks for reports: once the reports show all your mail passing, move to "
+        "p=quarantine, then p=reject)",
+        "then see what the DNS says: citesmail dns check"]
     strings = record.split('"')[1::2]
     assert all(len(part) <= 255 for part in strings)  # a DNS string's limit
     txt = "".join(strings).encode()

@@ -427,7 +427,8 @@ PROSE = (
     Prose(3, "Fill in `video_url` with the address of the recording", fill_in_video_url),
     Prose(4, "writes `out/<slug>.html`, `out/<slug>.txt` and `out/<slug>.eml`: the complete "
              "message that recipient would receive, headers included (From, To, Subject, "
-             "Message-ID, List-Unsubscribe, List-Unsubscribe-Post)", rendered_files),
+             "List-Id, Feedback-ID, Message-ID, List-Unsubscribe, List-Unsubscribe-Post)",
+          rendered_files),
     Prose(4, 'Make a real one with `export CITESMAIL_SECRET="$(citesmail secret)"` and keep '
              "it", export_secret),
     Prose(5, 'Name it in the campaign: in its front matter, replace the comment `# audience = '

@@ -11,9 +11,10 @@ from citesmail.errors import CitesmailError
 from citesmail.tomlfile import parse_toml
 from tests.conftest import MINIMAL_REPLAY, run, write
 
-# (the one warning: the example values of the test workspace's config.toml)
-SUMMARY = ("1 campaign checked: 1 error, 1 warning (1 could not be rendered: its warnings "
-           "show once its errors are fixed)")
+# (the two warnings: the example values of the test workspace's config.toml, and DKIM
+# signing off)
+SUMMARY = ("1 campaign checked: 1 error, 2 warnings (1 could not be rendered: its "
+           "warnings show once its errors are fixed)")
 HINT = "check quotes, brackets and '=' on that line"
 
 

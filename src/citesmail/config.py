@@ -10,6 +10,7 @@ import ipaddress
 import os
 import re
 import tomllib
+import unicodedata
 from datetime import timedelta
 from email.utils import parseaddr
 from pathlib import Path
@@ -110,14 +111,40 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+SHORT_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,28}[A-Za-z0-9])?")
+SHORT_NAME_MAX = 30
+
+
+def _short_name(value: str) -> str:
+    value = value.strip()
+    if value and not SHORT_NAME.fullmatch(value):
+        raise ValueError(f"at most {SHORT_NAME_MAX} ASCII letters, digits, '.', '-' and '_' "
+                         "are expected (no colon, no space), e.g. 'labo-cites'")
+    return value
+
+
+def name_slug(text: str) -> str:
+    """An ASCII slug of a name, short: 'Labo Cités' -> 'labo-cites'."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+    return slug[:SHORT_NAME_MAX].rstrip("-") or "citesmail"
+
+
 class OrganizationSettings(Section):
     name: str = "Centre de ressources"
+    # Names the organisation in each message's Feedback-ID ("" = a slug of the name).
+    short_name: Annotated[str, AfterValidator(_short_name)] = ""
     postal_address: str = ""
     website: Annotated[str, AfterValidator(_https_or_empty)] = ""
     logo_url: Annotated[str, AfterValidator(_https_or_empty)] = ""
     # Shown instead of logo_url when the reader's mail app is in dark mode.
     logo_dark_url: Annotated[str, AfterValidator(_https_or_empty)] = ""
     reason: str = ""
+
+    @property
+    def feedback_name(self) -> str:
+        """The organisation in Feedback-ID: short_name, else a slug of the name."""
+        return self.short_name or name_slug(self.name)
 
 
 class SenderSettings(Section):
@@ -156,6 +183,31 @@ class DatabaseSettings(Section):
         return value
 
 
+RETURN_TOKEN = "{token}"
+RETURN_PATH_ROOM = 26  # 64 characters in a local part, less the longest token (38)
+_LOCAL_PART = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`|~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`|~-]+)*")
+
+
+def _return_path(value: str) -> str:
+    """An ASCII address whose local part holds {token} exactly once, or ""."""
+    value = value.strip()
+    if not value:
+        return value
+    example = "an address such as 'bounces+{token}@lettres.example.org' is expected"
+    local, at, domain = value.rpartition("@")
+    if at and (local.count(RETURN_TOKEN) != 1 or RETURN_TOKEN in domain):
+        raise ValueError(f"{{token}} must be in the part before '@', exactly once: {example}")
+    if not at or not value.isascii() or not DNS_NAME.fullmatch(domain) or "." not in domain:
+        raise ValueError(example)
+    if not _LOCAL_PART.fullmatch(local.replace(RETURN_TOKEN, "x")):
+        raise ValueError(example)
+    if len(local) - len(RETURN_TOKEN) > RETURN_PATH_ROOM:
+        raise ValueError(f"the part before '@' is too long: {RETURN_PATH_ROOM} characters at "
+                         "most besides {token} (an address's local part holds 64 at most, "
+                         "and the token takes up to 38)")
+    return value
+
+
 class DeliverySettings(Section):
     transport: Literal["outbox", "smtp"] = "outbox"
     outbox: Path = Path("outbox")
@@ -164,6 +216,8 @@ class DeliverySettings(Section):
     hourly_cap: int = Field(0, ge=0)
     retry_delays: list[Annotated[int, Field(gt=0, le=MAX_RETRY_DELAY)]] = Field(
         default_factory=lambda: [60, 300, 1800, 7200])
+    # VERP: the envelope sender, with {token} naming the message ("" = the From address).
+    return_path: Annotated[str, AfterValidator(_return_path)] = ""
 
 
 class SmtpSettings(Section):
@@ -419,6 +473,13 @@ def plaintext_auth_problem(settings: Settings) -> Problem | None:
         'use security = "starttls" or "tls"; or, if the network to that host is trusted, '
         "allow_plaintext_auth = true under [smtp]",
         path, line)
+
+
+def database_exists(url: str) -> bool:
+    """A SQLite file not created yet is no database yet: there is nothing to check the
+    audience against (and a check must not create it). Here, not in db.py, so that a
+    command can ask without importing SQLAlchemy."""
+    return not url.startswith("sqlite:///") or Path(url.removeprefix("sqlite:///")).exists()
 
 
 def find_config(explicit: Path | None, cwd: Path | None = None) -> Path | None:

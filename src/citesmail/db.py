@@ -49,12 +49,6 @@ def database_key(url: str) -> str:
     return hashlib.sha256(url.encode("utf-8")).hexdigest()[:12]
 
 
-def database_exists(url: str) -> bool:
-    """A SQLite file not created yet is no database yet: there is nothing to check the
-    audience against (and a check must not create it)."""
-    return not url.startswith("sqlite:///") or Path(url.removeprefix("sqlite:///")).exists()
-
-
 def is_postgresql(where: Session | Engine) -> bool:
     """The one dialect test: SQLite unless PostgreSQL."""
     bind = where.get_bind() if isinstance(where, Session) else where

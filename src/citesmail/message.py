@@ -37,8 +37,15 @@ from .tokens import DEVELOPMENT_SECRET, make_token
 # read. Other headers are still folded (and encoded when not ASCII) at 78 columns.
 WIRE_POLICY = policy.SMTP.clone(refold_source="none")
 CRLF = b"\r\n"
-DKIM_HEADERS = [b"from", b"to", b"subject", b"date", b"message-id", b"list-unsubscribe",
-                b"list-unsubscribe-post", b"mime-version", b"content-type"]
+# The headers DKIM signs, in the order of the message. From, Subject and Reply-To are
+# named once more than they occur ("over-signed"): a header of that name added on the
+# way, before or after ours, then breaks the signature.
+DKIM_HEADERS = [b"from", b"reply-to", b"to", b"subject", b"list-id", b"feedback-id",
+                b"date", b"message-id", b"list-unsubscribe", b"list-unsubscribe-post",
+                b"mime-version", b"content-type"]
+OVER_SIGNED = [b"from", b"subject", b"reply-to"]
+# What a message's List-Id and Feedback-ID say when its send has no segment.
+ALL_SEGMENT = "all"
 # <campaign slug>.<contact id>.<hex digits>@<sender domain>: a bounce names the message it
 # reports on by its Message-ID, which says which campaign and contact it was for.
 MESSAGE_ID = re.compile(
@@ -64,6 +71,38 @@ def parse_message_id(value: str) -> Origin | None:
     if found is None:
         return None
     return Origin(found["campaign"], int(found["contact"]))
+
+
+def dkim_headers(reply_to: bool) -> list[bytes]:
+    """The h= list: each header present once, then the over-signed ones again (Reply-To
+    once when absent: adding one later breaks the signature too)."""
+    present = [name for name in DKIM_HEADERS if reply_to or name != b"reply-to"]
+    return present + OVER_SIGNED
+
+
+@dataclass(frozen=True)
+class Audience:
+    """The segment a send goes to: List-Id and Feedback-ID name it, the same for every
+    campaign sent to it (mail clients and feedback loops group messages by it)."""
+
+    name: str  # a segment name: lower-case letters, digits, '-' and '_'
+    title: str = ""
+
+
+def list_id(organization: str, audience: Audience | None, domain: str) -> tuple[str, str]:
+    """(description, identifier) of List-Id: `Labo Cités — Partenaires` and
+    `partenaires.example.org`; without a segment, the organisation and `all.<domain>`."""
+    name = clean(organization)
+    if audience is None:
+        return name, f"{ALL_SEGMENT}.{domain}"
+    label = clean(audience.title) or audience.name
+    return f"{name} \u2014 {label}", f"{audience.name}.{domain}"
+
+
+def feedback_id(campaign: str, audience: Audience | None, organization: str) -> str:
+    """Gmail's Feedback-ID: colon-separated fields, the last one the sender's."""
+    segment = audience.name if audience is not None else ALL_SEGMENT
+    return f"{campaign}:{segment}:{organization}:citesmail"
 
 
 @dataclass(frozen=True)
@@ -129,6 +168,8 @@ def recipient_values(recipient: Recipient, links: Links) -> dict[str, str]:
         "unsubscribe_url": links.unsubscribe,
         "webview_url": links.webview,
         "calendar_url": f"{links.webview}/event.ics",
+        "google_calendar_url": f"{links.webview}/google",
+        "outlook_calendar_url": f"{links.webview}/outlook",
     }
 
 
@@ -257,7 +298,8 @@ def calendar_filename(slug: str) -> str:
 
 def _calendar_parts(calendar: str, slug: str, inner: bytes, outer: bytes) -> bytes:
     """After the HTML: the invitation as the last alternative (text/calendar, which
-    Outlook and Gmail offer to add), then as an .ics attachment for every other client."""
+    Outlook and Gmail offer to add), then as an .ics attachment for every other client:
+    text/calendar too (the registered type), without a method, so that it stays a file."""
     data = calendar.encode("utf-8")
     name = calendar_filename(slug).encode("ascii")
     return b"".join([
@@ -266,7 +308,7 @@ def _calendar_parts(calendar: str, slug: str, inner: bytes, outer: bytes) -> byt
         b"Content-Transfer-Encoding: base64\r\n\r\n", _base64(data),
         b"\r\n--", inner, b"--\r\n",
         b"\r\n--", outer, b"\r\n",
-        b'Content-Type: application/ics; name="', name, b'"\r\n',
+        b'Content-Type: text/calendar; charset="utf-8"; name="', name, b'"\r\n',
         b'Content-Disposition: attachment; filename="', name, b'"\r\n',
         b"Content-Transfer-Encoding: base64\r\n\r\n", _base64(data),
         b"\r\n--", outer, b"--\r\n",
@@ -277,7 +319,7 @@ class MessageTemplate:
     """A campaign's message with the recipient left out, ready to be filled fast."""
 
     def __init__(self, rendered: Renderable, settings: Settings, *,
-                 subject_prefix: str = "") -> None:
+                 subject_prefix: str = "", audience: Audience | None = None) -> None:
         self.rendered = rendered
         self.settings = settings
         self.slots = rendered.slots
@@ -293,12 +335,16 @@ class MessageTemplate:
             head.append(b"Reply-To: " + _address_header(
                 *parseaddr(clean(sender.reply_to))).encode("ascii") + CRLF)
         self.head = b"".join(head)
+        organization = settings.organization
         self.middle = b"".join([
             _unstructured("Subject", clean(subject_prefix + rendered.subject)),
-            b"List-Id: " + _address_header(settings.organization.name,
-                                           f"{self.slug}.{self.domain}").encode("ascii")
-            + CRLF,
+            b"List-Id: " + _address_header(*list_id(organization.name, audience, self.domain))
+            .encode("ascii") + CRLF,
+            b"Feedback-ID: " + feedback_id(self.slug, audience, organization.feedback_name)
+            .encode("ascii") + CRLF,
+            b"Precedence: bulk\r\n",
         ])
+        self.dkim_headers = dkim_headers(bool(sender.reply_to))
         inner = boundary.encode()
         alternative = b'Content-Type: multipart/alternative; boundary="' + inner + b'"\r\n'
         calendar = rendered.calendar
@@ -362,7 +408,7 @@ class MessageTemplate:
 
     def _signed(self, data: bytes) -> bytes:
         """DKIM-Signature (rsa-sha256 or ed25519-sha256, relaxed/relaxed) over the headers
-        RFC 8058 and the mailbox providers look at."""
+        RFC 8058 and the mailbox providers look at, From, Subject and Reply-To over-signed."""
         import dkim
 
         dkim_settings = self.settings.dkim
@@ -372,14 +418,14 @@ class MessageTemplate:
                               dkim_settings.domain.encode(), key,
                               signature_algorithm=algorithm,
                               canonicalize=(b"relaxed", b"relaxed"),
-                              include_headers=DKIM_HEADERS, linesep=b"\r\n")
+                              include_headers=self.dkim_headers, linesep=b"\r\n")
         signed: bytes = signature + data
         return signed
 
 
 def reference_message(rendered: RenderedCampaign, recipient: Recipient, settings: Settings,
                       *, subject_prefix: str = "", now: datetime | None = None,
-                      ) -> EmailMessage:
+                      audience: Audience | None = None) -> EmailMessage:
     """The same message built with the standard library: plainly right, and slow."""
     campaign = rendered.campaign
     parts = personalize(rendered, recipient, settings)
@@ -393,7 +439,11 @@ def reference_message(rendered: RenderedCampaign, recipient: Recipient, settings
     message["To"] = Address(display_name=clean(recipient.display_name),
                             addr_spec=recipient.email)
     message["Subject"] = clean(subject_prefix + rendered.subject)
-    message["List-Id"] = f"{clean(settings.organization.name)} <{campaign.slug}.{domain}>"
+    description, identifier = list_id(settings.organization.name, audience, domain)
+    message["List-Id"] = f"{description} <{identifier}>"
+    message.set_raw("Feedback-ID", feedback_id(campaign.slug, audience,  # one word: unfolded
+                                               settings.organization.feedback_name))
+    message["Precedence"] = "bulk"
     message["Date"] = format_datetime(now or datetime.now(UTC))
     message["Message-ID"] = message_id(campaign.slug, recipient.contact_id, "0", domain)
     message.set_raw("List-Unsubscribe", clean(parts.links.list_unsubscribe))
@@ -405,8 +455,9 @@ def reference_message(rendered: RenderedCampaign, recipient: Recipient, settings
         message.add_alternative(rendered.calendar, subtype="calendar", charset="utf-8",
                                 cte="base64", params={"method": "PUBLISH"})
         name = calendar_filename(campaign.slug)
-        message.add_attachment(rendered.calendar.encode("utf-8"), maintype="application",
-                               subtype="ics", filename=name, params={"name": name})
+        message.add_attachment(rendered.calendar.encode("utf-8"), maintype="text",
+                               subtype="calendar", filename=name,
+                               params={"charset": "utf-8", "name": name})
     return message
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 
 from .errors import CitesmailError
@@ -74,3 +75,34 @@ def read_token(secret: str, token: str) -> tuple[int, str]:
     if not hmac.compare_digest(expected.encode("utf-8"), token.encode("utf-8", "replace")):
         raise CitesmailError("invalid link token", "the link was altered or is not ours")
     return contact_id, campaign
+
+
+# A return-path token (VERP): `<contact id>-<send id>-<tag>`, in digits and lower-case
+# base32, so that it survives relays that fold the case of local parts. The send names
+# the campaign (one send per campaign); a test message has send 0.
+_RETURN_TAG_BYTES = 10
+RETURN_TOKEN = re.compile(r"(?P<contact>[0-9]{1,13})-(?P<send>[0-9]{1,7})-(?P<tag>[a-z2-7]{16})")
+
+
+def _return_tag(secret: str, contact_id: int, send_id: int) -> str:
+    payload = f"return-path:{contact_id}:{send_id}".encode()
+    digest = hmac.new(secret.encode("utf-8"), payload, hashlib.sha256).digest()
+    return base64.b32encode(digest[:_RETURN_TAG_BYTES]).decode("ascii").lower()
+
+
+def make_return_token(secret: str, contact_id: int, send_id: int) -> str:
+    """The token of one message's envelope sender: at most 38 characters."""
+    return f"{contact_id}-{send_id}-{_return_tag(secret, contact_id, send_id)}"
+
+
+def read_return_token(secret: str, token: str) -> tuple[int, int] | None:
+    """(contact id, send id) of a token this secret signed, whatever its case; None for
+    anything else (a forged or altered token is ignored, not an error)."""
+    found = RETURN_TOKEN.fullmatch(token.lower())
+    if found is None:
+        return None
+    contact_id, send_id = int(found["contact"]), int(found["send"])
+    expected = _return_tag(secret, contact_id, send_id)
+    if not hmac.compare_digest(expected.encode("ascii"), found["tag"].encode("ascii")):
+        return None
+    return contact_id, send_id

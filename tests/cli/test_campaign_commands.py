@@ -44,8 +44,9 @@ def test_init_creates_a_workspace_and_refuses_to_overwrite(tmp_path: Path,
     assert (target / "config.toml").stat().st_mtime_ns == before
     checked = run("--config", str(target / "config.toml"), "check")
     assert checked.exit_code == 0, checked.output
-    assert "1 campaign checked: 0 errors, 2 warnings" in checked.output
+    assert "1 campaign checked: 0 errors, 3 warnings" in checked.output
     assert "example values still configured" in checked.output
+    assert "DKIM signing is off: fine if your mail relay signs" in checked.output
     assert "audience: no segment 'partenaires-aura' yet" in checked.output
     assert 'CITESMAIL_SECRET="$(citesmail secret)"' in result.stdout
     assert "citesmail secret" in (target / "config.toml").read_text(encoding="utf-8")
@@ -103,10 +104,11 @@ def test_check_all_examples_passes(workspace: Path) -> None:
                      encoding="utf-8")
     result = run("check")
     assert result.exit_code == 0, result.output
-    assert result.output.strip().endswith("3 campaigns checked: 0 errors, 4 warnings")
+    assert result.output.strip().endswith("3 campaigns checked: 0 errors, 5 warnings")
     warnings = [line for line in result.output.splitlines() if ": warning: " in line]
     assert warnings[0].startswith("config.toml: warning: example values still configured")
-    assert len(warnings) == 4 and all("audience: no segment" in w for w in warnings[1:])
+    assert warnings[1].startswith("config.toml:") and "DKIM signing is off" in warnings[1]
+    assert len(warnings) == 5 and all("audience: no segment" in w for w in warnings[2:])
 
 
 def test_check_reports_errors_one_line_each_and_exits_1(workspace: Path) -> None:
@@ -117,7 +119,7 @@ def test_check_reports_errors_one_line_each_and_exits_1(workspace: Path) -> None
     errors = [line for line in result.stderr.splitlines() if ": error: " in line]
     assert errors == ["campaigns/bad.md:5: error: unknown key 'titel' — did you mean 'title'?",
                       "campaigns/bad.md:6: error: unknown key 'kind2' — did you mean 'kind'?"]
-    assert "2 campaigns checked: 2 errors, 2 warnings (1 could not be rendered: its " \
+    assert "2 campaigns checked: 2 errors, 3 warnings (1 could not be rendered: its " \
         "warnings show once its errors are fixed)" in result.stderr
 
 
@@ -134,7 +136,7 @@ def test_check_warnings_exit_0(workspace: Path) -> None:
     assert "no preheader" in out
     assert "image without alt text: https://example.org/i.png" in out
     assert "link is not http(s) or mailto: ftp://example.org/f" in out
-    assert "5 warnings" in out and "example values still configured" in out
+    assert "6 warnings" in out and "example values still configured" in out
 
 
 def test_check_warns_when_html_is_over_102_kb(workspace: Path) -> None:

@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from citesmail.tokens import DEVELOPMENT_SECRET
-from tests.conftest import REPLAY, SECRET, run
+from tests.conftest import NEWSLETTER, REPLAY, SECRET, run
 from tests.smtp_server import SmtpServer
 
 CITESMAIL = Path(sys.executable).parent / "citesmail"
@@ -352,3 +352,18 @@ def test_status_lists_the_recipients_in_a_state_with_the_last_answer(
     assert alone.exit_code == 2 and "--state needs a CAMPAIGN" in alone.stderr
     wrong = run("status", REPLAY, "--state", "lost")
     assert wrong.exit_code == 2 and "'lost' is not one of" in wrong.stderr
+
+
+def test_a_send_over_smtp_says_once_that_its_return_path_does_not_align(
+        workspace: Path, server: SmtpServer) -> None:
+    with_audience(workspace, 3)
+    unaligned = {"CITESMAIL_DELIVERY_RETURN_PATH": "b+{token}@relais.example.net"}
+    sent = run("send", REPLAY, "--yes", env=smtp_env(server.port, **unaligned))
+    assert sent.exit_code == 0, sent.output
+    assert sent.stderr.count("warning: [delivery] return_path domain relais.example.net "
+                             "does not align with the From domain example.org") == 1
+    assert "DKIM" not in sent.stderr  # off: check says so; the relay may sign
+    outbox = run("send", NEWSLETTER, "--segment", "partenaires-aura", "--yes",
+                 env={"CITESMAIL_SECRET": SECRET, **unaligned})
+    assert outbox.exit_code == 0, outbox.output
+    assert "align" not in outbox.stderr  # nothing leaves the machine

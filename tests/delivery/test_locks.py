@@ -80,3 +80,58 @@ def test_release_leaves_a_file_that_is_not_its_own(tmp_path: Path) -> None:
     lock.release()
     assert path.read_text() == "4242"
     db.close()
+
+
+def test_a_released_lock_is_free_at_once_for_another_process(db_url: str) -> None:
+    """On PostgreSQL a closed session's server process lets go of its advisory lock only
+    when it exits: release() must unlock first, or the next worker is told it is held.
+    (Before the fix about 1 in 40 of these turns found the lock still held.)"""
+    first, second = open_database(db_url), open_database(db_url)
+    try:
+        for _ in range(100):
+            for db in (first, second):
+                lock = ProcessLock(db, "turns")
+                lock.acquire()  # raises Busy if the other's release has not finished
+                lock.release()
+    finally:
+        first.close()
+        second.close()
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_release_does_not_wait_for_the_server_process_to_exit(db_url: str) -> None:
+    """The same, made certain: the holder's server process is stopped (SIGSTOP) while
+    the lock is released, so it cannot exit; the lock must be free all the same."""
+    import signal
+    import threading
+
+    from sqlalchemy import text
+
+    holder, other = open_database(db_url), open_database(db_url)
+    lock = ProcessLock(holder, "stopped")
+    lock.acquire()
+    backend = lock.handle.execute(text("SELECT pg_backend_pid()")).scalar()
+    try:
+        os.kill(backend, signal.SIGSTOP)
+    except PermissionError:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip("stopping PostgreSQL's server process needs root")
+    releasing = threading.Thread(target=lock.release)
+    try:
+        releasing.start()
+        # A release that only closes the connection returns at once, and the stopped
+        # process still holds the lock; one that unlocks waits for the process.
+        releasing.join(timeout=2)
+        if not releasing.is_alive():
+            with pytest.raises(Busy):
+                ProcessLock(other, "stopped").acquire()
+            raise AssertionError("release() left the lock to a server process yet to exit")
+    finally:
+        os.kill(backend, signal.SIGCONT)
+        releasing.join()
+    after = ProcessLock(other, "stopped")
+    after.acquire()  # free the moment release() returned
+    after.release()
+    holder.close()
+    other.close()

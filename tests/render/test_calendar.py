@@ -119,10 +119,11 @@ def test_the_message_offers_the_invitation_as_part_and_attachment() -> None:
     assert kinds == ["text/plain", "text/html", "text/calendar"]
     inline = list(alternative.iter_parts())[2]
     assert inline.get_param("method") == "PUBLISH"
-    assert attachment.get_content_type() == "application/ics"
+    assert attachment.get_content_type() == "text/calendar"  # the registered type
+    assert attachment.get_param("method") is None  # a file to open, not a second invitation
     assert attachment.get_content_disposition() == "attachment"
     assert attachment.get_filename() == f"{EVENT}.ics"
-    assert inline.get_content() == attachment.get_content().decode("utf-8") == campaign.calendar
+    assert inline.get_content() == attachment.get_content() == campaign.calendar
     assert message.get_body(("html",)).get_content_type() == "text/html"  # shown, not the ics
 
 
@@ -157,7 +158,58 @@ def test_add_to_calendar_links_in_both_parts() -> None:
     ics_link = links["fichier .ics (Apple, Thunderbird…)"]
     webview = next(href for label, href in links.items() if "navigateur" in label)
     assert ics_link == f"{webview}/event.ics"  # signed per recipient, like the web view
-    assert ics_link in text and links["Google Agenda"] in text
+    assert ics_link in text
+    # The text part names the services by short links that `serve` redirects: the pages'
+    # own addresses are 560 and more characters long.
+    assert f"{webview}/google" in text and f"{webview}/outlook" in text
+    assert "calendar.google.com" not in text and "outlook.live.com" not in text
+    assert all(len(line) <= 78 or line.strip().startswith("https://")
+               for line in text.splitlines())
+
+
+def test_the_short_calendar_links_lead_to_the_pages_the_html_links_to(
+        workspace: Path) -> None:
+    with_audience(workspace, 1)
+    assert run("send", EVENT, "--segment", "partenaires-aura", "--yes").exit_code == 0
+    [path] = (workspace / "outbox" / "new").iterdir()
+    message = parse(path.read_bytes())
+    html = message.get_body(("html",)).get_content()
+    text = message.get_body(("plain",)).get_content()
+    links = {a.get_text(): a["href"] for a in BeautifulSoup(html, "html.parser").find_all("a")}
+    short = {service: next(line.strip() for line in text.splitlines()
+                           if line.strip().endswith(f"/{service}"))
+             for service in ("google", "outlook")}
+    cfg = load_settings(workspace / "config.toml", environ={})
+    db = open_database(cfg.database_url)
+    try:
+        with TestClient(create_public_app(cfg, db)) as client:
+            for service, label in (("google", "Google Agenda"), ("outlook", "Outlook.com")):
+                path = "/" + short[service].split("/", 3)[3]
+                answer = client.get(path, follow_redirects=False)
+                assert answer.status_code == 303
+                assert answer.headers["location"] == links[label]
+                tampered = client.get(path.replace("/v/", "/v/x"), follow_redirects=False)
+                assert tampered.status_code == 400 and "location" not in tampered.headers
+            other = client.get(path.rsplit("/", 1)[0] + "/yahoo", follow_redirects=False)
+            assert other.status_code == 404 and "location" not in other.headers
+    finally:
+        db.close()
+
+
+def test_a_campaign_without_an_event_has_no_calendar_pages(workspace: Path) -> None:
+    with_audience(workspace, 1)
+    assert run("send", REPLAY, "--yes").exit_code == 0
+    [path] = (workspace / "outbox" / "new").iterdir()
+    url = str(parse(path.read_bytes())["List-Unsubscribe"]).split(",")[0].strip()[1:-1]
+    cfg = load_settings(workspace / "config.toml", environ={})
+    db = open_database(cfg.database_url)
+    try:
+        with TestClient(create_public_app(cfg, db)) as client:
+            path = "/" + url.replace("/u/", "/v/").split("/", 3)[3] + "/google"
+            answer = client.get(path, follow_redirects=False)
+            assert answer.status_code == 404 and "location" not in answer.headers
+    finally:
+        db.close()
 
 
 def test_a_send_stores_the_invitation_and_the_web_view_serves_it(workspace: Path) -> None:

@@ -308,3 +308,14 @@ def test_the_dark_logo_is_there_only_with_a_light_one(workspace: Path) -> None:
     cell = dark_logo.find_parent("td", class_="cm-logo-dark")
     assert "display: none" in cell["style"] and "mso-hide: all" in cell["style"]
     assert light["alt"] == dark_logo["alt"] == "Labo Cités"
+
+
+@pytest.mark.parametrize("slug", [REPLAY, EVENT, NEWSLETTER])
+def test_only_a_url_alone_on_its_line_passes_78_columns(workspace: Path, slug: str) -> None:
+    settings, result = rendered(workspace, slug)
+    _, text = filled(settings, result, Recipient("a@example.org", "Anne-Sophie",
+                                                 "de La Tour du Pin", "Mairie", 123456))
+    long_lines = [line for line in text.splitlines() if len(line) > 78]
+    assert all(re.fullmatch(r" *https?://\S+", line) for line in long_lines), long_lines
+    # and none of them is one of the "add to calendar" pages' own long addresses
+    assert all(len(line) < 140 for line in long_lines), long_lines

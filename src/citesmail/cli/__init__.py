@@ -29,7 +29,7 @@ COMMANDS = {
     "render": "campaign_commands",
     "contacts": "audience_commands", "db": "audience_commands", "lists": "audience_commands",
     "segments": "audience_commands",
-    "dkim": "dkim_commands",
+    "dkim": "dkim_commands", "dns": "dns_commands",
     "secret": "secret_commands",
     "schedule": "schedule_commands", "schedules": "schedule_commands",
     "unschedule": "schedule_commands", "worker": "schedule_commands",
@@ -45,7 +45,7 @@ SECTIONS = (
     ("Send", ("send", "status")),
     ("Schedule", ("schedule", "schedules", "unschedule", "worker")),
     ("Publish and follow up", ("serve", "bounces")),
-    ("Set up", ("secret", "dkim", "db")),
+    ("Set up", ("secret", "dkim", "dns", "db")),
 )
 
 
@@ -153,7 +153,7 @@ class State:
     def existing_db(self) -> Database | None:
         """The database, if there is one yet: a SQLite file that does not exist is not
         created (a command that only reads does not leave an empty one behind)."""
-        from ..db import database_exists
+        from ..config import database_exists
 
         return self.db if database_exists(self.settings.database_url) else None
 

@@ -23,8 +23,9 @@ def import_(state: State, path: Path, dry_run: bool) -> None:
     """Read the bounces in PATH, an mbox file or a Maildir folder.
 
     A permanent failure marks the contact with that address `bounced` (never mailed
-    again). When the bounce names the citesmail message it returns (its Message-ID),
-    the contact's row in that campaign's send log becomes `failed`, with the server's
+    again). When the bounce names the citesmail message it returns (the return-path
+    address it came back to, with [delivery] return_path; else its Message-ID), the
+    contact's row in that campaign's send log becomes `failed`, with the server's
     diagnostic. Temporary failures (delays) are only counted. Importing the same
     messages again changes nothing.
     """
@@ -33,6 +34,7 @@ def import_(state: State, path: Path, dry_run: bool) -> None:
 
     from ..delivery.bounces import apply
     from ..delivery.dsn import scan
+    from ..verp import ReturnReader
 
     columns = (TextColumn("reading"), BarColumn(), MofNCompleteColumn())
     with Progress(*columns, transient=True, console=Console(stderr=True),
@@ -42,6 +44,6 @@ def import_(state: State, path: Path, dry_run: bool) -> None:
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        found = scan(path, progress)
+        found = scan(path, progress, ReturnReader(state.settings))
     report = apply(state.db, found, dry_run=dry_run)
     click.echo("\n".join(report.lines()))

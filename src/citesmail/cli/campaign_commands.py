@@ -17,7 +17,7 @@ from . import State, main, pass_state
 if TYPE_CHECKING:
     from ..campaigns import Campaign
     from ..config import Settings
-    from ..message import Recipient
+    from ..message import Audience, Recipient
 
 
 @main.command()
@@ -174,7 +174,9 @@ def render(state: State, campaign: str, output: Path, as_recipient: str | None) 
     rendered = render_campaign(_load(settings, resolve_campaign_path(
         campaign, settings.campaigns_dir)), settings)
     parts = personalize(rendered, recipient, settings)
-    eml = MessageTemplate(rendered, settings).build(recipient, links=parts.links)
+    audience = _audience(state, rendered.campaign.audience)
+    eml = MessageTemplate(rendered, settings, audience=audience).build(recipient,
+                                                                       links=parts.links)
     html, text = parts.html, parts.text
     slug = rendered.campaign.slug
     output.mkdir(parents=True, exist_ok=True)
@@ -183,6 +185,19 @@ def render(state: State, campaign: str, output: Path, as_recipient: str | None) 
         _write_atomically(path, write)
         click.echo(path)
     note_development_key(settings)
+
+
+def _audience(state: State, segment: str | None) -> Audience | None:
+    """The campaign's segment as a send names it; its title only when there is a
+    database to read it from (without one, SQLAlchemy is not even imported)."""
+    from ..config import database_exists
+    from ..message import Audience
+
+    if not segment or not database_exists(state.settings.database_url):
+        return Audience(segment) if segment else None
+    from ..delivery import audience_of
+
+    return audience_of(state.db, segment)
 
 
 def _recipient_as(state: State, text: str) -> Recipient:
@@ -213,6 +228,17 @@ def _stored_recipient(state: State, address: str) -> Recipient | None:
             return find_recipient(session, address)
     except CitesmailError:  # not a contact
         return None
+
+
+def say_alignment(settings: Settings) -> None:
+    """Once per send or schedule over SMTP: a DKIM domain or return path not aligned
+    with From. (DKIM off is said by check and the preview only: the relay may sign.)"""
+    if settings.delivery.transport != "smtp":
+        return
+    from ..render.lint import alignment_problems
+
+    for problem in alignment_problems(settings, dkim_off=False):
+        click.echo(problem.format("warning"), err=True)
 
 
 def note_development_key(settings: Settings) -> None:

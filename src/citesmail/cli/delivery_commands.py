@@ -63,7 +63,7 @@ def send(state: State, campaign: str, segment: str | None, dry_run: bool,
     """Send CAMPAIGN to a segment, or resume its send where it stopped."""
     from ..campaigns import resolve_campaign_path
     from ..render import render_campaign
-    from .campaign_commands import _load, check_timing, note_development_key
+    from .campaign_commands import _load, check_timing, note_development_key, say_alignment
 
     settings = state.settings
     if list_recipients and not dry_run:
@@ -75,8 +75,10 @@ def send(state: State, campaign: str, segment: str | None, dry_run: bool,
     rendered = render_campaign(_load(settings, path), settings)
     if settings.delivery.transport != "smtp":  # (SMTP refuses to send without a secret)
         note_development_key(settings)
+    elif not dry_run:
+        say_alignment(settings)
     if test_addresses:
-        _send_tests(state, rendered, test_addresses)
+        _send_tests(state, rendered, test_addresses, segment or rendered.campaign.audience)
         return
     from ..delivery import file_hash, find_send, prepare_send, requeue_unknown
 
@@ -97,7 +99,7 @@ def send(state: State, campaign: str, segment: str | None, dry_run: bool,
             raise CitesmailError("this send has no segment to build messages for")
         click.echo(f"dry run of '{rendered.slug}' to segment {name} via {where}",
                    err=list_recipients)
-        _dry_run(state, rendered, definition, list_recipients)
+        _dry_run(state, rendered, definition, list_recipients, name)
         return
     if existing is None:
         question = (f"Send '{rendered.slug}' to {recipients} recipient"
@@ -257,7 +259,8 @@ def _local(state: State, moment: Any) -> str:
     return local
 
 
-def _dry_run(state: State, rendered: Any, definition: Any, list_recipients: bool) -> None:
+def _dry_run(state: State, rendered: Any, definition: Any, list_recipients: bool,
+             segment: str | None) -> None:
     """Build every message; say how many, and who the segment leaves out. With the list,
     the recipients go to stdout as CSV and the report to stderr."""
     import csv
@@ -273,7 +276,7 @@ def _dry_run(state: State, rendered: Any, definition: Any, list_recipients: bool
             writer.writerow([r.email, r.first_name, r.last_name, r.organization])
 
     started = time.monotonic()
-    done = dry_run(state.db, state.settings, rendered, definition, each)
+    done = dry_run(state.db, state.settings, rendered, definition, each, segment=segment)
     elapsed = time.monotonic() - started
     click.echo(f"dry run: {done.built} messages built "
                f"({done.size / max(done.built, 1) / 1024:.0f} KB each on average) in "
@@ -284,8 +287,9 @@ def _dry_run(state: State, rendered: Any, definition: Any, list_recipients: bool
                    err=list_recipients)
 
 
-def _send_tests(state: State, rendered: Any, addresses: tuple[str, ...]) -> None:
-    from ..delivery import send_tests
+def _send_tests(state: State, rendered: Any, addresses: tuple[str, ...],
+                segment: str | None) -> None:
+    from ..delivery import audience_of, send_tests
     from ..message import recipient_from_text
 
     recipients = []
@@ -295,7 +299,9 @@ def _send_tests(state: State, rendered: Any, addresses: tuple[str, ...]) -> None
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--test") from None
     failed = 0
-    for address, outcome in send_tests(state.settings, rendered, recipients):
+    audience = audience_of(state.existing_db, segment)
+    for address, outcome in send_tests(state.settings, rendered, recipients,
+                                       audience=audience):
         failed += outcome.kind != "sent"
         detail = "" if outcome.kind == "sent" else f" ({_reply(outcome.code, outcome.message)})"
         click.echo(f"{address}: {outcome.kind}{detail}")

@@ -24,13 +24,17 @@ def dkim() -> None:
               "(RFC 8463: short, but Gmail and Microsoft do not check it yet, so mail "
               "signed with it alone counts as unsigned there).")
 def keygen(selector: str, domain: str, output: Path, algorithm: str) -> None:
-    """Write a private key and print the DNS TXT record to publish."""
+    """Write a private key and print the DNS TXT record to publish (and a first DMARC
+    record for the domain)."""
     from ..dkim_keys import dns_name, generate
+    from ..dnsrecords import DMARC_NEXT_STEP, dmarc_name, dmarc_suggestion, txt_line
 
     path, record = generate(selector, domain, output,
                             "ed25519" if algorithm == "ed25519" else "rsa")
     click.echo(f"private key: {path} (keep it secret; set [dkim] private_key to it)")
     click.echo("publish this DNS record, then set [dkim] selector and domain:")
-    # A DNS string holds 255 characters at most: a longer record goes as several.
-    strings = " ".join(f'"{record[i:i + 255]}"' for i in range(0, len(record), 255))
-    click.echo(f"{dns_name(selector, domain)}. IN TXT {strings}")
+    click.echo(txt_line(dns_name(selector, domain), record))
+    click.echo(f"and, unless {domain} has one already, a DMARC record to start with:")
+    click.echo(txt_line(dmarc_name(domain), dmarc_suggestion(domain)))
+    click.echo(f"({DMARC_NEXT_STEP})")
+    click.echo("then see what the DNS says: citesmail dns check")

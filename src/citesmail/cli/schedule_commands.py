@@ -38,7 +38,7 @@ def schedule(state: State, campaign: str, at: str, zone: str | None,
     from ..delivery.transports import check_sending_secret
     from ..render import render_campaign
     from ..scheduler import parse_local_time, schedule_send
-    from .campaign_commands import _load
+    from .campaign_commands import _load, say_alignment
 
     settings = state.settings
     check_sending_secret(settings)  # now, rather than in the worker at the chosen time
@@ -64,6 +64,7 @@ def schedule(state: State, campaign: str, at: str, zone: str | None,
     click.echo(f"'{rendered.slug}' {'re' if replaced else ''}scheduled for "
                f"{when.moment:%Y-%m-%d %H:%M:%S %Z} ({utc:%Y-%m-%d %H:%M:%S} UTC) to segment "
                f"{name} ({recipients} recipients now)")
+    say_alignment(settings)
     _say_worker(state)
 
 

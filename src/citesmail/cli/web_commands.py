@@ -28,7 +28,7 @@ def preview(state: State, campaign: str | None, port: int, no_browser: bool) -> 
 
     import uvicorn
 
-    from ..db import database_exists
+    from ..config import database_exists
     from ..web.preview import create_preview_app
 
     settings = state.settings

@@ -20,6 +20,7 @@ from .sendlog import (
     Prepared,
     SendInfo,
     StoredCampaign,
+    audience_of,
     counts,
     dry_run,
     file_hash,
@@ -36,7 +37,7 @@ from .store import Claimed, SendBusy, SqlStore, Store
 
 __all__ = [
     "Claimed", "DryRun", "Prepared", "RunResult", "SendBusy", "SendInfo", "SendPaused", "SendRun",
-    "SqlStore", "Store", "StoredCampaign", "counts", "dry_run", "file_hash", "find_send",
-    "list_sends", "prepare_send", "requeue_unknown", "send_counts", "send_tests",
+    "SqlStore", "Store", "StoredCampaign", "audience_of", "counts", "dry_run", "file_hash",
+    "find_send", "list_sends", "prepare_send", "requeue_unknown", "send_counts", "send_tests",
     "start_scheduled", "summary",
 ]

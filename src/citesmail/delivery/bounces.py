@@ -1,6 +1,7 @@
 """`bounces import`: what the notifications read by dsn.py change. A permanent failure
 marks the contact with that address `bounced`; when the notification names the citesmail
-message it reports on, the contact's row in that campaign's send log becomes `failed`.
+message it reports on (by the return-path token it came back to, else by the message's
+Message-ID), the contact's row in that campaign's send log becomes `failed`.
 Temporary failures are only counted. The notifications are read first, without the
 database; the changes are then made in one transaction, so a failure leaves nothing
 half-written.
@@ -21,7 +22,8 @@ from ..audience.status import leave
 from ..db import Contact, Database, Delivery, Send, changed, utcnow
 from ..message import Origin
 from ..states import ContactStatus, DeliveryState
-from .dsn import Failure, Scan, scan
+from ..verp import ReturnReader
+from .dsn import Bounce, Failure, Scan, scan
 
 # Deliveries a bounce report may fail: not `sending` (another process holds it), nor
 # `skipped` (never sent), nor `failed` already.
@@ -102,9 +104,19 @@ class _BounceRecorder:
                 select(Send).where(Send.campaign == campaign))
         return self.sends[campaign]
 
+    def origin(self, bounce: Bounce) -> Origin | None:
+        """The message a notification reports on: its return-path token's (signed, so
+        trusted first), else its Message-ID's. A test message's token (send 0) names
+        the contact and no campaign."""
+        returned = bounce.returned
+        if returned is None:
+            return bounce.origin
+        send = self.session.get(Send, returned.send_id) if returned.send_id else None
+        return Origin(send.campaign if send is not None else "", returned.contact_id)
+
     def _delivery(self, origin: Origin | None, contact: Contact) -> Delivery | None:
         """The contact's row in the send log of the message the bounce reports on."""
-        if origin is None or origin.contact_id != contact.id:
+        if origin is None or origin.contact_id != contact.id or not origin.campaign:
             return None
         send = self._send(origin.campaign)
         if send is None:
@@ -161,11 +173,13 @@ def apply(db: Database, scan: Scan, *, dry_run: bool = False) -> Report:
         for bounce in scan.bounces:
             report.temporary += len(bounce.temporary)
             report.permanent += len(bounce.permanent)
+            origin = recorder.origin(bounce)
             for failure in bounce.permanent:
-                recorder.permanent(failure, bounce.origin, alone=len(bounce.permanent) == 1)
+                recorder.permanent(failure, origin, alone=len(bounce.permanent) == 1)
     return report
 
 
 def import_bounces(db: Database, path: Path, *, dry_run: bool = False,
-                   progress: Callable[[int, int], None] | None = None) -> Report:
-    return apply(db, scan(path, progress), dry_run=dry_run)
+                   progress: Callable[[int, int], None] | None = None,
+                   reader: ReturnReader | None = None) -> Report:
+    return apply(db, scan(path, progress, reader), dry_run=dry_run)

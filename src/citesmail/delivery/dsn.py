@@ -1,6 +1,7 @@
 """Delivery status notifications read from an mbox file or a Maildir, without the
 database: which addresses failed, permanently or temporarily (flufl.bounce), why, and
-which citesmail message each reports on (its Message-ID, written by message.py)."""
+which citesmail message each reports on: the address it came back to, when that holds a
+valid return-path token (verp.py), else its Message-ID (written by message.py)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from flufl.bounce import all_failures
 
 from ..errors import CitesmailError
 from ..message import Origin, parse_message_id
+from ..verp import Returned, ReturnReader
 
 # flufl.bounce logs a traceback before re-raising a detector's error. The error is
 # reported here as an unreadable message; without a handler, logging would print the
@@ -33,6 +35,10 @@ ENHANCED = re.compile(r"\b([245])\.([0-9]{1,3})\.([0-9]{1,3})\b")  # RFC 3463: 5
 # RFC 3463 subjects that say nothing about the address: network and routing (3, 4) and
 # security or policy (7: spam filters, blocked relays).
 NOT_THE_ADDRESS = {"3", "4", "7"}
+# Where a notification says whom it was delivered to: the return path it came back to.
+RETURNED_TO = ("delivered-to", "x-original-to", "envelope-to", "x-envelope-to", "to")
+
+
 @dataclass(frozen=True)
 class Failure:
     address: str  # as the notification gives it
@@ -70,6 +76,7 @@ class Bounce:
     permanent: tuple[Failure, ...]
     temporary: tuple[str, ...]
     origin: Origin | None
+    returned: Returned | None = None  # what the return path's token names, when valid
 
 
 @dataclass
@@ -200,7 +207,14 @@ def _addresses(found: frozenset[bytes]) -> list[str]:
     return sorted(unique.values(), key=str.lower)
 
 
-def read_bounce(message: Message) -> Bounce | None:
+def returned_to(message: Message, reader: ReturnReader) -> Returned | None:
+    """The message and contact named by the return path the notification came back to
+    (a forged or altered token names nothing)."""
+    return reader.in_headers([_text(value) for name in RETURNED_TO
+                              for value in message.get_all(name, [])])
+
+
+def read_bounce(message: Message, reader: ReturnReader | None = None) -> Bounce | None:
     """The failures a notification reports, or None when it is not a bounce."""
     temporary, permanent = all_failures(message)
     if not temporary and not permanent:
@@ -210,7 +224,8 @@ def read_bounce(message: Message) -> Bounce | None:
     failures = tuple(Failure(address, per_recipient.get(address.lower(), fallback),
                              statuses.get(address.lower(), ""))
                      for address in _addresses(permanent))
-    return Bounce(failures, tuple(_addresses(temporary)), find_origin(message))
+    returned = returned_to(message, reader) if reader is not None else None
+    return Bounce(failures, tuple(_addresses(temporary)), find_origin(message), returned)
 
 
 def open_mailbox(path: Path) -> mailbox.Mailbox[Any]:
@@ -242,9 +257,11 @@ def _entries(box: mailbox.Mailbox[Any]) -> Iterator[tuple[str, Any]]:
             yield f"mbox message {number}", key
 
 
-def scan(path: Path, progress: Callable[[int, int], None] | None = None) -> Scan:
+def scan(path: Path, progress: Callable[[int, int], None] | None = None,
+         reader: ReturnReader | None = None) -> Scan:
     """Read and classify every message; a message that cannot be read or scanned is
-    named in `unreadable`, and the others are still read."""
+    named in `unreadable`, and the others are still read. `reader` finds the return-path
+    tokens of the configured VERP address."""
     box = open_mailbox(path)
     result = Scan()
     try:
@@ -252,7 +269,7 @@ def scan(path: Path, progress: Callable[[int, int], None] | None = None) -> Scan
         for name, key in _entries(box):
             result.messages += 1
             try:
-                bounce = read_bounce(email.message_from_bytes(box.get_bytes(key)))
+                bounce = read_bounce(email.message_from_bytes(box.get_bytes(key)), reader)
             except Exception as exc:  # a malformed message must not stop the others
                 why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 result.unreadable.append((name, f"cannot be scanned ({why})"))

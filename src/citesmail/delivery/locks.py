@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from ..db import Database
 
@@ -29,6 +30,7 @@ class ProcessLock:
         self.db, self.name = db, name
         self.handle: Any = None
         self.path: Path | None = None
+        self.key: int | None = None
 
     def acquire(self) -> None:
         if self.db.is_postgresql:
@@ -45,7 +47,7 @@ class ProcessLock:
             connection.close()
             raise Busy("another process")
         connection.commit()
-        self.handle = connection
+        self.handle, self.key = connection, key
 
     def _acquire_file(self) -> None:
         database = self.db.engine.url.database or "citesmail.db"
@@ -76,12 +78,23 @@ class ProcessLock:
         if self.handle is None:
             return
         if self.db.is_postgresql:
-            # The lock belongs to the database session: end it, not just the checkout.
-            self.handle.invalidate()
+            self._release_advisory()
         elif self.path is not None and _same_file(self.handle, self.path):
             self.path.unlink(missing_ok=True)  # removed while held: no file left behind
         self.handle.close()
         self.handle = None
+
+    def _release_advisory(self) -> None:
+        """Unlock before ending the session: a closed connection's server process lets go
+        of its locks only when it exits, a moment later, and a process that asks for the
+        lock in that moment would be told it is held."""
+        try:
+            self.handle.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
+            self.handle.commit()
+        except DBAPIError:
+            pass  # the session is gone already, and its locks with it
+        # The lock belongs to the database session: end it, not just the checkout.
+        self.handle.invalidate()
 
     def __enter__(self) -> ProcessLock:
         self.acquire()

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.utils import parseaddr
 from pathlib import Path
 from queue import Empty, SimpleQueue
 from typing import Any
@@ -23,8 +22,10 @@ from ..dberrors import sqlite_file
 from ..errors import CitesmailError
 from ..intake import apply_pending, intake_path
 from ..message import MessageTemplate
+from ..verp import ReturnPath
 from .journal import Journal, JournalError, journal_path
 from .locks import Busy, ProcessLock
+from .sendlog import audience_of
 from .store import Claimed, Result, SendBusy, SqlStore, Store
 from .transports import Outcome, Transport
 
@@ -95,7 +96,7 @@ class SendRun:
         self.outer_stop = stop or threading.Event()
         self.stop = threading.Event()
         self.progress = progress
-        self.sender = parseaddr(settings.sender.from_)[1]
+        self.return_path = ReturnPath(settings)  # the envelope sender of each message
         self.delays = settings.delivery.retry_delays
         self.connections = settings.delivery.connections
         self.pace = _Pace(settings.delivery.rate_per_second)
@@ -103,7 +104,9 @@ class SendRun:
         self.store: Store = SqlStore(db, send_id, retry_delays=self.delays,
                                      hourly_cap=settings.delivery.hourly_cap,
                                      intake=self.intake)
-        self.template = MessageTemplate(self.store.campaign(), settings)
+        campaign = self.store.campaign()
+        self.template = MessageTemplate(campaign, settings,
+                                        audience=audience_of(db, campaign.segment))
         url = db.engine.url
         database_file = sqlite_file(db.engine)
         self._database_file = str(database_file) if database_file is not None else None
@@ -215,7 +218,8 @@ class SendRun:
         transport = free.get()
         delivery_id = claimed.delivery_id
         try:
-            outcome = transport.send(self.sender, claimed.recipient.email, data,
+            sender = self.return_path.sender(claimed.recipient.contact_id, self.send_id)
+            outcome = transport.send(sender, claimed.recipient.email, data,
                                      lambda: journal.transmitting(delivery_id))
         except JournalError as exc:  # its line could not be written: it did not go
             outcome = Outcome("connection", None, exc.problems[0].message, fatal=True)

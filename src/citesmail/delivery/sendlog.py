@@ -8,7 +8,6 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from email.utils import parseaddr
 from pathlib import Path
 
 from sqlalchemy import ColumnElement, func, insert, literal, select, update
@@ -17,10 +16,11 @@ from sqlalchemy.orm import Session
 from ..audience.recipients import recipients
 from ..audience.segments import Definition, get_segment, left_out, matching
 from ..config import Settings
-from ..db import Contact, Database, Delivery, Send, changed, is_postgresql, utcnow
+from ..db import Contact, Database, Delivery, Segment, Send, changed, is_postgresql, utcnow
 from ..errors import CitesmailError
-from ..message import MessageTemplate, Recipient, Renderable
+from ..message import Audience, MessageTemplate, Recipient, Renderable
 from ..states import NOT_STARTED, DeliveryState, SendState
+from ..verp import TEST_SEND, ReturnPath
 from .transports import Outcome, make_transport
 
 
@@ -34,11 +34,26 @@ class StoredCampaign:
     text: str
     slots: tuple[tuple[str, str], ...]
     calendar: str | None = None
+    segment: str | None = None  # the segment the send goes to
 
     @classmethod
     def of(cls, send: Send) -> StoredCampaign:
         return cls(send.campaign, send.subject, send.html, send.text,
-                   tuple((field_, default) for field_, default in send.slots), send.calendar)
+                   tuple((field_, default) for field_, default in send.slots), send.calendar,
+                   send.segment)
+
+
+def audience_of(db: Database | None, segment: str | None) -> Audience | None:
+    """The segment as messages name it (List-Id, Feedback-ID): its name, and its title
+    when the database still has it."""
+    if not segment:
+        return None
+    if db is None:
+        return Audience(segment)
+    with db.session(write=False) as session:
+        definition = session.scalar(select(Segment.definition).where(Segment.name == segment))
+    title = Definition.from_json(definition).title if definition is not None else ""
+    return Audience(segment, title)
 
 
 @dataclass(frozen=True)
@@ -75,14 +90,17 @@ def file_hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def send_tests(settings: Settings, rendered: Renderable,
-               recipients: list[Recipient]) -> list[tuple[str, Outcome]]:
-    """Test messages (subject prefixed [TEST]) to the given people; nothing is logged."""
-    template = MessageTemplate(rendered, settings, subject_prefix="[TEST] ")
+def send_tests(settings: Settings, rendered: Renderable, recipients: list[Recipient], *,
+               audience: Audience | None = None) -> list[tuple[str, Outcome]]:
+    """Test messages (subject prefixed [TEST]) to the given people; nothing is logged.
+    With VERP, their envelope sender names send 0 (no send log)."""
+    template = MessageTemplate(rendered, settings, subject_prefix="[TEST] ",
+                               audience=audience)
     transport = make_transport(settings)
-    sender = parseaddr(settings.sender.from_)[1]
+    envelope = ReturnPath(settings)
     try:
-        return [(r.email, transport.send(sender, r.email, template.build(r)))
+        return [(r.email, transport.send(envelope.sender(r.contact_id, TEST_SEND), r.email,
+                                         template.build(r)))
                 for r in recipients]
     finally:
         transport.close()
@@ -313,10 +331,12 @@ class DryRun:
 
 
 def dry_run(db: Database, settings: Settings, rendered: Renderable, definition: Definition,
-            each: Callable[[Recipient], None] | None = None) -> DryRun:
+            each: Callable[[Recipient], None] | None = None, *,
+            segment: str | None = None) -> DryRun:
     """Build every message of the segment (`each` is told every recipient); send
     nothing, log nothing."""
-    template = MessageTemplate(rendered, settings)
+    audience = Audience(segment, definition.title) if segment else None
+    template = MessageTemplate(rendered, settings, audience=audience)
     built = size = 0
     with db.session(write=False) as session:
         for batch in recipients(session, definition):

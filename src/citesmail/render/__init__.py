@@ -20,7 +20,7 @@ from ..config import Settings
 from ..errors import CampaignError, ConfigError
 from ..languages import base_language
 from . import markdown
-from .calendar import google_link, has_calendar, invitation, outlook_link
+from .calendar import event_facts, google_link, has_calendar, invitation, outlook_link
 from .environment import environment, render_body, render_template, template_sources
 from .labels import Dates, labels_for
 from .mjml import compile_mjml
@@ -92,7 +92,8 @@ def calendar_links(campaign: Campaign, settings: Settings) -> dict[str, str] | N
 
     if not has_calendar(campaign):
         return None
-    return {"google": google_link(campaign, settings), "outlook": outlook_link(campaign)}
+    facts = event_facts(campaign, settings)
+    return {"google": google_link(facts), "outlook": outlook_link(facts)}
 
 
 _HREF = re.compile(r'href="([^"]*)"')

@@ -8,6 +8,7 @@ same event.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from email.utils import parseaddr
 from urllib.parse import quote, urlencode
@@ -97,28 +98,61 @@ def _utc(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
-def google_link(campaign: Campaign, settings: Settings) -> str:
-    """Google Calendar's page for adding the event (the user confirms there)."""
+@dataclass(frozen=True)
+class EventFacts:
+    """What the "add to calendar" pages are given: the same for every recipient."""
+
+    title: str
+    starts: datetime
+    ends: datetime
+    description: str
+    location: str
+    timezone: str
+
+
+def event_facts(campaign: Campaign, settings: Settings) -> EventFacts:
     starts, ends = _span(campaign)
     event = campaign.event
     assert event is not None
-    query = {"action": "TEMPLATE", "text": campaign.title,
-             "dates": f"{_utc(starts)}/{_utc(ends)}", "details": _description(campaign),
-             "ctz": settings.schedule.timezone}
-    if event.location:
-        query["location"] = event.location
+    return EventFacts(campaign.title, starts, ends, _description(campaign),
+                      event.location or "", settings.schedule.timezone)
+
+
+def facts_from_invitation(text: str) -> EventFacts:
+    """The same facts read back from a stored invitation (what `serve` has of a send)."""
+    from icalendar import Calendar
+
+    entry = next(iter(Calendar.from_ical(text).walk("VEVENT")))
+    starts = entry.decoded("dtstart")
+    zone = entry["dtstart"].params.get("TZID", "UTC")
+    return EventFacts(str(entry.get("summary", "")), starts, entry.decoded("dtend"),
+                      str(entry.get("description", "")), str(entry.get("location", "")),
+                      str(zone))
+
+
+def google_link(facts: EventFacts) -> str:
+    """Google Calendar's page for adding the event (the user confirms there)."""
+    query = {"action": "TEMPLATE", "text": facts.title,
+             "dates": f"{_utc(facts.starts)}/{_utc(facts.ends)}",
+             "details": facts.description, "ctz": facts.timezone}
+    if facts.location:
+        query["location"] = facts.location
     return f"{GOOGLE}?{urlencode(query)}"
 
 
-def outlook_link(campaign: Campaign) -> str:
+def outlook_link(facts: EventFacts) -> str:
     """Outlook.com's page for adding the event."""
-    starts, ends = _span(campaign)
-    event = campaign.event
-    assert event is not None
-    query = {"rru": "addevent", "subject": campaign.title,
-             "startdt": starts.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-             "enddt": ends.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-             "body": _description(campaign)}
-    if event.location:
-        query["location"] = event.location
+    query = {"rru": "addevent", "subject": facts.title,
+             "startdt": facts.starts.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+             "enddt": facts.ends.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+             "body": facts.description}
+    if facts.location:
+        query["location"] = facts.location
     return f"{OUTLOOK}?{urlencode(query, quote_via=quote)}"  # %20: Outlook shows '+' as is
+
+
+def calendar_page(facts: EventFacts, service: str) -> str | None:
+    """The "add to calendar" page of a service named in a short link, or None."""
+    pages = {"google": google_link, "outlook": outlook_link}
+    make = pages.get(service)
+    return make(facts) if make else None

@@ -10,6 +10,7 @@ from ..campaigns import Campaign, key_line
 from ..campaigns.models import DEFAULT_LENGTH
 from ..config import Settings, placeholder_problem
 from ..dkim_keys import signing_key
+from ..domains import aligned, domain_of, organizational_domain
 from ..errors import Problem
 from . import RenderedCampaign
 
@@ -113,6 +114,7 @@ def lint_settings(settings: Settings) -> list[Problem]:
             "unsubscribe links (RFC 8058) over https",
             "set it to the public https address of the unsubscribe app before sending",
             where))
+    warnings += alignment_problems(settings)
     if settings.dkim.enabled:
         pem = settings.dkim_key() or b""
         if signing_key(pem, settings.dkim.private_key)[1] == b"ed25519-sha256":
@@ -121,3 +123,37 @@ def lint_settings(settings: Settings) -> list[Problem]:
                 "yet, so your mail counts as unsigned there",
                 "use an RSA key (citesmail dkim keygen, the default)", where))
     return warnings
+
+
+def alignment_problems(settings: Settings, *, dkim_off: bool = True) -> list[Problem]:
+    """DKIM off (unless `dkim_off` is False: often fine, the relay may sign), or a DKIM
+    domain or return path that does not align with the From domain: DMARC (relaxed)
+    asks for one of them to share the From's organisational domain, and Gmail and Yahoo
+    ask bulk senders for DMARC."""
+    sender = settings.sender.domain
+    found = []
+    dkim = settings.dkim
+    if not dkim.enabled and dkim_off:
+        path, line = settings.place("dkim", "selector")
+        found.append(Problem(
+            "DKIM signing is off: fine if your mail relay signs messages for "
+            f"{sender}; otherwise they go unsigned",
+            "to sign them here, run citesmail dkim keygen --selector citesmail --domain "
+            f"{organizational_domain(sender)} and set [dkim] selector, domain and "
+            "private_key", path, line))
+    elif dkim.enabled and not aligned(dkim.domain, sender):
+        path, line = settings.place("dkim", "domain")
+        found.append(Problem(
+            f"[dkim] domain {dkim.domain} does not align with the From domain {sender}: "
+            "DMARC does not count the signature",
+            f'sign with the From\'s domain: [dkim] domain = "{organizational_domain(sender)}" '
+            "(or a subdomain of it), with a key published there", path, line))
+    return_path = settings.delivery.return_path
+    if return_path and not aligned(domain_of(return_path), sender):
+        path, line = settings.place("delivery", "return_path")
+        found.append(Problem(
+            f"[delivery] return_path domain {domain_of(return_path)} does not align with "
+            f"the From domain {sender}: its SPF pass does not count for DMARC",
+            "use a return path at the From's domain or a subdomain of it, e.g. "
+            f'return_path = "bounces+{{token}}@{organizational_domain(sender)}"', path, line))
+    return found

@@ -15,7 +15,8 @@ TOKEN = re.compile(r"@@cm(\d+)@@")
 # A token changed by a filter (upper, urlencode, ...) no longer fills: find such leftovers.
 MANGLED = re.compile(r"(?i)(?:@|%40|&#64;)(?:@|%40|&#64;)cm")
 RECIPIENT_FIELDS = ("first_name", "last_name", "email", "organization")
-LINK_FIELDS = ("unsubscribe_url", "webview_url", "calendar_url")
+LINK_FIELDS = ("unsubscribe_url", "webview_url", "calendar_url", "google_calendar_url",
+               "outlook_calendar_url")
 USE = ("recipient values are filled in per recipient: print them as they are, "
        "optionally with default(\"text\")")
 
@@ -89,6 +90,10 @@ class LinkSlots:
         self.unsubscribe = table.slot("unsubscribe_url")
         self.webview = table.slot("webview_url")
         self.calendar = table.slot("calendar_url")  # the web view's event.ics
+        # Short signed links that `serve` redirects to Google's and Outlook.com's pages:
+        # the pages' own addresses run to 600 characters, too long for the text part.
+        self.google_calendar = table.slot("google_calendar_url")
+        self.outlook_calendar = table.slot("outlook_calendar_url")
 
 
 def reserved_at(text: str) -> tuple[int, int] | None:

@@ -25,15 +25,17 @@ from ..audience.recipients import active_addresses, find_recipient, first_recipi
 from ..checks import CampaignCheck, check_campaign, check_settings
 from ..config import Settings
 from ..db import Database, open_database
-from ..delivery import send_tests
+from ..delivery import audience_of, send_tests
 from ..errors import CitesmailError
 from ..message import (
     SAMPLE_RECIPIENT,
+    Audience,
     MessageTemplate,
     Recipient,
     personalize,
     recipient_from_text,
 )
+from ..render import RenderedCampaign
 from ..render.lint import GMAIL_CLIP_BYTES
 from .pages import render_page
 from .security import HEADERS, SecurityHeaders
@@ -115,6 +117,11 @@ class PreviewApp:
             yield db
         finally:
             db.close()
+
+    def audience(self, rendered: RenderedCampaign) -> Audience | None:
+        """The campaign's segment, as a send to it would name it in its headers."""
+        with self.database() as db:
+            return audience_of(db, rendered.campaign.audience)
 
     def recipient(self, address: str | None, audience: str | None = None,
                   ) -> tuple[Recipient, str]:
@@ -205,7 +212,8 @@ class PreviewApp:
         recipient = self.recipient(request.query_params.get("as"),
                                    found.rendered.campaign.audience)[0]
         if kind == "eml":
-            data = MessageTemplate(found.rendered, self.settings).build(recipient)
+            data = MessageTemplate(found.rendered, self.settings,
+                                   audience=self.audience(found.rendered)).build(recipient)
             return Response(data, media_type="message/rfc822", headers={
                 "content-disposition": f'attachment; filename="{slug}.eml"'})
         parts = personalize(found.rendered, recipient, self.settings)
@@ -223,7 +231,8 @@ class PreviewApp:
             return PlainTextResponse("the campaign has errors", status_code=400)
         try:
             recipient = recipient_from_text(address)
-            [(to, outcome)] = send_tests(self.settings, found.rendered, [recipient])
+            [(to, outcome)] = send_tests(self.settings, found.rendered, [recipient],
+                                         audience=self.audience(found.rendered))
         except (ValueError, CitesmailError) as exc:
             return _page("test.html.j2", error=str(exc), url=quote(slug))
         return _page("test.html.j2", error=None, to=to, outcome=outcome, url=quote(slug))

@@ -1,4 +1,5 @@
-"""The public app (`citesmail serve`): one-click unsubscribe (RFC 8058) and web view.
+"""The public app (`citesmail serve`): one-click unsubscribe (RFC 8058), web view, and an
+event's calendar links (its .ics, and short links off to Google's and Outlook.com's pages).
 
 It sits behind the organisation's reverse proxy at `[unsubscribe] base_url`. Links carry
 an HMAC-signed token naming the contact and the campaign: a tampered token gets 400, an
@@ -23,7 +24,7 @@ from urllib.parse import parse_qs
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from ..config import Settings
@@ -33,6 +34,7 @@ from ..delivery.lookup import Lookup, Person, Published
 from ..errors import CitesmailError
 from ..intake import IntakeError, append, intake_path
 from ..message import Recipient, calendar_filename, links_for, recipient_values
+from ..render.calendar import calendar_page, facts_from_invitation
 from ..render.labels import labels_for
 from ..render.slots import fill
 from ..tokens import DEVELOPMENT_SECRET, read_token
@@ -157,6 +159,20 @@ class PublicApp:
                         media_type="text/calendar; charset=utf-8",
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
+    def calendar_service(self, request: Request) -> Response:
+        """A short link of the text part: off to Google's or Outlook.com's page for
+        adding the event, made from the invitation the send stored."""
+        found = self._find(request.path_params["token"])
+        if not isinstance(found, Found):
+            return found
+        calendar = found.send.calendar if found.send else None
+        page = calendar_page(facts_from_invitation(calendar),
+                             request.path_params["service"]) if calendar else None
+        if page is None:
+            t = labels_for(found.lang)
+            return _page(found.lang, t["bad_link"], t["bad_link"], 404)
+        return RedirectResponse(page, status_code=303)
+
 
 def _log(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
@@ -198,6 +214,7 @@ def create_public_app(settings: Settings, db: Database) -> Starlette:
         Route("/u/{token}", unsubscribe_link, methods=["GET", "POST"]),
         Route("/v/{token}", web_view, methods=["GET"]),
         Route("/v/{token}/event.ics", app.calendar, methods=["GET"]),
+        Route("/v/{token}/{service}", app.calendar_service, methods=["GET"]),
         Route("/", not_found),
     ], lifespan=lifespan)
     starlette.router.redirect_slashes = False

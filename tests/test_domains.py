@@ -1,0 +1,34 @@
+"""Relaxed DMARC alignment, as citesmail judges it (last two labels)."""
+
+from __future__ import annotations
+
+import pytest
+
+from citesmail.domains import aligned, domain_of, organizational_domain
+
+
+@pytest.mark.parametrize(("domain", "organizational"), [
+    ("example.org", "example.org"), ("lettres.example.org", "example.org"),
+    ("a.b.Example.ORG.", "example.org"), ("localhost", "localhost"), ("", ""),
+])
+def test_the_organisational_domain_is_the_last_two_labels(domain: str,
+                                                          organizational: str) -> None:
+    assert organizational_domain(domain) == organizational
+
+
+@pytest.mark.parametrize(("one", "other", "expected"), [
+    ("example.org", "example.org", True),
+    ("lettres.example.org", "example.org", True),
+    ("bounces.example.org", "news.EXAMPLE.org", True),
+    ("example.net", "example.org", False),
+    ("example.org.evil.net", "example.org", False),
+    ("", "", False),
+])
+def test_two_domains_align_when_they_share_it(one: str, other: str, expected: bool) -> None:
+    assert aligned(one, other) is expected
+    assert aligned(other, one) is expected
+
+
+def test_the_domain_of_an_address() -> None:
+    assert domain_of("bounces+{token}@Lettres.Example.org") == "lettres.example.org"
+    assert domain_of("no-domain") == ""
