@@ -85,7 +85,7 @@ class InboxReport:
                    ("deliveries noted", self.deliveries_noted)]
         if self.where:
             counts.append((f"moved to {self.where}", self.filed))
-        lines = [f"{label + ':':<26}{value}" for label, value in counts]
+        lines = [f"{label + ':':<25} {value}" for label, value in counts]
         lines += [line for line in bounced.details() if ": unreadable, " not in line]
         lines += [f"{address}: complained, {_campaign(slug)}" for address, slug in self.complained]
         lines += [f"{address}: unsubscribed, {_campaign(slug)}"

@@ -23,10 +23,13 @@ List-Unsubscribe token of the original, both signed, else its Message-ID.
 
 from __future__ import annotations
 
+import contextlib
 import email
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from email.errors import HeaderParseError
+from email.header import decode_header, make_header
 from email.message import Message
 from email.utils import getaddresses, parseaddr
 from enum import StrEnum
@@ -185,6 +188,10 @@ class Classifier:
     # -- which of our messages ------------------------------------------------------
 
     def _link_token(self, value: str) -> Named | None:
+        if "=?" in value:  # a copy that a program re-encoded (RFC 2047)
+            with contextlib.suppress(HeaderParseError, LookupError, UnicodeDecodeError):
+                value = str(make_header(decode_header(value)))
+            value = "".join(value.split())
         for pattern in (LINK_TOKEN, MAILTO_TOKEN):
             for token in pattern.findall(value):
                 try:
