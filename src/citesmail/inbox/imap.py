@@ -41,6 +41,7 @@ class ImapSource:
         self.connection: imaplib.IMAP4 | None = None
         self.uids: list[bytes] = []
         self.separator = "/"
+        self.capabilities: set[str] = set()
 
     # -- connecting -----------------------------------------------------------------
 
@@ -59,7 +60,8 @@ class ImapSource:
         try:
             connection.starttls(context)
         except BaseException:
-            connection.shutdown()
+            with contextlib.suppress(OSError):  # the socket may be closed already
+                connection.shutdown()
             raise
         return connection
 
@@ -92,6 +94,7 @@ class ImapSource:
             self.close()
             raise self._fail(f"login of {inbox.username!r} refused ({_said(exc.args[0])})",
                              "check [inbox] username and CITESMAIL_IMAP_PASSWORD") from None
+        self.capabilities = self._capabilities()
         self.separator = self._separator()
         status, data = self.connection.select(self._quoted(inbox.folder))
         if status != "OK":
@@ -100,6 +103,14 @@ class ImapSource:
                              "check [inbox] folder") from None
         status, data = self.connection.uid("SEARCH", "ALL")
         self.uids = data[0].split() if status == "OK" and data and data[0] else []
+
+    def _capabilities(self) -> set[str]:
+        """What the server offers once logged in (more than in its greeting)."""
+        assert self.connection is not None
+        status, data = self.connection.capability()
+        if status != "OK" or not data or not isinstance(data[0], bytes):
+            return {str(item).upper() for item in self.connection.capabilities}
+        return set(data[0].decode("ascii", "replace").upper().split())
 
     def _separator(self) -> str:
         assert self.connection is not None
@@ -168,7 +179,7 @@ class ImapSource:
         if not uids:
             return 0
         target = self._ensure_folder()
-        capabilities = {str(item).upper() for item in connection.capabilities}
+        capabilities = self.capabilities
         if "MOVE" not in capabilities and "UIDPLUS" not in capabilities:
             raise self._fail("has neither MOVE nor UIDPLUS: handled messages cannot be moved "
                              "without expunging others", "use a server that has one of them")
