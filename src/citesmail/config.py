@@ -275,7 +275,7 @@ class InboxSettings(Section):
     folder: Annotated[str, AfterValidator(_imap_folder)] = "INBOX"
     processed_folder: Annotated[str, AfterValidator(_imap_folder)] = "citesmail/processed"
     poll_every: PositiveDuration = timedelta(minutes=10)
-    timeout: PositiveDuration = timedelta(seconds=30)
+    timeout: PositiveDuration = timedelta(minutes=1)
 
     @property
     def enabled(self) -> bool:

@@ -3,13 +3,18 @@ over TLS and STARTTLS, its certificate from the test's CA."""
 
 from __future__ import annotations
 
+import os
+import queue
+import signal
+import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import run
-from tests.delivery.test_bounces import snapshot, statuses
+from tests.delivery.test_bounces import CITESMAIL, snapshot, statuses
 from tests.delivery.test_transports import Authority
 from tests.imap_server import PASSWORD, USER, Dovecot
 from tests.inbox.returns import HANDLED, LEFT_ALONE
@@ -128,3 +133,32 @@ def test_a_wrong_password_or_none_is_one_line(sent_env: dict[str, str],
         "error: CITESMAIL_IMAP_PASSWORD is not set — export the password of citesmail in "
         "CITESMAIL_IMAP_PASSWORD"]
 
+
+
+def test_the_worker_fetches_when_an_inbox_is_configured(
+        sent_env: dict[str, str], returned: dict[str, bytes], db_url: str, ca: Authority,
+        dovecot: Dovecot, workspace: Path) -> None:
+    dovecot.append(ca.path, [returned["mailto"], returned["ordinary"]])
+    env = {**os.environ, **inbox_env(sent_env, dovecot), "CITESMAIL_INBOX_POLL_EVERY": '"1h"'}
+    worker = subprocess.Popen([str(CITESMAIL), "worker"], cwd=workspace, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in worker.stdout or ()],
+                              daemon=True)
+    reader.start()
+    seen = []
+    try:
+        while not any("inbox: 2 messages" in line for line in seen):
+            seen.append(lines.get(timeout=60))  # the worker's log line is the event
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=60)
+        reader.join(timeout=60)
+        if worker.stdout is not None:
+            worker.stdout.close()
+    said = next(line for line in seen if "inbox: 2 messages" in line)
+    assert said.rstrip().endswith(
+        "inbox: 2 messages (1 unsubscribe, 1 other); 1 unsubscribed, 1 moved"), seen
+    assert any("inbox: 127.0.0.1 every 1:00:00" in line for line in seen), seen
+    assert statuses(db_url)["david.petit@mairie-exemple.fr"] == "unsubscribed"
+    assert names(dovecot.contents(ca.path, "INBOX"), returned) == {"ordinary"}

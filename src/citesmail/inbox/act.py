@@ -73,6 +73,14 @@ class InboxReport:
         return bool(self.bounces.changed or self.complained or self.unsubscribed
                     or self.deliveries_noted or self.filed)
 
+    def summary(self) -> str:
+        """One line: what was read, what changed."""
+        kinds = ", ".join(f"{self.kinds[kind]} {kind}" for kind in Kind if self.kinds[kind])
+        changes = [(len(self.bounces.bounced), "bounced"), (len(self.complained), "complained"),
+                   (len(self.unsubscribed), "unsubscribed"), (self.filed, "moved")]
+        said = ", ".join(f"{n} {what}" for n, what in changes if n) or "nothing changed"
+        return f"{self.messages} messages ({kinds or 'none'}); {said}"
+
     def lines(self) -> list[str]:
         bounced = self.bounces
         counts: list[tuple[str, object]] = [("messages read", self.messages)]
