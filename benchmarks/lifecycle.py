@@ -29,18 +29,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the tests' message makers
-from report import DOCS, compile_bytecode, markdown_table, text_table, write_section  # noqa: E402
-
 from tests.inbox.returns import (  # noqa: E402
     MAILTO,
     OUT_OF_OFFICE,
     arf,
     jmrp,
-    mail,
     mailto_request,
     reply,
     sent_messages,
 )
+
+from report import DOCS, compile_bytecode, markdown_table, text_table, write_section  # noqa: E402
 
 REPLAY = "2023-06-12-replay-cites-de-l-emploi"
 SAMPLES = ROOT / "tests" / "delivery" / "bounce_samples"
