@@ -117,6 +117,16 @@ def _text(value: Any) -> str:
     return " ".join(str(value or "").split())
 
 
+def _subject(message: Message) -> str:
+    """The subject as its writer wrote it (RFC 2047 encoded words decoded)."""
+    value = message.get("subject")
+    if value is None:
+        return ""
+    with contextlib.suppress(HeaderParseError, LookupError, UnicodeDecodeError):
+        return _text(make_header(decode_header(str(value))))
+    return _text(value)
+
+
 def _own_parts(message: Message) -> Iterator[Message]:
     """The parts of a message, not descending into attached messages."""
     yield message
@@ -280,7 +290,7 @@ class Classifier:
                 return said
         if _text(message.get("precedence")).lower() == "auto_reply":
             return "Precedence: auto_reply"
-        subject = fold(REPLY_PREFIX.sub("", _text(message.get("subject"))))
+        subject = fold(REPLY_PREFIX.sub("", _subject(message)))
         if subject.startswith(AUTO_SUBJECTS):
             return "subject"
         return ""
@@ -291,7 +301,7 @@ class Classifier:
         origin = next((found for found in map(parse_message_id, ids) if found), None)
         if origin is None:
             return None
-        if not asks_to_leave(_text(message.get("subject")), own_text(message)):
+        if not asks_to_leave(_subject(message), own_text(message)):
             return None
         sender = next((address for _name, address in
                        getaddresses([_text(message.get("from"))]) if address), "")
