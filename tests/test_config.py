@@ -27,7 +27,7 @@ def test_example_config_is_valid_and_documents_every_key() -> None:
     settings = load_settings(ROOT / "config.example.toml", environ={})
     text = (ROOT / "config.example.toml").read_text(encoding="utf-8")
     for section, model in settings:
-        if section in {"workspace", "config_path", "secret", "smtp_password"}:
+        if section in {"workspace", "config_path", "secret", "smtp_password", "imap_password"}:
             continue
         assert f"[{section}]" in text
         for key, field in type(model).model_fields.items():
