@@ -112,6 +112,7 @@ class Recipient:
     last_name: str = ""
     organization: str = ""
     contact_id: int = 0
+    lists: str = ""  # the public lists through which they are in the segment, by title
 
     @property
     def display_name(self) -> str:
@@ -139,6 +140,7 @@ class Links:
     unsubscribe: str
     webview: str
     unsubscribe_mailto: str | None
+    preferences: str = ""
 
     @property
     def list_unsubscribe(self) -> str:
@@ -156,6 +158,7 @@ def links_for(settings: Settings, contact_id: int, campaign: str) -> Links:
         unsubscribe=f"{base}/u/{token}",
         webview=f"{base}/v/{token}",
         unsubscribe_mailto=f"mailto:{mailto}?subject=unsubscribe%20{token}" if mailto else None,
+        preferences=f"{base}/p/{token}",
     )
 
 
@@ -165,8 +168,10 @@ def recipient_values(recipient: Recipient, links: Links) -> dict[str, str]:
         "last_name": recipient.last_name,
         "email": recipient.email,
         "organization": recipient.organization,
+        "lists": recipient.lists,
         "unsubscribe_url": links.unsubscribe,
         "webview_url": links.webview,
+        "preferences_url": links.preferences,
         "calendar_url": f"{links.webview}/event.ics",
         "google_calendar_url": f"{links.webview}/google",
         "outlook_calendar_url": f"{links.webview}/outlook",

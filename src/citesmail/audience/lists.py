@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,3 +123,33 @@ def list_summaries(session: Session) -> list[ListSummary]:
     )
     return [ListSummary(n, t, members, int(act or 0), bool(public))
             for n, t, members, act, public in session.execute(query)]
+
+
+def label(found: MailingList) -> str:
+    """A list as people read it: its title, else its name."""
+    return found.title or found.name
+
+
+def segment_lists(session: Session, names: Sequence[str]) -> dict[int, str]:
+    """The public lists among a segment's `names`, id -> label, in the order given (a
+    list removed since is left out)."""
+    found = {chosen.name: chosen for chosen in session.scalars(
+        select(MailingList).where(MailingList.name.in_(list(names)),
+                                  MailingList.public.is_(True)))}
+    return {found[name].id: label(found[name]) for name in names if name in found}
+
+
+def lists_of(session: Session, contact_ids: Sequence[int],
+             chosen: dict[int, str]) -> dict[int, str]:
+    """Each contact's lists among `chosen` as one text ("Liste A, Liste B"), in the
+    order of `chosen`; contacts on none are left out. One query."""
+    if not chosen or not contact_ids:
+        return {}
+    on: dict[int, set[int]] = {}
+    for contact_id, list_id in session.execute(
+            select(Membership.contact_id, Membership.list_id)
+            .where(Membership.list_id.in_(list(chosen)),
+                   Membership.contact_id.in_(list(contact_ids)))):
+        on.setdefault(contact_id, set()).add(list_id)
+    return {contact_id: ", ".join(text for list_id, text in chosen.items() if list_id in ids)
+            for contact_id, ids in on.items()}

@@ -13,6 +13,7 @@ from ..errors import CitesmailError
 from ..message import Recipient
 from ..states import ContactStatus
 from .contacts import find_contact
+from .lists import lists_of, segment_lists
 from .segments import Definition, get_segment, stream
 
 
@@ -21,9 +22,9 @@ def wire_address(email: str, ascii_domain: str) -> str:
 
 
 def recipient(contact_id: int, email: str, ascii_domain: str, first_name: str | None,
-              last_name: str | None, organization: str | None) -> Recipient:
+              last_name: str | None, organization: str | None, *, lists: str = "") -> Recipient:
     return Recipient(wire_address(email, ascii_domain), first_name or "", last_name or "",
-                     organization or "", contact_id)
+                     organization or "", contact_id, lists)
 
 
 def find_recipient(session: Session, address: str) -> Recipient:
@@ -34,11 +35,14 @@ def find_recipient(session: Session, address: str) -> Recipient:
 
 def recipients(session: Session, definition: Definition,
                batch: int = 5000) -> Iterator[list[Recipient]]:
-    """A segment's recipients in batches, in id order."""
+    """A segment's recipients in batches, in id order, each with the public lists of
+    the segment they are on (one query per batch)."""
     columns = (Contact.id, Contact.email, Contact.domain, Contact.first_name,
                Contact.last_name, Contact.organization)
+    chosen = segment_lists(session, definition.lists)
     for rows in stream(session, definition, columns=columns, batch=batch):
-        yield [recipient(*row) for row in rows]
+        on = lists_of(session, [row[0] for row in rows], chosen)
+        yield [recipient(*row, lists=on.get(row[0], "")) for row in rows]
 
 
 def active_addresses(session: Session, limit: int) -> list[str]:

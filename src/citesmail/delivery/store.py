@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -16,8 +16,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from ..audience.bulk import db_value
+from ..audience.lists import lists_of, segment_lists
+from ..audience.segments import Definition
 from ..audience.status import leave
-from ..db import Database, Delivery, Send, is_postgresql, utcnow
+from ..db import Database, Delivery, Segment, Send, is_postgresql, utcnow
 from ..errors import CitesmailError
 from ..intake import pending_unsubscribes
 from ..message import Recipient
@@ -111,6 +113,7 @@ class SqlStore:
         self.db, self.send_id = db, send_id
         self.delays, self.cap = retry_delays, hourly_cap
         self.intake = intake  # what `serve` took in and has not applied yet
+        self.lists: dict[int, str] | None = None  # the segment's public lists, read once
 
     def campaign(self) -> StoredCampaign:
         with self.db.session(write=False) as session:
@@ -186,12 +189,30 @@ class SqlStore:
                 continue
             claimed.append(Claimed(row_id, contact_id,
                                    Recipient(email, first, last, org, contact_id)))
+        if claimed:
+            claimed = self._with_lists(session, claimed)
         if skipped:
             self._set_state(session, skipped, DeliveryState.SKIPPED, now)
         if claimed:
             self._set_state(session, [c.delivery_id for c in claimed],
                             DeliveryState.SENDING, now)
         return claimed
+
+    def _with_lists(self, session: Session, claimed: list[Claimed]) -> list[Claimed]:
+        """Each recipient with the segment's public lists they are on (the footer says
+        why they get the message): one query per batch."""
+        if self.lists is None:
+            segment = session.scalar(select(Send.segment).where(Send.id == self.send_id))
+            definition = session.scalar(select(Segment.definition)
+                                        .where(Segment.name == segment)) if segment else None
+            names = Definition.from_json(definition).lists if definition is not None else []
+            self.lists = segment_lists(session, names)
+        on = lists_of(session, [c.recipient.contact_id for c in claimed], self.lists)
+        if not on:
+            return claimed
+        return [Claimed(c.delivery_id, c.contact_id,
+                        replace(c.recipient, lists=on.get(c.recipient.contact_id, "")))
+                for c in claimed]
 
     # -- recording -------------------------------------------------------------------
 

@@ -80,11 +80,25 @@ def template_context(campaign: Campaign, settings: Settings, table: SlotTable) -
         "when_label": t["original_event"] if campaign.kind == "replay"
         else t["when"] + t["colon"].rstrip(),
         "reason": org.reason or t["reason"].format(org=org.name),
+        "sent_to": sent_to(t, org.name, table),
+        "subscribed_lists": subscribed_lists(t, org.name, table),
         "speaker_groups": speaker_groups(campaign.speakers),
         "recipient": RecipientSlots(table),
         "links": LinkSlots(table),
         "calendar_links": calendar_links(campaign, settings),
     }
+
+
+def sent_to(t: Mapping[str, str], organization: str, table: SlotTable) -> str:
+    """The footer's sentence naming the address the message went to and the lists
+    through which the reader is in the segment (both filled per recipient)."""
+    return t["sent_to"].format(email=table.slot("email"),
+                               lists=subscribed_lists(t, organization, table))
+
+
+def subscribed_lists(t: Mapping[str, str], organization: str, table: SlotTable) -> str:
+    """The recipient's lists in the segment, or a phrase naming the organisation's."""
+    return table.slot("lists", t["lists_default"].format(org=organization))
 
 
 def calendar_links(campaign: Campaign, settings: Settings) -> dict[str, str] | None:

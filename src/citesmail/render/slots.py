@@ -14,9 +14,11 @@ from collections.abc import Mapping
 TOKEN = re.compile(r"@@cm(\d+)@@")
 # A token changed by a filter (upper, urlencode, ...) no longer fills: find such leftovers.
 MANGLED = re.compile(r"(?i)(?:@|%40|&#64;)(?:@|%40|&#64;)cm")
-RECIPIENT_FIELDS = ("first_name", "last_name", "email", "organization")
-LINK_FIELDS = ("unsubscribe_url", "webview_url", "calendar_url", "google_calendar_url",
-               "outlook_calendar_url")
+# `lists`: the titles of the public lists through which the recipient is in the send's
+# segment ("" when none: the slot's default is printed).
+RECIPIENT_FIELDS = ("first_name", "last_name", "email", "organization", "lists")
+LINK_FIELDS = ("unsubscribe_url", "webview_url", "preferences_url", "calendar_url",
+               "google_calendar_url", "outlook_calendar_url")
 USE = ("recipient values are filled in per recipient: print them as they are, "
        "optionally with default(\"text\")")
 
@@ -89,6 +91,7 @@ class LinkSlots:
     def __init__(self, table: SlotTable) -> None:
         self.unsubscribe = table.slot("unsubscribe_url")
         self.webview = table.slot("webview_url")
+        self.preferences = table.slot("preferences_url")  # the preference centre
         self.calendar = table.slot("calendar_url")  # the web view's event.ics
         # Short signed links that `serve` redirects to Google's and Outlook.com's pages:
         # the pages' own addresses run to 600 characters, too long for the text part.
