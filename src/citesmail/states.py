@@ -24,6 +24,7 @@ class ConsentKind(StrEnum):
     FORM_SIGNUP = "form_signup"  # a sign-up form sent (the contact is pending)
     CONFIRMATION = "confirmation"  # the sign-up confirmed by the link in its email
     RESUBSCRIPTION = "resubscription"  # a person who had left came back (confirmed)
+    LIST_SUBSCRIBE = "list_subscribe"  # joined a public list on the preference page
     LIST_UNSUBSCRIBE = "list_unsubscribe"  # left one list
     UNSUBSCRIBE = "unsubscribe"  # left everything
     COMPLAINT = "complaint"  # marked a message as spam
@@ -33,7 +34,8 @@ class ConsentKind(StrEnum):
 
 # The events by which a person gives consent: the latest one is the contact's consent.
 GRANTS = frozenset({ConsentKind.IMPORT, ConsentKind.FORM_SIGNUP, ConsentKind.CONFIRMATION,
-                    ConsentKind.RESUBSCRIPTION, ConsentKind.MANUAL})
+                    ConsentKind.RESUBSCRIPTION, ConsentKind.LIST_SUBSCRIBE,
+                    ConsentKind.MANUAL})
 
 
 class SendState(StrEnum):

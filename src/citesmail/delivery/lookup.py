@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from ..db import Database, Send
+from ..audience.lists import lists_of, segment_lists
+from ..audience.segments import Definition
+from ..db import Database, Segment, Send
 
 _LANG = re.compile(r'<html[^>]*\blang="([A-Za-z_-]+)"')
 _KEPT = 64  # stored messages kept: a centre's recent sends
@@ -38,6 +40,7 @@ class Person:
     first_name: str
     last_name: str
     organization: str
+    lists: str = ""  # the public lists of the send's segment they are on
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,7 @@ class Published:
     slots: tuple[tuple[str, str], ...]
     calendar: str | None
     lang: str | None  # the language the message was written in
+    lists: dict[int, str] = field(default_factory=dict)  # the segment's public lists
 
 
 class Lookup:
@@ -68,8 +72,13 @@ class Lookup:
             # send's id to the next one: what is kept is keyed by all three.
             version = (row[5], row[10], row[11])
             published = self._published(session, version) if row[5] is not None else None
+            # The footer names the segment's public lists the person is on: a second
+            # query, only for a send to a segment that has some.
+            lists = lists_of(session, [row[0]], published.lists).get(row[0], "") \
+                if published is not None else ""
         names = row[7:10] if row[6] is not None else row[2:5]
-        person = Person(row[0], row[1], *(value or "" for value in names))
+        first, last, organization = (value or "" for value in names)
+        person = Person(row[0], row[1], first, last, organization, lists)
         return person, published
 
     def _published(self, session: Session, version: Version) -> Published | None:
@@ -81,9 +90,14 @@ class Lookup:
         if send is None:
             return None
         match = _LANG.search(send.html[:2000])
+        definition = session.scalar(select(Segment.definition)
+                                    .where(Segment.name == send.segment)) \
+            if send.segment else None
+        names = Definition.from_json(definition).lists if definition is not None else []
         published = Published(send.id, send.campaign, send.html,
-                              tuple((field, default) for field, default in send.slots),
-                              send.calendar, match.group(1) if match else None)
+                              tuple((name, default) for name, default in send.slots),
+                              send.calendar, match.group(1) if match else None,
+                              segment_lists(session, names))
         with self._lock:
             if len(self._kept) >= _KEPT:
                 self._kept.pop(next(iter(self._kept)))

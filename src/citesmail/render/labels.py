@@ -42,6 +42,21 @@ LABELS: dict[str, dict[str, str]] = {
         "unsubscribed": "C'est fait : {email} ne recevra plus les messages de {org}.",
         "bad_link": "Ce lien n'est pas valide. Utilisez celui du message reçu.",
         "try_again": "Votre demande n'a pas pu être enregistrée. Réessayez dans une minute.",
+        "prefs_title": "Mes abonnements",
+        "prefs_intro": "Choisissez les listes de {org} que vous recevez à l'adresse {email}.",
+        "prefs_lists": "Listes de diffusion",
+        "prefs_none": "{org} ne propose aucune liste à choisir pour le moment.",
+        "prefs_private": "Vous êtes aussi inscrit·e à ces listes, gérées par {org}\u00a0:",
+        "prefs_save": "Enregistrer mes choix",
+        "prefs_saved": "C'est enregistré.",
+        "prefs_everything_intro": "Vous ne voulez plus rien recevoir de {org}\u00a0?",
+        "prefs_everything": "Se désabonner de tout",
+        "prefs_not_active": "Nous n'envoyons plus de messages à {email}. Vous pouvez quitter "
+                            "une liste ici, mais pas en rejoindre une\u00a0: pour revenir, "
+                            "inscrivez-vous de nouveau par le formulaire de {org}.",
+        "prefs_cannot_join": "Cette adresse ne peut pas être réinscrite ici. Rien n'a changé.",
+        "prefs_bad_choice": "Cette liste n'est pas proposée. Rien n'a changé.",
+        "prefs_refused": "Ce formulaire ne vient pas de notre site. Rien n'a changé.",
     },
     "en": {
         "objectives": "Objectives",
@@ -75,6 +90,21 @@ LABELS: dict[str, dict[str, str]] = {
         "unsubscribed": "Done: {email} will no longer receive messages from {org}.",
         "bad_link": "This link is not valid. Please use the one in the message you received.",
         "try_again": "Your request could not be recorded. Please try again in a minute.",
+        "prefs_title": "My subscriptions",
+        "prefs_intro": "Choose the lists of {org} you receive at {email}.",
+        "prefs_lists": "Mailing lists",
+        "prefs_none": "{org} offers no list to choose from for now.",
+        "prefs_private": "You are also on these lists, managed by {org}:",
+        "prefs_save": "Save my choices",
+        "prefs_saved": "Saved.",
+        "prefs_everything_intro": "Don't want to receive anything from {org}?",
+        "prefs_everything": "Unsubscribe from everything",
+        "prefs_not_active": "We no longer send messages to {email}. You can leave a list "
+                            "here, but not join one: to come back, sign up again with the "
+                            "form of {org}.",
+        "prefs_cannot_join": "This address cannot be subscribed again here. Nothing changed.",
+        "prefs_bad_choice": "This list is not offered. Nothing changed.",
+        "prefs_refused": "This form does not come from our site. Nothing changed.",
     },
 }
 

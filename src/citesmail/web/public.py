@@ -40,6 +40,7 @@ from ..render.slots import fill
 from ..tokens import DEVELOPMENT_SECRET, read_token
 from .applier import Applier
 from .pages import render_page
+from .preferences import preference_routes
 from .security import SecurityHeaders
 
 RETRY_AFTER = "60"  # seconds, when a request could not be made durable
@@ -113,6 +114,11 @@ class PublicApp:
             b'name="List-Unsubscribe"' in body and b"One-Click" in body)
         if not one_click and fields.get("confirm") != ["1"]:
             return self.confirm_page_for(found)
+        return self.unsubscribe_found(found)
+
+    def unsubscribe_found(self, found: Found) -> Response:
+        """Unsubscribe from everything, answered once durable (also the preference
+        page's "unsubscribe from everything")."""
         try:  # durable first: the database may be locked for minutes
             append(self.intake, found.contact.id)
         except IntakeError as exc:
@@ -141,7 +147,7 @@ class PublicApp:
             return _page(found.lang, t["bad_link"], t["bad_link"], 404)
         person, send = found.contact, found.send
         recipient = Recipient(person.email, person.first_name, person.last_name,
-                              person.organization, person.id)
+                              person.organization, person.id, person.lists)
         values = recipient_values(recipient, links_for(self.settings, person.id,
                                                        send.campaign))
         return HTMLResponse(fill(send.html, send.slots, values, escape=True))
@@ -215,6 +221,7 @@ def create_public_app(settings: Settings, db: Database) -> Starlette:
         Route("/v/{token}", web_view, methods=["GET"]),
         Route("/v/{token}/event.ics", app.calendar, methods=["GET"]),
         Route("/v/{token}/{service}", app.calendar_service, methods=["GET"]),
+        *preference_routes(app),
         Route("/", not_found),
     ], lifespan=lifespan)
     starlette.router.redirect_slashes = False
