@@ -146,7 +146,8 @@ def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> str:
 
 
 def workspace(root: Path, recipients: list[Recipient]) -> Path:
-    """`citesmail init`, the recipients imported into list aura, segment partenaires-aura."""
+    """`citesmail init`, the recipients imported into the public list aura (so that each
+    message's footer names it: one more query per claimed batch), segment partenaires-aura."""
     ws = root / "ws"
     run_cli("init", str(ws), cwd=root)
     with (ws / "c.csv").open("w", encoding="utf-8", newline="") as out:
@@ -154,7 +155,7 @@ def workspace(root: Path, recipients: list[Recipient]) -> Path:
         writer.writerow(["email", "first_name", "last_name", "organization"])
         writer.writerows((r.email, r.first_name, r.last_name, r.organization)
                          for r in recipients)
-    run_cli("lists", "add", "aura", cwd=ws)
+    run_cli("lists", "add", "aura", "--public", "--title", "Partenaires AURA", cwd=ws)
     run_cli("contacts", "import", "c.csv", "--list", "aura", cwd=ws)
     run_cli("segments", "add", "partenaires-aura", "--list", "aura", cwd=ws)
     return ws

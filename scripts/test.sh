@@ -4,7 +4,8 @@
 #   - Debian's Chromium for the browser tests, nsd (an authoritative DNS server) for
 #     the `dns check` tests, SpamAssassin (its shipped rules, never sa-update)
 #     for the spam score of the examples, and Dovecot (dovecot-imapd) for the
-#     `inbox fetch` tests (apt-get, when missing and run as root)
+#     `inbox fetch` tests (apt-get, when missing and run as root); npm for axe-core
+#     (benchmarks/.cache), which checks the preference page's accessibility
 #   - the machine's PostgreSQL (127.0.0.1:5432, database test): started if it is down;
 #     CITESMAIL_TEST_PG_URL points the database tests at it
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -k render`.
@@ -22,6 +23,16 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
     echo "note: ${missing[*]} missing; run 'sudo apt-get install ${missing[*]}'" >&2
+  fi
+fi
+
+# axe-core (accessibility checks of the public pages in Chromium), once, from npm
+axe=benchmarks/.cache/node_modules/axe-core/axe.min.js
+if [ ! -f "$axe" ]; then
+  if command -v npm >/dev/null; then
+    npm install --no-audit --no-fund --silent --prefix benchmarks/.cache axe-core@4
+  else
+    echo "note: npm missing: the preference page's accessibility test needs axe-core" >&2
   fi
 fi
 
