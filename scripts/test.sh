@@ -17,6 +17,7 @@ missing=()
 [ -x /usr/sbin/nsd ] || command -v nsd >/dev/null || missing+=(nsd)
 command -v spamassassin >/dev/null || missing+=(spamassassin)
 [ -x /usr/sbin/dovecot ] || command -v dovecot >/dev/null || missing+=(dovecot-imapd)
+command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq
