@@ -117,7 +117,7 @@ def test_leave_a_list_from_the_email_in_a_browser(browser: Any, served: tuple[st
 @pytest.mark.parametrize("width", [375, 1280])
 def test_page_is_accessible_and_fits(browser: Any, served: tuple[str, Path],
                                      width: int) -> None:
-    base, html = served
+    _, html = served
     # axe is injected as a script, which the page's CSP forbids (rightly)
     context = browser.new_context(viewport={"width": width, "height": 900}, bypass_csp=True)
     page = context.new_page()
