@@ -4,8 +4,10 @@ to the outbox, and the footer that names why the reader gets the message."""
 from __future__ import annotations
 
 import email
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from html import unescape
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from starlette.testclient import TestClient
 
 from citesmail.audience.consent import history
 from citesmail.config import load_settings
-from citesmail.db import Contact, Database, open_database
+from citesmail.db import Contact, Database, Send, open_database
 from citesmail.states import ContactStatus
 from citesmail.tokens import DEVELOPMENT_SECRET, make_token
 from citesmail.web.public import create_public_app
@@ -217,13 +219,32 @@ def test_cross_site_posts_and_forms_without_the_token_change_nothing(sent: Sent)
     assert sent.lists("p0@example.org") == ["aura", "interne"]
 
 
-def test_page_in_english_for_an_english_campaign(workspace: Path, sent: Sent) -> None:
+def test_page_in_english_for_an_english_campaign(sent: Sent) -> None:
     # The language is the message's: an English send's page speaks English.
     with sent.db.session() as session:
-        from citesmail.db import Send
         send = session.query(Send).one()
         send.html = send.html.replace('<html lang="fr"', '<html lang="en"', 1)
         send.source_hash = "changed"  # a new version of the send: read again
     page = unescape(sent.client.get(sent.url("p0@example.org")).text)
     assert '<html lang="en">' in page and "Save my choices" in page
     assert "Unsubscribe from everything" in page
+
+
+def test_a_locked_database_answers_503_and_saves_nothing(workspace: Path, sent: Sent) -> None:
+    """A choice is answered 2xx only once committed: while an import holds SQLite's
+    write lock past the busy timeout, the answer is 503 with Retry-After."""
+    settings = load_settings(workspace / "config.toml", environ={})
+    quick = open_database(settings.database_url, busy_timeout=timedelta(milliseconds=50))
+    holder = sqlite3.connect(str(quick.engine.url.database), isolation_level=None)
+    url = sent.url("p1@example.org")
+    try:
+        with TestClient(create_public_app(settings, quick), base_url=BASE) as client:
+            holder.execute("BEGIN IMMEDIATE")
+            busy = client.post(url, data={"token": url.rsplit("/", 1)[1], "list": ["lettre"]})
+            holder.execute("ROLLBACK")
+    finally:
+        holder.close()
+        quick.close()
+    assert busy.status_code == 503 and busy.headers["retry-after"] == "60"
+    assert "Réessayez dans une minute" in unescape(busy.text)
+    assert sent.lists("p1@example.org") == ["aura"]
