@@ -1,8 +1,9 @@
 """What a link token names: the person, their row in the campaign's send, and the stored
-message. One query per request; a second one, for the web view's footer, names the public
-lists of the send's segment the person is on (those lists are read with the message). A send's stored message changes only when a scheduled
-send is rescheduled, so it is read once per version of the send and kept (the web
-view's cost was mostly the ORM loading the same large row again and again)."""
+message. One query per request; a second one, for the web view's footer, names the
+public lists of the send's segment the person is on (those lists are read with the
+message). A send's stored message changes only when a scheduled send is rescheduled, so
+it is read once per version of the send and kept (the web view's cost was mostly the ORM
+loading the same large row again and again)."""
 
 from __future__ import annotations
 
