@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -177,20 +177,22 @@ class SqlStore:
 
     def _claim(self, session: Session, limit: int) -> list[Claimed]:
         now = _stamp(session, utcnow())
-        claimed, skipped = [], []
+        taken, skipped = [], []
         # Read inside the claim's transaction, before its rows: an unsubscribe answered
         # before now is either applied (and seen below) or still in the intake.
         asked_out = pending_unsubscribes(self.intake)
-        for row_id, contact_id, email, first, last, org, status in self._due(session, limit,
-                                                                             now):
+        for row in self._due(session, limit, now):
+            contact_id, status = row[1], row[6]
             if contact_id is None or status != ContactStatus.ACTIVE \
                     or contact_id in asked_out:
-                skipped.append(row_id)
+                skipped.append(row[0])
                 continue
-            claimed.append(Claimed(row_id, contact_id,
-                                   Recipient(email, first, last, org, contact_id)))
-        if claimed:
-            claimed = self._with_lists(session, claimed)
+            taken.append(row)
+        # The footer says why each gets the message: their lists, one query per batch.
+        on = self._lists_of(session, [row[1] for row in taken]) if taken else {}
+        claimed = [Claimed(row_id, contact_id, Recipient(email, first, last, org, contact_id,
+                                                         on.get(contact_id, "")))
+                   for row_id, contact_id, email, first, last, org, _ in taken]
         if skipped:
             self._set_state(session, skipped, DeliveryState.SKIPPED, now)
         if claimed:
@@ -198,21 +200,15 @@ class SqlStore:
                             DeliveryState.SENDING, now)
         return claimed
 
-    def _with_lists(self, session: Session, claimed: list[Claimed]) -> list[Claimed]:
-        """Each recipient with the segment's public lists they are on (the footer says
-        why they get the message): one query per batch."""
+    def _lists_of(self, session: Session, contact_ids: list[int]) -> dict[int, str]:
+        """The public lists of the send's segment each contact is on (read once a run)."""
         if self.lists is None:
             segment = session.scalar(select(Send.segment).where(Send.id == self.send_id))
             definition = session.scalar(select(Segment.definition)
                                         .where(Segment.name == segment)) if segment else None
             names = Definition.from_json(definition).lists if definition is not None else []
             self.lists = segment_lists(session, names)
-        on = lists_of(session, [c.recipient.contact_id for c in claimed], self.lists)
-        if not on:
-            return claimed
-        return [Claimed(c.delivery_id, c.contact_id,
-                        replace(c.recipient, lists=on.get(c.recipient.contact_id, "")))
-                for c in claimed]
+        return lists_of(session, contact_ids, self.lists)
 
     # -- recording -------------------------------------------------------------------
 
