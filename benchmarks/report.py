@@ -29,17 +29,18 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-def write_section(heading: str, section: str) -> None:
-    """Replace `## heading` (up to the next `## `) in docs/performance.md, or append it."""
-    text = DOCS.read_text(encoding="utf-8") if DOCS.exists() else INTRO
+def write_section(heading: str, section: str, docs: Path = DOCS) -> None:
+    """Replace `## heading` (up to the next `## `) in docs (docs/performance.md), or
+    append it."""
+    text = docs.read_text(encoding="utf-8") if docs.exists() else INTRO
     pattern = re.compile(rf"^## {re.escape(heading)}\n.*?(?=^## |\Z)",
                          re.MULTILINE | re.DOTALL)
     if pattern.search(text):
         text = pattern.sub(lambda _: section + "\n", text, count=1).rstrip("\n") + "\n"
     else:
         text = text.rstrip("\n") + "\n\n" + section
-    DOCS.parent.mkdir(parents=True, exist_ok=True)
-    DOCS.write_text(text, encoding="utf-8")
+    docs.parent.mkdir(parents=True, exist_ok=True)
+    docs.write_text(text, encoding="utf-8")
 
 
 def compile_bytecode() -> None:

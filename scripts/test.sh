@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs, then runs it (README's Quick start, and CI).
 #   - a virtualenv in .venv with citesmail and its test extras; then ruff and mypy
-#   - Debian's Chromium for the browser tests and nsd (an authoritative DNS server) for
-#     the `dns check` tests (apt-get, when missing and run as root)
+#   - Debian's Chromium for the browser tests, nsd (an authoritative DNS server) for
+#     the `dns check` tests, SpamAssassin (its shipped rules, never sa-update)
+#     for the spam score of the examples, and Dovecot (dovecot-imapd) for the
+#     `inbox fetch` tests (apt-get, when missing and run as root)
 #   - the machine's PostgreSQL (127.0.0.1:5432, database test): started if it is down;
 #     CITESMAIL_TEST_PG_URL points the database tests at it
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -k render`.
@@ -12,6 +14,8 @@ cd "$(dirname "$0")/.."
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 [ -x /usr/sbin/nsd ] || command -v nsd >/dev/null || missing+=(nsd)
+command -v spamassassin >/dev/null || missing+=(spamassassin)
+[ -x /usr/sbin/dovecot ] || command -v dovecot >/dev/null || missing+=(dovecot-imapd)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import textwrap
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from citesmail.cli import main
 from citesmail.db import Database, open_database
 
 ROOT = Path(__file__).resolve().parent.parent
+# Screenshots and other files the tests leave for a person to look at (not committed).
+ARTEFACTS = ROOT / "test-artefacts"
 EXAMPLES = ROOT / "campaigns"
 REPLAY = "2023-06-12-replay-cites-de-l-emploi"
 EVENT = "2027-01-19-invitation-emploi-des-jeunes"
@@ -26,15 +29,38 @@ NEWSLETTER = "2026-12-15-lettre-decembre"
 SECRET = "a-test-secret-of-more-than-32-bytes"
 
 
-@pytest.fixture
-def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A workspace with the example config and the three example campaigns; cwd inside it."""
-    ws = tmp_path / "ws"
+_SESSION_START = pytest.StashKey[float]()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_SESSION_START] = time.time()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter,
+                            config: pytest.Config) -> None:
+    """Say where this run's screenshots are."""
+    started = config.stash.get(_SESSION_START, time.time())
+    written = [path for path in ARTEFACTS.rglob("*.png") if path.stat().st_mtime >= started] \
+        if ARTEFACTS.exists() else []
+    if written:
+        folders = sorted({str(path.parent) for path in written})
+        terminalreporter.write_line(f"{len(written)} screenshots in {', '.join(folders)}")
+
+
+def make_workspace(ws: Path) -> Path:
+    """The example config and the three example campaigns in the folder `ws`."""
     (ws / "campaigns").mkdir(parents=True)
     (ws / "templates").mkdir()
     shutil.copy(ROOT / "config.example.toml", ws / "config.toml")
     for example in EXAMPLES.glob("*.md"):
         shutil.copy(example, ws / "campaigns" / example.name)
+    return ws
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A workspace with the example config and the three example campaigns; cwd inside it."""
+    ws = make_workspace(tmp_path / "ws")
     monkeypatch.chdir(ws)
     for name in ("CITESMAIL_SECRET", "CITESMAIL_SMTP_PASSWORD"):
         monkeypatch.delenv(name, raising=False)

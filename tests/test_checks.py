@@ -72,3 +72,15 @@ def test_settings_findings_are_apart(workspace: Path) -> None:
     assert [p.message.split(":")[0] for p in shared.warnings] == [
         "example values still configured", "[unsubscribe] base_url is not https",
         "DKIM signing is off"]
+
+
+def test_a_dark_logo_without_a_light_one_is_a_warning(workspace: Path) -> None:
+    settings = load_settings(workspace / "config.toml", environ={
+        "CITESMAIL_ORGANIZATION_LOGO_DARK_URL": "https://example.org/dark.png"})
+    warnings = [p.message for p in check_settings(settings).warnings]
+    assert ("[organization] logo_dark_url is set without logo_url: no logo is shown, in "
+            "either mode") in warnings
+    both = load_settings(workspace / "config.toml", environ={
+        "CITESMAIL_ORGANIZATION_LOGO_DARK_URL": "https://example.org/dark.png",
+        "CITESMAIL_ORGANIZATION_LOGO_URL": "https://example.org/light.png"})
+    assert not any("logo" in p.message for p in check_settings(both).warnings)

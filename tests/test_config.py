@@ -27,7 +27,7 @@ def test_example_config_is_valid_and_documents_every_key() -> None:
     settings = load_settings(ROOT / "config.example.toml", environ={})
     text = (ROOT / "config.example.toml").read_text(encoding="utf-8")
     for section, model in settings:
-        if section in {"workspace", "config_path", "secret", "smtp_password"}:
+        if section in {"workspace", "config_path", "secret", "smtp_password", "imap_password"}:
             continue
         assert f"[{section}]" in text
         for key, field in type(model).model_fields.items():
@@ -195,6 +195,9 @@ CANNOT_WORK = {
     "http logo": (
         'logo_url = ""', 'logo_url = "http://example.org/logo.png"',
         "'organization.logo_url': an https:// address is expected"),
+    "http dark logo": (
+        'logo_dark_url = ""', 'logo_dark_url = "http://example.org/logo-dark.png"',
+        "'organization.logo_dark_url': an https:// address is expected"),
     "javascript website": (
         'website = "https://example.org"', 'website = "javascript:alert(document.cookie)"',
         "'organization.website': an https:// address is expected"),
@@ -232,10 +235,12 @@ def test_an_empty_logo_and_website_and_https_ones_are_accepted(workspace: Path) 
     for website, logo in (("", ""), ("https://example.org/a", "https://example.org/l.png")):
         config.write_text(text.replace('website = "https://example.org"',
                                        f'website = "{website}"')
-                          .replace('logo_url = ""', f'logo_url = "{logo}"'), encoding="utf-8")
-        settings = load_settings(config, environ={})
-        assert (settings.organization.website, settings.organization.logo_url) == (website,
-                                                                                  logo)
+                          .replace('logo_url = ""', f'logo_url = "{logo}"')
+                          .replace('logo_dark_url = ""', f'logo_dark_url = "{logo}"'),
+                          encoding="utf-8")
+        organization = load_settings(config, environ={}).organization
+        assert (organization.website, organization.logo_url,
+                organization.logo_dark_url) == (website, logo, logo)
 
 
 @pytest.mark.parametrize(("value", "column"), [

@@ -405,7 +405,8 @@ def test_an_invitation_goes_alike_in_the_reference_and_the_fast_path(
         ('text/plain; charset="utf-8"', "quoted-printable", None),
         ('text/html; charset="utf-8"', "quoted-printable", None),
         ('text/calendar; charset="utf-8"; method="PUBLISH"', "base64", None),
-        (f'text/calendar; charset="utf-8"; name="{name}"', "base64", f'attachment; filename="{name}"')]
+        (f'text/calendar; charset="utf-8"; name="{name}"', "base64",
+         f'attachment; filename="{name}"')]
     assert wire_headers(to_bytes(built)) == wire_headers(fast) == expected
     invitations = []
     for raw in (to_bytes(built), fast):

@@ -9,7 +9,7 @@ from email import policy
 from email.header import decode_header, make_header
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from citesmail.campaigns import load_campaign
@@ -19,6 +19,7 @@ from citesmail.message import (
     MessageTemplate,
     Recipient,
     clean,
+    list_id,
     reference_message,
     to_bytes,
 )
@@ -115,6 +116,9 @@ def test_fast_path_on_the_whole_replay_example(full: Case, recipient: Recipient)
           suppress_health_check=[HealthCheck.too_slow])
 @given(recipient=RECIPIENTS, title=NAME,
        name=st.from_regex(r"[a-z0-9][a-z0-9_-]{0,30}", fullmatch=True))
+# Seen once: the space between the two emoji falls between two encoded words.
+@example(recipient=Recipient("0@example.org", contact_id=1), name="0",
+         title="aaaaaaé\u200d👩🏽\u200d💼\r\n👩🏽\u200d💼")
 def test_fast_path_names_the_segment_as_email_message_does(
         compact: Case, recipient: Recipient, title: str, name: str) -> None:
     same_message(compact, recipient, Audience(name, title))
@@ -151,8 +155,15 @@ def same_message(case: Case, recipient: Recipient, audience: Audience | None = N
     if slow_headers["Subject"] is None:
         assert long_word
         return
+    # The List-Id reads back as the segment's title says, whitespace included...
+    description, identifier = list_id(cfg.organization.name, audience, cfg.sender.domain)
+    assert fast["List-Id"] == f"{description} <{identifier}>"
+    # ...where CPython's folder may drop a space between two encoded words of a title
+    # that is not ASCII: there the reference is wrong, not the fast path.
+    exact = audience is None or audience.title.isascii()
     for header in headers:
-        assert fast[header] == slow_headers[header], header
+        if header != "List-Id" or exact:
+            assert fast[header] == slow_headers[header], header
     assert slow_address == fast_to.addr_spec or long_word
     for kind in ("plain", "html"):
         assert fast.get_body((kind,)).get_content() == slow.get_body((kind,)).get_content()

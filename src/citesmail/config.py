@@ -137,6 +137,8 @@ class OrganizationSettings(Section):
     postal_address: str = ""
     website: Annotated[str, AfterValidator(_https_or_empty)] = ""
     logo_url: Annotated[str, AfterValidator(_https_or_empty)] = ""
+    # Shown instead of logo_url when the reader's mail app is in dark mode.
+    logo_dark_url: Annotated[str, AfterValidator(_https_or_empty)] = ""
     reason: str = ""
 
     @property
@@ -300,6 +302,37 @@ class SubscribeSettings(Section):
         return value
 
 
+IMAP_FOLDER = re.compile(r"[A-Za-z0-9 ._/&+-]+")
+
+
+def _imap_folder(value: str) -> str:
+    """A folder name sent as is: ASCII letters, digits, spaces, '.', '_', '-', '+', '&'
+    and '/' between levels (replaced by the server's own separator)."""
+    value = value.strip().strip("/")
+    if not IMAP_FOLDER.fullmatch(value):
+        raise ValueError("a folder name such as 'INBOX' or 'citesmail/processed' is expected "
+                         "(ASCII letters, digits, spaces, '.', '_', '-', '/')")
+    return value
+
+
+class InboxSettings(Section):
+    """The mailbox that `inbox fetch` (and the worker) reads over IMAP: bounces,
+    complaints, unsubscribe requests ("" host = none)."""
+
+    host: str = ""
+    port: int = Field(993, ge=1, le=65535)
+    security: Literal["tls", "starttls"] = "tls"
+    username: str = ""
+    folder: Annotated[str, AfterValidator(_imap_folder)] = "INBOX"
+    processed_folder: Annotated[str, AfterValidator(_imap_folder)] = "citesmail/processed"
+    poll_every: PositiveDuration = timedelta(minutes=10)
+    timeout: PositiveDuration = timedelta(minutes=1)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.host.strip())
+
+
 class DkimSettings(Section):
     """DKIM signing of every message; off until all three keys are set."""
 
@@ -345,12 +378,14 @@ class Settings(Section):
     subscribe: SubscribeSettings = SubscribeSettings()
     schedule: ScheduleSettings = ScheduleSettings()
     dkim: DkimSettings = DkimSettings()
+    inbox: InboxSettings = InboxSettings()
 
     # Not read from the file: where the workspace is, and secrets from the environment.
     workspace: Path = Field(default_factory=Path.cwd, exclude=True)
     config_path: Path | None = Field(None, exclude=True)
     secret: str | None = Field(None, exclude=True, repr=False)
     smtp_password: str | None = Field(None, exclude=True, repr=False)
+    imap_password: str | None = Field(None, exclude=True, repr=False)
     # (section, key) -> the CITESMAIL_* variable that set it, to say where a value is from.
     _variables: dict[tuple[str, ...], str] = PrivateAttr(default_factory=dict)
 
@@ -405,11 +440,11 @@ class Settings(Section):
         return url
 
 
-_NOT_FROM_FILE = {"workspace", "config_path", "secret", "smtp_password"}
+_NOT_FROM_FILE = {"workspace", "config_path", "secret", "smtp_password", "imap_password"}
 _SECTIONS = tuple(name for name in Settings.model_fields if name not in _NOT_FROM_FILE)
 
 
-_SECRET_VARIABLES = {"CITESMAIL_SECRET", "CITESMAIL_SMTP_PASSWORD"}
+_SECRET_VARIABLES = {"CITESMAIL_SECRET", "CITESMAIL_SMTP_PASSWORD", "CITESMAIL_IMAP_PASSWORD"}
 
 
 def _env_overrides(environ: dict[str, str]) -> dict[str, dict[str, Any]]:
@@ -445,8 +480,9 @@ def _refuse_unknown_sections(data: dict[str, Any], text: str, path: Path) -> Non
         if name in _SECTIONS:
             continue
         line = line_of(key_lines(text), (name,))
-        if name in {"secret", "password", "smtp_password"}:
-            hint = "secrets are read from CITESMAIL_SECRET and CITESMAIL_SMTP_PASSWORD only"
+        if name in {"secret", "password", "smtp_password", "imap_password"}:
+            hint = ("secrets are read from CITESMAIL_SECRET, CITESMAIL_SMTP_PASSWORD and "
+                    "CITESMAIL_IMAP_PASSWORD only")
         else:
             hint = did_you_mean(name, _SECTIONS) or \
                 f"fix its spelling or remove it (sections: {', '.join(_SECTIONS)})"
@@ -578,6 +614,7 @@ def load_settings(
                 "config_path": path,
                 "secret": environ.get("CITESMAIL_SECRET") or None,
                 "smtp_password": environ.get("CITESMAIL_SMTP_PASSWORD") or None,
+                "imap_password": environ.get("CITESMAIL_IMAP_PASSWORD") or None,
             }
         )
     except ValidationError as exc:

@@ -229,6 +229,21 @@ def _purge_pending(db: Database, days: int) -> None:
                  purged, "s" if purged != 1 else "", days)
 
 
+def fetch_inbox() -> None:
+    """The [inbox] job: read the IMAP folder and act on what came back."""
+    from .inbox import fetch
+
+    ctx = _context
+    if ctx is None:
+        raise RuntimeError("fetch_inbox runs inside citesmail worker")
+    try:
+        report = fetch(ctx.db, ctx.settings)
+    except CitesmailError as exc:
+        log.error("inbox: %s (tried again in %s)", exc, ctx.settings.inbox.poll_every)
+        return
+    log.info("inbox: %s", report.summary())
+
+
 def _mark_missed(db: Database, tz: ZoneInfo, event: Any) -> None:
     campaign = event.job_id.removeprefix("send:")
     mark_missed(db, campaign)
@@ -260,6 +275,11 @@ def run_worker(db: Database, settings: Settings, stop: threading.Event) -> None:
         scheduler.add_job(_purge_pending, "interval", args=[db, days],
                           hours=PURGE_EVERY_HOURS, jobstore="memory", id="purge-pending",
                           next_run_time=datetime.now(UTC))  # at start, then every hour
+        if settings.inbox.enabled:
+            scheduler.add_job(fetch_inbox, "interval", jobstore="memory", id="inbox-fetch",
+                              seconds=settings.inbox.poll_every.total_seconds(),
+                              next_run_time=datetime.now(UTC))
+            log.info("inbox: %s every %s", settings.inbox.host, settings.inbox.poll_every)
         for job in scheduler.get_jobs(jobstore="default"):
             log.info("%s: scheduled for %s", job.name,
                      local_time(job.next_run_time, settings.tz))

@@ -397,7 +397,7 @@ def test_a_bounce_from_a_forwarded_address_finds_the_contact_by_message_id(
 def test_a_failure_half_way_leaves_nothing_changed(env: dict[str, str], db_url: str,
                                                    tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    record = bounces._BounceRecorder.permanent
+    record = bounces.BounceRecorder.permanent
     calls = []
 
     def failing_on_the_third(self: Any, failure: Any, origin: Any, **options: Any) -> None:
@@ -406,7 +406,7 @@ def test_a_failure_half_way_leaves_nothing_changed(env: dict[str, str], db_url: 
             raise RuntimeError("the database went away")
         record(self, failure, origin, **options)
 
-    monkeypatch.setattr(bounces._BounceRecorder, "permanent", failing_on_the_third)
+    monkeypatch.setattr(bounces.BounceRecorder, "permanent", failing_on_the_third)
     path = make_mbox(tmp_path / "bounces.mbox", [sample(n) for n in sample_names()])
     before = snapshot(db_url)
     db = open_database(db_url)

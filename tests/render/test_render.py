@@ -238,6 +238,78 @@ def test_no_line_of_the_french_text_part_starts_with_punctuation(workspace: Path
                     if line.lstrip().startswith((":", ";", "?", "!", "»"))], slug
 
 
+FILLER = "\u2007\ufeff\u034f "
+
+
+@pytest.mark.parametrize("slug", [REPLAY, EVENT, NEWSLETTER])
+def test_preheader_is_hidden_without_low_contrast_text_and_padded(workspace: Path,
+                                                                  slug: str) -> None:
+    settings, result = rendered(workspace, slug)
+    html, _ = filled(settings, result)
+    soup = BeautifulSoup(html, "html.parser")
+    first_text = soup.body.find(string=True)  # what the inbox snippet shows
+    assert first_text is not None and result.campaign.preheader is not None
+    preheader = first_text.parent
+    style = preheader["style"].replace(" ", "")
+    for rule in ("display:none", "mso-hide:all", "max-height:0", "overflow:hidden",
+                 "opacity:0"):
+        assert rule in style
+    assert "color" not in style  # SpamAssassin's HTML_FONT_LOW_CONTRAST: no white on white
+    text = preheader.get_text()
+    assert text.startswith(result.campaign.preheader.replace(" :", "\u00a0:"))
+    assert text.count(FILLER) >= 100  # the footer never reaches the inbox snippet
+    assert text.endswith(FILLER)
+
+
+def test_no_preheader_no_hidden_block(workspace: Path) -> None:
+    write(workspace / "campaigns" / "r.md", MINIMAL_REPLAY.replace('preheader = "Le replay"\n',
+                                                                   ""))
+    _, result = rendered(workspace, "r")
+    assert "\ufeff" not in result.html and "display:none" not in result.html
+
+
+def test_dark_mode_styles_stay_in_the_head(workspace: Path) -> None:
+    _, result = rendered(workspace, REPLAY)
+    head = BeautifulSoup(result.html, "html.parser").head
+    metas = {meta.get("name"): meta.get("content") for meta in head.find_all("meta")}
+    assert metas["color-scheme"] == metas["supported-color-schemes"] == "light dark"
+    styles = " ".join(style.get_text() for style in head.find_all("style"))
+    assert ":root { color-scheme: light dark;" in styles
+    assert "@media (prefers-color-scheme: dark)" in styles
+    assert ".cm-card .cm-text p," in styles and "color: #e5e7eb !important;" in styles
+
+
+def test_images_have_the_column_width_and_styled_alt_text(workspace: Path) -> None:
+    _, result = rendered(workspace, NEWSLETTER)
+    images = BeautifulSoup(result.html, "html.parser").find_all("img")
+    assert images
+    for image in images:
+        cell = image.find_parent("td")
+        assert image["width"] == "552" and "width: 552px" in cell["style"]  # 600 - 2 x 24
+        style = image["style"]
+        assert "font-family: Arial" in style and "color: #4b5563" in style
+        assert "font-size: 14px" in style
+
+
+def test_the_dark_logo_is_there_only_with_a_light_one(workspace: Path) -> None:
+    config = workspace / "config.toml"
+    text = config.read_text(encoding="utf-8")
+    dark = 'logo_dark_url = "https://example.org/dark.png"'
+    config.write_text(text.replace('logo_dark_url = ""', dark), encoding="utf-8")
+    _, result = rendered(workspace, REPLAY)
+    assert "dark.png" not in result.html and "LABO CITÉS" in result.html
+    config.write_text(text.replace('logo_dark_url = ""', dark).replace(
+        'logo_url = ""', 'logo_url = "https://example.org/light.png"'), encoding="utf-8")
+    _, result = rendered(workspace, REPLAY)
+    soup = BeautifulSoup(result.html, "html.parser")
+    light, dark_logo = soup.find("img", src="https://example.org/light.png"), soup.find(
+        "img", src="https://example.org/dark.png")
+    assert light.find_parent("td", class_="cm-logo-light") is not None
+    cell = dark_logo.find_parent("td", class_="cm-logo-dark")
+    assert "display: none" in cell["style"] and "mso-hide: all" in cell["style"]
+    assert light["alt"] == dark_logo["alt"] == "Labo Cités"
+
+
 @pytest.mark.parametrize("slug", [REPLAY, EVENT, NEWSLETTER])
 def test_only_a_url_alone_on_its_line_passes_78_columns(workspace: Path, slug: str) -> None:
     settings, result = rendered(workspace, slug)

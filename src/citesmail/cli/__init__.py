@@ -30,7 +30,7 @@ COMMANDS = {
     "contacts": "audience_commands", "db": "audience_commands", "lists": "audience_commands",
     "segments": "audience_commands",
     "dkim": "dkim_commands", "dns": "dns_commands",
-    "secret": "secret_commands",
+    "inbox": "inbox_commands", "secret": "secret_commands",
     "schedule": "schedule_commands", "schedules": "schedule_commands",
     "unschedule": "schedule_commands", "worker": "schedule_commands",
     "send": "delivery_commands", "status": "delivery_commands",
@@ -44,7 +44,7 @@ SECTIONS = (
     ("Audience", ("contacts", "lists", "segments")),
     ("Send", ("send", "status")),
     ("Schedule", ("schedule", "schedules", "unschedule", "worker")),
-    ("Publish and follow up", ("serve", "bounces")),
+    ("Publish and follow up", ("serve", "inbox", "bounces")),
     ("Set up", ("secret", "dkim", "dns", "db")),
 )
 

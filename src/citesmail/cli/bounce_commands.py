@@ -27,7 +27,8 @@ def import_(state: State, path: Path, dry_run: bool) -> None:
     address it came back to, with [delivery] return_path; else its Message-ID), the
     contact's row in that campaign's send log becomes `failed`, with the server's
     diagnostic. Temporary failures (delays) are only counted. Importing the same
-    messages again changes nothing.
+    messages again changes nothing. `inbox import` does the same and also reads
+    complaint reports and unsubscribe requests.
     """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn

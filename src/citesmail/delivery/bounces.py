@@ -33,8 +33,6 @@ ERROR_PREFIX = "bounce report: "
 MAX_ERROR = 1000  # deliveries.last_error is String(1000)
 
 
-
-
 @dataclass
 class Report:
     messages: int = 0
@@ -70,7 +68,16 @@ class Report:
             ("linked to campaigns", campaigns or "none"),
         ]
         lines = [f"{label + ':':<26}{value}" for label, value in counts]
-        lines += [f"{address}: bounced, {_campaign(campaign)}"
+        lines += self.details()
+        if self.dry_run:
+            lines.append("dry run: nothing was changed")
+        elif self.already_bounced and not self.changed:
+            lines.append("nothing changed: these bounces were already imported")
+        return lines
+
+    def details(self) -> list[str]:
+        """A line per address, then per unreadable message."""
+        lines = [f"{address}: bounced, {_campaign(campaign)}"
                   for address, campaign in self.bounced]
         lines += [f"{address}: already bounced, {_campaign(campaign)}"
                   for address, campaign in self.already_bounced]
@@ -79,10 +86,6 @@ class Report:
                   "contact kept" for address, code in self.refused]
         lines += [f"{address}: unknown address" for address in self.unknown]
         lines += [f"{name}: unreadable, {why}" for name, why in self.unreadable]
-        if self.dry_run:
-            lines.append("dry run: nothing was changed")
-        elif self.already_bounced and not self.changed:
-            lines.append("nothing changed: these bounces were already imported")
         return lines
 
 
@@ -90,7 +93,7 @@ def _campaign(slug: str | None) -> str:
     return f"campaign {slug}" if slug else "no campaign matched"
 
 
-class _BounceRecorder:
+class BounceRecorder:
     """The changes one import makes, inside one session."""
 
     def __init__(self, session: Session, report: Report) -> None:
@@ -114,7 +117,7 @@ class _BounceRecorder:
         send = self.session.get(Send, returned.send_id) if returned.send_id else None
         return Origin(send.campaign if send is not None else "", returned.contact_id)
 
-    def _delivery(self, origin: Origin | None, contact: Contact) -> Delivery | None:
+    def delivery(self, origin: Origin | None, contact: Contact) -> Delivery | None:
         """The contact's row in the send log of the message the bounce reports on."""
         if origin is None or origin.contact_id != contact.id or not origin.campaign:
             return None
@@ -124,7 +127,7 @@ class _BounceRecorder:
         return self.session.scalar(select(Delivery).where(
             Delivery.send_id == send.id, Delivery.contact_id == contact.id))
 
-    def _contact(self, address: str) -> Contact | None:
+    def contact(self, address: str) -> Contact | None:
         try:
             key = normalize_address(address).key
         except AddressError:
@@ -135,7 +138,7 @@ class _BounceRecorder:
         """One permanent failure. Changes are conditional (an unsubscribe or a send
         meanwhile is not overwritten)."""
         report = self.report
-        contact = self._contact(failure.address)
+        contact = self.contact(failure.address)
         if contact is None and origin is not None and alone:
             # A forwarded address: the failing one is not the contact's, but the
             # message the notification reports on names the contact.
@@ -143,14 +146,16 @@ class _BounceRecorder:
         if contact is None:
             report.unknown.append(failure.address)
             return
-        delivery = self._delivery(origin, contact)
+        delivery = self.delivery(origin, contact)
         campaign = origin.campaign if delivery is not None and origin is not None else None
         if campaign is not None:
             report.linked[campaign] += 1
         now = utcnow()
         if not failure.about_address:
             report.refused.append((contact.email, failure.code))
-        elif leave(self.session, [contact.id], ContactStatus.BOUNCED):
+        elif leave(self.session, [contact.id], ContactStatus.BOUNCED,
+                   source=f"delivery status notification: {failure.code} "
+                          f"{failure.diagnostic}".strip()):
             report.bounced.append((contact.email, campaign))
         elif contact.status == ContactStatus.BOUNCED:
             report.already_bounced.append((contact.email, campaign))
@@ -169,7 +174,7 @@ def apply(db: Database, scan: Scan, *, dry_run: bool = False) -> Report:
     report = Report(messages=scan.messages, not_bounces=scan.not_bounces,
                     unreadable=list(scan.unreadable), dry_run=dry_run)
     with db.session(rollback=dry_run) as session:
-        recorder = _BounceRecorder(session, report)
+        recorder = BounceRecorder(session, report)
         for bounce in scan.bounces:
             report.temporary += len(bounce.temporary)
             report.permanent += len(bounce.permanent)

@@ -104,6 +104,10 @@ def lint_settings(settings: Settings) -> list[Problem]:
     if not settings.organization.postal_address:
         warnings.append(Problem("no postal address in the footer: bulk-mail rules require one",
                                 "set [organization] postal_address in config.toml", where))
+    if settings.organization.logo_dark_url and not settings.organization.logo_url:
+        warnings.append(Problem("[organization] logo_dark_url is set without logo_url: "
+                                "no logo is shown, in either mode",
+                                "set logo_url to the logo for light backgrounds", where))
     if not settings.unsubscribe.base_url.startswith("https://"):
         warnings.append(Problem(
             "[unsubscribe] base_url is not https: Gmail and Yahoo only honour one-click "
