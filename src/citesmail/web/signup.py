@@ -20,7 +20,7 @@ from starlette.responses import HTMLResponse, Response
 from ..audience.lists import public_lists
 from ..audience.signup import Confirmed, FieldError, SignUp, confirm, sign_up
 from ..config import Settings, origin_of
-from ..db import Contact, Database, utcnow
+from ..db import Contact, Database, MailingList, utcnow
 from ..errors import CitesmailError
 from ..render.labels import labels_for
 from ..tokens import DEVELOPMENT_SECRET, ExpiredToken, read_confirm_token
@@ -191,3 +191,13 @@ class SignupPages:
         key, status = answers[done]
         return _page(self.lang, self.t["confirm_title"], self._words(key), status)
 
+
+
+def form_snippet(settings: Settings, lists: list[MailingList]) -> str:
+    """The form to paste into the organisation's site: it posts to serve's /s/<first>."""
+    base = settings.unsubscribe.base_url.rstrip("/")
+    return render_page("public/snippet.html.j2", org=settings.organization.name,
+                       names=[chosen.name for chosen in lists], lists=lists,
+                       action=f"{base}/s/{lists[0].name}",
+                       t=labels_for(settings.campaigns.lang), autocomplete=AUTOCOMPLETE,
+                       consent_text=settings.subscribe.consent_text)
