@@ -4,7 +4,8 @@
 #   - Debian's Chromium for the browser tests, nsd (an authoritative DNS server) for
 #     the `dns check` tests, SpamAssassin (its shipped rules, never sa-update)
 #     for the spam score of the examples, and Dovecot (dovecot-imapd) for the
-#     `inbox fetch` tests (apt-get, when missing and run as root)
+#     `inbox fetch` tests (apt-get, when missing and run as root); npm, which installs
+#     axe-core into benchmarks/.cache for the accessibility tests of the sign-up pages
 #   - the machine's PostgreSQL (127.0.0.1:5432, database test): started if it is down;
 #     CITESMAIL_TEST_PG_URL points the database tests at it
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -k render`.
@@ -16,6 +17,7 @@ missing=()
 [ -x /usr/sbin/nsd ] || command -v nsd >/dev/null || missing+=(nsd)
 command -v spamassassin >/dev/null || missing+=(spamassassin)
 [ -x /usr/sbin/dovecot ] || command -v dovecot >/dev/null || missing+=(dovecot-imapd)
+command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq
@@ -23,6 +25,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   else
     echo "note: ${missing[*]} missing; run 'sudo apt-get install ${missing[*]}'" >&2
   fi
+fi
+
+# axe-core, for the accessibility checks of serve's pages (and the deliverability benchmark)
+AXE=benchmarks/.cache/node_modules/axe-core/axe.min.js
+if [ ! -f "$AXE" ] && command -v npm >/dev/null; then
+  npm install --no-audit --no-fund --silent --prefix benchmarks/.cache axe-core@4
 fi
 
 export CITESMAIL_TEST_PG_URL="${CITESMAIL_TEST_PG_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test}"

@@ -89,7 +89,10 @@ class SignupPages:
             values={name: (values or {}).get(name, "") for name in TEXT_FIELDS},
             consent_text=self.settings.subscribe.consent_text, error=error,
             error_field=error_field, autocomplete=AUTOCOMPLETE)
-        return HTMLResponse(page, status_code=status)
+        # Browsers send `Origin: null` with a form posted from a no-referrer page: this
+        # one says its origin to itself (and to nobody else).
+        return HTMLResponse(page, status_code=status,
+                            headers={"referrer-policy": "same-origin"})
 
     def page(self, list_name: str) -> Response:
         return self._form(list_name)
