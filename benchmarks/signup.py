@@ -28,9 +28,10 @@ from aiosmtpd.controller import Controller
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from benchmarks.lifecycle import machine_line  # noqa: E402
-from report import compile_bytecode, markdown_table, text_table, write_section  # noqa: E402
 from tests.smtp_server import free_port  # noqa: E402
+
+from lifecycle import machine_line  # noqa: E402
+from report import compile_bytecode, markdown_table, text_table, write_section  # noqa: E402
 
 CITESMAIL = Path(sys.executable).parent / "citesmail"
 SECRET = "a-benchmark-secret-of-more-than-32-bytes"
