@@ -309,3 +309,16 @@ def test_the_worker_purges_pending_sign_ups_when_it_starts(setup: Callable[..., 
     with db.session(write=False) as session:
         assert session.scalars(select(Contact.email)).all() == ["p2@example.org"]
     db.close()
+
+
+def test_the_worker_sends_a_queued_confirmation(setup: Callable[..., Workers],
+                                                server: SmtpServer) -> None:
+    workers = setup(recipients=1)
+    assert run("contacts", "unsubscribe", "p0@example.org").exit_code == 0
+    assert run("contacts", "resubscribe", "p0@example.org").exit_code == 0
+    worker = workers.start()
+    assert wait_for(delivered(server, 1)), "the confirmation did not arrive"
+    output = workers.stop(worker)
+    assert "confirmation 1: sent" in output
+    assert server.handler.received["p0@example.org"] == 1
+    assert "status:        unsubscribed" in run("contacts", "show", "p0@example.org").stdout

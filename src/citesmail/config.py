@@ -259,11 +259,39 @@ DEFAULT_CONSENT_TEXT = (
     "dans chaque message.")
 
 
+def _origin(value: str) -> str:
+    """A web origin as browsers send it: scheme://host[:port], lower-case, no path."""
+    parts = urlsplit(value.strip())
+    if parts.scheme not in {"http", "https"} or not parts.hostname or \
+            parts.path.strip("/") or parts.query or not value.isascii():
+        raise ValueError(f"{value!r}: an origin such as 'https://www.example.org' is "
+                         "expected (no path)")
+    return f"{parts.scheme}://{parts.netloc.lower()}"
+
+
+def origin_of(url: str) -> str:
+    """The origin (scheme://host[:port]) of an address."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.lower()}"
+
+
 class SubscribeSettings(Section):
     """People who sign up: how long an unconfirmed sign-up is kept, what they agree to."""
 
     pending_days: int = Field(7, ge=1, le=365)
     consent_text: str = DEFAULT_CONSENT_TEXT
+    # Days a confirmation link stays valid.
+    confirm_days: int = Field(7, ge=1, le=365)
+    # Sign-ups one IP address may post in 10 minutes (more get 429).
+    rate_per_ip: int = Field(10, ge=1, le=100_000)
+    # Other sites whose pages may post the form (`forms snippet`), as https://host[:port];
+    # serve's own base_url is always allowed.
+    allowed_origins: list[str] = []
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, values: list[str]) -> list[str]:
+        return [_origin(value) for value in values]
 
     @field_validator("consent_text")
     @classmethod

@@ -35,7 +35,7 @@ from .errors import CitesmailError
 from .folding import contact_keys
 
 # The newest migration; tests check that it is Alembic's head.
-HEAD = "0006"
+HEAD = "0007"
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
@@ -179,6 +179,29 @@ class ConsentEvent(Base):
     source: Mapped[str] = mapped_column(String(500), default="")
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     consent_text_hash: Mapped[str | None] = mapped_column(ForeignKey("consent_texts.hash"))
+
+
+class OutgoingMail(Base):
+    """A message to one contact that is not a campaign's (a sign-up's confirmation),
+    queued by `serve` or a command and sent by serve's sender thread or the worker: a
+    row is marked sent only once the transport accepted the message."""
+
+    __tablename__ = "outgoing_mail"
+    __table_args__ = (Index("ix_outgoing_mail_due", "state", "next_attempt_at"),
+                      Index("ix_outgoing_mail_contact", "contact_id", "created_at"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))  # states.OutgoingKind
+    # The list ids the link joins when confirmed (the token carries them too).
+    lists: Mapped[list[int]] = mapped_column(JSON, default=list)
+    lang: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), default="queued")  # states.OutgoingState
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(String(1000))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Segment(Base):

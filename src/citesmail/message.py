@@ -469,3 +469,39 @@ def reference_message(rendered: RenderedCampaign, recipient: Recipient, settings
 def to_bytes(message: EmailMessage) -> bytes:
     """RFC 5322 bytes with CRLF line ends, as they go on the wire."""
     return message.as_bytes(policy=WIRE_POLICY)
+
+
+def personal_message(settings: Settings, to: str, subject: str, html_part: str,
+                     text_part: str, identifier: str, *,
+                     now: datetime | None = None) -> bytes:
+    """A message to one person that is no campaign's (a sign-up's confirmation): no
+    List-* headers, no bulk precedence; DKIM-signed when `[dkim]` is on."""
+    message = EmailMessage(policy=policy.SMTP)
+    name, address = parseaddr(clean(settings.sender.from_))
+    message["From"] = Address(display_name=name, addr_spec=address)
+    if settings.sender.reply_to:
+        name, address = parseaddr(clean(settings.sender.reply_to))
+        message["Reply-To"] = Address(display_name=name, addr_spec=address)
+    message["To"] = to
+    message["Subject"] = clean(subject)
+    message["Date"] = format_datetime(now or datetime.now(UTC))
+    message["Message-ID"] = f"<{identifier}.{secrets.token_hex(8)}@{settings.sender.domain}>"
+    message["Auto-Submitted"] = "auto-generated"  # no out-of-office reply to it
+    message.set_content(text_part, subtype="plain", charset="utf-8", cte="quoted-printable")
+    message.add_alternative(html_part, subtype="html", charset="utf-8",
+                            cte="quoted-printable")
+    data = to_bytes(message)
+    pem = settings.dkim_key()
+    if pem is None:
+        return data
+    import dkim
+
+    key, algorithm = signing_key(pem, settings.dkim.private_key)
+    headers = [b"from", b"reply-to", b"to", b"subject", b"date", b"message-id",
+               b"mime-version", b"content-type", *OVER_SIGNED]
+    signature: bytes = dkim.sign(data, settings.dkim.selector.encode(),
+                                 settings.dkim.domain.encode(), key,
+                                 signature_algorithm=algorithm,
+                                 canonicalize=(b"relaxed", b"relaxed"),
+                                 include_headers=headers, linesep=b"\r\n")
+    return signature + data

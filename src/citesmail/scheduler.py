@@ -22,6 +22,7 @@ from .config import Settings
 from .db import Database
 from .delivery import SendBusy, SendRun, start_scheduled, summary
 from .delivery.locks import Busy, ProcessLock
+from .delivery.outgoing import OutgoingSender
 from .delivery.sendlog import cancel_scheduled, mark_missed, running_campaigns, store_scheduled
 from .delivery.transports import make_transport
 from .errors import CitesmailError
@@ -264,8 +265,11 @@ def run_worker(db: Database, settings: Settings, stop: threading.Event) -> None:
                            EVENT_JOB_MISSED)
     scheduler.add_listener(lambda event: log.error("job %s failed: %s", event.job_id,
                                                    event.exception), EVENT_JOB_ERROR)
+    # Confirmation emails queued by `contacts resubscribe` or by a serve that stopped.
+    sender = OutgoingSender(db, settings, lambda: make_transport(settings), log.info)
     try:
         scheduler.start()
+        sender.start()
         log.info("worker started (pid %d); misfire grace %s", os.getpid(),
                  settings.schedule.misfire_grace)
         _resume_due(scheduler)
@@ -287,6 +291,7 @@ def run_worker(db: Database, settings: Settings, stop: threading.Event) -> None:
             scheduler.wakeup()  # notice jobs that other processes added to the store
     finally:
         log.info("worker stopping: finishing the messages in hand")
+        sender.close()
         scheduler.shutdown(wait=True)
         _context = None
         lock.release()

@@ -38,6 +38,21 @@ GRANTS = frozenset({ConsentKind.IMPORT, ConsentKind.FORM_SIGNUP, ConsentKind.CON
                     ConsentKind.MANUAL})
 
 
+class OutgoingKind(StrEnum):
+    """What an `outgoing_mail` row asks a person to confirm."""
+
+    SIGNUP = "signup"  # a sign-up form sent
+    RESUBSCRIBE = "resubscribe"  # `contacts resubscribe`
+
+
+class OutgoingState(StrEnum):
+    """An `outgoing_mail` row: queued -> sent, or failed (refused for good)."""
+
+    QUEUED = "queued"
+    SENT = "sent"
+    FAILED = "failed"
+
+
 class SendState(StrEnum):
     """A campaign's send (the `sends` row): scheduled -> running -> done, or missed."""
 

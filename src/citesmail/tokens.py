@@ -106,3 +106,44 @@ def read_return_token(secret: str, token: str) -> tuple[int, int] | None:
     if not hmac.compare_digest(expected.encode("ascii"), found["tag"].encode("ascii")):
         return None
     return contact_id, send_id
+
+
+# A confirmation token (the link of a sign-up's confirmation email): the contact, the
+# lists the confirmation joins, and when the link stops working (Unix seconds). Its tag
+# is made under a key of its own, so that no other token reads as one.
+_CONFIRM_KEY = b"citesmail-confirmation:"
+
+
+class ExpiredToken(CitesmailError):
+    """A genuine confirmation token whose time has passed."""
+
+
+def _confirm_tag(secret: str, payload: bytes) -> bytes:
+    key = _CONFIRM_KEY + secret.encode("utf-8")
+    return hmac.new(key, payload, hashlib.sha256).digest()[:_TAG_BYTES]
+
+
+def make_confirm_token(secret: str, contact_id: int, list_ids: list[int],
+                       expires: int) -> str:
+    lists = ",".join(str(number) for number in sorted(set(list_ids)))
+    payload = f"{contact_id}:{lists}:{expires}".encode()
+    return f"{_b64(payload)}.{_b64(_confirm_tag(secret, payload))}"
+
+
+def read_confirm_token(secret: str, token: str, now: int) -> tuple[int, list[int]]:
+    """(contact id, list ids) of a confirmation token this secret signed, before it
+    expires; ExpiredToken after, CitesmailError for anything else."""
+    try:
+        payload_text, _tag_text = token.split(".")
+        contact, lists, expires = _unb64(payload_text).decode("utf-8").split(":")
+        contact_id, until = int(contact), int(expires)
+        list_ids = [int(number) for number in lists.split(",")] if lists else []
+    except ValueError:
+        raise CitesmailError("malformed confirmation token",
+                             "use the link from the email") from None
+    expected = make_confirm_token(secret, contact_id, list_ids, until)
+    if not hmac.compare_digest(expected.encode("utf-8"), token.encode("utf-8", "replace")):
+        raise CitesmailError("invalid confirmation token", "the link was altered or is not ours")
+    if now > until:
+        raise ExpiredToken("the confirmation link has expired", "sign up again")
+    return contact_id, list_ids

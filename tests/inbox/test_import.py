@@ -6,6 +6,10 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from sqlalchemy import select
+
+from citesmail.audience.consent import history
+from citesmail.db import Contact, open_database
 from tests.conftest import REPLAY, run
 from tests.delivery.test_bounces import deliveries, make_maildir, make_mbox, snapshot, statuses
 from tests.inbox.returns import HANDLED, LEFT_ALONE, STATUSES
@@ -41,6 +45,12 @@ def check_first_run(output: str, db_url: str) -> None:
     assert any("left alone, a reply asking to unsubscribe, from quelquun@example.com, not "
                "farid.benali@example.org the message went to" in line for line in lines)
     assert statuses(db_url) == STATUSES
+    assert last_events(db_url) == {
+        "anne.dupont@example.net": ("bounce", "delivery status notification: 5.1.1"),
+        "bruno.martin@example.com": ("complaint", "complaint report: "),
+        "chloe.bernard@example.fr": ("complaint", "complaint report: "),
+        "david.petit@mairie-exemple.fr": ("unsubscribe", "unsubscribe request: "),
+        "emma.robert@example.com": ("unsubscribe", "unsubscribe request: ")}
     rows = deliveries(db_url)
     assert rows["anne.dupont@example.net"][0] == "failed"
     assert rows["bruno.martin@example.com"] == (
@@ -50,6 +60,21 @@ def check_first_run(output: str, db_url: str) -> None:
     for address in ("david.petit@mairie-exemple.fr", "emma.robert@example.com",
                     "farid.benali@example.org", "anne-sophie.garnier@example.net"):
         assert rows[address] == ("sent", 250, None), address
+
+
+def last_events(db_url: str) -> dict[str, tuple[str, str]]:
+    """The latest consent event of each contact that left: its kind and the start of its
+    source (the rest names the message, which depends on the mailbox)."""
+    db = open_database(db_url)
+    with db.session(write=False) as session:
+        found = {}
+        for contact in session.scalars(select(Contact).where(Contact.status != "active")):
+            event = history(session, contact.id)[-1]
+            start = len("delivery status notification: 5.1.1") if event.kind == "bounce" \
+                else event.source.index(": ") + 2
+            found[contact.email] = (event.kind, event.source[:start])
+    db.close()
+    return found
 
 
 def digest(path: Path) -> str:

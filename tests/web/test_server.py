@@ -148,3 +148,20 @@ def test_the_access_log_keeps_no_link_token(serve: Callable[..., Served]) -> Non
     for line in ('"GET /u/… HTTP/1.1" 200', '"GET /v/…?x=1 HTTP/1.1" 200',
                  '"POST /u/… HTTP/1.1" 200'):
         assert log.count(line) == len(served.links), log
+
+
+def test_the_access_log_hides_confirmation_tokens_but_names_sign_up_lists() -> None:
+    import logging
+
+    from citesmail.web.server import RedactTokens
+
+    def logged(path: str) -> str:
+        record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1,
+                                   '%s - "%s %s HTTP/%s" %d',
+                                   ("127.0.0.1:5000", "POST", path, "1.1", 200), None)
+        RedactTokens().filter(record)
+        return str(record.args[2])  # type: ignore[index]
+
+    assert logged("/confirm/eyJhIjoxfQ.c2lnbmF0dXJl") == "/confirm/…"
+    assert logged("/s/actu") == "/s/actu"
+    assert logged("/u/abc.def") == "/u/…"

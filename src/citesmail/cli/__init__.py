@@ -28,7 +28,7 @@ COMMANDS = {
     "check": "campaign_commands", "init": "campaign_commands", "new": "campaign_commands",
     "render": "campaign_commands",
     "contacts": "audience_commands", "db": "audience_commands", "lists": "audience_commands",
-    "segments": "audience_commands",
+    "segments": "audience_commands", "forms": "form_commands",
     "dkim": "dkim_commands", "dns": "dns_commands",
     "inbox": "inbox_commands", "secret": "secret_commands",
     "schedule": "schedule_commands", "schedules": "schedule_commands",
@@ -41,7 +41,7 @@ COMMANDS = {
 # How `citesmail --help` lists the commands: in the order of the work.
 SECTIONS = (
     ("Write and check", ("init", "new", "check", "render", "preview")),
-    ("Audience", ("contacts", "lists", "segments")),
+    ("Audience", ("contacts", "lists", "segments", "forms")),
     ("Send", ("send", "status")),
     ("Schedule", ("schedule", "schedules", "unschedule", "worker")),
     ("Publish and follow up", ("serve", "inbox", "bounces")),

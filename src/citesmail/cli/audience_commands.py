@@ -288,6 +288,21 @@ def purge_pending(state: State) -> None:
                f"(unconfirmed for more than {days} days)")
 
 
+@contacts.command("resubscribe")
+@click.argument("email")
+@pass_state
+def resubscribe(state: State, email: str) -> None:
+    """Queue a confirmation email for EMAIL (unsubscribed or pending); the contact stays
+    as it is until they follow its link (citesmail serve or worker sends it)."""
+    from ..audience.signup import resubscribe as queue_confirmation
+    from ..db import utcnow
+
+    with state.db.session() as session:
+        queue_confirmation(session, email, state.settings.campaigns.lang, utcnow())
+    click.echo(f"{email}: confirmation email queued (citesmail serve or citesmail worker "
+               "sends it)")
+
+
 @contacts.command("unsubscribe")
 @click.argument("emails", nargs=-1, required=True)
 @pass_state

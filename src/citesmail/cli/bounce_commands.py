@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
@@ -30,21 +29,12 @@ def import_(state: State, path: Path, dry_run: bool) -> None:
     messages again changes nothing. `inbox import` does the same and also reads
     complaint reports and unsubscribe requests.
     """
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
     from ..delivery.bounces import apply
     from ..delivery.dsn import scan
     from ..verp import ReturnReader
+    from .inbox_commands import reading_progress
 
-    columns = (TextColumn("reading"), BarColumn(), MofNCompleteColumn())
-    with Progress(*columns, transient=True, console=Console(stderr=True),
-                  disable=not sys.stderr.isatty()) as bar:
-        task = bar.add_task("read", total=None)
-
-        def progress(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
+    with reading_progress() as progress:
         found = scan(path, progress, ReturnReader(state.settings))
     report = apply(state.db, found, dry_run=dry_run)
     click.echo("\n".join(report.lines()))

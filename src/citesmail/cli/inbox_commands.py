@@ -19,7 +19,8 @@ def inbox() -> None:
 
 
 @contextmanager
-def _progress() -> Iterator[Callable[[int, int], None]]:
+def reading_progress() -> Iterator[Callable[[int, int], None]]:
+    """A bar on stderr (when it is a terminal) counting the messages read."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -55,7 +56,7 @@ def import_(state: State, path: Path, dry_run: bool) -> None:
     """
     from ..inbox import import_path
 
-    with _progress() as progress:
+    with reading_progress() as progress:
         report = import_path(state.db, state.settings, path, dry_run=dry_run,
                              progress=progress)
     click.echo("\n".join(report.lines()))
@@ -74,6 +75,6 @@ def fetch(state: State, dry_run: bool) -> None:
     """
     from ..inbox import fetch as fetch_inbox
 
-    with _progress() as progress:
+    with reading_progress() as progress:
         report = fetch_inbox(state.db, state.settings, dry_run=dry_run, progress=progress)
     click.echo("\n".join(report.lines()))

@@ -153,7 +153,9 @@ class BounceRecorder:
         now = utcnow()
         if not failure.about_address:
             report.refused.append((contact.email, failure.code))
-        elif leave(self.session, [contact.id], ContactStatus.BOUNCED):
+        elif leave(self.session, [contact.id], ContactStatus.BOUNCED,
+                   source=f"delivery status notification: {failure.code} "
+                          f"{failure.diagnostic}".strip()):
             report.bounced.append((contact.email, campaign))
         elif contact.status == ContactStatus.BOUNCED:
             report.already_bounced.append((contact.email, campaign))

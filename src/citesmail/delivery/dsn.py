@@ -98,7 +98,8 @@ def _leaves(message: Message) -> Iterator[Message]:
     return (part for part in message.walk() if not part.is_multipart())
 
 
-def _decoded(part: Message) -> str:
+def decoded_text(part: Message) -> str:
+    """A leaf part's text, whatever its charset says."""
     payload = part.get_payload(decode=True)
     if not isinstance(payload, bytes):
         return ""
@@ -126,7 +127,7 @@ def _candidate_ids(message: Message) -> Iterator[str]:
                 if isinstance(original, Message):
                     yield _text(original.get("message-id"))
         elif kind == "text/rfc822-headers":
-            headers = email.message_from_string(_decoded(part))
+            headers = email.message_from_string(decoded_text(part))
             yield _text(headers.get("message-id"))
     for name in ("in-reply-to", "references"):
         yield _text(message.get(name))
@@ -137,7 +138,7 @@ def _candidate_ids(message: Message) -> Iterator[str]:
     # Exim copies the original message into its text; Exchange lists its headers.
     for leaf in _leaves(message):
         if leaf.get_content_type() == "text/plain":
-            yield from ID_LINE.findall(_decoded(leaf))
+            yield from ID_LINE.findall(decoded_text(leaf))
 
 
 def find_origin(message: Message) -> Origin | None:
@@ -190,7 +191,7 @@ def _diagnostics(message: Message) -> dict[str, str]:
 def _reply_in_text(message: Message) -> str:
     for leaf in _leaves(message):
         if leaf.get_content_type() == "text/plain":
-            found = SMTP_REPLY.search(_decoded(leaf))
+            found = SMTP_REPLY.search(decoded_text(leaf))
             if found:
                 return " ".join(found[1].split())
     return ""

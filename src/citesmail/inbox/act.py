@@ -155,8 +155,9 @@ class _Recorder:
             return None, campaign, None
         return contact, campaign, delivery
 
-    def _leave(self, contact: Contact, status: ContactStatus, why: str) -> bool:
-        if leave(self.session, [contact.id], status):
+    def _leave(self, contact: Contact, status: ContactStatus, why: str, name: str) -> bool:
+        """`name`: the message, as the report names it (the consent history's source)."""
+        if leave(self.session, [contact.id], status, source=f"{why}: {name}"):
             return True
         self.report.unchanged.append((contact.email, contact.status, why))
         return False
@@ -180,7 +181,7 @@ class _Recorder:
                 (name, f"{complaint.feedback_type} report from {complaint.reporter or 'unknown'}"
                        ", no contact found"))
             return
-        if self._leave(contact, ContactStatus.COMPLAINED, "complaint report"):
+        if self._leave(contact, ContactStatus.COMPLAINED, "complaint report", name):
             self.report.complained.append((contact.email, campaign if delivery else ""))
         if delivery is not None:
             note = f"{NOTE}{complaint.feedback_type} ({complaint.reporter or 'unknown'})"
@@ -204,7 +205,7 @@ class _Recorder:
                 (name, f"a reply asking to unsubscribe, from {request.sender or 'no address'}"
                        f", not {contact.email} the message went to"))
             return False
-        if self._leave(contact, ContactStatus.UNSUBSCRIBED, "unsubscribe request"):
+        if self._leave(contact, ContactStatus.UNSUBSCRIBED, "unsubscribe request", name):
             self.report.unsubscribed.append((contact.email, campaign))
         return True
 

@@ -35,7 +35,7 @@ from email.utils import getaddresses, parseaddr
 from enum import StrEnum
 from typing import Any
 
-from ..delivery.dsn import Bounce, read_bounce
+from ..delivery.dsn import Bounce, decoded_text, read_bounce
 from ..errors import CitesmailError
 from ..folding import fold
 from ..message import parse_message_id
@@ -136,16 +136,6 @@ def _own_parts(message: Message) -> Iterator[Message]:
                 yield from _own_parts(part)
 
 
-def _decoded(part: Message) -> str:
-    payload = part.get_payload(decode=True)
-    if not isinstance(payload, bytes):
-        return ""
-    try:
-        return payload.decode(part.get_content_charset() or "utf-8", errors="replace")
-    except LookupError:
-        return payload.decode("utf-8", errors="replace")
-
-
 def _attached(message: Message) -> Iterator[Message]:
     """The original messages (or their headers) a report carries."""
     for part in message.walk():
@@ -153,7 +143,7 @@ def _attached(message: Message) -> Iterator[Message]:
         if kind == "message/rfc822" and part.is_multipart():
             yield from (p for p in part.get_payload() if isinstance(p, Message))
         elif kind == "text/rfc822-headers":
-            yield email.message_from_string(_decoded(part).lstrip())
+            yield email.message_from_string(decoded_text(part).lstrip())
 
 
 def own_text(message: Message) -> str:
@@ -164,9 +154,9 @@ def own_text(message: Message) -> str:
         if part.is_multipart() or part.get_content_disposition() == "attachment":
             continue
         if part.get_content_type() == "text/plain":
-            return _decoded(part)
+            return decoded_text(part)
         if part.get_content_type() == "text/html" and not html:
-            html = _decoded(part)
+            html = decoded_text(part)
     without_quote = BLOCKQUOTE.sub("", html)
     return TAGS.sub(" ", re.sub(r"<br\s*/?>|</p>|</div>", "\n", without_quote, flags=re.I))
 
@@ -241,7 +231,7 @@ class Classifier:
         fields = next((block for part in message.walk()
                        if part.get_content_type() == "message/feedback-report"
                        for block in (part.get_payload() if part.is_multipart() else
-                                     [email.message_from_string(_decoded(part))])
+                                     [email.message_from_string(decoded_text(part))])
                        if isinstance(block, Message)), None)
         arf = fields is not None or (message.get_content_type() == "multipart/report" and
                                      fold(str(message.get_param("report-type") or ""))

@@ -57,6 +57,50 @@ LABELS: dict[str, dict[str, str]] = {
         "prefs_cannot_join": "Cette adresse ne peut pas être réinscrite ici. Rien n'a changé.",
         "prefs_bad_choice": "Cette liste n'est pas proposée. Rien n'a changé.",
         "prefs_refused": "Ce formulaire ne vient pas de notre site. Rien n'a changé.",
+        "confirm_subject": "Confirmez votre inscription aux messages de {org}",
+        "confirm_preview": "Un clic pour confirmer votre inscription.",
+        "confirm_intro": "Vous (ou quelqu'un avec votre adresse {email}) avez demandé à "
+                         "recevoir les messages de {org}. Confirmez-le pour recevoir :",
+        "confirm_button": "Confirmer mon inscription",
+        "confirm_expires": "Ce lien est valable jusqu'au {until}.",
+        "confirm_link_text": "Si le bouton ne fonctionne pas, copiez ce lien dans votre "
+                             "navigateur :",
+        "confirm_ignore": "Vous n'avez rien demandé ? Ignorez ce message : sans "
+                          "confirmation, votre adresse sera effacée.",
+        "signup_title": "S'inscrire aux messages de {org}",
+        "signup_intro": "Les champs marqués d'un astérisque (*) sont obligatoires.",
+        "field_email": "Adresse e-mail",
+        "field_first_name": "Prénom",
+        "field_last_name": "Nom",
+        "field_organization": "Structure",
+        "field_lists": "Listes",
+        "field_website": "Ne pas remplir ce champ",
+        "field_consent": "Consentement",
+        "signup_button": "M'inscrire",
+        "signup_lists": "Je souhaite recevoir :",
+        "signup_error": "L'inscription n'a pas pu être enregistrée : {problem}",
+        "signup_sent": "Vérifiez votre boîte aux lettres : si l'adresse {email} peut "
+                       "s'inscrire, un message vient d'y être envoyé. Cliquez sur le lien "
+                       "qu'il contient pour confirmer votre inscription.",
+        "signup_sent_title": "Vérifiez votre boîte aux lettres",
+        "signup_unknown_list": "Cette liste n'existe pas.",
+        "signup_too_many": "Trop d'inscriptions depuis votre connexion. Réessayez dans "
+                           "quelques minutes.",
+        "signup_origin": "Ce formulaire ne peut pas être envoyé depuis ce site.",
+        "signup_honeypot": "Le formulaire n'a pas été accepté : un champ qui doit rester "
+                           "vide a été rempli.",
+        "problem_consent": "cochez la case de consentement",
+        "problem_too_long": "le champ « {field} » est trop long",
+        "problem_line_break": "le champ « {field} » contient un retour à la ligne",
+        "problem_tag": "le champ « {field} » contient une balise HTML",
+        "problem_field": "le champ « {field} » n'est pas valide ({why})",
+        "confirm_title": "Confirmer votre inscription",
+        "confirm_question": "Confirmez l'inscription de {email} aux messages de {org}.",
+        "confirmed": "C'est fait : votre inscription est confirmée. Merci !",
+        "confirm_expired": "Ce lien de confirmation a expiré. Inscrivez-vous à nouveau "
+                           "pour en recevoir un autre.",
+        "confirm_gone": "Cette inscription n'existe plus. Inscrivez-vous à nouveau.",
+        "confirm_refused": "Cette adresse ne peut plus être inscrite. Contactez {org}.",
     },
     "en": {
         "objectives": "Objectives",
@@ -105,6 +149,49 @@ LABELS: dict[str, dict[str, str]] = {
         "prefs_cannot_join": "This address cannot be subscribed again here. Nothing changed.",
         "prefs_bad_choice": "This list is not offered. Nothing changed.",
         "prefs_refused": "This form does not come from our site. Nothing changed.",
+        "confirm_subject": "Confirm your subscription to messages from {org}",
+        "confirm_preview": "One click to confirm your subscription.",
+        "confirm_intro": "You (or someone with your address {email}) asked to receive "
+                         "messages from {org}. Confirm it to receive:",
+        "confirm_button": "Confirm my subscription",
+        "confirm_expires": "This link is valid until {until}.",
+        "confirm_link_text": "If the button does not work, copy this link into your "
+                             "browser:",
+        "confirm_ignore": "You asked for nothing? Ignore this message: without "
+                          "confirmation, your address will be deleted.",
+        "signup_title": "Subscribe to messages from {org}",
+        "signup_intro": "Fields marked with an asterisk (*) are required.",
+        "field_email": "Email address",
+        "field_first_name": "First name",
+        "field_last_name": "Last name",
+        "field_organization": "Organisation",
+        "field_lists": "Lists",
+        "field_website": "Leave this field empty",
+        "field_consent": "Consent",
+        "signup_button": "Subscribe",
+        "signup_lists": "I would like to receive:",
+        "signup_error": "The subscription could not be recorded: {problem}",
+        "signup_sent": "Check your mailbox: if {email} can subscribe, a message has just "
+                       "been sent to it. Follow its link to confirm your subscription.",
+        "signup_sent_title": "Check your mailbox",
+        "signup_unknown_list": "This list does not exist.",
+        "signup_too_many": "Too many sign-ups from your connection. Please try again in a "
+                           "few minutes.",
+        "signup_origin": "This form cannot be sent from this site.",
+        "signup_honeypot": "The form was not accepted: a field that must stay empty was "
+                           "filled.",
+        "problem_consent": "tick the consent box",
+        "problem_too_long": "the field \u201c{field}\u201d is too long",
+        "problem_line_break": "the field \u201c{field}\u201d contains a line break",
+        "problem_tag": "the field \u201c{field}\u201d contains an HTML tag",
+        "problem_field": "the field \u201c{field}\u201d is not valid ({why})",
+        "confirm_title": "Confirm your subscription",
+        "confirm_question": "Confirm the subscription of {email} to messages from {org}.",
+        "confirmed": "Done: your subscription is confirmed. Thank you!",
+        "confirm_expired": "This confirmation link has expired. Sign up again to receive "
+                           "another one.",
+        "confirm_gone": "This sign-up no longer exists. Please sign up again.",
+        "confirm_refused": "This address can no longer be subscribed. Contact {org}.",
     },
 }
 

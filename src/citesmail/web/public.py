@@ -1,5 +1,7 @@
-"""The public app (`citesmail serve`): one-click unsubscribe (RFC 8058), web view, and an
-event's calendar links (its .ics, and short links off to Google's and Outlook.com's pages).
+"""The public app (`citesmail serve`): one-click unsubscribe (RFC 8058), web view, an
+event's calendar links (its .ics, and short links off to Google's and Outlook.com's pages),
+and the sign-up form with its confirmation link (signup.py), whose emails a thread of
+its own sends (delivery/outgoing.py).
 
 It sits behind the organisation's reverse proxy at `[unsubscribe] base_url`. Links carry
 an HMAC-signed token naming the contact and the campaign: a tampered token gets 400, an
@@ -31,6 +33,8 @@ from ..config import Settings
 from ..db import Database, make_engine
 from ..dberrors import DatabaseBusy
 from ..delivery.lookup import Lookup, Person, Published
+from ..delivery.outgoing import OutgoingSender
+from ..delivery.transports import make_transport
 from ..errors import CitesmailError
 from ..intake import IntakeError, append, intake_path
 from ..message import Recipient, calendar_filename, links_for, recipient_values
@@ -42,6 +46,7 @@ from .applier import Applier
 from .pages import render_page
 from .preferences import preference_routes
 from .security import SecurityHeaders
+from .signup import SignupPages
 
 RETRY_AFTER = "60"  # seconds, when a request could not be made durable
 NO_WAIT = timedelta(0)
@@ -78,6 +83,9 @@ class PublicApp:
             NO_WAIT))
         self.intake = intake_path(db, settings.workspace)
         self.applier = Applier(db, self.intake, _log)
+        # Confirmation emails leave from this thread, never from a request.
+        self.sender = OutgoingSender(db, settings, lambda: make_transport(settings), _log)
+        self.signup = SignupPages(settings, db, self.sender.wake.set)
 
     def _find(self, token: str, lookup: Lookup | None = None) -> Found | Response:
         lang = self.settings.campaigns.lang
@@ -190,9 +198,11 @@ def create_public_app(settings: Settings, db: Database) -> Starlette:
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         app.applier.start()  # also applies what a previous run left (a crash)
+        app.sender.start()  # also sends what was queued while serve was down
         try:
             yield
         finally:
+            await run_in_threadpool(app.sender.close)
             await run_in_threadpool(app.applier.close)
             if app.quick is not None:
                 app.quick.db.close()
@@ -213,6 +223,21 @@ def create_public_app(settings: Settings, db: Database) -> Starlette:
                 return app.web_view(request, app.quick)
         return await run_in_threadpool(app.web_view, request)
 
+    async def signup(request: Request) -> Response:
+        name = request.path_params["list"]
+        if request.method == "POST":
+            body = await request.body()
+            client = request.client.host if request.client else ""
+            return await run_in_threadpool(app.signup.post, name, body, request.headers,
+                                           client)
+        return await run_in_threadpool(app.signup.page, name)
+
+    async def confirm_signup(request: Request) -> Response:
+        token = request.path_params["token"]
+        if request.method == "POST":
+            return await run_in_threadpool(app.signup.confirm, token)
+        return await run_in_threadpool(app.signup.confirm_page, token)
+
     async def not_found(request: Request) -> Response:
         return Response("not found", status_code=404, media_type="text/plain")
 
@@ -221,6 +246,8 @@ def create_public_app(settings: Settings, db: Database) -> Starlette:
         Route("/v/{token}", web_view, methods=["GET"]),
         Route("/v/{token}/event.ics", app.calendar, methods=["GET"]),
         Route("/v/{token}/{service}", app.calendar_service, methods=["GET"]),
+        Route("/s/{list}", signup, methods=["GET", "POST"]),
+        Route("/confirm/{token}", confirm_signup, methods=["GET", "POST"]),
         *preference_routes(app),
         Route("/", not_found),
     ], lifespan=lifespan)

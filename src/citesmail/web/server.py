@@ -74,8 +74,9 @@ def protocol_with_head_timeout(seconds: float) -> type[HeadDeadlineProtocol]:
     return type("HeadDeadlineProtocol", (HeadDeadlineProtocol,), {"head_timeout": seconds})
 
 
-# The token in /u/<token>, /v/<token>/event.ics...: whoever reads the log could use it.
-_TOKEN_IN_PATH = re.compile(r"^(/[a-z])/[^/?]+")
+# The token in /u/<token>, /v/<token>/event.ics, /confirm/<token>...: whoever reads the
+# log could use it. (/s/<list> names a list, no token: it stays.)
+_TOKEN_IN_PATH = re.compile(r"^(/(?:[a-rt-z]|confirm))/[^/?]+")
 
 
 class RedactTokens(logging.Filter):
