@@ -15,9 +15,12 @@ from hypothesis import strategies as st
 from citesmail.campaigns import load_campaign
 from citesmail.config import load_settings
 from citesmail.message import (
+    _PLAIN_LONG,
     Audience,
     MessageTemplate,
     Recipient,
+    _qp,
+    _qp_plain,
     clean,
     list_id,
     reference_message,
@@ -180,3 +183,15 @@ def test_test_sends_have_a_prefixed_subject(compact: Case) -> None:
     raw = MessageTemplate(compact.rendered, compact.settings, subject_prefix="[TEST] ").build(
         Recipient(email="a@example.org"))
     assert parse(raw)["Subject"].startswith("[TEST] Replay")
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet=[chr(c) for c in range(32, 127) if chr(c) != "="], min_size=2,
+               max_size=400))
+@example("https://lettres.example.org/p/" + "A" * 75)
+@example("x" * 76 + " y")
+def test_long_plain_ascii_is_cut_as_quoted_printable_cuts_it(text: str) -> None:
+    """The shortcut for links (printable ASCII without '=') makes what the standard
+    library's encoder makes."""
+    if _PLAIN_LONG.fullmatch(text):
+        assert _qp_plain(text) == _qp(text)

@@ -214,6 +214,19 @@ def _qp(text: str) -> bytes:
 
 
 _PLAIN = re.compile(r"[!-<>-~][ !-<>-~]{0,70}[!-<>-~]|[!-<>-~]")
+_PLAIN_LONG = re.compile(r"[!-<>-~][ !-<>-~]*[!-<>-~]")
+
+
+def _qp_plain(text: str) -> bytes:
+    """What _qp makes of printable ASCII without '=' that ends on a visible character
+    (a link, say), without its character-by-character work: lines of 75 characters
+    and a soft break, the last one of at most 76."""
+    lines, start = [], 0
+    while start <= len(text) - 77:
+        lines.append(text[start:start + 75] + "=")
+        start += 75
+    lines.append(text[start:])
+    return "\r\n".join(lines).encode("ascii")
 
 
 def _qp_piece(text: str) -> bytes:
@@ -221,8 +234,11 @@ def _qp_piece(text: str) -> bytes:
     pieces encoded apart decode to their concatenation."""
     if not text:
         return b""
-    if _PLAIN.fullmatch(text):  # short printable ASCII without '=': encodes as itself
-        return text.encode("ascii") + b"=\r\n"
+    if len(text) <= 72:
+        if _PLAIN.fullmatch(text):  # short printable ASCII without '=': encodes as itself
+            return text.encode("ascii") + b"=\r\n"
+    elif _PLAIN_LONG.fullmatch(text):  # a link: cut into lines, as _qp would
+        return _qp_plain(text) + b"=\r\n"
     encoded = _qp(text)
     return encoded if text.endswith("\n") else encoded + b"=\r\n"
 
