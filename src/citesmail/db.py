@@ -35,7 +35,7 @@ from .errors import CitesmailError
 from .folding import contact_keys
 
 # The newest migration; tests check that it is Alembic's head.
-HEAD = "0007"
+HEAD = "0008"
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
@@ -112,6 +112,9 @@ class Contact(Base):
     attributes_key: Mapped[dict[str, str] | None] = mapped_column(JSON)
     search_key: Mapped[str | None] = mapped_column(Text)  # names, address, organisation
     status: Mapped[str] = mapped_column(String(16), default="active")  # ~all active: no index
+    # Agreed to have their own clicks and opens measured ([tracking] individual); the
+    # consent events say when and how. Nobody else's message names them in a link.
+    measurement_consent: Mapped[bool] = mapped_column(default=False)
     # Consent (where, when, which text) is in consent_events, one row per event.
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -179,6 +182,9 @@ class ConsentEvent(Base):
     source: Mapped[str] = mapped_column(String(500), default="")
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     consent_text_hash: Mapped[str | None] = mapped_column(ForeignKey("consent_texts.hash"))
+    # The campaign whose message led to the event (its unsubscribe link or preference
+    # page, a complaint or bounce about it): reports count these per campaign.
+    campaign: Mapped[str | None] = mapped_column(String(100), index=True)
 
 
 class OutgoingMail(Base):
@@ -246,6 +252,68 @@ class Send(Base):
     run_id: Mapped[str | None] = mapped_column(String(32))
     # The event campaign's invitation (iCalendar text), attached to every message.
     calendar: Mapped[str | None] = mapped_column(Text)
+
+
+class TrackedLink(Base):
+    """A link of a sent campaign that clicks are counted for: `number` is its place in
+    the message (the click token names the campaign and the number, not the address)."""
+
+    __tablename__ = "tracked_links"
+
+    campaign: Mapped[str] = mapped_column(String(100), primary_key=True)
+    number: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+
+
+class ClickCount(Base):
+    """Clicks on one link in one hour (UTC), kept for good: they name nobody. Likely
+    automated clicks (link scanners) are counted apart."""
+
+    __tablename__ = "click_counts"
+
+    campaign: Mapped[str] = mapped_column(String(100), primary_key=True)
+    number: Mapped[int] = mapped_column(primary_key=True)
+    hour: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    clicks: Mapped[int] = mapped_column(default=0)
+    automated: Mapped[int] = mapped_column(default=0)
+
+
+class ClickEvent(Base):
+    """One click of a contact who agreed to measurement ([tracking] clicks =
+    "individual"); deleted after [tracking] retention."""
+
+    __tablename__ = "click_events"
+    __table_args__ = (Index("ix_click_events_campaign", "campaign", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    campaign: Mapped[str] = mapped_column(String(100))
+    number: Mapped[int] = mapped_column()
+    automated: Mapped[bool] = mapped_column(default=False)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class OpenEvent(Base):
+    """One open (the pixel) of a contact who agreed to measurement ([tracking] opens =
+    "individual"); deleted after [tracking] retention."""
+
+    __tablename__ = "open_events"
+    __table_args__ = (Index("ix_open_events_campaign", "campaign", "contact_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    campaign: Mapped[str] = mapped_column(String(100))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class WebViewCount(Base):
+    """Visits of a campaign's web version in one hour (UTC); they name nobody."""
+
+    __tablename__ = "web_view_counts"
+
+    campaign: Mapped[str] = mapped_column(String(100), primary_key=True)
+    hour: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    views: Mapped[int] = mapped_column(default=0)
 
 
 class Delivery(Base):

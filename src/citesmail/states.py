@@ -30,6 +30,10 @@ class ConsentKind(StrEnum):
     COMPLAINT = "complaint"  # marked a message as spam
     BOUNCE = "bounce"  # a permanent failure named the address
     MANUAL = "manual"  # added or changed by hand (citesmail contacts add / edit)
+    # Consent to measurement ([tracking] individual), apart from consent to be mailed:
+    # neither kind is in GRANTS.
+    MEASUREMENT_GIVEN = "measurement_given"
+    MEASUREMENT_WITHDRAWN = "measurement_withdrawn"
 
 
 # The events by which a person gives consent: the latest one is the contact's consent.
