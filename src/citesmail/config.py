@@ -367,6 +367,20 @@ class ScheduleSettings(Section):
         return value
 
 
+class TrackingSettings(Section):
+    """What is measured after a send (see docs/tracking.md): clicks counted per link, and
+    a person's own clicks and opens only when that person agreed."""
+
+    # "off": links go straight to their address; "aggregate": each link goes through
+    # serve's /c/ and is counted, naming nobody; "individual": as aggregate, and the
+    # clicks of contacts who agreed to measurement are recorded as theirs.
+    clicks: Literal["off", "aggregate", "individual"] = "aggregate"
+    # "individual": a pixel in the messages of contacts who agreed to measurement only.
+    opens: Literal["off", "individual"] = "off"
+    # How long a person's own clicks and opens are kept; the counts stay.
+    retention: PositiveDuration = timedelta(days=395)
+
+
 class Settings(Section):
     organization: OrganizationSettings = OrganizationSettings()
     sender: SenderSettings = SenderSettings()
@@ -379,6 +393,7 @@ class Settings(Section):
     schedule: ScheduleSettings = ScheduleSettings()
     dkim: DkimSettings = DkimSettings()
     inbox: InboxSettings = InboxSettings()
+    tracking: TrackingSettings = TrackingSettings()
 
     # Not read from the file: where the workspace is, and secrets from the environment.
     workspace: Path = Field(default_factory=Path.cwd, exclude=True)
