@@ -20,6 +20,10 @@ cd "$(dirname "$0")/.."
 
 export CITESMAIL_TEST_PG_URL="${CITESMAIL_TEST_PG_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test}"
 JOBS="${MUTATION_JOBS:-2}"
+# A mutant that makes a run wait forever (a retry never due, a lock never freed) fails
+# its test after this many seconds (pytest-timeout), instead of holding a worker until
+# mutmut's CPU-time limit, which a waiting process hardly uses.
+TEST_TIMEOUT="${MUTATION_TEST_TIMEOUT:-45}"
 # The fast path's property tests run 1,000 examples in the suite; 100 per mutant here,
 export CITESMAIL_FAST_PATH_EXAMPLES="${CITESMAIL_FAST_PATH_EXAMPLES:-100}"
 # and a failing example is not shrunk (only the failure counts here, not its smallest case).
@@ -59,7 +63,7 @@ for module in "$@"; do
   if [ "$(cat mutants/.module 2>/dev/null)" != "$module" ]; then rm -rf mutants; fi
   mkdir -p mutants && echo "$module" >mutants/.module
   # mutmut takes its settings from pyproject.toml; the per-module ones are set here.
-  MUT_FILES="$files" MUT_TESTS="$tests" MUT_OPTIONS="$options" MUT_JOBS="$JOBS" \
+  MUT_FILES="$files" MUT_TESTS="$tests" MUT_OPTIONS="$options --timeout=$TEST_TIMEOUT" MUT_JOBS="$JOBS" \
   .venv/bin/python - $patterns <<'EOF'
 import os
 import shlex
