@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import email
+import fcntl
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -36,8 +38,10 @@ from citesmail.delivery.journal import Journal
 from citesmail.delivery.run import PAUSE_AFTER
 from citesmail.delivery.transports import Outcome, make_transport
 from citesmail.errors import CitesmailError
+from citesmail.intake import append, intake_path
 from citesmail.render import render_campaign
 from citesmail.states import DeliveryState
+from citesmail.tokens import read_token
 from tests.conftest import EXAMPLES, REPLAY, ROOT, SECRET
 from tests.smtp_server import SmtpServer, free_port
 
@@ -733,3 +737,65 @@ def test_contacts_unsubscribed_meanwhile_are_set_aside_by_one_claim_not_one_each
     assert set(server.handler.received) == set(addresses[::2])
     found = rows(db)
     assert len({found[a].updated_at for a in addresses[1::2]}) == 1
+
+
+def test_each_message_is_its_own_recipients_with_rows_and_contacts_numbered_apart(
+        db: Database, tmp_path: Path, server: SmtpServer) -> None:
+    """Contacts outside the segment come first, so contact ids and row ids differ: each
+    message carries its own recipient's name, organisation, lists (none named for one who
+    is in the segment through a private list only) and link token; the row set aside is
+    the one of the contact who left (one by status, one whose request is still only in
+    the intake, with the intake busy elsewhere)."""
+    with db.session() as session:
+        add_list(session, "autre")
+        add_list(session, "l", title="Emploi et insertion", public=True)
+        add_list(session, "prive")
+        add_segment(session, "s", Definition(lists=["l", "prive"]))
+    path = tmp_path / "c.csv"
+    header = "email;first_name;last_name;organization\n"
+    path.write_text(header + "".join(f"x{i}@example.org;;;\n" for i in range(3)),
+                    encoding="utf-8")
+    import_contacts(db, path, list_name="autre")
+    path.write_text(header + "p5@example.org;Prénom5;Nom5;Structure 5\n", encoding="utf-8")
+    import_contacts(db, path, list_name="prive")
+    path.write_text(header + "".join(f"r{i}@example.org;Prénom{i};Nom{i};Structure {i}\n"
+                                     for i in range(5)), encoding="utf-8")
+    import_contacts(db, path, list_name="l")
+    source = (EXAMPLES / f"{REPLAY}.md").read_text(encoding="utf-8")
+    campaign_file = tmp_path / f"{REPLAY}.md"
+    campaign_file.write_text(source + "\nPour {{ recipient.organization }}.\n",
+                             encoding="utf-8")
+    cfg = settings_for(server.port)
+    campaign = load_campaign(campaign_file, default_lang="fr", tz=cfg.tz)
+    send_id = prepare_send(db, render_campaign(campaign, cfg), "s",
+                           Definition(lists=["l", "prive"]), "hash").send_id
+    with db.session() as session:
+        ids = {c.email: c.id for c in session.scalars(select(Contact))}
+        unsubscribe(session, ("r1@example.org",))
+    intake = intake_path(db, cfg.workspace)
+    append(intake, ids["r3@example.org"])
+    lock = os.open(f"{intake}.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(lock, fcntl.LOCK_EX)  # another process is applying: the send cannot
+    try:
+        assert run(db, cfg, send_id) == {"sent": 4, "skipped": 2}
+    finally:
+        os.close(lock)
+    found = rows(db)
+    assert {a: found[a].state for a in found} == {
+        "r0@example.org": "sent", "r1@example.org": "skipped", "r2@example.org": "sent",
+        "r3@example.org": "skipped", "r4@example.org": "sent", "p5@example.org": "sent"}
+    assert sorted(server.handler.received) == ["p5@example.org", "r0@example.org",
+                                               "r2@example.org", "r4@example.org"]
+    for data in server.handler.messages:
+        message = email.message_from_bytes(data, policy=policy.default)
+        to = message["To"].addresses[0]
+        number = to.addr_spec[1]
+        assert to.display_name == f"Prénom{number} Nom{number}"
+        text = message.get_body(("plain",)).get_content()
+        assert f"Pour Structure {number}." in text
+        # The footer names their public list; nothing for a private list's member.
+        assert ("Emploi et insertion" in text) is (to.addr_spec[0] == "r")
+        assert "None" not in text
+        unsubscribe_link = message["List-Unsubscribe"].split(",")[0].strip("<> ")
+        token = unsubscribe_link.rsplit("/", 1)[1]
+        assert read_token(SECRET, token) == (ids[to.addr_spec], REPLAY)
