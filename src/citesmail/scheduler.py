@@ -18,7 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from .audience.pending import purge_pending
-from .audience.retention import purge_measured
+from .audience.retention import purge_measured, span
 from .config import Settings
 from .db import Database
 from .delivery import SendBusy, SendRun, start_scheduled, summary
@@ -241,7 +241,7 @@ def purge_measured_events(db: Database, retention: timedelta) -> None:
         log.error("purging clicks and opens: %s", exc)
         return
     if purged.clicks or purged.opens:
-        log.info("%s (recorded more than %s ago)", purged.summary(), retention)
+        log.info("%s (recorded more than %s ago)", purged.summary(), span(retention))
 
 
 def fetch_inbox() -> None:

@@ -23,6 +23,14 @@ class Purged:
                 f"{self.opens} open{'s' if self.opens != 1 else ''} {verb}")
 
 
+def span(retention: timedelta) -> str:
+    """'395 days' for whole days (how retention is written), else the timedelta."""
+    days = retention.days
+    if retention == timedelta(days=days):
+        return f"{days} day{'s' if days != 1 else ''}"
+    return str(retention)
+
+
 def purge_measured(session: Session, retention: timedelta, *, now: datetime | None = None,
                    dry_run: bool = False) -> Purged:
     """Delete the click and open events older than `retention` (`dry_run`: only count

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import click
 
 from . import State, main, pass_state
@@ -20,12 +18,10 @@ def tracking() -> None:
 def purge(state: State, dry_run: bool) -> None:
     """Delete the clicks and opens recorded per person that are older than [tracking]
     retention; the counts per link stay (citesmail worker also does it every hour)."""
-    from ..audience.retention import purge_measured
+    from ..audience.retention import purge_measured, span
 
     retention = state.settings.tracking.retention
     with state.db.session(write=not dry_run) as session:
         purged = purge_measured(session, retention, dry_run=dry_run)
-    days = retention.days
-    span = f"{days} day{'s' if days != 1 else ''}" if retention == timedelta(days=days) \
-        else str(retention)
-    click.echo(f"{purged.summary(dry_run)} (older than {span}, [tracking] retention)")
+    click.echo(f"{purged.summary(dry_run)} (older than {span(retention)}, [tracking] "
+               "retention)")
