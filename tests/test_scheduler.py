@@ -14,10 +14,11 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from citesmail.config import load_settings
-from citesmail.db import Contact, open_database, utcnow
+from citesmail.db import ClickEvent, Contact, OpenEvent, open_database, utcnow
+from citesmail.scheduler import purge_measured_events
 from citesmail.states import ContactStatus
 from tests.cli.test_delivery_commands import smtp_env, with_audience
 from tests.conftest import REPLAY, run
@@ -308,6 +309,42 @@ def test_the_worker_purges_pending_sign_ups_when_it_starts(setup: Callable[..., 
                                   "7 days)")
     with db.session(write=False) as session:
         assert session.scalars(select(Contact.email)).all() == ["p2@example.org"]
+    db.close()
+
+
+def test_the_worker_purges_clicks_and_opens_past_their_retention(
+        setup: Callable[..., Workers], workspace: Path) -> None:
+    workers = setup(recipients=1)
+    db = open_database(load_settings(workspace / "config.toml", environ={}).database_url)
+
+    def add(days: int) -> None:
+        with db.session() as session:
+            contact_id = session.scalar(select(Contact.id))
+            assert contact_id is not None
+            at = utcnow() - timedelta(days=days)
+            session.add_all([ClickEvent(contact_id=contact_id, campaign="c", number=1,
+                                        automated=False, at=at),
+                             OpenEvent(contact_id=contact_id, campaign="c", at=at)])
+
+    def left() -> list[int]:
+        with db.session(write=False) as session:
+            return [session.scalar(select(func.count()).select_from(model)) or 0
+                    for model in (ClickEvent, OpenEvent)]
+
+    add(400)
+    add(10)
+    worker = workers.start()  # the hourly job also runs when the worker starts
+    assert worker.stdout is not None
+    for line in worker.stdout:
+        if "deleted" in line:
+            break
+    workers.stop(worker)
+    assert line.rstrip().endswith("1 click and 1 open deleted (recorded more than "
+                                  "395 days ago)")
+    assert left() == [1, 1]
+    add(396)  # the job itself, as the scheduler calls it
+    purge_measured_events(db, timedelta(days=395))
+    assert left() == [1, 1]
     db.close()
 
 

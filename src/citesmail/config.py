@@ -379,6 +379,19 @@ class TrackingSettings(Section):
     opens: Literal["off", "individual"] = "off"
     # How long a person's own clicks and opens are kept; the counts stay.
     retention: PositiveDuration = timedelta(days=395)
+    # The box people tick to agree (sign-up form, preference page); empty: the words of
+    # the workspace language, saying what is measured and for how long.
+    consent_text: str = ""
+
+    @field_validator("consent_text")
+    @classmethod
+    def _stripped(cls, value: str) -> str:
+        return value.strip()
+
+    @property
+    def individual(self) -> bool:
+        """Something is measured per person: the consent box is offered."""
+        return self.clicks == "individual" or self.opens == "individual"
 
 
 class Settings(Section):

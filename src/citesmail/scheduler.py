@@ -13,11 +13,12 @@ import logging
 import os
 import threading
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from .audience.pending import purge_pending
+from .audience.retention import purge_measured, span
 from .config import Settings
 from .db import Database
 from .delivery import SendBusy, SendRun, start_scheduled, summary
@@ -214,7 +215,8 @@ def _resume_due(scheduler: Any) -> None:
                               id=f"resume:{campaign}", replace_existing=True)
 
 
-PURGE_EVERY_HOURS = 1  # pending sign-ups older than [subscribe] pending_days go
+PURGE_EVERY_HOURS = 1  # pending sign-ups older than [subscribe] pending_days go, and
+# clicks and opens recorded per person older than [tracking] retention
 
 
 def _purge_pending(db: Database, days: int) -> None:
@@ -228,6 +230,18 @@ def _purge_pending(db: Database, days: int) -> None:
     if purged:
         log.info("%d pending sign-up%s purged (unconfirmed for more than %d days)",
                  purged, "s" if purged != 1 else "", days)
+
+
+def purge_measured_events(db: Database, retention: timedelta) -> None:
+    """Delete the clicks and opens recorded per person past their retention."""
+    try:
+        with db.session() as session:
+            purged = purge_measured(session, retention)
+    except CitesmailError as exc:  # the database locked long: the next hour tries again
+        log.error("purging clicks and opens: %s", exc)
+        return
+    if purged.clicks or purged.opens:
+        log.info("%s (recorded more than %s ago)", purged.summary(), span(retention))
 
 
 def fetch_inbox() -> None:
@@ -279,6 +293,10 @@ def run_worker(db: Database, settings: Settings, stop: threading.Event) -> None:
         scheduler.add_job(_purge_pending, "interval", args=[db, days],
                           hours=PURGE_EVERY_HOURS, jobstore="memory", id="purge-pending",
                           next_run_time=datetime.now(UTC))  # at start, then every hour
+        scheduler.add_job(purge_measured_events, "interval",
+                          args=[db, settings.tracking.retention], hours=PURGE_EVERY_HOURS,
+                          jobstore="memory", id="purge-measured",
+                          next_run_time=datetime.now(UTC))
         if settings.inbox.enabled:
             scheduler.add_job(fetch_inbox, "interval", jobstore="memory", id="inbox-fetch",
                               seconds=settings.inbox.poll_every.total_seconds(),

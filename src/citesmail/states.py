@@ -32,6 +32,7 @@ class ConsentKind(StrEnum):
     MANUAL = "manual"  # added or changed by hand (citesmail contacts add / edit)
     # Consent to measurement ([tracking] individual), apart from consent to be mailed:
     # neither kind is in GRANTS.
+    MEASUREMENT_ASKED = "measurement_asked"  # ticked on a sign-up form: given at confirmation
     MEASUREMENT_GIVEN = "measurement_given"
     MEASUREMENT_WITHDRAWN = "measurement_withdrawn"
 

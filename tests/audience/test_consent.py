@@ -171,8 +171,8 @@ def test_export_gives_the_latest_consent_given_not_a_withdrawal(
         stamps = {email: [e.at for e in consent.history(session, cid)]
                   for email, cid in ids.items()}
     rows = [line.split(";") for line in out.getvalue().splitlines()]
-    assert rows[0][9:] == ["consent_source", "consent_at"]
-    found = {row[0]: row[9:] for row in rows[1:]}
+    assert rows[0][9:] == ["consent_source", "consent_at", "measurement"]
+    found = {row[0]: row[9:11] for row in rows[1:]}
     assert found == {
         "a@ex.fr": ["manual command", stamps["a@ex.fr"][1].isoformat(timespec="seconds")],
         "b@ex.fr": ["import c.csv:2", stamps["b@ex.fr"][1].isoformat(timespec="seconds")],

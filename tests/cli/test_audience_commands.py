@@ -88,12 +88,12 @@ def test_export_is_excel_friendly_and_formula_safe(env: dict[str, str],
     assert raw.startswith(b"\xef\xbb\xbf")
     rows = list(csv.reader(io.StringIO(raw.decode("utf-8-sig")), delimiter=";"))
     assert rows[0] == ["email", "first_name", "last_name", "organization", "role", "territory",
-                       "lang", "status", "lists", "consent_source", "consent_at", "secteur",
-                       "note"]
+                       "lang", "status", "lists", "consent_source", "consent_at", "measurement",
+                       "secteur", "note"]
     assert rows[1][:10] == ["a@ex.fr", "Élodie", "'=HYPERLINK(\"x\")", "", "", "Lyon", "",
                             "active", "l", "import c.csv:2"]
     assert datetime.fromisoformat(rows[1][10]).tzinfo == UTC
-    assert rows[1][11:] == ["emploi", "'+33 6"]
+    assert rows[1][11:] == ["no", "emploi", "'+33 6"]
     assert rows[2][:3] == ["b@ex.fr", "'@bob", "'-Durand"]
     tabbed = ok("contacts", "export", "--delimiter", "tab", "--list", "l", env=env)
     assert tabbed.lstrip("\ufeff").startswith("email\tfirst_name\t")
@@ -115,8 +115,8 @@ def test_formula_headers_are_exported_safe_and_import_back_the_same(
     ok("contacts", "export", "-o", "out.csv", env=env)
     rows = list(csv.reader(io.StringIO((tmp_path / "out.csv").read_text("utf-8-sig")),
                            delimiter=";"))
-    assert rows[0][11:] == ["'=2+5", "'+cmd", "'-x", "'@SUM(A1)", "'=1", "note"]
-    assert rows[1][11:] == ["7", "c", "x", "s", "1", "'=HYPERLINK(\"x\")"]
+    assert rows[0][12:] == ["'=2+5", "'+cmd", "'-x", "'@SUM(A1)", "'=1", "note"]
+    assert rows[1][12:] == ["7", "c", "x", "s", "1", "'=HYPERLINK(\"x\")"]
     # The export's apostrophes are taken off again: same names, same values.
     again = run("contacts", "import", "out.csv", "--update", env=env)
     assert again.stdout.strip() == "0 imported, 1 updated, 0 rejected, 0 duplicates"
@@ -315,7 +315,7 @@ def test_export_with_french_headers_imports_back_the_same(
                            delimiter=";"))
     assert rows[0] == ["Courriel", "Prénom", "Nom", "Structure", "Fonction", "Territoire",
                        "Langue", "Statut", "Listes", "Source du consentement",
-                       "Date du consentement", "Téléphone"]
+                       "Date du consentement", "Mesure", "Téléphone"]
     fresh = {"CITESMAIL_DATABASE_URL": f'"sqlite:///{tmp_path}/fresh.db"'}
     again = run("contacts", "import", "fr.csv", env=fresh)
     assert again.stdout == "2 imported, 0 updated, 0 rejected, 0 duplicates\n"

@@ -135,3 +135,37 @@ def test_page_is_accessible_and_fits(browser: Any, served: tuple[str, Path],
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"preferences-{width}.png"), full_page=True)
     context.close()
+
+
+@pytest.fixture
+def measuring(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Individual click measurement, for `served` (asked for after this one)."""
+    monkeypatch.setenv("CITESMAIL_TRACKING_CLICKS", "individual")
+
+
+@pytest.mark.usefixtures("measuring")
+@pytest.mark.parametrize("width", [390, 1280])
+def test_measurement_box_given_accessible_and_fits(browser: Any, served: tuple[str, Path],
+                                                   width: int) -> None:
+    _, html = served
+    context = browser.new_context(viewport={"width": width, "height": 900}, bypass_csp=True)
+    page = context.new_page()
+    page.goto(html.as_uri())
+    with page.expect_navigation():
+        page.get_by_role("link", name="Gérer mes abonnements").click()
+    box = page.get_by_role("checkbox", name="J'accepte que")
+    assert not box.is_checked()
+    box.check()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Enregistrer mes choix").click()
+    assert page.get_by_role("checkbox", name="J'accepte que").is_checked()
+    assert "measurement:   yes" in run("contacts", "show", "p0@example.org").stdout
+    page.add_script_tag(path=str(AXE))
+    result = page.evaluate(
+        "tags => axe.run(document, {runOnly: {type: 'tag', values: tags}})", WCAG_TAGS)
+    assert [(rule["id"], len(rule["nodes"])) for rule in result["violations"]] == []
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"preferences-measurement-{width}.png"),
+                    full_page=True)
+    context.close()

@@ -55,10 +55,10 @@ def violations(page: Any) -> list[str]:
     return [f"{v['id']}: {v['help']} ({len(v['nodes'])})" for v in result["violations"]]
 
 
-def check_layout(browser: Any, url: str, name: str) -> None:
+def check_layout(browser: Any, url: str, name: str, widths: list[int] = WIDTHS) -> None:
     """Screenshots at each width; the page never wider than the window."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    for width in WIDTHS:
+    for width in widths:
         page = browser.new_page(viewport={"width": width, "height": 900})
         page.goto(url)
         overflow = page.evaluate("() => document.documentElement.scrollWidth - "
@@ -78,13 +78,16 @@ def wait_for_message(folder: Path) -> bytes:
 
 
 @pytest.fixture
-def serve(workspace: Path) -> Iterator[str]:
+def serve(workspace: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """`citesmail serve` on the workspace; a test marked `tracking` gets its settings."""
     assert run("lists", "add", "actu", "--public", "--title", "Actualités du réseau",
                "--description", "Une lettre par mois").exit_code == 0
     assert run("lists", "add", "emploi", "--public", "--title", "Emploi").exit_code == 0
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "CITESMAIL_SECRET": SECRET, "CITESMAIL_UNSUBSCRIBE_BASE_URL": base}
+    marker = request.node.get_closest_marker("tracking")
+    env = {**os.environ, "CITESMAIL_SECRET": SECRET, "CITESMAIL_UNSUBSCRIBE_BASE_URL": base,
+           **(marker.kwargs if marker else {})}
     server = subprocess.Popen([str(CITESMAIL), "serve", "--port", str(port)], cwd=workspace,
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -127,4 +130,32 @@ def test_sign_up_and_confirm_in_chromium(browser: Any, serve: str, workspace: Pa
     assert "status:        active" in shown
     lists_line = next(line for line in shown.splitlines() if line.startswith("lists:"))
     assert "actu" in lists_line and "emploi" in lists_line
+    page.close()
+
+
+@pytest.mark.tracking(CITESMAIL_TRACKING_CLICKS="individual")
+def test_sign_up_with_the_measurement_box_in_chromium(browser: Any, serve: str,
+                                                       workspace: Path) -> None:
+    base = serve
+    check_layout(browser, f"{base}/s/actu", "form-measurement", [390, 1280])
+    page = browser.new_page(viewport={"width": 390, "height": 900}, bypass_csp=True)
+    page.goto(f"{base}/s/actu")
+    assert violations(page) == []
+    box = page.get_by_label("J'accepte que")
+    assert not box.is_checked()
+    page.get_by_label("Adresse e-mail").fill("camille@example.org")
+    page.get_by_label("J'accepte de recevoir").check()
+    box.check()
+    page.get_by_role("button", name="M'inscrire").click()
+    page.wait_for_load_state()
+    assert "Vérifiez votre boîte aux lettres" in page.content()
+    assert "measurement:   no" in run("contacts", "show", "camille@example.org").stdout
+    message = message_from_bytes(wait_for_message(workspace / "outbox" / "new"),
+                                 policy=policy.default)
+    text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    page.goto(next(word for word in text.split() if word.startswith(f"{base}/confirm/")))
+    page.get_by_role("button", name="Confirmer mon inscription").click()
+    page.wait_for_load_state()
+    shown = run("contacts", "show", "camille@example.org").stdout
+    assert "measurement:   yes" in shown and "measurement_given (confirmation link)" in shown
     page.close()

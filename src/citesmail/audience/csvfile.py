@@ -25,7 +25,30 @@ _ALIASES = {
     "role": {"fonction", "role", "poste"},
     "territory": {"territoire", "commune", "ville", "territory", "city"},
     "lang": {"lang", "langue", "language"},
+    # Consent to measurement (yes/no): read by imports, never stored as a contact field.
+    "measurement": {"measurement", "mesure", "mesure d'audience", "measurement consent",
+                    "consentement mesure", "consentement a la mesure"},
 }
+MEASUREMENT = "measurement"
+_YES = {"yes", "y", "oui", "o", "true", "vrai", "1", "x"}
+_NO = {"no", "n", "non", "false", "faux", "0"}
+MEASUREMENT_VALUES = "yes or no (also oui/non, true/false, 1/0, x or empty)"
+
+
+class NotYesNo(ValueError):
+    """A cell of the measurement column that says neither yes nor no."""
+
+
+def yes_no(cell: str) -> bool | None:
+    """A measurement cell: True, False, or None when empty (nothing said)."""
+    value = cell.strip().casefold()
+    if not value:
+        return None
+    if value in _YES:
+        return True
+    if value in _NO:
+        return False
+    raise NotYesNo(cell)
 
 
 def _plain(header: str) -> str:
@@ -63,6 +86,7 @@ class Sheet:
     rows: Iterator[tuple[int, list[str]]]
     encoding: str
     delimiter: str
+    path: Path | None = None  # where the sheet was read, for errors about a cell
 
 
 def _decode(data: bytes, path: Path) -> tuple[str, str]:
@@ -122,7 +146,7 @@ def read_sheet(path: Path) -> Sheet:
         raise CitesmailError(
             f"no email column (headers found: {found})",
             "name one column email, e-mail, courriel, mail or adresse mail", path=path, line=1)
-    return Sheet(headers, columns, _records(reader, path), encoding, delimiter)
+    return Sheet(headers, columns, _records(reader, path), encoding, delimiter, path)
 
 
 def _records(reader: Iterator[list[str]], path: Path) -> Iterator[tuple[int, list[str]]]:

@@ -15,12 +15,14 @@ from .contacts import select_contacts
 from .csvfile import spreadsheet_safe
 
 COLUMNS = ("email", "first_name", "last_name", "organization", "role", "territory", "lang",
-           "status", "lists", "consent_source", "consent_at")
+           "status", "lists", "consent_source", "consent_at", "measurement")
 # Headers by language (--header-lang); `contacts import` recognises each of them.
 HEADERS = {"en": COLUMNS,
            "fr": ("Courriel", "Prénom", "Nom", "Structure", "Fonction", "Territoire",
                   "Langue", "Statut", "Listes", "Source du consentement",
-                  "Date du consentement")}
+                  "Date du consentement", "Mesure")}
+# The measurement column's values, in the headers' language (imports read both).
+YES_NO = {"en": ("no", "yes"), "fr": ("non", "oui")}
 
 
 def _lists_by_contact(session: Session, ids: list[int]) -> dict[int, list[str]]:
@@ -69,7 +71,8 @@ def export_contacts(session: Session, out: IO[str], *, list_name: str | None = N
         for contact in batch:
             row = [contact.email, contact.first_name, contact.last_name, contact.organization,
                    contact.role, contact.territory, contact.lang, contact.status,
-                   ", ".join(lists.get(contact.id, [])), *_consent(grants.get(contact.id))]
+                   ", ".join(lists.get(contact.id, [])), *_consent(grants.get(contact.id)),
+                   YES_NO[header_lang][bool(contact.measurement_consent)]]
             row += [(contact.attributes or {}).get(name) for name in attributes]
             writer.writerow([spreadsheet_safe(value or "") for value in row])
             written += 1

@@ -23,13 +23,26 @@ from ..db import (
     column_length,
     utcnow,
 )
+from ..errors import CitesmailError, Problem
 from ..folding import contact_keys
 from ..states import ConsentKind
 from .addresses import AddressError, address_hash, normalize_address
 from .bulk import db_value, insert_rows, reserve_ids
 from .consent import SOURCE_LENGTH, store_text
-from .csvfile import FIELDS, FORMULA_STARTS, Sheet, from_spreadsheet, read_sheet, spreadsheet_safe
+from .csvfile import (
+    FIELDS,
+    FORMULA_STARTS,
+    MEASUREMENT,
+    MEASUREMENT_VALUES,
+    NotYesNo,
+    Sheet,
+    from_spreadsheet,
+    read_sheet,
+    spreadsheet_safe,
+    yes_no,
+)
 from .lists import get_list, insert_ignoring_duplicates
+from .measurement import Wish, set_consent
 
 CHUNK = 500  # keys per IN (...) query: under SQLite's variable limit everywhere
 INSERT_CHUNK = 10_000  # rows per bulk insert: large enough to amortise, small for progress
@@ -82,6 +95,7 @@ class Row:
     domain: str
     fields: dict[str, str | None]
     attributes: dict[str, str]
+    measurement: bool | None = None  # the measurement column: None when empty or absent
 
 
 _MESSY = re.compile(r"\s\x00|\x00\s|^\s|\s$|\s\s|[\n\r\t\x0b\x0c]")
@@ -145,7 +159,7 @@ _LENGTH_HINT = {"lang": " (a language code, such as fr)"}
 def _length_checks(sheet: Sheet) -> list[tuple[int, str, int, str]]:
     """(column index, header, limit, hint) for the columns mapped to contact fields."""
     return [(index, sheet.headers[index], _MAX_LENGTH[name], _LENGTH_HINT.get(name, ""))
-            for index, name in sheet.columns.items() if name != "email"]
+            for index, name in sheet.columns.items() if name not in ("email", MEASUREMENT)]
 
 
 def _too_long(cells: list[str], checks: list[tuple[int, str, int, str]]) -> str | None:
@@ -155,11 +169,32 @@ def _too_long(cells: list[str], checks: list[tuple[int, str, int, str]]) -> str 
     return None
 
 
+SHOWN_PROBLEMS = 20  # bad measurement cells said before the import stops
+
+
+def _measurement(cells: list[str], at: int | None, line: int, sheet: Sheet,
+                 problems: list[Problem]) -> bool | None:
+    """The row's consent to measurement; a cell that is not yes or no is a problem."""
+    if at is None:
+        return None
+    try:
+        return yes_no(cells[at])
+    except NotYesNo:
+        problems.append(Problem(
+            f"{sheet.headers[at]}: {cells[at]!r} is neither yes nor no",
+            f"write {MEASUREMENT_VALUES}; nothing was imported", sheet.path, line, at + 1))
+        return None
+
+
 def parse_rows(sheet: Sheet, report: ImportReport) -> list[Row]:
-    """Valid rows, first occurrence of each address; the rest goes into the report."""
+    """Valid rows, first occurrence of each address; the rest goes into the report. A
+    measurement cell that says neither yes nor no stops the import (CitesmailError
+    naming file, line and column): consent is not guessed."""
     width = len(sheet.headers)
     by_field = {field: index for index, field in sheet.columns.items()}
     email_at = by_field["email"]
+    measurement_at = by_field.get(MEASUREMENT)
+    problems: list[Problem] = []
     fields = [(name, by_field.get(name)) for name in FIELDS if name != "email"]
     extras = _attribute_columns(sheet, report)
     checks = _length_checks(sheet)
@@ -196,7 +231,11 @@ def parse_rows(sheet: Sheet, report: ImportReport) -> list[Row]:
         known = {name: (cells[index] or None) if index is not None else None
                  for name, index in fields}
         extra = {header: cells[index] for index, header in extras if cells[index]}
-        rows.append(Row(line, address.email, address.key, address.domain, known, extra))
+        measured = _measurement(cells, measurement_at, line, sheet, problems)
+        rows.append(Row(line, address.email, address.key, address.domain, known, extra,
+                        measured))
+    if problems:
+        raise CitesmailError.from_problems(problems[:SHOWN_PROBLEMS])
     return rows
 
 
@@ -290,6 +329,9 @@ def import_contacts(
         ids.update((row.key, existing[row.key].id) for row in known)
         _record_rows(session, [(ids[row.key], row.line) for row in rows], path.name,
                      chosen, store_text(session, text), now)
+        taken = fresh + known if update_existing else fresh
+        set_consent(session, [Wish(ids[row.key], row.measurement, f"{path.name}:{row.line}")
+                              for row in taken if row.measurement is not None], at=now)
     return report
 
 

@@ -17,6 +17,7 @@ from .consent import COMMAND, record
 from .contacts import find_contact
 from .csvfile import FIELDS
 from .lists import get_list, insert_ignoring_duplicates
+from .measurement import Wish, set_consent
 
 EDITABLE = tuple(name for name in FIELDS if name != "email")
 # Why an address that left cannot be added back by hand.
@@ -69,9 +70,10 @@ def _join(session: Session, contact: Contact, lists: list[MailingList],
 
 
 def add_contact(session: Session, address: str, fields: dict[str, str | None],
-                lists: Sequence[str], consent: str) -> Contact:
+                lists: Sequence[str], consent: str, measurement: bool | None = None) -> Contact:
     """A new active contact, on `lists`, with a `manual` event giving `consent` (one per
-    list; one about no list when none is given)."""
+    list; one about no list when none is given); `measurement`: their consent to
+    measurement, when given."""
     if not consent.strip():
         raise CitesmailError("no consent given", 'say why you may mail them: --consent "…"')
     try:
@@ -98,6 +100,8 @@ def add_contact(session: Session, address: str, fields: dict[str, str | None],
         _join(session, contact, chosen, consent.strip())
     else:  # consent to the organisation's mail, on no list yet
         record(session, [contact.id], ConsentKind.MANUAL, COMMAND, text=consent.strip())
+    if measurement is not None:
+        set_consent(session, [Wish(contact.id, measurement, COMMAND)])
     return contact
 
 
@@ -107,13 +111,15 @@ class Edited:
     changed: list[str]  # fields set
     added: list[str]  # lists joined
     removed: list[str]  # lists left
+    measurement: bool | None = None  # consent to measurement, when it changed
 
 
 def edit_contact(session: Session, address: str, settings: Sequence[str],
                  add: Sequence[str], remove: Sequence[str],
-                 consent: str | None = None) -> Edited:
+                 consent: str | None = None, measurement: bool | None = None) -> Edited:
     """Set fields, join and leave lists (a `manual` event for each list joined, a
-    `list_unsubscribe` event for each list left)."""
+    `list_unsubscribe` event for each list left), give or withdraw consent to
+    measurement (an event when it changes)."""
     contact = find_contact(session, address)
     values = dict(parse_setting(text) for text in settings)
     joining, leaving = _lists(session, add), _lists(session, remove)
@@ -137,8 +143,10 @@ def edit_contact(session: Session, address: str, settings: Sequence[str],
                mailing_list=chosen)
     if values or joining or leaving:
         contact.updated_at = utcnow()
+    measured = measurement is not None and set_consent(
+        session, [Wish(contact.id, measurement, COMMAND)]) > 0
     return Edited(contact.email, list(values), [c.name for c in joining],
-                  [c.name for c in leaving])
+                  [c.name for c in leaving], measurement if measured else None)
 
 
 def _set_fields(contact: Contact, values: dict[str, str | None]) -> None:

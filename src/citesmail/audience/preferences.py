@@ -15,6 +15,7 @@ from ..errors import CitesmailError
 from ..states import ConsentKind, ContactStatus
 from .consent import record
 from .lists import insert_ignoring_duplicates, label
+from .measurement import Wish, set_consent
 
 SOURCE = "serve: preference page"  # what the consent history says of these changes
 
@@ -39,6 +40,7 @@ class Preferences:
     email: str
     status: ContactStatus
     choices: list[Choice]  # the public lists, then the private ones the contact is on
+    measured: bool  # agreed to have their own clicks and opens recorded
 
     @property
     def may_join(self) -> bool:
@@ -56,9 +58,18 @@ class BadChoice(CitesmailError):
 
 
 @dataclass(frozen=True)
+class Measurement:
+    """The measurement box as the page showed it (`text`) and as it was sent."""
+
+    given: bool
+    text: str
+
+
+@dataclass(frozen=True)
 class Saved:
     added: list[str]
     removed: list[str]
+    measurement_changed: bool = False
 
 
 def preferences(session: Session, contact_id: int) -> Preferences | None:
@@ -73,13 +84,16 @@ def preferences(session: Session, contact_id: int) -> Preferences | None:
     mine = set(session.scalars(member_of))
     choices = [Choice(found.name, label(found), found.description, found.id in mine,
                       bool(found.public)) for found in lists]
-    return Preferences(contact.id, contact.email, ContactStatus(contact.status), choices)
+    return Preferences(contact.id, contact.email, ContactStatus(contact.status), choices,
+                       bool(contact.measurement_consent))
 
 
-def save(session: Session, contact_id: int, chosen: Collection[str]) -> Saved:
+def save(session: Session, contact_id: int, chosen: Collection[str],
+         measurement: Measurement | None = None) -> Saved:
     """Make the contact a member of exactly the public lists `chosen` (their private
     lists stay): a `list_subscribe` event for each list joined, with the text shown
-    beside its box, a `list_unsubscribe` event for each list left."""
+    beside its box, a `list_unsubscribe` event for each list left; and, when the page
+    offered it, their consent to measurement given or withdrawn (measurement.py)."""
     found = preferences(session, contact_id)
     if found is None:
         raise CitesmailError(f"no contact {contact_id}")
@@ -93,9 +107,15 @@ def save(session: Session, contact_id: int, chosen: Collection[str]) -> Saved:
     if adding and not found.may_join:
         raise NotActive(f"{found.email} is {found.status}: not added to "
                         f"{', '.join(c.name for c in adding)}")
-    if not adding and not leaving:
-        return Saved([], [])
+    if measurement is not None and measurement.given and not found.measured \
+            and not found.may_join:
+        raise NotActive(f"{found.email} is {found.status}: measurement not given")
     now = utcnow()
+    measured = measurement is not None and set_consent(
+        session, [Wish(contact_id, measurement.given, SOURCE)], text=measurement.text,
+        at=now) > 0
+    if not adding and not leaving:
+        return Saved([], [], measured)
     rows = {row.name: row for row in session.scalars(select(MailingList).where(
         MailingList.name.in_([c.name for c in adding + leaving])))}
     insert_ignoring_duplicates(session, Membership, [
@@ -112,4 +132,4 @@ def save(session: Session, contact_id: int, chosen: Collection[str]) -> Saved:
     contact = session.get(Contact, contact_id)
     assert contact is not None
     contact.updated_at = now
-    return Saved([c.name for c in adding], [c.name for c in leaving])
+    return Saved([c.name for c in adding], [c.name for c in leaving], measured)

@@ -23,6 +23,7 @@ from .addresses import AddressError, address_hash, normalize_address
 from .consent import record
 from .contacts import find_contact
 from .lists import insert_ignoring_duplicates
+from .measurement import ask, confirm_asked
 
 RESEND_AFTER = timedelta(minutes=10)  # at most one confirmation per address this often
 NAME_FIELDS = ("first_name", "last_name", "organization")
@@ -46,6 +47,8 @@ class SignUp:
     source: str  # the form and where it was posted from
     consent_text: str
     lang: str
+    # The words of the measurement box when it was ticked (given at confirmation).
+    measurement_text: str | None = None
 
 
 def checked_address(raw: str) -> tuple[str, str, str]:
@@ -120,6 +123,8 @@ def sign_up(session: Session, form: SignUp, now: datetime) -> OutgoingMail | Non
     for chosen in lists:
         record(session, [contact.id], ConsentKind.FORM_SIGNUP, form.source,
                mailing_list=chosen, text=form.consent_text, at=now)
+    if form.measurement_text is not None:
+        ask(session, contact.id, form.source, form.measurement_text, now)
     return queue(session, contact.id, OutgoingKind.SIGNUP, [c.id for c in lists],
                  form.lang, now)
 
@@ -133,8 +138,9 @@ class Confirmed(StrEnum):
 def confirm(session: Session, contact_id: int, list_ids: Sequence[int], source: str,
             consent_text: str, now: datetime) -> Confirmed:
     """Make the contact active and a member of the lists; each list joined gets an event
-    (a `confirmation`, or a `resubscription` for someone who had unsubscribed). Twice is
-    harmless: nothing new is joined or recorded."""
+    (a `confirmation`, or a `resubscription` for someone who had unsubscribed), and the
+    consent to measurement asked on the form is given. Twice is harmless: nothing new is
+    joined or recorded."""
     contact = session.get(Contact, contact_id, with_for_update=True)
     if contact is None:
         return Confirmed.GONE
@@ -160,6 +166,7 @@ def confirm(session: Session, contact_id: int, list_ids: Sequence[int], source: 
         contact.status = ContactStatus.ACTIVE
     if joining or status != ContactStatus.ACTIVE:
         contact.updated_at = now
+    confirm_asked(session, contact.id, source, now)
     return Confirmed.DONE
 
 

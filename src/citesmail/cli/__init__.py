@@ -34,7 +34,7 @@ COMMANDS = {
     "schedule": "schedule_commands", "schedules": "schedule_commands",
     "unschedule": "schedule_commands", "worker": "schedule_commands",
     "send": "delivery_commands", "status": "delivery_commands",
-    "preview": "web_commands", "serve": "web_commands",
+    "preview": "web_commands", "serve": "web_commands", "tracking": "tracking_commands",
 }
 
 
@@ -44,7 +44,7 @@ SECTIONS = (
     ("Audience", ("contacts", "lists", "segments", "forms")),
     ("Send", ("send", "status")),
     ("Schedule", ("schedule", "schedules", "unschedule", "worker")),
-    ("Publish and follow up", ("serve", "inbox", "bounces")),
+    ("Publish and follow up", ("serve", "inbox", "bounces", "tracking")),
     ("Set up", ("secret", "dkim", "dns", "db")),
 )
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from ..audience.csvfile import spreadsheet_safe
-from ..states import GRANTS, ContactStatus
+from ..states import GRANTS, ConsentKind, ContactStatus
 from ..tables import fit, line, terminal_width
 from . import State, confirm, main, pass_state
 
@@ -36,7 +36,9 @@ def import_(state: State, file: Path, list_name: str | None, update: bool,
 
     Columns are recognised by name (email/courriel/mail, prénom, nom, organisme/structure,
     fonction, territoire/commune/ville, langue); other columns are kept as attributes.
-    Each row kept is recorded in the contact's consent history (FILE:LINE).
+    Each row kept is recorded in the contact's consent history (FILE:LINE). A column
+    measurement (or mesure) gives each person's consent to measurement: yes/no, oui/non,
+    true/false, 1/0, x or empty (nothing said); another value stops the import.
     """
     from ..audience.importer import import_contacts
 
@@ -199,6 +201,7 @@ def show(state: State, email: str) -> None:
         rows = [("email", c.email), ("first_name", c.first_name), ("last_name", c.last_name),
                 ("organization", c.organization), ("role", c.role),
                 ("territory", c.territory), ("lang", c.lang), ("status", c.status),
+                ("measurement", "yes" if c.measurement_consent else "no"),
                 ("lists", ", ".join(lists_of(session, c.id)) or "(none)"),
                 ("created", f"{c.created_at:%Y-%m-%d %H:%M} UTC"),
                 ("updated", f"{c.updated_at:%Y-%m-%d %H:%M} UTC")]
@@ -215,7 +218,19 @@ def show(state: State, email: str) -> None:
         click.echo(f"{key + ':':<14} {value if value is not None else ''}")
 
 
-_GIVEN = {str(kind) for kind in GRANTS}
+# Events shown with their text: consent to be mailed, and to be measured.
+_GIVEN = {str(kind) for kind in (*GRANTS, ConsentKind.MEASUREMENT_ASKED,
+                                 ConsentKind.MEASUREMENT_GIVEN)}
+
+
+MEASUREMENT = click.option(
+    "--measurement", type=click.Choice(["yes", "no"]),
+    help="They agreed (yes) or no longer agree (no) to have their own clicks and opens "
+         "measured; no also deletes those already recorded.")
+
+
+def _yes_no(value: str | None) -> bool | None:
+    return None if value is None else value == "yes"
 
 
 @contacts.command("add")
@@ -229,10 +244,11 @@ _GIVEN = {str(kind) for kind in GRANTS}
               "(repeat for several).")
 @click.option("--consent", required=True, metavar="TEXT",
               help="Why you may mail them (recorded in their consent history).")
+@MEASUREMENT
 @pass_state
 def add(state: State, email: str, first_name: str | None, last_name: str | None,
         organization: str | None, role: str | None, territory: str | None,
-        lists_: tuple[str, ...], consent: str) -> None:
+        lists_: tuple[str, ...], consent: str, measurement: str | None) -> None:
     """Add one contact by hand, active at once.
 
     An address that was erased, bounced, complained or unsubscribed is refused.
@@ -242,7 +258,8 @@ def add(state: State, email: str, first_name: str | None, last_name: str | None,
     fields = {"first_name": first_name, "last_name": last_name,
               "organization": organization, "role": role, "territory": territory}
     with state.db.session() as session:
-        contact = add_contact(session, email, fields, lists_, consent)
+        contact = add_contact(session, email, fields, lists_, consent,
+                              _yes_no(measurement))
         added = contact.email
     on = f" on {', '.join(dict.fromkeys(lists_))}" if lists_ else ""
     click.echo(f"{added}: added{on}")
@@ -258,19 +275,25 @@ def add(state: State, email: str, first_name: str | None, last_name: str | None,
               "(recorded as an unsubscribe from it).")
 @click.option("--consent", metavar="TEXT", help="Why they may be on the lists added "
               "(default: each list's description).")
+@MEASUREMENT
 @pass_state
 def edit(state: State, email: str, settings: tuple[str, ...], add_list: tuple[str, ...],
-         remove_list: tuple[str, ...], consent: str | None) -> None:
-    """Change one contact's fields and lists (their status is not changed)."""
+         remove_list: tuple[str, ...], consent: str | None, measurement: str | None) -> None:
+    """Change one contact's fields, lists and consent to measurement (their status is not
+    changed)."""
     from ..audience.manual import edit_contact
 
-    if not (settings or add_list or remove_list):
-        raise click.UsageError("nothing to change: give --set, --add-list or --remove-list")
+    if not (settings or add_list or remove_list or measurement):
+        raise click.UsageError("nothing to change: give --set, --add-list, --remove-list "
+                               "or --measurement")
     with state.db.session() as session:
-        edited = edit_contact(session, email, settings, add_list, remove_list, consent)
+        edited = edit_contact(session, email, settings, add_list, remove_list, consent,
+                              _yes_no(measurement))
     said = ([f"{name} set" for name in edited.changed]
             + [f"added to {name}" for name in edited.added]
             + [f"removed from {name}" for name in edited.removed])
+    if edited.measurement is not None:
+        said.append("measurement " + ("given" if edited.measurement else "withdrawn"))
     click.echo(f"{edited.email}: {', '.join(said) or 'nothing changed'}")
 
 

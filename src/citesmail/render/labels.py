@@ -101,6 +101,19 @@ LABELS: dict[str, dict[str, str]] = {
                            "pour en recevoir un autre.",
         "confirm_gone": "Cette inscription n'existe plus. Inscrivez-vous à nouveau.",
         "confirm_refused": "Cette adresse ne peut plus être inscrite. Contactez {org}.",
+        "measurement_consent": "J'accepte que {org} enregistre, à mon nom, {what}. Ces "
+                               "données sont effacées après {days} jours\u00a0; je peux "
+                               "retirer mon accord à tout moment depuis la page «\u00a0Gérer "
+                               "mes abonnements\u00a0» de chaque message.",
+        "measurement_clicks": "les liens sur lesquels je clique dans ses messages",
+        "measurement_opens": "l'ouverture de ses messages",
+        "measurement_both": "l'ouverture de ses messages et les liens sur lesquels j'y "
+                            "clique",
+        "measurement_optional": "(facultatif)",
+        "prefs_measurement": "Mesure d'audience",
+        "prefs_measurement_stop": "Si vous décochez cette case, la mesure s'arrête\u00a0: "
+                                  "vos clics et ouvertures déjà enregistrés sont effacés "
+                                  "aussitôt.",
     },
     "en": {
         "objectives": "Objectives",
@@ -192,6 +205,17 @@ LABELS: dict[str, dict[str, str]] = {
                            "another one.",
         "confirm_gone": "This sign-up no longer exists. Please sign up again.",
         "confirm_refused": "This address can no longer be subscribed. Contact {org}.",
+        "measurement_consent": "I agree that {org} records, under my name, {what}. This "
+                               "data is deleted after {days} days; I can withdraw my "
+                               "agreement at any time from the \u201cManage my "
+                               "subscriptions\u201d page of each message.",
+        "measurement_clicks": "the links I click in its messages",
+        "measurement_opens": "when I open its messages",
+        "measurement_both": "when I open its messages and the links I click in them",
+        "measurement_optional": "(optional)",
+        "prefs_measurement": "Audience measurement",
+        "prefs_measurement_stop": "If you untick this box, measuring stops: your clicks "
+                                  "and opens already recorded are deleted at once.",
     },
 }
 

@@ -20,7 +20,15 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from ..audience.preferences import BadChoice, NotActive, Preferences, preferences, save
+from ..audience.measurement import consent_text
+from ..audience.preferences import (
+    BadChoice,
+    Measurement,
+    NotActive,
+    Preferences,
+    preferences,
+    save,
+)
 from ..errors import CitesmailError
 from ..render.labels import labels_for
 from .pages import render_page
@@ -30,6 +38,9 @@ if TYPE_CHECKING:
 
 RETRY_AFTER = "60"  # seconds, when the database could not take the choice
 EVERYTHING = "everything"  # the value of the button that unsubscribes from everything
+# Sent with the form when the page showed the measurement box: an unticked box is then
+# a withdrawal (a page shown before measurement was offered withdraws nothing).
+MEASUREMENT_SHOWN = "measurement_shown"
 
 
 def preference_routes(app: PublicApp) -> list[Route]:
@@ -74,7 +85,8 @@ class PreferenceCentre:
             return self.app.unsubscribe_found(found)
         try:
             with self.app.db.session() as session:
-                save(session, found.contact.id, fields.get("list", []))
+                save(session, found.contact.id, fields.get("list", []),
+                     self._measurement(found, fields))
         except NotActive:
             return self._page(found, token, notice="prefs_cannot_join", status=409)
         except BadChoice:
@@ -88,6 +100,19 @@ class PreferenceCentre:
             page.headers["Retry-After"] = RETRY_AFTER
             return page
         return self._page(found, token, notice="prefs_saved")
+
+    def _measurement_text(self, found: Found) -> str | None:
+        """The words of the measurement box; None when it is not offered."""
+        settings = self.app.settings
+        if not settings.tracking.individual:
+            return None
+        return consent_text(settings.tracking, found.lang, settings.organization.name)
+
+    def _measurement(self, found: Found, fields: dict[str, list[str]]) -> Measurement | None:
+        text = self._measurement_text(found)
+        if text is None or fields.get(MEASUREMENT_SHOWN) != ["1"]:
+            return None
+        return Measurement(fields.get("measurement") == ["yes"], text)
 
     def _same_site(self, request: Request) -> bool:
         """No Origin nor Referer (a browser that sends neither), or this site's."""
@@ -122,7 +147,8 @@ class PreferenceCentre:
                            token=token, prefs=chosen, notice=texts.get(notice, ""),
                            offered=[c for c in chosen.choices if c.public],
                            private=[c for c in chosen.choices if not c.public],
-                           everything=EVERYTHING)
+                           everything=EVERYTHING, shown=MEASUREMENT_SHOWN,
+                           measurement_text=self._measurement_text(found))
 
 
 def _log(line: str) -> None:

@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from starlette.responses import HTMLResponse, Response
 
 from ..audience.lists import public_lists
+from ..audience.measurement import consent_text as measurement_text
 from ..audience.signup import Confirmed, FieldError, SignUp, confirm, sign_up
 from ..config import Settings, origin_of
 from ..db import Contact, Database, MailingList, utcnow
@@ -74,9 +75,17 @@ class SignupPages:
     def _words(self, key: str, **values: str) -> str:
         return self.t[key].format(org=self.settings.organization.name, **values)
 
+    def _measurement_text(self) -> str | None:
+        """The words of the optional measurement box; None when it is not offered."""
+        tracking = self.settings.tracking
+        if not tracking.individual:
+            return None
+        return measurement_text(tracking, self.lang, self.settings.organization.name)
+
     def _form(self, list_name: str, *, chosen: list[str] | None = None,
               values: Mapping[str, str] | None = None, error: str = "",
-              error_field: str = "", status: int = 200) -> Response:
+              error_field: str = "", measurement: bool = False,
+              status: int = 200) -> Response:
         with self.db.session(write=False) as session:
             lists = public_lists(session)
         if list_name not in {choice.name for choice in lists}:
@@ -88,7 +97,8 @@ class SignupPages:
             chosen=chosen if chosen is not None else [list_name],
             values={name: (values or {}).get(name, "") for name in TEXT_FIELDS},
             consent_text=self.settings.subscribe.consent_text, error=error,
-            error_field=error_field, autocomplete=AUTOCOMPLETE)
+            error_field=error_field, autocomplete=AUTOCOMPLETE,
+            measurement_text=self._measurement_text(), measurement=measurement)
         # Browsers send `Origin: null` with a form posted from a no-referrer page: this
         # one says its origin to itself (and to nobody else).
         return HTMLResponse(page, status_code=status,
@@ -106,11 +116,12 @@ class SignupPages:
                              self.t["signup_unknown_list"], 404)
         values = {name: fields.get(name, [""])[0].strip() for name in TEXT_FIELDS}
         chosen = fields.get("lists", [])
+        measurement = fields.get("measurement", [""])[0] == "yes"
         try:
             source = self._check(fields, headers, client)
-            queued = self._sign_up(values, chosen, list_name, source)
+            queued = self._sign_up(values, chosen, list_name, source, measurement)
         except Refused as refused:
-            return self._refused(refused, list_name, values, chosen)
+            return self._refused(refused, list_name, values, chosen, measurement)
         if queued:
             self.queued()
         return _page(self.lang, self.t["signup_sent_title"],
@@ -133,10 +144,11 @@ class SignupPages:
         return f"form {origin or 'without origin'}"
 
     def _sign_up(self, values: dict[str, str], chosen: list[str], list_name: str,
-                 source: str) -> bool:
+                 source: str, measurement: bool) -> bool:
         form = SignUp(values["email"], {name: values[name] for name in AUTOCOMPLETE},
                       chosen, f"{source} /s/{list_name}",
-                      self.settings.subscribe.consent_text, self.lang)
+                      self.settings.subscribe.consent_text, self.lang,
+                      self._measurement_text() if measurement else None)
         try:
             with self.db.session() as session:
                 return sign_up(session, form, utcnow()) is not None
@@ -146,7 +158,7 @@ class SignupPages:
             return False
 
     def _refused(self, refused: Refused, list_name: str, values: dict[str, str],
-                 chosen: list[str]) -> Response:
+                 chosen: list[str], measurement: bool) -> Response:
         if refused.status != 400 or refused.problem == "signup_honeypot":
             return _page(self.lang, self._words("signup_title"), self.t[refused.problem],
                          refused.status)
@@ -157,7 +169,7 @@ class SignupPages:
         problem = self.t[refused.problem].format(field=field, why=why)
         return self._form(list_name, chosen=chosen, values=values, status=400,
                           error=self._words("signup_error", problem=problem),
-                          error_field=refused.field)
+                          error_field=refused.field, measurement=measurement)
 
     def _token(self, token: str) -> tuple[int, list[int]] | Response:
         try:
