@@ -6,7 +6,9 @@ the request into the database first. It appends one line to the intake, a file b
 SQLite file (`citesmail.db-intake`; with PostgreSQL, in the workspace's `.citesmail/`
 folder, named after the database), makes it durable, answers, and only then applies it.
 
-- Appending: each line is `<contact id> <what> <when> <crc32>` between newlines, written
+- Appending: each line is `<contact id> <what> <when> <crc32>` between newlines (since
+  measurement: `<contact id> <what> <when> <campaign> <link number> <automated> <crc32>`,
+  contact 0 when the line names nobody; older lines are still read), written
   by a single `os.write` on an O_APPEND file and then `os.fsync`ed; only then does `serve`
   answer 2xx. A write that fails (disk full) raises IntakeError and `serve` answers 503.
   The checksum rejects a line torn by a failed write; the leading newline keeps such a
@@ -43,8 +45,12 @@ from .db import Database, database_key, utcnow
 from .dberrors import sqlite_file
 from .errors import CitesmailError
 from .states import ContactStatus
+from .tracking.counts import Hit, add_clicks, add_opens, add_web_views
 
 UNSUBSCRIBE = "unsubscribe"
+CLICK = "click"  # a counted link followed (/c/)
+OPEN = "open"  # a consenting contact's pixel loaded (/o/)
+WEB_VIEW = "view"  # a web view read (/v/)
 
 
 class IntakeError(CitesmailError):
@@ -56,6 +62,9 @@ class Entry:
     contact_id: int
     what: str
     when: datetime
+    campaign: str = ""  # the campaign whose link it came through ("": not known)
+    number: int = 0  # a click's link
+    automated: bool = False  # a click likely made by a machine (a scanner, a prefetch)
 
 
 def intake_path(db: Database, workspace: Path) -> Path:
@@ -69,8 +78,23 @@ def intake_path(db: Database, workspace: Path) -> Path:
 
 
 def _record(entry: Entry) -> bytes:
-    body = f"{entry.contact_id} {entry.what} {entry.when.isoformat()}".encode("ascii")
-    return b"\n%s %08x\n" % (body, zlib.crc32(body))
+    body = f"{entry.contact_id} {entry.what} {entry.when.isoformat()}"
+    if entry.campaign:
+        body += f" {entry.campaign} {entry.number} {int(entry.automated)}"
+    data = body.encode("ascii")
+    return b"\n%s %08x\n" % (data, zlib.crc32(data))
+
+
+def _entry(fields: list[str]) -> Entry:
+    """A line's fields (ValueError when it is not a line this citesmail wrote)."""
+    contact, what, when, *more = fields
+    entry = Entry(int(contact), what, datetime.fromisoformat(when))
+    if not more:  # a line from before measurement: an unsubscribe without its campaign
+        return entry
+    campaign, number, automated = more
+    if not campaign or automated not in ("0", "1"):
+        raise ValueError(campaign)
+    return Entry(entry.contact_id, what, entry.when, campaign, int(number), automated == "1")
 
 
 def parse(data: bytes) -> list[Entry]:
@@ -81,8 +105,7 @@ def parse(data: bytes) -> list[Entry]:
         if not body or crc != b"%08x" % zlib.crc32(body):
             continue
         try:
-            contact, what, when = body.decode("ascii").split(" ")
-            found.append(Entry(int(contact), what, datetime.fromisoformat(when)))
+            found.append(_entry(body.decode("ascii").split(" ")))
         except ValueError:  # not a line this citesmail wrote
             continue
     return found
@@ -120,10 +143,11 @@ def _open_current(path: Path) -> int:
         os.close(descriptor)
 
 
-def append(path: Path, contact_id: int, what: str = UNSUBSCRIBE) -> None:
+def append(path: Path, contact_id: int, what: str = UNSUBSCRIBE, *, campaign: str = "",
+           number: int = 0, automated: bool = False) -> None:
     """Make a request durable: when this returns, it survives a crash of this process
     and of the machine."""
-    record = _record(Entry(contact_id, what, utcnow()))
+    record = _record(Entry(contact_id, what, utcnow(), campaign, number, automated))
     try:
         descriptor = _open_current(path)
         try:
@@ -203,15 +227,25 @@ def _remove_applied(path: Path, applied: int) -> None:
 SOURCE = "serve: unsubscribe link"  # what the consent history says of these requests
 
 
+def _hits(entries: list[Entry], what: str) -> list[Hit]:
+    return [Hit(e.campaign, e.when, e.number, e.contact_id, e.automated)
+            for e in entries if e.what == what and e.campaign]
+
+
 def _apply(db: Database, entries: list[Entry]) -> None:
-    """Each request with the time it was answered (an event per contact that left)."""
-    by_time: dict[datetime, list[int]] = {}
+    """Each request with the time it was answered (an event per contact that left, with
+    the campaign whose link they used), and the clicks, opens and views counted."""
+    by_time: dict[tuple[datetime, str], list[int]] = {}
     for entry in entries:
         if entry.what == UNSUBSCRIBE:
-            by_time.setdefault(entry.when, []).append(entry.contact_id)
+            by_time.setdefault((entry.when, entry.campaign), []).append(entry.contact_id)
     with db.session() as session:
-        for when, ids in by_time.items():
-            leave(session, ids, ContactStatus.UNSUBSCRIBED, source=SOURCE, at=when)
+        for (when, campaign), ids in by_time.items():
+            leave(session, ids, ContactStatus.UNSUBSCRIBED, source=SOURCE, at=when,
+                  campaign=campaign or None)
+        add_clicks(session, _hits(entries, CLICK))
+        add_opens(session, _hits(entries, OPEN))
+        add_web_views(session, _hits(entries, WEB_VIEW))
 
 
 def apply_pending(db: Database, path: Path, *, wait: bool = True) -> int | None:
