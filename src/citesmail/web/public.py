@@ -43,6 +43,7 @@ from ..render.calendar import calendar_page, facts_from_invitation
 from ..render.labels import labels_for
 from ..render.slots import fill
 from ..tokens import DEVELOPMENT_SECRET, read_token
+from ..tracking.measure import measurement_for
 from .applier import Applier
 from .clicks import Measures, measure_routes
 from .pages import render_page
@@ -165,7 +166,11 @@ class PublicApp:
                                                        send.campaign))
         # Counted once the page has gone (a thread of Starlette's): a view is no request
         # to honour, and its page never waits for the intake's fsync.
-        return HTMLResponse(fill(send.html, send.slots, values, escape=True),
+        html, slots = send.html, send.slots
+        measurement = measurement_for(self.settings, send.id)
+        if measurement is not None:  # its links counted as the message's (naming nobody)
+            html, _, slots = measurement.apply(html, "", slots)
+        return HTMLResponse(fill(html, slots, values, escape=True),
                             background=BackgroundTask(self.count_view, send.campaign))
 
     def count_view(self, campaign: str) -> None:
