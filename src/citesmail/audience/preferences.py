@@ -76,10 +76,12 @@ def preferences(session: Session, contact_id: int) -> Preferences | None:
     return Preferences(contact.id, contact.email, ContactStatus(contact.status), choices)
 
 
-def save(session: Session, contact_id: int, chosen: Collection[str]) -> Saved:
+def save(session: Session, contact_id: int, chosen: Collection[str],
+         campaign: str | None = None) -> Saved:
     """Make the contact a member of exactly the public lists `chosen` (their private
     lists stay): a `list_subscribe` event for each list joined, with the text shown
-    beside its box, a `list_unsubscribe` event for each list left."""
+    beside its box, a `list_unsubscribe` event for each list left (naming `campaign`,
+    the one whose link led to the page)."""
     found = preferences(session, contact_id)
     if found is None:
         raise CitesmailError(f"no contact {contact_id}")
@@ -108,7 +110,7 @@ def save(session: Session, contact_id: int, chosen: Collection[str]) -> Saved:
         session.execute(delete(Membership).where(Membership.contact_id == contact_id,
                                                  Membership.list_id == rows[choice.name].id))
         record(session, [contact_id], ConsentKind.LIST_UNSUBSCRIBE, SOURCE,
-               mailing_list=rows[choice.name], at=now)
+               mailing_list=rows[choice.name], at=now, campaign=campaign)
     contact = session.get(Contact, contact_id)
     assert contact is not None
     contact.updated_at = now

@@ -74,7 +74,8 @@ class PreferenceCentre:
             return self.app.unsubscribe_found(found)
         try:
             with self.app.db.session() as session:
-                save(session, found.contact.id, fields.get("list", []))
+                save(session, found.contact.id, fields.get("list", []),
+                     found.campaign or None)
         except NotActive:
             return self._page(found, token, notice="prefs_cannot_join", status=409)
         except BadChoice:
