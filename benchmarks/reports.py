@@ -176,7 +176,7 @@ def measure(n: int, recipients: int) -> list[tuple[str, ...]]:
         port = free_port()
         reference = Server([sys.executable, "-m", "uvicorn", "reports:reference_app",
                             "--app-dir", str(here), "--host", "127.0.0.1", "--port", str(port),
-                            "--log-level", "warning", "--no-server-header",
+                            "--log-level", "info", "--no-server-header",
                             "--proxy-headers"], root, clean_env(), root / "reference.log")
         try:
             base = f"http://127.0.0.1:{port}"
