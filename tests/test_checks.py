@@ -91,10 +91,10 @@ def test_check_says_which_links_will_be_counted(workspace: Path) -> None:
     found = check_campaign(workspace / "campaigns" / f"{NEWSLETTER}.md", settings)
     [note] = found.notes
     assert note.message == (
-        "3 links will be counted (clicks = aggregate): "
+        "4 links will be counted (clicks = aggregate): "
         "https://example.org/replays/cites-de-l-emploi-2023, "
         "https://example.org/evenements/emploi-des-jeunes, "
-        "https://example.org/ressources/conseils-citoyens-emploi; "
+        "https://example.org/ressources/conseils-citoyens-emploi, https://example.org; "
         "not counted: unsubscribe, preference, web view, calendar")
     off = load_settings(workspace / "config.toml", environ={"CITESMAIL_TRACKING_CLICKS": "off"})
     [note] = check_campaign(workspace / "campaigns" / f"{NEWSLETTER}.md", off).notes

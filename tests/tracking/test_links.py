@@ -26,3 +26,9 @@ def test_only_http_links_are_rewritten_and_slots_stay() -> None:
         'again</a> <a href="#top">top</a> <img src="https://example.org/logo.png">')
     assert text == ("Lire : https://l.example/c/2.\nAussi (https://l.example/c/3)\n"
                     "Se désabonner : @@cm3@@\nmailto:x@example.org\n")
+
+
+def test_add_to_calendar_pages_are_not_counted() -> None:
+    html = ('<a href="https://calendar.google.com/calendar/render?action=TEMPLATE">G</a>'
+            '<a href="https://outlook.live.com/calendar/0/action/compose?x=1">O</a>')
+    assert numbered(html, "") == {}

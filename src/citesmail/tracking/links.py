@@ -19,6 +19,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from ..db import Send, TrackedLink
+from ..render.calendar import GOOGLE, OUTLOOK
 from ..render.slots import TOKEN
 
 HREF = re.compile(r"""(<a\b[^>]*?\shref=")(https?://[^"]*)(")""", re.IGNORECASE)
@@ -26,6 +27,7 @@ TEXT_URL = re.compile(r"https?://[^\s<>\"]+")
 _TRAILING = ".,;:!?)]»"
 # Not counted, whatever the mode: they are each recipient's own links.
 NOT_COUNTED = ("unsubscribe", "preference", "web view", "calendar")
+CALENDAR_PAGES = (GOOGLE, OUTLOOK)
 
 
 def _text_url(found: str) -> str:
@@ -33,7 +35,9 @@ def _text_url(found: str) -> str:
 
 
 def _countable(url: str) -> bool:
-    return TOKEN.search(url) is None and "@@" not in url
+    """Not a recipient slot, nor the event's "add to calendar" pages (calendar links)."""
+    return TOKEN.search(url) is None and "@@" not in url and \
+        not url.startswith(CALENDAR_PAGES)
 
 
 def numbered(rendered_html: str, text: str) -> dict[str, int]:
