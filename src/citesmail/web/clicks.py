@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..db import Database
-from ..intake import CLICK, OPEN, IntakeError, append
+from ..intake import CLICK, OPEN, GroupedAppends, IntakeError
 from ..tracking.automated import BurstWindow, scanner_agent
 from ..tracking.links import link_target, send_campaign
 from ..tracking.tokens import read_click, read_open
@@ -43,7 +43,8 @@ def _busy() -> Response:
 class Measures:
     def __init__(self, db: Database, secret: str, intake: Path,
                  appended: Callable[[], object]) -> None:
-        self.db, self.secret, self.intake, self.appended = db, secret, intake, appended
+        self.db, self.secret, self.appended = db, secret, appended
+        self.intake = GroupedAppends(intake)
         self.burst = BurstWindow()
         self._links: dict[tuple[int, int], tuple[str, str]] = {}
         self._campaigns: dict[int, str] = {}
@@ -71,8 +72,8 @@ class Measures:
         automated = head or scanner_agent(agent) or \
             self.burst.another_link(client, campaign, named.number)
         try:  # durable first, then answered: a click is never lost
-            append(self.intake, named.contact_id or 0, CLICK, campaign=campaign,
-                   number=named.number, automated=automated)
+            self.intake.append(named.contact_id or 0, CLICK, campaign=campaign,
+                               number=named.number, automated=automated)
         except IntakeError as exc:
             _log(f"intake: {exc.problems[0].message}: click answered 503")
             return _busy()
@@ -85,7 +86,7 @@ class Measures:
         if named is None or campaign is None:
             return _refused()
         try:
-            append(self.intake, named[1], OPEN, campaign=campaign)
+            self.intake.append(named[1], OPEN, campaign=campaign)
         except IntakeError as exc:
             _log(f"intake: {exc.problems[0].message}: open not counted")
         else:
