@@ -84,3 +84,18 @@ def test_a_dark_logo_without_a_light_one_is_a_warning(workspace: Path) -> None:
         "CITESMAIL_ORGANIZATION_LOGO_DARK_URL": "https://example.org/dark.png",
         "CITESMAIL_ORGANIZATION_LOGO_URL": "https://example.org/light.png"})
     assert not any("logo" in p.message for p in check_settings(both).warnings)
+
+
+def test_check_says_which_links_will_be_counted(workspace: Path) -> None:
+    settings = load_settings(workspace / "config.toml", environ={})
+    found = check_campaign(workspace / "campaigns" / f"{NEWSLETTER}.md", settings)
+    [note] = found.notes
+    assert note.message == (
+        "4 links will be counted (clicks = aggregate): "
+        "https://example.org/replays/cites-de-l-emploi-2023, "
+        "https://example.org/evenements/emploi-des-jeunes, "
+        "https://example.org/ressources/conseils-citoyens-emploi, https://example.org; "
+        "not counted: unsubscribe, preference, web view, calendar")
+    off = load_settings(workspace / "config.toml", environ={"CITESMAIL_TRACKING_CLICKS": "off"})
+    [note] = check_campaign(workspace / "campaigns" / f"{NEWSLETTER}.md", off).notes
+    assert note.message == "no link will be counted (clicks = off)"

@@ -27,6 +27,7 @@ from citesmail.message import (
     to_bytes,
 )
 from citesmail.render import RenderedCampaign, render_campaign
+from citesmail.tracking.measure import Measurement
 from tests.conftest import EXAMPLES, REPLAY, ROOT
 
 CHARS = st.one_of(
@@ -127,9 +128,31 @@ def test_fast_path_names_the_segment_as_email_message_does(
     same_message(compact, recipient, Audience(name, title))
 
 
-def same_message(case: Case, recipient: Recipient, audience: Audience | None = None) -> None:
+MEASURED = st.builds(Recipient, email=st.builds("{}@{}".format, LOCAL, DOMAIN),
+                     first_name=NAME, contact_id=st.integers(min_value=1, max_value=10**9),
+                     measurement_consent=st.booleans())
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, database=None, phases=PHASES,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(recipient=MEASURED, clicks=st.sampled_from(["aggregate", "individual"]),
+       opens=st.sampled_from(["off", "individual"]))
+def test_fast_path_with_counted_links_and_pixel(full: Case, recipient: Recipient,
+                                                clicks: str, opens: str) -> None:
+    measurement = Measurement("s" * 40, "https://lettres.example.org", 12, clicks, opens)
+    same_message(full, recipient, measurement=measurement)
+    html_part = parse(MessageTemplate(full.rendered, full.settings, measurement=measurement)
+                      .build(recipient)).get_body(("html",)).get_content()
+    assert "https://lettres.example.org/c/12.1." in html_part
+    pixel = '<img src="https://lettres.example.org/o/12.' in html_part
+    assert pixel == (recipient.measurement_consent and opens == "individual")
+
+
+def same_message(case: Case, recipient: Recipient, audience: Audience | None = None, *,
+                 measurement: Measurement | None = None) -> None:
     cfg, campaign = case.settings, case.rendered
-    raw = MessageTemplate(campaign, cfg, audience=audience).build(recipient)
+    raw = MessageTemplate(campaign, cfg, audience=audience,
+                          measurement=measurement).build(recipient)
     fast = parse(raw)
     assert not fast.defects and all(not part.defects for part in fast.walk())
     assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
@@ -148,7 +171,8 @@ def same_message(case: Case, recipient: Recipient, audience: Audience | None = N
     headers = ("From", "Reply-To", "Subject", "List-Id", "Feedback-ID", "Precedence",
                "List-Unsubscribe", "List-Unsubscribe-Post", "MIME-Version")
     try:
-        slow = parse(to_bytes(reference_message(campaign, recipient, cfg, audience=audience)))
+        slow = parse(to_bytes(reference_message(campaign, recipient, cfg, audience=audience,
+                                                measurement=measurement)))
         slow_headers = {header: slow[header] for header in headers}
         slow_address = slow["To"].addresses[0].addr_spec
     except (TypeError, IndexError, AttributeError, email.errors.HeaderParseError):

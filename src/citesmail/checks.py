@@ -16,6 +16,9 @@ from .errors import CitesmailError, Problem
 from .message import SAMPLE_RECIPIENT, personalize
 from .render import RenderedCampaign, render_campaign
 from .render.lint import lint, lint_settings, timing_problems
+from .tracking.links import NOT_COUNTED, numbered
+
+SHOWN = 5  # counted links named in the note
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,7 @@ class CampaignCheck(Findings):
     """The findings on one campaign file, and the campaign rendered when it could be."""
 
     rendered: RenderedCampaign | None = None
+    notes: tuple[Problem, ...] = ()  # neither error nor warning: what a send will do
 
 
 def load(path: Path, settings: Settings) -> Campaign:
@@ -55,7 +59,20 @@ def check_campaign(path: Path, settings: Settings, database: Database | None = N
     sample_html = personalize(rendered, SAMPLE_RECIPIENT, settings).html
     warnings = (*timing.warnings, *lint(rendered, sample_html),
                 *audience_problems(rendered.campaign, database))
-    return CampaignCheck(timing.errors, warnings, rendered)
+    return CampaignCheck(timing.errors, warnings, rendered,
+                         (counted_links(rendered, settings.tracking.clicks),))
+
+
+def counted_links(rendered: RenderedCampaign, clicks: str) -> Problem:
+    """Which links a send will count, by `[tracking] clicks`."""
+    path = rendered.campaign.path
+    if clicks == "off":
+        return Problem("no link will be counted (clicks = off)", "", path)
+    links = list(numbered(rendered.html, rendered.text))
+    shown = ", ".join(links[:SHOWN]) + (", …" if len(links) > SHOWN else "")
+    return Problem(f"{len(links)} link{'s' if len(links) != 1 else ''} will be counted "
+                   f"(clicks = {clicks}){': ' + shown if links else ''}; not counted: "
+                   + ", ".join(NOT_COUNTED), "", path)
 
 
 def check_timing(campaign: Campaign, now: datetime | None = None) -> Findings:

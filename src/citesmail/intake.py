@@ -6,7 +6,9 @@ the request into the database first. It appends one line to the intake, a file b
 SQLite file (`citesmail.db-intake`; with PostgreSQL, in the workspace's `.citesmail/`
 folder, named after the database), makes it durable, answers, and only then applies it.
 
-- Appending: each line is `<contact id> <what> <when> <crc32>` between newlines, written
+- Appending: each line is `<contact id> <what> <when> <crc32>` between newlines (since
+  measurement: `<contact id> <what> <when> <campaign> <link number> <automated> <crc32>`,
+  contact 0 when the line names nobody; older lines are still read), written
   by a single `os.write` on an O_APPEND file and then `os.fsync`ed; only then does `serve`
   answer 2xx. A write that fails (disk full) raises IntakeError and `serve` answers 503.
   The checksum rejects a line torn by a failed write; the leading newline keeps such a
@@ -32,8 +34,9 @@ import contextlib
 import errno
 import fcntl
 import os
+import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -43,8 +46,12 @@ from .db import Database, database_key, utcnow
 from .dberrors import sqlite_file
 from .errors import CitesmailError
 from .states import ContactStatus
+from .tracking.counts import Hit, add_clicks, add_opens, add_web_views
 
 UNSUBSCRIBE = "unsubscribe"
+CLICK = "click"  # a counted link followed (/c/)
+OPEN = "open"  # a consenting contact's pixel loaded (/o/)
+WEB_VIEW = "view"  # a web view read (/v/)
 
 
 class IntakeError(CitesmailError):
@@ -56,6 +63,9 @@ class Entry:
     contact_id: int
     what: str
     when: datetime
+    campaign: str = ""  # the campaign whose link it came through ("": not known)
+    number: int = 0  # a click's link
+    automated: bool = False  # a click likely made by a machine (a scanner, a prefetch)
 
 
 def intake_path(db: Database, workspace: Path) -> Path:
@@ -69,8 +79,23 @@ def intake_path(db: Database, workspace: Path) -> Path:
 
 
 def _record(entry: Entry) -> bytes:
-    body = f"{entry.contact_id} {entry.what} {entry.when.isoformat()}".encode("ascii")
-    return b"\n%s %08x\n" % (body, zlib.crc32(body))
+    body = f"{entry.contact_id} {entry.what} {entry.when.isoformat()}"
+    if entry.campaign:
+        body += f" {entry.campaign} {entry.number} {int(entry.automated)}"
+    data = body.encode("ascii")
+    return b"\n%s %08x\n" % (data, zlib.crc32(data))
+
+
+def _entry(fields: list[str]) -> Entry:
+    """A line's fields (ValueError when it is not a line this citesmail wrote)."""
+    contact, what, when, *more = fields
+    entry = Entry(int(contact), what, datetime.fromisoformat(when))
+    if not more:  # a line from before measurement: an unsubscribe without its campaign
+        return entry
+    campaign, number, automated = more
+    if not campaign or automated not in ("0", "1"):
+        raise ValueError(campaign)
+    return Entry(entry.contact_id, what, entry.when, campaign, int(number), automated == "1")
 
 
 def parse(data: bytes) -> list[Entry]:
@@ -81,8 +106,7 @@ def parse(data: bytes) -> list[Entry]:
         if not body or crc != b"%08x" % zlib.crc32(body):
             continue
         try:
-            contact, what, when = body.decode("ascii").split(" ")
-            found.append(Entry(int(contact), what, datetime.fromisoformat(when)))
+            found.append(_entry(body.decode("ascii").split(" ")))
         except ValueError:  # not a line this citesmail wrote
             continue
     return found
@@ -120,10 +144,15 @@ def _open_current(path: Path) -> int:
         os.close(descriptor)
 
 
-def append(path: Path, contact_id: int, what: str = UNSUBSCRIBE) -> None:
+def append(path: Path, contact_id: int, what: str = UNSUBSCRIBE, *, campaign: str = "",
+           number: int = 0, automated: bool = False) -> None:
     """Make a request durable: when this returns, it survives a crash of this process
     and of the machine."""
-    record = _record(Entry(contact_id, what, utcnow()))
+    _append(path, _record(Entry(contact_id, what, utcnow(), campaign, number, automated)),
+            os.fsync)
+
+
+def _append(path: Path, record: bytes, sync: Callable[[int], None]) -> None:
     try:
         descriptor = _open_current(path)
         try:
@@ -131,12 +160,63 @@ def append(path: Path, contact_id: int, what: str = UNSUBSCRIBE) -> None:
             fcntl.flock(descriptor, fcntl.LOCK_UN)  # fsync needs no lock: don't hold it
             if written != len(record):
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-            os.fsync(descriptor)
+            sync(descriptor)
         finally:
             os.close(descriptor)
     except OSError as exc:
         raise IntakeError(f"cannot record the request in {path}: {exc.strerror or exc}",
                           "free some disk space, or check the file's permissions") from None
+
+
+class GroupedAppends:
+    """Appends from the threads of one process, made durable in groups (clicks: a
+    thousand a second on one link cost a thousand fsyncs otherwise).
+
+    Each line is written as `append` writes it. Then one of the writers waiting (the
+    first) opens the intake as it now is and fsyncs it while the others wait: that
+    flushes every line written to that file before the fsync began, whoever wrote it
+    (Linux also reports there a write-back error that no descriptor has reported yet).
+    A line written to a file the applier has since replaced is durable already: the
+    applier applied it (committed) or copied it into the new file (fsynced). `append`
+    returns, as the plain one does, only once its line is durable."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._changed = threading.Condition()
+        self._written = 0  # lines written by this process
+        self._flushed = 0  # of those, the ones a group's fsync covered
+        self._flushing = False
+
+    def append(self, contact_id: int, what: str, *, campaign: str = "", number: int = 0,
+               automated: bool = False) -> None:
+        record = _record(Entry(contact_id, what, utcnow(), campaign, number, automated))
+        _append(self.path, record, self._sync)
+
+    def _sync(self, _written_through: int) -> None:
+        with self._changed:
+            self._written += 1
+            mine = self._written
+            while self._flushed < mine:
+                if self._flushing:
+                    self._changed.wait()
+                    continue
+                self._flushing, covered = True, self._written
+                self._changed.release()
+                try:
+                    _fsync_current(self.path)
+                finally:
+                    self._changed.acquire()
+                    self._flushing = False
+                    self._changed.notify_all()
+                self._flushed = max(self._flushed, covered)
+
+
+def _fsync_current(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def pending_unsubscribes(path: Path) -> frozenset[int]:
@@ -203,15 +283,25 @@ def _remove_applied(path: Path, applied: int) -> None:
 SOURCE = "serve: unsubscribe link"  # what the consent history says of these requests
 
 
+def _hits(entries: list[Entry], what: str) -> list[Hit]:
+    return [Hit(e.campaign, e.when, e.number, e.contact_id, e.automated)
+            for e in entries if e.what == what and e.campaign]
+
+
 def _apply(db: Database, entries: list[Entry]) -> None:
-    """Each request with the time it was answered (an event per contact that left)."""
-    by_time: dict[datetime, list[int]] = {}
+    """Each request with the time it was answered (an event per contact that left, with
+    the campaign whose link they used), and the clicks, opens and views counted."""
+    by_time: dict[tuple[datetime, str], list[int]] = {}
     for entry in entries:
         if entry.what == UNSUBSCRIBE:
-            by_time.setdefault(entry.when, []).append(entry.contact_id)
+            by_time.setdefault((entry.when, entry.campaign), []).append(entry.contact_id)
     with db.session() as session:
-        for when, ids in by_time.items():
-            leave(session, ids, ContactStatus.UNSUBSCRIBED, source=SOURCE, at=when)
+        for (when, campaign), ids in by_time.items():
+            leave(session, ids, ContactStatus.UNSUBSCRIBED, source=SOURCE, at=when,
+                  campaign=campaign or None)
+        add_clicks(session, _hits(entries, CLICK))
+        add_opens(session, _hits(entries, OPEN))
+        add_web_views(session, _hits(entries, WEB_VIEW))
 
 
 def apply_pending(db: Database, path: Path, *, wait: bool = True) -> int | None:

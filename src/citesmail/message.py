@@ -29,7 +29,7 @@ from .campaigns.models import SLUG
 from .config import Settings
 from .dkim_keys import signing_key
 from .render import RenderedCampaign
-from .render.slots import TOKEN
+from .render.slots import RAW_FIELDS, TOKEN, fill
 from .tokens import DEVELOPMENT_SECRET, make_token
 
 # Headers set with `set_raw` go out verbatim: the email package would otherwise fold a
@@ -113,6 +113,7 @@ class Recipient:
     organization: str = ""
     contact_id: int = 0
     lists: str = ""  # the public lists through which they are in the segment, by title
+    measurement_consent: bool = False  # they agreed that their clicks and opens be theirs
 
     @property
     def display_name(self) -> str:
@@ -178,6 +179,16 @@ def recipient_values(recipient: Recipient, links: Links) -> dict[str, str]:
     }
 
 
+Slots = tuple[tuple[str, str], ...]
+
+
+class Measures(Protocol):
+    """What a send adds to its messages to measure them (tracking/measure.py)."""
+
+    def apply(self, html: str, text: str, slots: Slots) -> tuple[str, str, Slots]: ...
+    def values(self, recipient: Recipient) -> dict[str, str]: ...
+
+
 @dataclass(frozen=True)
 class Personalized:
     """One recipient's HTML and text parts, and their links."""
@@ -187,11 +198,18 @@ class Personalized:
     links: Links
 
 
-def personalize(rendered: RenderedCampaign, recipient: Recipient,
-                settings: Settings) -> Personalized:
+def personalize(rendered: RenderedCampaign, recipient: Recipient, settings: Settings,
+                measurement: Measures | None = None) -> Personalized:
     links = links_for(settings, recipient.contact_id, rendered.campaign.slug)
-    html_part, text_part = rendered.fill(recipient_values(recipient, links))
-    return Personalized(html_part, text_part, links)
+    values = recipient_values(recipient, links)
+    if measurement is None:
+        html_part, text_part = rendered.fill(values)
+        return Personalized(html_part, text_part, links)
+    html_body, text_body, slots = measurement.apply(rendered.html, rendered.text,
+                                                    rendered.slots)
+    values.update(measurement.values(recipient))
+    return Personalized(fill(html_body, slots, values, escape=True),
+                        fill(text_body, slots, values, escape=False), links)
 
 
 def recipient_from_text(text: str) -> Recipient:
@@ -340,10 +358,16 @@ class MessageTemplate:
     """A campaign's message with the recipient left out, ready to be filled fast."""
 
     def __init__(self, rendered: Renderable, settings: Settings, *,
-                 subject_prefix: str = "", audience: Audience | None = None) -> None:
+                 subject_prefix: str = "", audience: Audience | None = None,
+                 measurement: Measures | None = None) -> None:
         self.rendered = rendered
         self.settings = settings
-        self.slots = rendered.slots
+        self.measurement = measurement
+        html_body, text_body, self.slots = rendered.html, rendered.text, rendered.slots
+        if measurement is not None:
+            html_body, text_body, self.slots = measurement.apply(html_body, text_body,
+                                                                 self.slots)
+        self.raw = [field in RAW_FIELDS for field, _ in self.slots]
         self.domain = settings.sender.domain
         self.slug = rendered.slug
         boundary = f"=_citesmail_{secrets.token_hex(12)}"  # "=_" never occurs in QP
@@ -387,8 +411,8 @@ class MessageTemplate:
             b"\r\n--" + inner + b"--\r\n"
         pem = settings.dkim_key()
         self.dkim = signing_key(pem, settings.dkim.private_key) if pem else None
-        self.text_pieces = _split_body(rendered.text)
-        self.html_pieces = _split_body(rendered.html)
+        self.text_pieces = _split_body(text_body)
+        self.html_pieces = _split_body(html_body)
         self._date = (0, b"")
 
     def _date_header(self, now: datetime | None) -> bytes:
@@ -406,9 +430,12 @@ class MessageTemplate:
         """The complete RFC 5322 message for one recipient (CRLF, lines <= 998 bytes)."""
         links = links or links_for(self.settings, recipient.contact_id, self.slug)
         values = recipient_values(recipient, links)
+        if self.measurement is not None:
+            values.update(self.measurement.values(recipient))
         resolved = [values.get(field) or default for field, default in self.slots]
         text_values = [_qp_piece(value) for value in resolved]
-        html_values = [_qp_piece(html.escape(value, quote=True)) for value in resolved]
+        html_values = [_qp_piece(value if raw else html.escape(value, quote=True))
+                       for value, raw in zip(resolved, self.raw, strict=True)]
         identifier = message_id(self.slug, recipient.contact_id,
                                 f"{self._id_prefix}{next(self._ids):x}", self.domain)
         data = b"".join([
@@ -446,10 +473,11 @@ class MessageTemplate:
 
 def reference_message(rendered: RenderedCampaign, recipient: Recipient, settings: Settings,
                       *, subject_prefix: str = "", now: datetime | None = None,
-                      audience: Audience | None = None) -> EmailMessage:
+                      audience: Audience | None = None,
+                      measurement: Measures | None = None) -> EmailMessage:
     """The same message built with the standard library: plainly right, and slow."""
     campaign = rendered.campaign
-    parts = personalize(rendered, recipient, settings)
+    parts = personalize(rendered, recipient, settings, measurement)
     domain = settings.sender.domain
     message = EmailMessage(policy=policy.SMTP)
     name, address = parseaddr(clean(settings.sender.from_))

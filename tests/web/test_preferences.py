@@ -12,11 +12,12 @@ from html import unescape
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from citesmail.audience.consent import history
 from citesmail.config import load_settings
-from citesmail.db import Contact, Database, Send, open_database
+from citesmail.db import ConsentEvent, Contact, Database, Send, open_database
 from citesmail.states import ContactStatus
 from citesmail.tokens import DEVELOPMENT_SECRET, make_token
 from citesmail.web.public import create_public_app
@@ -248,3 +249,15 @@ def test_a_locked_database_answers_503_and_saves_nothing(workspace: Path, sent: 
     assert busy.status_code == 503 and busy.headers["retry-after"] == "60"
     assert "Réessayez dans une minute" in unescape(busy.text)
     assert sent.lists("p1@example.org") == ["aura"]
+
+
+def test_leaving_through_the_page_names_the_campaign_of_its_link(sent: Sent) -> None:
+    for address, fields in (("p1@example.org", {"list": ["lettre"]}),
+                            ("p2@example.org", {"action": "everything"})):
+        url = sent.url(address)
+        answer = sent.client.post(url, data={"token": url.rsplit("/", 1)[1], **fields})
+        assert answer.status_code == 200
+    with sent.db.session(write=False) as session:
+        found = set(session.execute(select(ConsentEvent.kind, ConsentEvent.campaign).where(
+            ConsentEvent.kind.in_(["list_unsubscribe", "unsubscribe"]))))
+    assert found == {("list_unsubscribe", REPLAY), ("unsubscribe", REPLAY)}

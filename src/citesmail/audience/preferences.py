@@ -89,11 +89,12 @@ def preferences(session: Session, contact_id: int) -> Preferences | None:
 
 
 def save(session: Session, contact_id: int, chosen: Collection[str],
-         measurement: Measurement | None = None) -> Saved:
+         measurement: Measurement | None = None, campaign: str | None = None) -> Saved:
     """Make the contact a member of exactly the public lists `chosen` (their private
     lists stay): a `list_subscribe` event for each list joined, with the text shown
-    beside its box, a `list_unsubscribe` event for each list left; and, when the page
-    offered it, their consent to measurement given or withdrawn (measurement.py)."""
+    beside its box, a `list_unsubscribe` event for each list left (naming `campaign`,
+    the one whose link led to the page); and, when the page offered it, their consent
+    to measurement given or withdrawn (measurement.py)."""
     found = preferences(session, contact_id)
     if found is None:
         raise CitesmailError(f"no contact {contact_id}")
@@ -128,7 +129,7 @@ def save(session: Session, contact_id: int, chosen: Collection[str],
         session.execute(delete(Membership).where(Membership.contact_id == contact_id,
                                                  Membership.list_id == rows[choice.name].id))
         record(session, [contact_id], ConsentKind.LIST_UNSUBSCRIBE, SOURCE,
-               mailing_list=rows[choice.name], at=now)
+               mailing_list=rows[choice.name], at=now, campaign=campaign)
     contact = session.get(Contact, contact_id)
     assert contact is not None
     contact.updated_at = now

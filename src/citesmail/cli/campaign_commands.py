@@ -116,6 +116,7 @@ def check(state: State, campaigns: tuple[str, ...]) -> None:
         found = check_campaign(path, settings, database)
         _report(found.errors, "error")
         _report(found.warnings, "warning")
+        _report(found.notes, "note")
         errors += len(found.errors)
         warnings += len(found.warnings)
         unrendered += found.rendered is None

@@ -22,6 +22,7 @@ from ..dberrors import sqlite_file
 from ..errors import CitesmailError
 from ..intake import apply_pending, intake_path
 from ..message import MessageTemplate
+from ..tracking.measure import measurement_for
 from ..verp import ReturnPath
 from .journal import Journal, JournalError, journal_path
 from .locks import Busy, ProcessLock
@@ -106,7 +107,8 @@ class SendRun:
                                      intake=self.intake)
         campaign = self.store.campaign()
         self.template = MessageTemplate(campaign, settings,
-                                        audience=audience_of(db, campaign.segment))
+                                        audience=audience_of(db, campaign.segment),
+                                        measurement=measurement_for(settings, send_id))
         url = db.engine.url
         database_file = sqlite_file(db.engine)
         self._database_file = str(database_file) if database_file is not None else None

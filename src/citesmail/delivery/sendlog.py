@@ -20,6 +20,7 @@ from ..db import Contact, Database, Delivery, Segment, Send, changed, is_postgre
 from ..errors import CitesmailError
 from ..message import Audience, MessageTemplate, Recipient, Renderable
 from ..states import NOT_STARTED, DeliveryState, SendState
+from ..tracking.links import store_links
 from ..verp import TEST_SEND, ReturnPath
 from .transports import Outcome, make_transport
 
@@ -218,6 +219,7 @@ def prepare_send(db: Database, rendered: Renderable, segment: str | None,
                                  "check citesmail status, then run the command again")
         send = Send(campaign=rendered.slug, state=SendState.RUNNING, started_at=utcnow())
         _store(send, rendered, segment, source)
+        store_links(session, rendered.slug, rendered.html, rendered.text)
         session.add(send)
         session.flush()
         total = _snapshot(session, send.id, definition)
@@ -296,6 +298,7 @@ def store_scheduled(db: Database, rendered: Renderable, segment: str, source: st
             send = Send(campaign=rendered.slug)
             session.add(send)
         _store(send, rendered, segment, source)
+        store_links(session, rendered.slug, rendered.html, rendered.text)
         send.state, send.scheduled_at, send.created_at = SendState.SCHEDULED, at, utcnow()
     return replaced
 

@@ -84,7 +84,8 @@ class Store(Protocol):
 # The hot path speaks SQL to the driver: building SQLAlchemy statements for every
 # message cost more than sending it.
 _DUE = ("SELECT d.id, d.contact_id, d.email, d.first_name, d.last_name, d.organization, "
-        "c.status FROM deliveries d LEFT JOIN contacts c ON c.id = d.contact_id "
+        "c.status, c.measurement_consent "
+        "FROM deliveries d LEFT JOIN contacts c ON c.id = d.contact_id "
         "WHERE d.send_id = ? AND {condition} ORDER BY {order} LIMIT ?")
 _SENT = ("UPDATE deliveries SET state = 'sent', sent_at = ?, updated_at = ?, last_code = 250, "
          "last_error = NULL, attempts = attempts + 1 WHERE id ")
@@ -191,8 +192,9 @@ class SqlStore:
         # The footer says why each gets the message: their lists, one query per batch.
         on = self._lists_of(session, [row[1] for row in taken]) if taken else {}
         claimed = [Claimed(row_id, contact_id, Recipient(email, first, last, org, contact_id,
-                                                         on.get(contact_id, "")))
-                   for row_id, contact_id, email, first, last, org, _ in taken]
+                                                         on.get(contact_id, ""),
+                                                         bool(consent)))
+                   for row_id, contact_id, email, first, last, org, _, consent in taken]
         if skipped:
             self._set_state(session, skipped, DeliveryState.SKIPPED, now)
         if claimed:

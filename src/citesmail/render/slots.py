@@ -19,6 +19,9 @@ MANGLED = re.compile(r"(?i)(?:@|%40|&#64;)(?:@|%40|&#64;)cm")
 RECIPIENT_FIELDS = ("first_name", "last_name", "email", "organization", "lists")
 LINK_FIELDS = ("unsubscribe_url", "webview_url", "preferences_url", "calendar_url",
                "google_calendar_url", "outlook_calendar_url")
+# Values made by citesmail itself as HTML (the pixel of a consenting contact's message):
+# not escaped. No template can name them (they are neither recipient nor link fields).
+RAW_FIELDS = frozenset({"open_pixel"})
 USE = ("recipient values are filled in per recipient: print them as they are, "
        "optionally with default(\"text\")")
 
@@ -127,5 +130,6 @@ def fill(
     """Replace every token with the recipient's value (or the slot's default)."""
     resolved = [values.get(field) or default for field, default in slots]
     if escape:
-        resolved = [html.escape(value, quote=True) for value in resolved]
+        resolved = [value if field in RAW_FIELDS else html.escape(value, quote=True)
+                    for value, (field, _) in zip(resolved, slots, strict=True)]
     return TOKEN.sub(lambda match: resolved[int(match.group(1))], template)

@@ -86,7 +86,7 @@ class PreferenceCentre:
         try:
             with self.app.db.session() as session:
                 save(session, found.contact.id, fields.get("list", []),
-                     self._measurement(found, fields))
+                     self._measurement(found, fields), found.campaign or None)
         except NotActive:
             return self._page(found, token, notice="prefs_cannot_join", status=409)
         except BadChoice:

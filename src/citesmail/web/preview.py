@@ -188,7 +188,7 @@ class PreviewApp:
             contacts=self.contacts(), sender=self.settings.sender.from_,
             size_kb=f"{len(parts.html.encode('utf-8')) / 1024:.0f}",
             clip_kb=GMAIL_CLIP_BYTES // 1024, invitation=bool(found.rendered.calendar),
-            errors=found.errors, warnings=found.warnings, text=parts.text,
+            errors=found.errors, warnings=found.warnings + found.notes, text=parts.text,
             form_token=self.form_token, instead=instead, audience=audience,
             first=first.email if first is not None else "", sample=SAMPLE,
             no_first_name=NO_FIRST_NAME)

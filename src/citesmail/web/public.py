@@ -24,6 +24,7 @@ from datetime import timedelta
 from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -36,13 +37,15 @@ from ..delivery.lookup import Lookup, Person, Published
 from ..delivery.outgoing import OutgoingSender
 from ..delivery.transports import make_transport
 from ..errors import CitesmailError
-from ..intake import IntakeError, append, intake_path
+from ..intake import WEB_VIEW, IntakeError, append, intake_path
 from ..message import Recipient, calendar_filename, links_for, recipient_values
 from ..render.calendar import calendar_page, facts_from_invitation
 from ..render.labels import labels_for
 from ..render.slots import fill
 from ..tokens import DEVELOPMENT_SECRET, read_token
+from ..tracking.measure import measurement_for
 from .applier import Applier
+from .clicks import Measures, measure_routes
 from .pages import render_page
 from .preferences import preference_routes
 from .security import SecurityHeaders
@@ -57,6 +60,7 @@ class Found:
     contact: Person
     send: Published | None
     lang: str
+    campaign: str = ""  # the campaign the token names
 
 
 def _page(lang: str, title: str, text: str, status: int = 200, *,
@@ -86,6 +90,7 @@ class PublicApp:
         # Confirmation emails leave from this thread, never from a request.
         self.sender = OutgoingSender(db, settings, lambda: make_transport(settings), _log)
         self.signup = SignupPages(settings, db, self.sender.wake.set)
+        self.measures = Measures(db, self.secret, self.intake, self.applier.appended_one)
 
     def _find(self, token: str, lookup: Lookup | None = None) -> Found | Response:
         lang = self.settings.campaigns.lang
@@ -98,7 +103,8 @@ class PublicApp:
         if found is None:
             return _page(lang, t["bad_link"], t["bad_link"], 404)
         person, send = found
-        return Found(person, send, send.lang if send is not None and send.lang else lang)
+        return Found(person, send, send.lang if send is not None and send.lang else lang,
+                     campaign)
 
     def _texts(self, found: Found) -> dict[str, str]:
         t = labels_for(found.lang)
@@ -128,7 +134,7 @@ class PublicApp:
         """Unsubscribe from everything, answered once durable (also the preference
         page's "unsubscribe from everything")."""
         try:  # durable first: the database may be locked for minutes
-            append(self.intake, found.contact.id)
+            append(self.intake, found.contact.id, campaign=found.campaign)
         except IntakeError as exc:
             _log(f"intake: {exc.problems[0].message}: answered 503")
             t = labels_for(found.lang)
@@ -158,7 +164,23 @@ class PublicApp:
                               person.organization, person.id, person.lists)
         values = recipient_values(recipient, links_for(self.settings, person.id,
                                                        send.campaign))
-        return HTMLResponse(fill(send.html, send.slots, values, escape=True))
+        # Counted once the page has gone (a thread of Starlette's): a view is no request
+        # to honour, and its page never waits for the intake's fsync.
+        html, slots = send.html, send.slots
+        measurement = measurement_for(self.settings, send.id)
+        if measurement is not None:  # its links counted as the message's (naming nobody)
+            html, _, slots = measurement.apply(html, "", slots)
+        return HTMLResponse(fill(html, slots, values, escape=True),
+                            background=BackgroundTask(self.count_view, send.campaign))
+
+    def count_view(self, campaign: str) -> None:
+        """A web view read: counted per campaign and hour, naming nobody."""
+        try:
+            append(self.intake, 0, WEB_VIEW, campaign=campaign)
+        except IntakeError as exc:  # the page was shown; only its count is lost
+            _log(f"intake: {exc.problems[0].message}: web view not counted")
+            return
+        self.applier.appended_one()
 
     def calendar(self, request: Request) -> Response:
         """The event's invitation as a file, for calendars that take no attachment."""
@@ -249,6 +271,7 @@ def create_public_app(settings: Settings, db: Database) -> Starlette:
         Route("/s/{list}", signup, methods=["GET", "POST"]),
         Route("/confirm/{token}", confirm_signup, methods=["GET", "POST"]),
         *preference_routes(app),
+        *measure_routes(app.measures),
         Route("/", not_found),
     ], lifespan=lifespan)
     starlette.router.redirect_slashes = False
