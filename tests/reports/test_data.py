@@ -1,6 +1,8 @@
 """reports/data.py against a real send over SMTP and what came back from the inbox, on
 SQLite and PostgreSQL: every number of the report, counted by hand from the scenario."""
 
+# ruff: noqa: F811 (each test takes the fixture `sent` imported from scenario.py)
+
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
@@ -21,7 +23,7 @@ from citesmail.delivery.sendlog import mark_missed
 from citesmail.errors import CitesmailError
 from citesmail.reports import HourCount, Link, campaign_lines, campaign_report
 from tests.conftest import EVENT, NEWSLETTER, REPLAY, run
-from tests.reports.conftest import Sent
+from tests.reports.scenario import Sent, sent  # noqa: F401 (the fixture the tests take)
 
 HOUR = datetime(2026, 3, 2, 9, tzinfo=UTC)
 
