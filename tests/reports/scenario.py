@@ -63,7 +63,8 @@ def sent(workspace: Path, db_url: str, tmp_path: Path) -> Iterator[Sent]:
         for command in (["lists", "add", "aura"],
                         ["contacts", "import", "c.csv", "--list", "aura"],
                         ["segments", "add", "partenaires-aura", "--list", "aura"]):
-            assert run(*command, env=env).exit_code == 0
+            done = run(*command, env=env)
+            assert done.exit_code == 0, done.output
         ids = {address: cid for cid, address, _, _ in snapshot(db_url)["contacts"]}
         assert [ids[address] for address in CONTACTS] == [1, 2, 3, 4, 5, 6, 7]
         handler = server.handler
