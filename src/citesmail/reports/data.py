@@ -231,23 +231,24 @@ def _not_sent(session: Session, campaign: str, send: Send | None,
 
 def _funnel(session: Session, send_id: int) -> tuple[dict[str, int], int, dict[str, int],
                                                      int, int]:
-    """Rows per state, retried, failed per reason, bounced hard and soft (inbox)."""
-    why, inbox = reason(), from_inbox()
-    retried = case((Delivery.attempts > 1, 1), else_=0)
-    query = (select(Delivery.state, why, inbox, retried, func.count())
-             .where(Delivery.send_id == send_id).group_by(Delivery.state, why, inbox, retried))
+    """Rows per state, retried, failed per reason, bounced hard and soft (inbox). The
+    states are counted on the send log's index; only failed rows are classified."""
+    mine = Delivery.send_id == send_id
     states: Counter[str] = Counter({str(state): 0 for state in DeliveryState})
+    states.update({state: n for state, n in session.execute(
+        select(Delivery.state, func.count()).where(mine).group_by(Delivery.state))})
+    retried = session.scalar(select(func.count()).where(
+        mine, Delivery.state == DeliveryState.SENT, Delivery.attempts > 1)) or 0
+    why, inbox = reason(), from_inbox()
     failed: Counter[str] = Counter({str(r): 0 for r in Reason})
-    again = hard = soft = 0
-    for state, cause, bounced_later, was_retried, count in session.execute(query):
-        states[state] += count
-        if cause is not None:
-            failed[cause] += count
+    hard = soft = 0
+    for cause, bounced_later, count in session.execute(
+            select(why, inbox, func.count()).where(mine, Delivery.state == DeliveryState.FAILED)
+            .group_by(why, inbox)):
+        failed[str(cause)] += count
         if bounced_later:
             hard, soft = (hard + count, soft) if cause == Reason.ADDRESS else (hard, soft + count)
-        if was_retried and state == DeliveryState.SENT:
-            again += count
-    return dict(states), again, dict(failed), hard, soft
+    return dict(states), retried, dict(failed), hard, soft
 
 
 def _links(session: Session, campaign: str) -> tuple[list[Link], bool]:
