@@ -252,6 +252,11 @@ class Send(Base):
     run_id: Mapped[str | None] = mapped_column(String(32))
     # The event campaign's invitation (iCalendar text), attached to every message.
     calendar: Mapped[str | None] = mapped_column(Text)
+    # How its messages were measured ([tracking] clicks and opens), fixed by its first
+    # run so that every message of a send is measured alike; None: sent before citesmail
+    # measured anything.
+    clicks: Mapped[str | None] = mapped_column(String(16))
+    opens: Mapped[str | None] = mapped_column(String(16))
 
 
 class TrackedLink(Base):

@@ -9,19 +9,21 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, select, update
 
 from citesmail.db import (
     ClickCount,
     ClickEvent,
     ConsentEvent,
     Delivery,
+    Send,
     TrackedLink,
     WebViewCount,
 )
 from citesmail.delivery.sendlog import mark_missed
 from citesmail.errors import CitesmailError
 from citesmail.reports import HourCount, Link, campaign_lines, campaign_report
+from citesmail.reports.formats import NOT_COUNTED, NOT_MEASURED, report_text
 from tests.conftest import EVENT, NEWSLETTER, REPLAY, run
 from tests.reports.scenario import Sent, sent  # noqa: F401 (the fixture the tests take)
 
@@ -56,18 +58,34 @@ def test_messages_accepted_per_hour_come_from_the_send_log(sent: Sent) -> None:
     assert sum(h.count for h in report.accepted_per_hour) == 8  # bounced later included
 
 
-def test_without_counted_links_the_campaign_is_not_measured(sent: Sent) -> None:
+def test_a_send_fixes_its_click_measurement_when_it_starts(sent: Sent) -> None:
+    with sent.db.session(write=False) as session:
+        assert session.execute(select(Send.clicks, Send.opens)).one() == ("aggregate", "off")
     report = campaign_report(sent.db, REPLAY)
-    assert not report.measured
+    assert (report.measured, report.clicks_mode) == (True, "aggregate")
+    assert report.links and all(link.clicks == 0 for link in report.links)
+
+
+@pytest.mark.parametrize(("mode", "said"), [(None, NOT_MEASURED), ("off", NOT_COUNTED)])
+def test_a_campaign_whose_clicks_were_not_counted_says_why(sent: Sent, mode: str | None,
+                                                           said: str) -> None:
+    """Sent before citesmail counted clicks (a send migrated from before 0008: no mode),
+    or with `[tracking] clicks = "off"`: no links, no clicks, and the reason."""
+    with sent.db.session() as session:
+        session.execute(update(Send).values(clicks=mode))
+    report = campaign_report(sent.db, REPLAY)
+    assert (report.measured, report.clicks_mode) == (False, mode)
     assert (report.links, report.clicks_per_hour, report.clicks) == ([], [], 0)
     (line,) = campaign_lines(sent.db)
     assert line.clicks is None
+    assert said in report_text(report, 120)
 
 
 def add_measurements(sent: Sent) -> None:
     """Two counted links, clicks over three hours, some by scanners, a few people who
     agreed to be measured, web-view visits, and an unsubscribe from one list."""
     with sent.db.session() as session:
+        session.execute(delete(TrackedLink))  # those of the real send, replaced by these
         session.execute(insert(TrackedLink), [
             {"campaign": REPLAY, "number": 1, "url": "https://example.org/video"},
             {"campaign": REPLAY, "number": 2, "url": "https://example.org/diapositives.pdf"},

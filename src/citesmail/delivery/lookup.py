@@ -56,6 +56,7 @@ class Published:
     calendar: str | None
     lang: str | None  # the language the message was written in
     lists: dict[int, str] = field(default_factory=dict)  # the segment's public lists
+    clicks: str = "off"  # how its messages' clicks are counted (Send.clicks)
 
 
 class Lookup:
@@ -99,7 +100,7 @@ class Lookup:
         published = Published(send.id, send.campaign, send.html,
                               tuple((name, default) for name, default in send.slots),
                               send.calendar, match.group(1) if match else None,
-                              segment_lists(session, names))
+                              segment_lists(session, names), send.clicks or "off")
         with self._lock:
             if len(self._kept) >= _KEPT:
                 self._kept.pop(next(iter(self._kept)))

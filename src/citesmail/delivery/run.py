@@ -22,7 +22,7 @@ from ..dberrors import sqlite_file
 from ..errors import CitesmailError
 from ..intake import apply_pending, intake_path
 from ..message import MessageTemplate
-from ..tracking.measure import measurement_for
+from ..tracking.measure import measurement_for, send_mode
 from ..verp import ReturnPath
 from .journal import Journal, JournalError, journal_path
 from .locks import Busy, ProcessLock
@@ -106,9 +106,11 @@ class SendRun:
                                      hourly_cap=settings.delivery.hourly_cap,
                                      intake=self.intake)
         campaign = self.store.campaign()
+        measurement = measurement_for(settings, send_id,
+                                      *send_mode(db, send_id, settings.tracking))
         self.template = MessageTemplate(campaign, settings,
                                         audience=audience_of(db, campaign.segment),
-                                        measurement=measurement_for(settings, send_id))
+                                        measurement=measurement)
         url = db.engine.url
         database_file = sqlite_file(db.engine)
         self._database_file = str(database_file) if database_file is not None else None

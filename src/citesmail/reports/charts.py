@@ -115,6 +115,8 @@ def clicks_per_link(report: CampaignReport) -> Chart:
     rows = [(link.url, link.clicks) for link in report.links]
     if not report.measured:
         sentence = "No click measurement for this campaign."
+    elif not report.links:
+        sentence = "This campaign has no counted links."
     else:
         top = max(report.links, key=lambda link: link.clicks)
         sentence = (f"{report.clicks} clicks on {len(report.links)} link(s); the most, "

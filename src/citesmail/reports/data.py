@@ -98,7 +98,10 @@ class CampaignReport:
     complaints: int  # people who reported this campaign's message as spam
     web_views: int  # visits of the web version
     opened: int  # people seen opening, among those who agreed to it (0: opens not measured)
-    measured: bool  # False: sent before click measurement (no counted links)
+    measured: bool  # whether its clicks were counted (see clicks_mode)
+    # [tracking] clicks when it was sent ("off", "aggregate", "individual"); None: sent
+    # before citesmail counted clicks.
+    clicks_mode: str | None = None
     links: list[Link] = field(default_factory=list)
     accepted_per_hour: list[HourCount] = field(default_factory=list)
     clicks_per_hour: list[HourCount] = field(default_factory=list)
@@ -136,27 +139,32 @@ class CampaignReport:
         return percent(self.states[DeliveryState.FAILED], self.recipients)
 
 
+# The [tracking] clicks values under which a send's clicks were counted.
+MEASURED = frozenset({"aggregate", "individual"})
+
+
 # -- the list of campaigns --------------------------------------------------------------
 
 
 def campaign_lines(db: Database) -> list[CampaignLine]:
     """Every campaign whose send started, newest first."""
-    rows = (select(Send.campaign, Send.started_at, Send.segment, func.count(Delivery.id),
-                   _rows_in(DeliveryState.SENT), _rows_in(DeliveryState.FAILED))
+    rows = (select(Send.campaign, Send.started_at, Send.segment, Send.clicks,
+                   func.count(Delivery.id), _rows_in(DeliveryState.SENT),
+                   _rows_in(DeliveryState.FAILED))
             .outerjoin(Delivery, Delivery.send_id == Send.id)
             .where(Send.state.in_([str(s) for s in STARTED]))
-            .group_by(Send.id, Send.campaign, Send.started_at, Send.segment)
+            .group_by(Send.id, Send.campaign, Send.started_at, Send.segment, Send.clicks)
             .order_by(Send.started_at.desc(), Send.id.desc()))
     with db.session(write=False) as session:
         left = _people_per_campaign(session, UNSUBSCRIBES)
         clicks = {name: int(n or 0) for name, n in session.execute(
             select(ClickCount.campaign, func.sum(ClickCount.clicks))
             .group_by(ClickCount.campaign))}
-        tracked = set(session.scalars(select(TrackedLink.campaign).distinct()))
         return [CampaignLine(campaign, started, segment, total, sent or 0, failed or 0,
                              left.get(campaign, 0),
-                             clicks.get(campaign, 0) if campaign in tracked else None)
-                for campaign, started, segment, total, sent, failed in session.execute(rows)]
+                             clicks.get(campaign, 0) if mode in MEASURED else None)
+                for campaign, started, segment, mode, total, sent, failed
+                in session.execute(rows)]
 
 
 def _rows_in(state: DeliveryState) -> ColumnElement[int]:
@@ -186,7 +194,8 @@ def campaign_report(db: Database, campaign: str, *, files: Iterable[str] = ()) -
         if send is None or send.state not in STARTED:
             raise _not_sent(session, campaign, send, set(files))
         states, retried, failed, hard, soft = _funnel(session, send.id)
-        links, measured = _links(session, campaign)
+        links = _links(session, campaign)
+        measured = send.clicks in MEASURED
         return CampaignReport(
             campaign=campaign, segment=send.segment, subject=send.subject,
             state=SendState(send.state), started_at=send.started_at,
@@ -196,7 +205,8 @@ def campaign_report(db: Database, campaign: str, *, files: Iterable[str] = ()) -
             unsubscribed=_people(session, campaign, UNSUBSCRIBES),
             complaints=_people(session, campaign, [ConsentKind.COMPLAINT]),
             web_views=_web_views(session, campaign),
-            opened=_opened(session, campaign), measured=measured, links=links,
+            opened=_opened(session, campaign), measured=measured, clicks_mode=send.clicks,
+            links=links if measured else [],
             accepted_per_hour=_accepted_per_hour(session, send.id),
             clicks_per_hour=_clicks_per_hour(session, campaign))
 
@@ -251,8 +261,8 @@ def _funnel(session: Session, send_id: int) -> tuple[dict[str, int], int, dict[s
     return dict(states), retried, dict(failed), hard, soft
 
 
-def _links(session: Session, campaign: str) -> tuple[list[Link], bool]:
-    """The counted links with their clicks; False when the campaign has none."""
+def _links(session: Session, campaign: str) -> list[Link]:
+    """The counted links with their clicks."""
     counted = {number: (int(clicks or 0), int(automated or 0))
                for number, clicks, automated in session.execute(
                    select(ClickCount.number, func.sum(ClickCount.clicks),
@@ -267,7 +277,7 @@ def _links(session: Session, campaign: str) -> tuple[list[Link], bool]:
              for number, url in session.execute(
                  select(TrackedLink.number, TrackedLink.url)
                  .where(TrackedLink.campaign == campaign).order_by(TrackedLink.number))]
-    return links, bool(links)
+    return links
 
 
 def _opened(session: Session, campaign: str) -> int:

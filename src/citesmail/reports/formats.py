@@ -16,6 +16,8 @@ from .data import CampaignLine, CampaignReport, HourCount
 from .reasons import LABELS, Reason
 
 NOT_MEASURED = "no click measurement for this campaign (sent before links were counted)"
+NOT_COUNTED = ('clicks were not counted for this campaign ([tracking] clicks = "off" when it '
+               "was sent)")
 
 
 class Format(StrEnum):
@@ -108,7 +110,8 @@ def report_dict(report: CampaignReport) -> dict[str, Any]:
         "unknown": report.unknown, "skipped": report.skipped,
         "unsubscribed": report.unsubscribed, "complaints": report.complaints,
         "web_views": report.web_views, "opened": report.opened,
-        "measured": report.measured, "clicks": report.clicks,
+        "measured": report.measured, "clicks_mode": report.clicks_mode,
+        "clicks": report.clicks,
         "automated_clicks": report.automated_clicks,
         "links": [{"number": link.number, "url": link.url, "clicks": link.clicks,
                    "automated": link.automated, "people": link.people}
@@ -163,7 +166,7 @@ def report_text(report: CampaignReport, width: int | None = None) -> str:
         ("web-view visits", report.web_views)], width - 2))
     out += ["", "Links"]
     if not report.measured:
-        out.append(f"  {NOT_MEASURED}")
+        out.append(f"  {NOT_MEASURED if report.clicks_mode is None else NOT_COUNTED}")
     else:
         rows = [(link.clicks, link.automated, "-" if link.people is None else link.people,
                  link.url) for link in report.links]

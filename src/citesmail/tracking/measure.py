@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import Settings
+from sqlalchemy import select, update
+
+from ..config import Settings, TrackingSettings
+from ..db import Database, Send
 from ..message import Recipient
 from ..tokens import DEVELOPMENT_SECRET
 from .links import rewrite
@@ -58,11 +61,20 @@ class Measurement:
         return found
 
 
-def measurement_for(settings: Settings, send_id: int) -> Measurement | None:
+def send_mode(db: Database, send_id: int, tracking: TrackingSettings) -> tuple[str, str]:
+    """(clicks, opens) of a send: `[tracking]` as its first run found it, recorded then;
+    a run that resumes it measures its messages the same way, whatever it is set to."""
+    with db.session() as session:
+        session.execute(update(Send).where(Send.id == send_id, Send.clicks.is_(None))
+                        .values(clicks=tracking.clicks, opens=tracking.opens))
+        row = session.execute(select(Send.clicks, Send.opens).where(Send.id == send_id)).one()
+    return str(row[0]), str(row[1] or "off")
+
+
+def measurement_for(settings: Settings, send_id: int, clicks: str,
+                    opens: str) -> Measurement | None:
     """None when nothing is measured (`clicks = "off"`, `opens = "off"`)."""
-    tracking = settings.tracking
-    if tracking.clicks == "off" and tracking.opens == "off":
+    if clicks == "off" and opens == "off":
         return None
     return Measurement(settings.secret or DEVELOPMENT_SECRET,
-                       settings.unsubscribe.base_url.rstrip("/"), send_id,
-                       tracking.clicks, tracking.opens)
+                       settings.unsubscribe.base_url.rstrip("/"), send_id, clicks, opens)

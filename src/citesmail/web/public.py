@@ -167,7 +167,7 @@ class PublicApp:
         # Counted once the page has gone (a thread of Starlette's): a view is no request
         # to honour, and its page never waits for the intake's fsync.
         html, slots = send.html, send.slots
-        measurement = measurement_for(self.settings, send.id)
+        measurement = measurement_for(self.settings, send.id, send.clicks, "off")
         if measurement is not None:  # its links counted as the message's (naming nobody)
             html, _, slots = measurement.apply(html, "", slots)
         return HTMLResponse(fill(html, slots, values, escape=True),

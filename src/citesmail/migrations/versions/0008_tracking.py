@@ -22,6 +22,8 @@ def upgrade() -> None:
     op.add_column("contacts", sa.Column("measurement_consent", sa.Boolean, nullable=False,
                                         server_default=sa.false()))
     op.add_column("consent_events", sa.Column("campaign", sa.String(100)))
+    op.add_column("sends", sa.Column("clicks", sa.String(16)))
+    op.add_column("sends", sa.Column("opens", sa.String(16)))
     op.create_index("ix_consent_events_campaign", "consent_events", ["campaign"])
     op.create_table(
         "tracked_links",
@@ -78,5 +80,7 @@ def downgrade() -> None:
     op.drop_table("click_counts")
     op.drop_table("tracked_links")
     op.drop_index("ix_consent_events_campaign", "consent_events")
+    op.drop_column("sends", "opens")
+    op.drop_column("sends", "clicks")
     op.drop_column("consent_events", "campaign")
     op.drop_column("contacts", "measurement_consent")
