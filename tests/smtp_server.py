@@ -26,8 +26,9 @@ class Handler:
         self.received: Counter[str] = Counter()
         self.messages: list[bytes] = []
         self.senders: list[str] = []  # the envelope sender (MAIL FROM) of each message kept
-        self.at_rcpt: dict[str, list[int]] = defaultdict(list)  # codes to answer, in order
-        self.at_data: dict[str, list[int]] = defaultdict(list)
+        # codes to answer, in order; a string is answered as it is ("554 5.7.1 spam")
+        self.at_rcpt: dict[str, list[int | str]] = defaultdict(list)
+        self.at_data: dict[str, list[int | str]] = defaultdict(list)
         # times to drop the connection: at RCPT (nothing sent yet), or after the whole
         # message came in but before answering (the server keeps it: a real risk)
         self.drop_at_rcpt: Counter[str] = Counter()
@@ -58,6 +59,8 @@ class Handler:
                 return "421 closing"
             scripted = self.at_rcpt.get(address)
             code = scripted.pop(0) if scripted else None
+        if isinstance(code, str):
+            return code
         if code is not None:
             return f"{code} scripted answer for {address}"
         envelope.rcpt_tos.append(address)
@@ -87,6 +90,8 @@ class Handler:
                 self.tls_versions.append(tls.version() if tls is not None else None)
                 self.logins.append(getattr(session.auth_data, "login", None)
                                    if session.authenticated else None)
+        if isinstance(code, str):
+            return code
         if code is not None:
             return f"{code} scripted answer at DATA"
         return "250 OK queued"

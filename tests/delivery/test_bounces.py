@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from citesmail.campaigns.models import SLUG
-from citesmail.db import Contact, Delivery, Send, open_database
+from citesmail.db import ConsentEvent, Contact, Delivery, Send, open_database
 from citesmail.delivery import bounces
 from citesmail.delivery.dsn import find_origin, read_bounce, scan
 from citesmail.message import Origin, message_id, parse_message_id
@@ -176,6 +176,20 @@ def snapshot(db_url: str) -> dict[str, list[tuple[Any, ...]]]:
         db.close()
 
 
+def bounce_campaigns(db_url: str) -> dict[str, str | None]:
+    """Each bounce event's contact and the campaign it names."""
+    db = open_database(db_url)
+    try:
+        with db.session(write=False) as session:
+            rows = session.execute(
+                select(Contact.email, ConsentEvent.campaign)
+                .join(ConsentEvent, ConsentEvent.contact_id == Contact.id)
+                .where(ConsentEvent.kind == "bounce"))
+            return {email: campaign for email, campaign in rows}
+    finally:
+        db.close()
+
+
 def statuses(db_url: str) -> dict[str, str]:
     return {email: status for _, email, status, _ in snapshot(db_url)["contacts"]}
 
@@ -244,6 +258,7 @@ def test_import_an_mbox_twice(env: dict[str, str], db_url: str, tmp_path: Path,
 
     assert statuses(db_url) == {**dict.fromkeys(CONTACTS, "active"),
                                 **dict.fromkeys(BOUNCED, "bounced")}
+    assert bounce_campaigns(db_url) == dict.fromkeys(BOUNCED, REPLAY)
     after = deliveries(db_url)
     for address in CONTACTS:
         if address in BOUNCED:
@@ -321,6 +336,7 @@ def test_a_bounce_for_another_contacts_message_is_not_linked(
     assert result.exit_code == 0, result.output
     assert "anne.dupont@example.net: bounced, no campaign matched" in result.stdout
     assert report(result.stdout)["linked to campaigns"] == "none"
+    assert bounce_campaigns(db_url) == {"anne.dupont@example.net": None}
     assert {row[::2] for row in deliveries(db_url).values()} == {("sent", None)}
     assert statuses(db_url)["anne.dupont@example.net"] == "bounced"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from citesmail.audience.consent import history
-from citesmail.db import Contact, open_database
+from citesmail.db import ConsentEvent, Contact, open_database
 from tests.conftest import REPLAY, run
 from tests.delivery.test_bounces import deliveries, make_maildir, make_mbox, snapshot, statuses
 from tests.inbox.returns import HANDLED, LEFT_ALONE, STATUSES
@@ -164,3 +164,30 @@ def test_a_folder_that_is_not_a_maildir_is_one_clear_line(sent_env: dict[str, st
     assert result.stderr.splitlines() == [
         f"{tmp_path}: error: a folder, but not a Maildir: it has no cur/, new/ and tmp/ — "
         "give an mbox file, a Maildir folder (with cur/, new/ and tmp/) or an .eml file"]
+
+
+def departures(db_url: str) -> dict[str, tuple[str, str | None]]:
+    """Each departure event (bounce, complaint, unsubscribe): its kind and its campaign."""
+    db = open_database(db_url)
+    with db.session(write=False) as session:
+        rows = session.execute(
+            select(Contact.email, ConsentEvent.kind, ConsentEvent.campaign)
+            .join(ConsentEvent, ConsentEvent.contact_id == Contact.id)
+            .where(ConsentEvent.kind.in_(["bounce", "complaint", "unsubscribe"])))
+        found = {email: (kind, campaign) for email, kind, campaign in rows}
+    db.close()
+    return found
+
+
+def test_each_departure_names_the_campaign_its_message_came_from(
+        sent_env: dict[str, str], returned: dict[str, bytes], db_url: str,
+        tmp_path: Path) -> None:
+    path = make_mbox(tmp_path / "retours.mbox", list(returned.values()))
+    result = run("inbox", "import", str(path), env=sent_env)
+    assert result.exit_code == 0, result.output
+    assert departures(db_url) == {
+        "anne.dupont@example.net": ("bounce", REPLAY),
+        "bruno.martin@example.com": ("complaint", REPLAY),
+        "chloe.bernard@example.fr": ("complaint", REPLAY),
+        "david.petit@mairie-exemple.fr": ("unsubscribe", REPLAY),
+        "emma.robert@example.com": ("unsubscribe", REPLAY)}

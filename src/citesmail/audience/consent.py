@@ -39,15 +39,16 @@ def cut_source(source: str) -> str:
 
 def record(session: Session, contact_ids: Sequence[int], kind: ConsentKind, source: str,
            *, mailing_list: MailingList | None = None, text: str | None = None,
-           at: datetime | None = None) -> None:
-    """One event for each contact, about `mailing_list` (None: every list)."""
+           at: datetime | None = None, campaign: str | None = None) -> None:
+    """One event for each contact, about `mailing_list` (None: every list); `campaign`:
+    the campaign whose message led to it, when known (reports count these)."""
     if not contact_ids:
         return
     digest = store_text(session, text) if text is not None else None
     event = {"kind": str(kind), "source": cut_source(source), "at": at or utcnow(),
              "list_id": mailing_list.id if mailing_list else None,
              "list_name": mailing_list.name if mailing_list else None,
-             "consent_text_hash": digest}
+             "consent_text_hash": digest, "campaign": campaign or None}
     # Core, not ORM objects: many contacts leave at once (an intake, a bounce report).
     session.execute(insert(ConsentEvent), [{**event, "contact_id": contact_id}
                                            for contact_id in contact_ids])

@@ -23,9 +23,10 @@ _EVENTS = {ContactStatus.UNSUBSCRIBED: ConsentKind.UNSUBSCRIBE,
 
 
 def leave(session: Session, contact_ids: Sequence[int], status: ContactStatus, *,
-          source: str = "", at: datetime | None = None) -> int:
+          source: str = "", at: datetime | None = None, campaign: str | None = None) -> int:
     """The active or pending ones among `contact_ids` take `status`, with an event
-    (`source`: what said so; `at`: when, now by default); returns how many did.
+    (`source`: what said so; `at`: when, now by default; `campaign`: the campaign whose
+    message led to it, when known); returns how many did.
     A contact that had already left is not changed and gets no event: applying the
     same request twice records it once."""
     now = utcnow()
@@ -36,5 +37,5 @@ def leave(session: Session, contact_ids: Sequence[int], status: ContactStatus, *
             update(Contact).where(Contact.id.in_(ids[start:start + _CHUNK]),
                                   Contact.status.in_([str(s) for s in _LEAVING]))
             .values(status=status, updated_at=now).returning(Contact.id)).all()
-    record(session, left, _EVENTS[status], source, at=at or now)
+    record(session, left, _EVENTS[status], source, at=at or now, campaign=campaign)
     return len(left)

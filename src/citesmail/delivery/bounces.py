@@ -155,7 +155,7 @@ class BounceRecorder:
             report.refused.append((contact.email, failure.code))
         elif leave(self.session, [contact.id], ContactStatus.BOUNCED,
                    source=f"delivery status notification: {failure.code} "
-                          f"{failure.diagnostic}".strip()):
+                          f"{failure.diagnostic}".strip(), campaign=campaign):
             report.bounced.append((contact.email, campaign))
         elif contact.status == ContactStatus.BOUNCED:
             report.already_bounced.append((contact.email, campaign))

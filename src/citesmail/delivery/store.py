@@ -246,7 +246,8 @@ class SqlStore:
                 campaign = session.scalar(select(Send.campaign)
                                           .where(Send.id == self.send_id))
                 leave(session, [claimed.contact_id], ContactStatus.BOUNCED,
-                      source=f"send {campaign}: {outcome.code} {outcome.message}")
+                      source=f"send {campaign}: {outcome.code} {outcome.message}",
+                      campaign=campaign)
         elif row.attempts > len(self.delays):
             row.state = DeliveryState.FAILED
         else:

@@ -155,9 +155,13 @@ class _Recorder:
             return None, campaign, None
         return contact, campaign, delivery
 
-    def _leave(self, contact: Contact, status: ContactStatus, why: str, name: str) -> bool:
-        """`name`: the message, as the report names it (the consent history's source)."""
-        if leave(self.session, [contact.id], status, source=f"{why}: {name}"):
+    def _leave(self, contact: Contact, status: ContactStatus, why: str, name: str,
+               campaign: str | None) -> bool:
+        """`name`: the message, as the report names it (the consent history's source);
+        `campaign`: the campaign of the message the request is about, when the send log
+        holds it."""
+        if leave(self.session, [contact.id], status, source=f"{why}: {name}",
+                 campaign=campaign):
             return True
         self.report.unchanged.append((contact.email, contact.status, why))
         return False
@@ -181,8 +185,9 @@ class _Recorder:
                 (name, f"{complaint.feedback_type} report from {complaint.reporter or 'unknown'}"
                        ", no contact found"))
             return
-        if self._leave(contact, ContactStatus.COMPLAINED, "complaint report", name):
-            self.report.complained.append((contact.email, campaign if delivery else ""))
+        known = campaign if delivery is not None else ""
+        if self._leave(contact, ContactStatus.COMPLAINED, "complaint report", name, known):
+            self.report.complained.append((contact.email, known))
         if delivery is not None:
             note = f"{NOTE}{complaint.feedback_type} ({complaint.reporter or 'unknown'})"
             self.report.deliveries_noted += changed(self.session, update(Delivery).where(
@@ -192,7 +197,7 @@ class _Recorder:
 
     def unsubscribe(self, name: str, request: Request) -> bool:
         """False when the request is left for a person (a reply from another address)."""
-        contact, campaign, _delivery = self._resolve(request.named)
+        contact, campaign, delivery = self._resolve(request.named)
         if contact is None:
             if request.by_reply:
                 self.report.left_alone.append((name, "a reply asking to unsubscribe, to a "
@@ -205,7 +210,8 @@ class _Recorder:
                 (name, f"a reply asking to unsubscribe, from {request.sender or 'no address'}"
                        f", not {contact.email} the message went to"))
             return False
-        if self._leave(contact, ContactStatus.UNSUBSCRIBED, "unsubscribe request", name):
+        if self._leave(contact, ContactStatus.UNSUBSCRIBED, "unsubscribe request", name,
+                       campaign if delivery is not None else None):
             self.report.unsubscribed.append((contact.email, campaign))
         return True
 
