@@ -40,7 +40,7 @@ from ..render.lint import GMAIL_CLIP_BYTES
 from .i18n import studio_language
 from .live import send_changes
 from .pages import render_studio_page, studio_pages
-from .report_page import campaign_report
+from .report_page import studio_report
 from .security import HEADERS, SecurityHeaders
 from .stages import Stage, stage_of
 from .studio import StudioPages
@@ -218,7 +218,7 @@ class PreviewApp:
     def report(self, request: Request) -> Response:
         slug = request.path_params["slug"]
         with self.database() as db:
-            found = campaign_report(db, slug, self.settings.tz) if db is not None else None
+            found = studio_report(db, slug, self.settings.tz) if db is not None else None
         if found is None:
             return self.page("report.html.j2", status=404, slug=slug, report=None)
         return self.page("report.html.j2", slug=slug, report=found)

@@ -1,4 +1,5 @@
-"""What the studio's report page shows of a campaign that was sent (or is being sent)."""
+"""What the studio's report page shows of a campaign that was sent (or is being sent):
+the report of `citesmail.reports`, with its hours in the workspace's time zone."""
 
 from __future__ import annotations
 
@@ -6,22 +7,37 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from ..db import Database
-from ..delivery.sendlog import find_send, send_counts
-from ..states import CampaignStage
+from ..errors import CitesmailError
+from ..reports import CampaignReport, HourCount, campaign_report
+from ..reports.reasons import Reason
 from .stages import Stage, stage_of
+
+REASONS = tuple(Reason)
 
 
 @dataclass(frozen=True)
 class Report:
     campaign: str
     stage: Stage
-    counts: dict[str, int]  # the send log's rows per state
+    found: CampaignReport
+    accepted_per_hour: list[HourCount]  # local time
+    clicks_per_hour: list[HourCount]
+
+    @property
+    def still_to_send(self) -> int:
+        states = self.found.states
+        return states["queued"] + states["sending"] + states["deferred"]
 
 
-def campaign_report(db: Database, campaign: str, tz: ZoneInfo) -> Report | None:
+def studio_report(db: Database, campaign: str, tz: ZoneInfo) -> Report | None:
     """None when the campaign has not started sending."""
-    stage = stage_of(db, campaign, tz)
-    send = find_send(db, campaign)
-    if send is None or stage.kind not in (CampaignStage.SENDING, CampaignStage.SENT):
+    try:
+        found = campaign_report(db, campaign)
+    except CitesmailError:
         return None
-    return Report(campaign, stage, send_counts(db, send.id))
+    return Report(campaign, stage_of(db, campaign, tz), found,
+                  _local(found.accepted_per_hour, tz), _local(found.clicks_per_hour, tz))
+
+
+def _local(hours: list[HourCount], tz: ZoneInfo) -> list[HourCount]:
+    return [HourCount(h.hour.astimezone(tz), h.count) for h in hours]
