@@ -50,7 +50,8 @@ SAMPLE, NO_FIRST_NAME = ":sample", ":no-first-name"
 NAMELESS = Recipient(email="lecteur@example.org")  # greeted with the default words
 # The studio's one script: reload when a file changes; show a send's numbers as they
 # move (a page that follows one send, data-follow, reloads when its numbers change).
-_RELOAD_JS = """new EventSource('/events').onmessage = () => location.reload();
+_RELOAD_JS = " ".join(line.strip() for line in """
+new EventSource('/events').onmessage = () => location.reload();
 const live = document.querySelectorAll('[data-live]');
 if (live.length) new EventSource('/events/sends').onmessage = (event) => {
   const shown = JSON.parse(event.data);
@@ -60,7 +61,7 @@ if (live.length) new EventSource('/events/sends').onmessage = (event) => {
     if ('follow' in element.dataset) location.reload();
     element.textContent = text;
   }
-};"""
+};""".strip().splitlines())
 _RELOAD_HASH = base64.b64encode(hashlib.sha256(_RELOAD_JS.encode()).digest()).decode()
 # The preview's own pages: only their reload script runs, and no other site frames them.
 PREVIEW_HEADERS = [
