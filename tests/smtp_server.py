@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -33,6 +34,9 @@ class Handler:
         self.drop_at_rcpt: Counter[str] = Counter()
         self.drop_after_data: Counter[str] = Counter()
         self.delay = 0.0
+        # recipients whose message waits at DATA until their event is set (a send held
+        # half-way, for as long as a test needs)
+        self.hold: dict[str, threading.Event] = {}
         self.refuse_sender = False
         # per message accepted: the TLS version of its connection (None: plain text) and
         # the user it logged in as (None: no AUTH)
@@ -66,6 +70,9 @@ class Handler:
         recipient = envelope.rcpt_tos[0]
         if self.delay:
             time.sleep(self.delay)
+        gate = self.hold.get(recipient)
+        if gate is not None:
+            await asyncio.get_running_loop().run_in_executor(None, gate.wait)
         with self.lock:
             if self.drop_after_data[recipient] > 0:
                 self.drop_after_data[recipient] -= 1

@@ -84,3 +84,13 @@ NOT_STARTED = frozenset({SendState.SCHEDULED, SendState.MISSED})
 # Rows that no longer need the run.
 SETTLED = (DeliveryState.SENT, DeliveryState.FAILED, DeliveryState.SKIPPED,
            DeliveryState.UNKNOWN)
+
+
+class CampaignStage(StrEnum):
+    """Where a campaign stands, as the studio shows it (not stored: read from its send)."""
+
+    DRAFT = "draft"  # no send yet
+    SCHEDULED = "scheduled"
+    MISSED = "missed"
+    SENDING = "sending"
+    SENT = "sent"

@@ -7,7 +7,8 @@ from fnmatch import fnmatch
 from pathlib import Path
 
 import citesmail
-from citesmail.web.pages import pages
+from citesmail.web.i18n import LANGUAGES, catalogue_path
+from citesmail.web.pages import pages, studio_pages
 from tests.conftest import ROOT
 
 PACKAGE = Path(citesmail.__file__).parent
@@ -25,10 +26,15 @@ def test_every_page_template_is_package_data_and_loads_from_the_package() -> Non
         assert any(fnmatch(inside, pattern) for pattern in patterns), inside
         name = file.relative_to(PACKAGE / "web" / "templates").as_posix()
         assert name in listed
-        assert pages().get_template(name).filename == str(file)
+        # the studio's pages load in its environment (with `_()` and the date filters)
+        env = studio_pages("fr") if name.startswith("preview/") else pages()
+        assert env.get_template(name).filename == str(file)
+    for lang in LANGUAGES:  # the studio's catalogues ship too
+        inside = Path(catalogue_path(lang)).relative_to(PACKAGE).as_posix()
+        assert any(fnmatch(inside, pattern) for pattern in patterns), inside
 
 
 def test_pages_escape_what_they_show() -> None:
-    shown = pages().get_template("preview/broken.html.j2").render(
+    shown = studio_pages("fr").get_template("preview/broken.html.j2").render(
         slug="<b>", errors=["<i>"], reload_script="")
     assert "&lt;b&gt;" in shown and "&lt;i&gt;" in shown and "<b>" not in shown

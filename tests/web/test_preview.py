@@ -55,8 +55,8 @@ def test_campaign_page_parts_and_recipient_picker(client: TestClient) -> None:
     page = client.get(f"/campaigns/{REPLAY}")
     assert page.status_code == 200
     for expected in ("Labo Cités &lt;annonces@example.org&gt;", "la visio du 12 juin",
-                     'width="375"', 'width="620"', "of Gmail's 102 KB",
-                     "download .eml", "send a test", "EventSource('/events')"):
+                     'width="375"', 'width="620"', "sur les 102 Ko de Gmail",
+                     "télécharger le .eml", "envoyer un test", "EventSource('/events')"):
         assert expected in page.text
     assert "p0@example.org" in page.text  # a contact to preview as
     as_contact = client.get(f"/campaigns/{REPLAY}/text?as=p0@example.org")
@@ -123,7 +123,7 @@ def test_send_a_test_from_the_page(workspace: Path) -> None:
         finally:
             for key in smtp_env(server.port):
                 os.environ.pop(key, None)
-    assert done.status_code == 200 and "moi@example.org: sent" in done.text
+    assert done.status_code == 200 and "moi@example.org: envoyé" in done.text
     assert server.handler.received == {"moi@example.org": 1}
 
 
@@ -194,7 +194,7 @@ def test_preview_pages_fit_a_phone_and_name_their_fields(browser: Any,  # noqa: 
             phone.goto(f"http://127.0.0.1:{port}{url}")
             assert phone.evaluate("document.documentElement.scrollWidth") <= 375, url
             assert phone.locator('meta[name="viewport"]').count() == 1
-        for label in ("Preview as", "Send to"):
+        for label in ("Aperçu pour", "Envoyer à"):
             assert phone.get_by_label(label).is_visible()
         desktop, small = (phone.locator(f"iframe[title={t}]").bounding_box()
                           for t in ("desktop", "phone"))
@@ -248,15 +248,15 @@ def test_preview_and_check_both_warn_of_an_audience_that_is_no_segment(
         client.get(f"/campaigns/{REPLAY}").text, "html.parser").select("li"))
     row = BeautifulSoup(client.get("/").text, "html.parser").find(
         "a", href=f"/campaigns/{NEWSLETTER}")
-    assert row is not None and "3 warning(s)" in row.find_parent("tr").get_text()  # + config
+    assert row is not None and "3 avertissements" in row.find_parent("li").get_text()  # + config
     # (the config's two: its example values, and DKIM signing off)
 
 
 def test_preview_as_an_address_that_is_not_a_contact_says_so(client: TestClient) -> None:
     page = client.get(f"/campaigns/{REPLAY}?as=nobody@example.org")
     assert page.status_code == 200
-    assert ("nobody@example.org is not a contact: shown as the sample recipient"
-            in unescape(page.text))
+    assert ("nobody@example.org n'est pas un contact : aperçu pour le destinataire "
+            "d'exemple" in unescape(page.text))
     shown = client.get(f"/campaigns/{REPLAY}?as=p0@example.org")
     assert "is not a contact" not in shown.text
 
@@ -279,7 +279,7 @@ def test_the_preview_shows_the_first_contact_of_the_audience_by_default(
     with TestClient(app, base_url=PREVIEW) as client:
         assert "Bonjour Zoé," in client.get(f"/campaigns/{REPLAY}/text").text
         page = unescape(client.get(f"/campaigns/{REPLAY}").text)
-        assert "first of the audience partenaires-aura (zoe@lyon.fr)" in page
+        assert "premier contact du segment partenaires-aura (zoe@lyon.fr)" in page
         no_name = client.get(f"/campaigns/{REPLAY}/text?as=:no-first-name").text
         assert "Bonjour à toutes et à tous," in no_name
         sample = client.get(f"/campaigns/{REPLAY}/text?as=:sample").text

@@ -37,13 +37,31 @@ from ..message import (
 )
 from ..render import RenderedCampaign
 from ..render.lint import GMAIL_CLIP_BYTES
-from .pages import render_page
+from .i18n import studio_language
+from .live import send_changes
+from .pages import render_studio_page, studio_pages
+from .report_page import studio_report
 from .security import HEADERS, SecurityHeaders
+from .stages import Stage, stage_of
+from .studio import StudioPages
 
 # The picker's own choices, besides the contacts' addresses.
 SAMPLE, NO_FIRST_NAME = ":sample", ":no-first-name"
 NAMELESS = Recipient(email="lecteur@example.org")  # greeted with the default words
-_RELOAD_JS = "new EventSource('/events').onmessage = () => location.reload();"
+# The studio's one script: reload when a file changes; show a send's numbers as they
+# move (a page that follows one send, data-follow, reloads when its numbers change).
+_RELOAD_JS = " ".join(line.strip() for line in """
+new EventSource('/events').onmessage = () => location.reload();
+const live = document.querySelectorAll('[data-live]');
+if (live.length) new EventSource('/events/sends').onmessage = (event) => {
+  const shown = JSON.parse(event.data);
+  for (const element of live) {
+    const text = shown[element.dataset.live];
+    if (text === undefined || element.textContent === text) continue;
+    if ('follow' in element.dataset) location.reload();
+    element.textContent = text;
+  }
+};""".strip().splitlines())
 _RELOAD_HASH = base64.b64encode(hashlib.sha256(_RELOAD_JS.encode()).digest()).decode()
 # The preview's own pages: only their reload script runs, and no other site frames them.
 PREVIEW_HEADERS = [
@@ -63,28 +81,17 @@ EMAIL_IN_FRAME_HEADERS = {
 }
 
 
-def _page(name: str, **context: object) -> HTMLResponse:
-    """One of the preview's pages, with the reload script its CSP lets run."""
-    return HTMLResponse(render_page(f"preview/{name}", reload_script=Markup(_RELOAD_JS),
-                                    **context))
-
-
 @dataclass(frozen=True)
 class _Row:
     """A campaign in the list of campaigns."""
 
     slug: str
     found: CampaignCheck
+    stage: Stage
 
     @property
     def url(self) -> str:
         return quote(self.slug)
-
-    @property
-    def status(self) -> str:
-        counts = [f"{len(self.found.errors)} error(s)"] if self.found.errors else []
-        counts += [f"{len(self.found.warnings)} warning(s)"] if self.found.warnings else []
-        return ", ".join(counts) or "ok"
 
 
 class PreviewApp:
@@ -93,6 +100,19 @@ class PreviewApp:
         self.database_url = database_url
         # Another web page must not make the browser send tests through this server.
         self.form_token = secrets.token_urlsafe(16)
+        self.lang = studio_language(settings)
+
+    def page(self, name: str, status: int = 200, **context: object) -> HTMLResponse:
+        """One of the studio's pages, with the script its CSP lets run."""
+        return HTMLResponse(render_studio_page(self.lang, f"preview/{name}",
+                                               reload_script=Markup(_RELOAD_JS), **context),
+                            status_code=status)
+
+    def stage_labels(self, stages: dict[str, Stage]) -> dict[str, str]:
+        """Each stage in words, as the campaigns page shows it."""
+        words = studio_pages(self.lang).get_template("preview/words.html.j2").module
+        return {slug: str(words.stage_label(stage)).strip()  # type: ignore[attr-defined]
+                for slug, stage in stages.items()}
 
     # -- rendering (through the same functions as check, render and send) -------------
 
@@ -133,7 +153,7 @@ class PreviewApp:
             return NAMELESS, ""
         if not address:
             return self.first_of(audience) or SAMPLE_RECIPIENT, ""
-        instead = f"{address} is not a contact: shown as the sample recipient"
+        instead = address  # "… is not a contact: shown as the sample recipient"
         with self.database() as db:
             if db is None:
                 return SAMPLE_RECIPIENT, instead
@@ -166,8 +186,9 @@ class PreviewApp:
 
     def index(self, request: Request) -> Response:
         with self.database() as db:
-            rows = [_Row(slug, self.preview(slug, db)) for slug in self.slugs()]
-        return _page("index.html.j2", rows=rows)
+            rows = [_Row(slug, self.preview(slug, db), stage_of(db, slug, self.settings.tz))
+                    for slug in self.slugs()]
+        return self.page("index.html.j2", rows=rows)
 
     def campaign(self, request: Request) -> Response:
         slug = request.path_params["slug"]
@@ -175,15 +196,17 @@ class PreviewApp:
             return PlainTextResponse("no such campaign", status_code=404)
         with self.database() as db:
             found = self.preview(slug, db)
+            stage = stage_of(db, slug, self.settings.tz)
         if found.rendered is None:
-            return _page("broken.html.j2", slug=slug, errors=found.errors)
+            return self.page("broken.html.j2", slug=slug, errors=found.errors)
         address = request.query_params.get("as", "")
         audience = found.rendered.campaign.audience
         recipient, instead = self.recipient(address, audience)
         first = self.first_of(audience)
         parts = personalize(found.rendered, recipient, self.settings)
-        return _page(
-            "campaign.html.j2", campaign=found.rendered.campaign, url=quote(slug),
+        return self.page(
+            "campaign.html.j2", has_report=stage.has_report,
+            campaign=found.rendered.campaign, url=quote(slug),
             query=f"?as={quote(address)}" if address else "", recipient=address,
             contacts=self.contacts(), sender=self.settings.sender.from_,
             size_kb=f"{len(parts.html.encode('utf-8')) / 1024:.0f}",
@@ -192,6 +215,14 @@ class PreviewApp:
             form_token=self.form_token, instead=instead, audience=audience,
             first=first.email if first is not None else "", sample=SAMPLE,
             no_first_name=NO_FIRST_NAME)
+
+    def report(self, request: Request) -> Response:
+        slug = request.path_params["slug"]
+        with self.database() as db:
+            found = studio_report(db, slug, self.settings.tz) if db is not None else None
+        if found is None:
+            return self.page("report.html.j2", status=404, slug=slug, report=None)
+        return self.page("report.html.j2", slug=slug, report=found)
 
     def part(self, request: Request) -> Response:
         slug, kind = request.path_params["slug"], request.path_params["kind"]
@@ -234,8 +265,8 @@ class PreviewApp:
             [(to, outcome)] = send_tests(self.settings, found.rendered, [recipient],
                                          audience=self.audience(found.rendered))
         except (ValueError, CitesmailError) as exc:
-            return _page("test.html.j2", error=str(exc), url=quote(slug))
-        return _page("test.html.j2", error=None, to=to, outcome=outcome, url=quote(slug))
+            return self.page("test.html.j2", error=str(exc), url=quote(slug))
+        return self.page("test.html.j2", error=None, to=to, outcome=outcome, url=quote(slug))
 
 
 async def _changes(folders: list[Path]) -> AsyncIterator[str]:
@@ -263,15 +294,27 @@ def create_preview_app(settings: Settings, database_url: str | None) -> Starlett
         return await run_in_threadpool(app.send_test, request.path_params["slug"], address,
                                        token)
 
+    async def sends(request: Request) -> Response:
+        return StreamingResponse(send_changes(settings, database_url, app.stage_labels),
+                                 media_type="text/event-stream",
+                                 headers={"cache-control": "no-store"})
+
     def part(request: Request) -> Any:
         return app.part(request)
+
+    studio = StudioPages(app.page, app.database, settings.tz)
 
     preview = Starlette(routes=[
         Route("/", app.index),
         Route("/campaigns/{slug}", app.campaign),
+        Route("/campaigns/{slug}/report", app.report),
         Route("/campaigns/{slug}/{kind:str}", part, methods=["GET"]),
         Route("/campaigns/{slug}/test", test, methods=["POST"]),
         Route("/events", events),
+        Route("/events/sends", sends),
+        Route("/lists", studio.lists),
+        Route("/segments", studio.segments),
+        Route("/contacts", studio.contact),
     ])
     # Only this machine's names: a page elsewhere cannot rebind its domain to us.
     preview.add_middleware(TrustedHostMiddleware, allowed_hosts=["127.0.0.1", "localhost"])
