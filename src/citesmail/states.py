@@ -94,3 +94,7 @@ class CampaignStage(StrEnum):
     MISSED = "missed"
     SENDING = "sending"
     SENT = "sent"
+
+# The start of `deliveries.last_error` for a message failed by a bounce report that came
+# back after the server had accepted it (delivery/bounces.py writes it; reports read it).
+BOUNCE_REPORT_PREFIX = "bounce report: "

@@ -21,7 +21,7 @@ from ..audience.addresses import AddressError, normalize_address
 from ..audience.status import leave
 from ..db import Contact, Database, Delivery, Send, changed, utcnow
 from ..message import Origin
-from ..states import ContactStatus, DeliveryState
+from ..states import BOUNCE_REPORT_PREFIX, ContactStatus, DeliveryState
 from ..verp import ReturnReader
 from .dsn import Bounce, Failure, Scan, scan
 
@@ -29,7 +29,6 @@ from .dsn import Bounce, Failure, Scan, scan
 # `skipped` (never sent), nor `failed` already.
 FAILABLE = (DeliveryState.QUEUED, DeliveryState.SENT, DeliveryState.DEFERRED,
             DeliveryState.UNKNOWN)
-ERROR_PREFIX = "bounce report: "
 MAX_ERROR = 1000  # deliveries.last_error is String(1000)
 
 
@@ -166,7 +165,7 @@ class BounceRecorder:
                 update(Delivery).where(Delivery.id == delivery.id,
                                        Delivery.state.in_(FAILABLE))
                 .values(state=DeliveryState.FAILED, updated_at=now, last_code=failure.reply_code,
-                        last_error=(ERROR_PREFIX + failure.diagnostic)[:MAX_ERROR]))
+                        last_error=(BOUNCE_REPORT_PREFIX + failure.diagnostic)[:MAX_ERROR]))
 
 
 def apply(db: Database, scan: Scan, *, dry_run: bool = False) -> Report:

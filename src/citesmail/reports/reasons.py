@@ -9,8 +9,7 @@ from enum import StrEnum
 from sqlalchemy import ColumnElement, String, and_, case, func, literal, or_
 
 from ..db import Delivery
-from ..delivery.bounces import ERROR_PREFIX
-from ..states import DeliveryState
+from ..states import BOUNCE_REPORT_PREFIX, DeliveryState
 
 
 class Reason(StrEnum):
@@ -68,4 +67,4 @@ def from_inbox() -> ColumnElement[int]:
     """1 for a failed row that the server had accepted and a bounce report failed later,
     else 0 (a number: both databases group it alike)."""
     return case((and_(Delivery.state == DeliveryState.FAILED,
-                      Delivery.last_error.like(f"{ERROR_PREFIX}%")), 1), else_=0)
+                      Delivery.last_error.like(f"{BOUNCE_REPORT_PREFIX}%")), 1), else_=0)
