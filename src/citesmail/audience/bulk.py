@@ -5,6 +5,7 @@ a row here; this costs a few."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table, text
@@ -27,9 +28,14 @@ def reserve_ids(session: Session, table: Table, count: int) -> list[int]:
 
 
 def db_value(session: Session, table: Table, column: str, value: Any) -> Any:
-    """`value` as the driver takes it for that column (e.g. a datetime for SQLite)."""
+    """`value` as the driver takes it for that column. For SQLite, a datetime becomes the
+    text sqlite3 would adapt it to (`isoformat(" ")`, the same stored bytes) once, here,
+    rather than once for every row that carries it (4 per imported contact)."""
     processor = table.c[column].type.bind_processor(session.get_bind().dialect)
-    return processor(value) if processor else value
+    value = processor(value) if processor else value
+    if isinstance(value, datetime) and not is_postgresql(session):
+        return value.isoformat(" ")
+    return value
 
 
 def insert_rows(session: Session, table: Table, columns: Sequence[str],

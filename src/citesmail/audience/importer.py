@@ -362,8 +362,12 @@ _CONTACT_COLUMNS = ("id", "email", "email_key", "domain", "first_name", "last_na
                     "search_key")
 
 
+# One encoder for the whole import: json.dumps with any option makes a new one per call.
+_JSON = json.JSONEncoder(ensure_ascii=False)
+
+
 def _as_json(value: dict[str, str]) -> str:
-    return json.dumps(value, ensure_ascii=False) if value else "{}"
+    return _JSON.encode(value) if value else "{}"
 
 
 def _keys(row: Row) -> tuple[Any, ...]:
