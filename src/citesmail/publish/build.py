@@ -41,17 +41,18 @@ def build_site(entries: list[Entry], settings: Settings, base_url: str,
     urls = Urls(check_base_url(base_url))
     files: dict[str, str] = {}
     contents: dict[str, str] = {}
+    invitations: dict[str, str] = {}
     for entry in entries:
         page = campaign_page(entry, settings, urls)
         files[f"{entry.slug}/index.html"] = page.html
         contents[entry.slug] = page.content
         calendar = invitation(entry.campaign, settings, stamp=event_stamp(entry))
         if calendar is not None:
-            files[f"{entry.slug}/{CALENDAR_FILE}"] = calendar
+            files[f"{entry.slug}/{CALENDAR_FILE}"] = invitations[entry.slug] = calendar
     for kind in (None, *KINDS):
         if kind is None or any(entry.campaign.kind == kind for entry in entries):
             files[index_name(kind)] = index_page(entries, kind, settings, urls, now)
     files["feed.xml"] = atom_feed(entries, contents, settings, urls)
-    files["events.ics"] = calendar_feed(entries, settings, now)
+    files["events.ics"] = calendar_feed(entries, invitations, settings, now)
     files["sitemap.xml"] = sitemap(entries, settings, urls)
     return Site({path: text.encode("utf-8") for path, text in files.items()}, entries)

@@ -52,9 +52,11 @@ def event_stamp(entry: Entry) -> datetime:
     return entry.updated
 
 
-def calendar_feed(entries: list[Entry], settings: Settings, now: datetime) -> str:
+def calendar_feed(entries: list[Entry], invitations: dict[str, str], settings: Settings,
+                  now: datetime) -> str:
     """The events still to come and those of the last month, in the organisation's zone
-    (with its VTIMEZONE); each VEVENT is the one of the campaign's invitation."""
+    (with its VTIMEZONE); each VEVENT is the one of the campaign's invitation
+    (`invitations`: slug -> its text, made once for its own file and this feed)."""
     from icalendar import Calendar  # 40 ms: only when publishing
 
     feed = Calendar()
@@ -71,9 +73,9 @@ def calendar_feed(entries: list[Entry], settings: Settings, now: datetime) -> st
             continue
         if (event.ends or event.starts) < now - RECENT:
             continue
-        text = invitation(entry.campaign, settings, stamp=event_stamp(entry))
-        assert text is not None
-        for component in Calendar.from_ical(text).walk("VEVENT"):
+        text = invitations.get(entry.slug) or invitation(entry.campaign, settings,
+                                                         stamp=event_stamp(entry))
+        for component in Calendar.from_ical(text or "").walk("VEVENT"):
             feed.add_component(component)
         years.append(event.starts.astimezone(settings.tz).year)
     if years:
