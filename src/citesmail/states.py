@@ -67,6 +67,14 @@ class SendState(StrEnum):
     DONE = "done"  # every row settled
 
 
+class Publication(StrEnum):
+    """How a campaign stands on the published site (`citesmail publish`, serve's /archive/)."""
+
+    SENT = "sent"  # its send has started (running or done)
+    SCHEDULED = "scheduled"  # its send waits for its time
+    DRAFT = "draft"  # no send yet: published only with --drafts, marked as such
+
+
 class DeliveryState(StrEnum):
     """One recipient's row in a send (`deliveries`): see delivery/__init__.py."""
 

@@ -114,6 +114,8 @@ class FrontMatter(Section):
     replay: ReplayInfo | None = None
     speakers: list[Speaker] = []
     items: list[Item] = []
+    # false: never published on the web (`citesmail publish`, serve's /archive/)
+    archive: Annotated[bool, Strict()] = True
 
     @field_validator("subject")
     @classmethod

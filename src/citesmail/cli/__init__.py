@@ -35,7 +35,7 @@ COMMANDS = {
     "unschedule": "schedule_commands", "worker": "schedule_commands",
     "send": "delivery_commands", "status": "delivery_commands",
     "preview": "web_commands", "serve": "web_commands", "tracking": "tracking_commands",
-    "report": "report_commands",
+    "report": "report_commands", "publish": "publish_commands",
 }
 
 
@@ -45,7 +45,8 @@ SECTIONS = (
     ("Audience", ("contacts", "lists", "segments", "forms")),
     ("Send", ("send", "status")),
     ("Schedule", ("schedule", "schedules", "unschedule", "worker")),
-    ("Publish and follow up", ("serve", "inbox", "bounces", "report", "tracking")),
+    ("Publish and follow up", ("serve", "publish", "inbox", "bounces", "report",
+                               "tracking")),
     ("Set up", ("secret", "dkim", "dns", "db")),
 )
 

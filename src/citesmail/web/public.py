@@ -1,7 +1,8 @@
 """The public app (`citesmail serve`): one-click unsubscribe (RFC 8058), web view, an
 event's calendar links (its .ics, and short links off to Google's and Outlook.com's pages),
-and the sign-up form with its confirmation link (signup.py), whose emails a thread of
-its own sends (delivery/outgoing.py).
+the sign-up form with its confirmation link (signup.py), whose emails a thread of
+its own sends (delivery/outgoing.py), and the published campaigns under /archive/
+(archive.py).
 
 It sits behind the organisation's reverse proxy at `[unsubscribe] base_url`. Links carry
 an HMAC-signed token naming the contact and the campaign: a tampered token gets 400, an
@@ -45,6 +46,7 @@ from ..render.slots import fill
 from ..tokens import DEVELOPMENT_SECRET, read_token
 from ..tracking.measure import measurement_for
 from .applier import Applier
+from .archive import Archive, archive_routes
 from .clicks import Measures, measure_routes
 from .pages import render_page
 from .preferences import preference_routes
@@ -272,6 +274,7 @@ def create_public_app(settings: Settings, db: Database) -> Starlette:
         Route("/confirm/{token}", confirm_signup, methods=["GET", "POST"]),
         *preference_routes(app),
         *measure_routes(app.measures),
+        *archive_routes(Archive(settings, db)),
         Route("/", not_found),
     ], lifespan=lifespan)
     starlette.router.redirect_slashes = False

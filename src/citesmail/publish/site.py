@@ -1,0 +1,111 @@
+"""Which campaigns the site publishes, and in which order.
+
+A campaign is published once its send is started or scheduled (the `sends` table), or,
+with `drafts`, before that; a campaign whose front matter says `archive = false` never
+is. The content always comes from the campaign file: what the site shows is what the
+file says now.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import select
+
+from ..campaigns import Campaign, load_campaign
+from ..config import Settings
+from ..db import Database, Send
+from ..states import Publication, SendState
+
+_BY_SEND_STATE = {SendState.RUNNING: Publication.SENT, SendState.DONE: Publication.SENT,
+                  SendState.SCHEDULED: Publication.SCHEDULED}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A published campaign: its file, how it stands, and its dates (UTC, to the second)."""
+
+    campaign: Campaign
+    state: Publication
+    published: datetime  # its send's start (or time), else the file's last change
+    updated: datetime  # the later of `published` and the file's last change
+
+    @property
+    def slug(self) -> str:
+        return self.campaign.slug
+
+    def is_upcoming(self, now: datetime) -> bool:
+        """An invitation whose event has not ended yet."""
+        event = self.campaign.event
+        if self.campaign.kind != "event" or event is None or event.starts is None:
+            return False
+        return (event.ends or event.starts) >= now
+
+
+@dataclass(frozen=True)
+class _SendDates:
+    state: Publication
+    when: datetime
+
+
+def _sends(db: Database | None) -> dict[str, _SendDates]:
+    """The campaigns with a send that went or will go, and the send's date."""
+    if db is None:
+        return {}
+    query = select(Send.campaign, Send.state, Send.started_at, Send.scheduled_at,
+                   Send.created_at)
+    found: dict[str, _SendDates] = {}
+    with db.session(write=False) as session:
+        for campaign, state, started, scheduled, created in session.execute(query):
+            publication = _BY_SEND_STATE.get(SendState(state))
+            if publication is not None:
+                found[campaign] = _SendDates(publication, _second(started or scheduled
+                                                                  or created))
+    return found
+
+
+def _second(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).replace(microsecond=0)
+
+
+def _changed_at(path: Path) -> datetime:
+    return _second(datetime.fromtimestamp(path.stat().st_mtime, UTC))
+
+
+def select_entries(settings: Settings, db: Database | None, *,
+                   drafts: bool = False) -> list[Entry]:
+    """The published campaigns, newest first (by `published`, then slug)."""
+    folder = settings.campaigns_dir
+    paths = sorted(folder.glob("*.md")) if folder.is_dir() else []
+    sends = _sends(db)
+    entries = []
+    for path in paths:
+        send = sends.get(path.stem)
+        if send is None and not drafts:
+            continue  # a draft's file is not even read: it may be half-written
+        campaign = load_campaign(path, default_lang=settings.campaigns.lang, tz=settings.tz)
+        if not campaign.archive:
+            continue
+        changed = _changed_at(path)
+        published = send.when if send else changed
+        entries.append(Entry(campaign, send.state if send else Publication.DRAFT,
+                             published, max(published, changed)))
+    entries.sort(key=lambda entry: (entry.published, entry.slug), reverse=True)
+    return entries
+
+
+def upcoming_first(entries: list[Entry], now: datetime) -> tuple[list[Entry], list[Entry]]:
+    """(invitations to events still to come, soonest first; the others, as given)."""
+    upcoming = [entry for entry in entries if entry.is_upcoming(now)]
+    upcoming.sort(key=lambda entry: (_starts(entry), entry.slug))
+    return upcoming, [entry for entry in entries if not entry.is_upcoming(now)]
+
+
+def _starts(entry: Entry) -> datetime:
+    event = entry.campaign.event
+    assert event is not None and event.starts is not None
+    return event.starts
