@@ -34,9 +34,10 @@ for _name, _value in (("background_color", "#ffffff"), ("title_color", "#1a1a1a"
                       ("tick_font_family", FONT), ("axis_title_font_family", FONT),
                       ("legend_font_family", FONT), ("zero_color", "#3d3d3d")):
     setattr(leather.theme, _name, _value)
-WIDTH, HEIGHT = 720, 360
-LABEL = 40  # characters of a label on the chart (the alternative has it whole)
-COLUMN_LABELS = 6  # labels under the columns at most: more would overlap
+# Small enough that its words stay legible when a phone shows it 360 px wide.
+WIDTH, HEIGHT = 480, 270
+LABEL = 24  # characters of a label on the chart (the alternative has it whole)
+COLUMN_LABELS = 3  # labels under the columns at most: more would overlap
 
 Formatter = Callable[[object, int, int], str]
 
@@ -58,21 +59,24 @@ class Chart:
 
 
 def _draw(title: str, alternative: Alternative, language: ChartLanguage, *,
-          across: bool = False) -> Chart:
+          across: bool = False, shorten: Callable[[str], str] | None = None) -> Chart:
     """Columns (or bars `across`, for long labels) of the alternative's rows, counted on
-    an axis of whole numbers written in the language."""
-    chart = leather.Chart(title)
+    an axis of whole numbers written in the language. The title is the SVG's <title>,
+    not drawn: the page shows it as the heading of the chart."""
+    chart = leather.Chart()
     rows = alternative.rows or [(language.gettext("none"), 0)]
+    shorten = shorten or _short
     ticks = _whole_ticks(max(n for _, n in rows))
     count_axis = {"ticks": ticks, "tick_formatter": _numbers(language)}
     if across:
         chart.add_x_scale(0, ticks[-1])
         chart.add_x_axis(**count_axis)
-        chart.add_bars([(n, _short(label)) for label, n in reversed(rows)], fill_color=BAR)
+        chart.add_bars([(n, label) for label, n in reversed(rows)], fill_color=BAR)
+        chart.add_y_axis(tick_formatter=_some_labels(1, shorten))
     else:
         chart.add_y_scale(0, ticks[-1])
         chart.add_y_axis(**count_axis)
-        chart.add_x_axis(tick_formatter=_some_labels(len(rows)))
+        chart.add_x_axis(tick_formatter=_some_labels(len(rows), shorten))
         chart.add_columns([(label, n) for label, n in rows], fill_color=BAR)
     svg = _accessible(chart.to_svg(width=WIDTH, height=HEIGHT), title, alternative.sentence)
     return Chart(title, svg, alternative)
@@ -93,17 +97,24 @@ def _numbers(language: ChartLanguage) -> Formatter:
     return number
 
 
-def _some_labels(columns: int) -> Formatter:
+def _some_labels(columns: int, shorten: Callable[[str], str]) -> Formatter:
     """Every label when few; else one in `every`, so that none overlaps the next."""
     every = math.ceil(columns / COLUMN_LABELS)
 
     def label(value: object, index: int, count: int) -> str:
-        return _short(str(value)) if index % every == 0 else ""
+        return shorten(str(value)) if index % every == 0 else ""
     return label
 
 
 def _short(label: str) -> str:
     return label if len(label) <= LABEL else label[:LABEL - 1] + "…"
+
+
+def _link_label(url: str) -> str:
+    """The end of an address tells links apart: 'https://example.org/a/b.pdf' ->
+    'example.org/a/b.pdf', or '…/a/b.pdf' when long."""
+    label = url.split("://", 1)[-1].removeprefix("www.")
+    return label if len(label) <= LABEL else "…" + label[-(LABEL - 1):]
 
 
 def _accessible(markup: str, title: str, sentence: str) -> str:
@@ -204,15 +215,14 @@ def clicks_per_link(report: CampaignReport, language: ChartLanguage = ENGLISH) -
                            "links": language.number(len(links)),
                            "most": language.number(top.clicks), "url": top.url}
     return _draw(_("Clicks per link"), Alternative(sentence, (_("link"), _("clicks")), rows),
-                 language, across=True)
+                 language, across=True, shorten=_link_label)
 
 
 def reason_label(reason: Reason, language: ChartLanguage = ENGLISH) -> str:
+    """A reason in a few words, short enough for the chart's labels."""
     _ = language.gettext
-    return {Reason.ADDRESS: _("the address does not exist"),
-            Reason.MAILBOX_FULL: _("mailbox full"),
-            Reason.POLICY: _("refused by a policy or spam filter"),
-            Reason.OTHER: _("other (network, server, retries used up)")}[reason]
+    return {Reason.ADDRESS: _("unknown address"), Reason.MAILBOX_FULL: _("mailbox full"),
+            Reason.POLICY: _("policy or spam filter"), Reason.OTHER: _("other")}[reason]
 
 
 def bounce_reasons(report: CampaignReport, language: ChartLanguage = ENGLISH) -> Chart:
