@@ -67,7 +67,8 @@ def test_the_documented_update_leaves_the_catalogues_as_committed(tmp_path: Path
     for lang in LANGUAGES:
         committed = Path(catalogue_path(lang)).read_text(encoding="utf-8")
         updated = (locale / lang / "LC_MESSAGES" / "studio.po").read_text(encoding="utf-8")
-        assert _without_date(updated) == _without_date(committed), lang
+        assert _without_date(updated) == _without_date(committed), \
+            f"the {lang} catalogue is not as docs/studio.md's commands write it: run them"
 
 
 def _without_date(catalogue: str) -> str:

@@ -136,66 +136,65 @@ def _accessible(markup: str, title: str, sentence: str) -> str:
     return ET.tostring(root, encoding="unicode")
 
 
-def _spread(hours: list[HourCount], total: str, language: ChartLanguage) -> dict[str, str]:
-    busiest = max(hours, key=lambda h: h.count)
-    return {"total": total, "first": language.hour(hours[0].hour),
-            "last": language.hour(hours[-1].hour), "most": language.number(busiest.count),
-            "busiest": language.hour(busiest.hour)}
+@dataclass(frozen=True)
+class _Sentences:
+    """What an hour-by-hour chart says: when it has no hour, one, or several."""
+
+    empty: str
+    one: str
+    several: str
+
+
+def _hourly(hours: list[HourCount], title: str, counted: str, says: _Sentences,
+            language: ChartLanguage) -> Chart:
+    """Columns of counts per hour, hours in the language's zone."""
+    zone = {"zone": language.zone_name}
+    sentence = says.empty
+    if hours:
+        busiest = max(hours, key=lambda h: h.count)
+        sentence = (says.one if len(hours) == 1 else says.several) % {
+            "total": language.number(sum(h.count for h in hours)),
+            "first": language.hour(hours[0].hour), "last": language.hour(hours[-1].hour),
+            "most": language.number(busiest.count), "busiest": language.hour(busiest.hour)}
+    rows = [(language.hour(h.hour), h.count) for h in hours]
+    header = (language.gettext("hour (%(zone)s)") % zone, counted)
+    return _draw(title % zone, Alternative(sentence, header, rows), language)
 
 
 def accepted_over_time(report: CampaignReport, language: ChartLanguage = ENGLISH) -> Chart:
     """Messages the servers accepted, per hour of the send."""
-    _, hours = language.gettext, report.accepted_per_hour
-    total = sum(h.count for h in hours)
-    if not hours:
-        sentence = _("No message accepted yet.")
-    elif len(hours) == 1:
-        sentence = language.ngettext(
-            "%(total)s message accepted, all in the hour from %(first)s.",
-            "%(total)s messages accepted, all in the hour from %(first)s.",
-            total) % _spread(hours, language.number(total), language)
-    else:
-        sentence = language.ngettext(
-            "%(total)s message accepted from %(first)s to %(last)s; the most, %(most)s, "
-            "in the hour from %(busiest)s.",
-            "%(total)s messages accepted from %(first)s to %(last)s; the most, %(most)s, "
-            "in the hour from %(busiest)s.",
-            total) % _spread(hours, language.number(total), language)
-    zone = {"zone": language.zone_name}
-    rows = [(language.hour(h.hour), h.count) for h in hours]
-    return _draw(_("Messages accepted per hour (%(zone)s)") % zone,
-                 Alternative(sentence, (_("hour (%(zone)s)") % zone, _("messages accepted")),
-                             rows), language)
+    _, ngettext = language.gettext, language.ngettext
+    total = sum(h.count for h in report.accepted_per_hour)
+    says = _Sentences(
+        _("No message accepted yet."),
+        ngettext("%(total)s message accepted, all in the hour from %(first)s.",
+                 "%(total)s messages accepted, all in the hour from %(first)s.", total),
+        ngettext("%(total)s message accepted from %(first)s to %(last)s; the most, "
+                 "%(most)s, in the hour from %(busiest)s.",
+                 "%(total)s messages accepted from %(first)s to %(last)s; the most, "
+                 "%(most)s, in the hour from %(busiest)s.", total))
+    return _hourly(report.accepted_per_hour, _("Messages accepted per hour (%(zone)s)"),
+                   _("messages accepted"), says, language)
 
 
 def clicks_over_time(report: CampaignReport, language: ChartLanguage = ENGLISH) -> Chart:
     """Clicks by people (link scanners apart), per hour."""
-    _, hours = language.gettext, report.clicks_per_hour
-    total = sum(h.count for h in hours)
-    if not report.measured:
-        sentence = _("No click measurement for this campaign.")
-    elif not hours:
-        sentence = _("No click yet.")
-    elif len(hours) == 1:
-        sentence = language.ngettext(
-            "%(total)s click by people, all in the hour from %(first)s.",
-            "%(total)s clicks by people, all in the hour from %(first)s.",
-            total) % _spread(hours, language.number(total), language)
-    else:
-        sentence = language.ngettext(
-            "%(total)s click by people from %(first)s to %(last)s; the most, %(most)s, "
-            "in the hour from %(busiest)s.",
-            "%(total)s clicks by people from %(first)s to %(last)s; the most, %(most)s, "
-            "in the hour from %(busiest)s.",
-            total) % _spread(hours, language.number(total), language)
-    zone = {"zone": language.zone_name}
-    rows = [(language.hour(h.hour), h.count) for h in hours]
-    return _draw(_("Clicks per hour (%(zone)s)") % zone,
-                 Alternative(sentence, (_("hour (%(zone)s)") % zone, _("clicks")), rows),
-                 language)
+    _, ngettext = language.gettext, language.ngettext
+    total = sum(h.count for h in report.clicks_per_hour)
+    says = _Sentences(
+        _("No click yet.") if report.measured else _("No click measurement for this campaign."),
+        ngettext("%(total)s click by people, all in the hour from %(first)s.",
+                 "%(total)s clicks by people, all in the hour from %(first)s.", total),
+        ngettext("%(total)s click by people from %(first)s to %(last)s; the most, "
+                 "%(most)s, in the hour from %(busiest)s.",
+                 "%(total)s clicks by people from %(first)s to %(last)s; the most, "
+                 "%(most)s, in the hour from %(busiest)s.", total))
+    return _hourly(report.clicks_per_hour, _("Clicks per hour (%(zone)s)"), _("clicks"), says,
+                   language)
 
 
 def clicks_per_link(report: CampaignReport, language: ChartLanguage = ENGLISH) -> Chart:
+    """Clicks by people on each counted link, the most clicked first."""
     _, links = language.gettext, report.links
     rows = [(link.url, link.clicks) for link in links]
     if not report.measured:
