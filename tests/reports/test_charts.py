@@ -130,6 +130,11 @@ def test_the_labels_under_many_columns_do_not_overlap(sent: Sent) -> None:
     shown = [label for label in tick_labels(ET.fromstring(chart.svg))
              if re.fullmatch(r"\w{3} \d+ at .+", label)]
     assert len(shown) == 3 and len(chart.alternative.rows) == 24
+    # a short mark at each hour, no line across the columns
+    marks = [line for axis in ET.fromstring(chart.svg).iter(f"{SVG}g")
+             if axis.get("class") == "axis bottom" for line in axis.iter(f"{SVG}line")]
+    assert len(marks) == 24
+    assert all(float(line.get("y2", "")) - float(line.get("y1", "")) == 4 for line in marks)
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
