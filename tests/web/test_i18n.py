@@ -1,8 +1,14 @@
 """The studio's catalogues: every word the templates and the code mark is translated in
-French and in English, and the studio speaks the workspace language."""
+French and in English (none fuzzy: a fuzzy entry is not compiled), the commands that
+docs/studio.md gives to update them leave them as committed, and the studio speaks the
+workspace language."""
 
 from __future__ import annotations
 
+import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -36,6 +42,37 @@ def test_every_extracted_word_is_translated(lang: str) -> None:
     untranslated = [message.id for message in catalogue if message.id and (
         not all(message.string) if isinstance(message.string, tuple) else not message.string)]
     assert untranslated == []
+    assert [message.id for message in catalogue if message.id and message.fuzzy] == []
+
+
+def documented_commands() -> list[list[str]]:
+    """The pybabel lines of docs/studio.md's block on adding words."""
+    docs = (ROOT / "docs" / "studio.md").read_text(encoding="utf-8")
+    block = re.search(r"To add or change words.*?```\n(.*?)```", docs, re.S)
+    assert block is not None
+    return [line.split() for line in block[1].splitlines() if line.startswith("pybabel ")]
+
+
+def test_the_documented_update_leaves_the_catalogues_as_committed(tmp_path: Path) -> None:
+    commands = documented_commands()
+    assert [command[1] for command in commands] == ["extract", "update"]
+    locale = tmp_path / "locale"
+    shutil.copytree(ROOT / "src" / "citesmail" / "locale", locale)
+    pybabel = str(Path(sys.executable).parent / "pybabel")
+    for command in commands:
+        command = [pybabel, *(str(tmp_path / part) if part == "studio.pot" else
+                              str(locale) if part == "src/citesmail/locale" else part
+                              for part in command[1:])]
+        subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
+    for lang in LANGUAGES:
+        committed = Path(catalogue_path(lang)).read_text(encoding="utf-8")
+        updated = (locale / lang / "LC_MESSAGES" / "studio.po").read_text(encoding="utf-8")
+        assert _without_date(updated) == _without_date(committed), \
+            f"the {lang} catalogue is not as docs/studio.md's commands write it: run them"
+
+
+def _without_date(catalogue: str) -> str:
+    return re.sub(r'"POT-Creation-Date: [^"]*"', "", catalogue)
 
 
 def test_the_catalogues_are_read_from_their_po_files() -> None:

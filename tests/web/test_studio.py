@@ -9,16 +9,19 @@ import json
 import os
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
+from datetime import UTC, datetime, timedelta
 from html import unescape
 from pathlib import Path
 from threading import Event
 
 import pytest
 from bs4 import BeautifulSoup
+from sqlalchemy import delete, insert, select
 from starlette.testclient import TestClient
 
 from citesmail.config import load_settings
-from citesmail.db import open_database
+from citesmail.db import ClickCount, Send, TrackedLink, open_database
 from citesmail.delivery.sendlog import mark_missed
 from citesmail.web.live import send_changes
 from citesmail.web.preview import PreviewApp, create_preview_app
@@ -27,6 +30,8 @@ from tests.conftest import EVENT, MINIMAL_REPLAY, NEWSLETTER, REPLAY, SECRET, ru
 from tests.smtp_server import SmtpServer
 
 PREVIEW = "http://127.0.0.1"
+SVG = "{http://www.w3.org/2000/svg}"
+CLICKED = datetime(2026, 3, 2, 9, tzinfo=UTC)  # 10:00 in Paris
 CITESMAIL = Path(sys.executable).parent / "citesmail"
 
 
@@ -210,3 +215,67 @@ def test_a_workspace_without_a_database_has_empty_studio_pages(workspace: Path) 
             assert page.status_code == 200
             assert "pas encore de base de données" in unescape(page.text)
         assert "Brouillon" in client.get("/").text
+
+
+def add_clicks(workspace: Path) -> None:
+    """After the real send: two counted links and clicks over two hours, as `serve`
+    would have counted them."""
+    db = open_database(load_settings(workspace / "config.toml", environ={}).database_url)
+    with db.session() as session:
+        assert session.scalar(select(Send.clicks).where(Send.campaign == REPLAY)) == "aggregate"
+        session.execute(delete(TrackedLink))
+        session.execute(insert(TrackedLink), [
+            {"campaign": REPLAY, "number": 1, "url": "https://example.org/video"},
+            {"campaign": REPLAY, "number": 2, "url": "https://example.org/diapositives.pdf"}])
+        session.execute(insert(ClickCount), [
+            {"campaign": REPLAY, "number": 1, "hour": CLICKED, "clicks": 1200, "automated": 3},
+            {"campaign": REPLAY, "number": 2, "hour": CLICKED + timedelta(hours=1),
+             "clicks": 34, "automated": 0}])
+    db.close()
+
+
+def charts(page: str) -> dict[str, ET.Element]:
+    """Each chart of the page (inline SVG, parsed as XML) by its visible title."""
+    shown = BeautifulSoup(page, "html.parser")
+    found: dict[str, ET.Element] = {}
+    for figure in shown.select("figure.chart"):
+        (svg,) = figure.find_all("svg")
+        root = ET.fromstring(str(svg))
+        assert root.get("role") == "img" and not list(root.iter(f"{SVG}script"))
+        assert root.find(f"{SVG}title").text == figure.h2.get_text()
+        found[figure.h2.get_text()] = root
+    assert not shown.find("img") and not shown.find("script", src=True)
+    return found
+
+
+def test_the_report_page_draws_its_four_charts_in_french(sent: Path) -> None:
+    add_clicks(sent)
+    with studio(sent) as client:
+        page = client.get(f"/campaigns/{REPLAY}/report").text
+    assert list(charts(page)) == ["Messages acceptés par heure (Europe/Paris)",
+                                  "Clics par heure (Europe/Paris)",
+                                  "Messages en échec par raison", "Clics par lien"]
+    text = " ".join(unescape(BeautifulSoup(page, "html.parser").get_text(" ")).split())
+    # the sentences are visible, in French, numbers and hours in French style (split()
+    # made the narrow no-break space between thousands a space)
+    assert ("1 234 clics de personnes du 2 mars à 10:00 au 2 mars à 11:00 ; le plus "
+            "grand nombre, 1 200, dans l'heure du 2 mars à 10:00.") in text
+    assert "Aucun des 2 messages n'a échoué." in text
+    assert "1 234 clics de personnes sur 2 liens" in text
+    assert "2 messages acceptés, tous dans l'heure du" in text
+    assert "https://example.org/video 1 200 3" in text  # the table under the chart
+
+
+def test_the_report_page_draws_its_charts_in_english(sent: Path) -> None:
+    add_clicks(sent)
+    config = sent / "config.toml"
+    config.write_text(config.read_text(encoding="utf-8").replace(
+        '[campaigns]\n', '[campaigns]\nlang = "en"\n', 1).replace('lang = "fr"\n', ''),
+        encoding="utf-8")
+    with studio(sent) as client:
+        page = client.get(f"/campaigns/{REPLAY}/report").text
+    assert list(charts(page)) == ["Messages accepted per hour (Europe/Paris)",
+                                  "Clicks per hour (Europe/Paris)",
+                                  "Failed messages by reason", "Clicks per link"]
+    assert "1,234 clicks by people on 2 links; the most, 1,200, on https://example.org/video." \
+        in unescape(page)

@@ -19,6 +19,7 @@ from tests.conftest import ARTEFACTS, EVENT, REPLAY, SECRET, run
 from tests.smtp_server import SmtpServer, free_port
 from tests.web.test_preview import CITESMAIL, _serve
 from tests.web.test_signup_browser import browser, violations  # noqa: F401  (fixture)
+from tests.web.test_studio import add_clicks
 
 SCREENSHOTS = ARTEFACTS / "screenshots" / "studio"
 WIDTHS = [390, 1280]
@@ -27,13 +28,15 @@ WAIT_MS = 60_000
 
 @pytest.fixture
 def studio(workspace: Path) -> Iterator[str]:
-    """`citesmail preview` on a workspace with a sent campaign and a scheduled one."""
+    """`citesmail preview` on a workspace with a sent campaign (with clicks) and a
+    scheduled one."""
     with_audience(workspace, 2)
     assert run("lists", "add", "actu", "--public", "--title",
                "Actualités du réseau et des territoires").exit_code == 0
     assert run("send", REPLAY, "--yes", env={"CITESMAIL_SECRET": SECRET}).exit_code == 0
     assert run("schedule", EVENT, "--at", "2031-01-19 09:30", "--segment",
                "partenaires-aura").exit_code == 0
+    add_clicks(workspace)
     port = free_port()
     server = _serve(["preview", "--no-browser"], workspace, port)
     try:
@@ -81,6 +84,24 @@ def test_studio_pages_in_chromium(browser: Any, studio: str) -> None:  # noqa: F
     page.wait_for_url("**/contacts?email=p1%40example.org")
     assert page.get_by_role("heading", name="p1@example.org").is_visible()
     page.close()
+
+
+def test_the_report_charts_fit_the_window(browser: Any, studio: str) -> None:  # noqa: F811
+    """The four inline SVG charts are drawn at the width of their column, never wider
+    than the window, their aspect kept (480 × 270), and named for assistive technologies."""
+    for width in WIDTHS:
+        page = browser.new_page(viewport={"width": width, "height": 900})
+        page.goto(f"{studio}/campaigns/{REPLAY}/report")
+        charts = page.get_by_role("img")
+        assert charts.count() == 4
+        assert charts.nth(1).get_attribute("aria-labelledby")
+        assert page.get_by_role("img", name="Clics par lien").count() == 1
+        boxes = [charts.nth(n).bounding_box() for n in range(4)]
+        window = page.evaluate("() => document.documentElement.clientWidth")
+        for box in boxes:
+            assert box is not None and 0 < box["width"] <= window
+            assert abs(box["width"] * 270 / 480 - box["height"]) < 2
+        page.close()
 
 
 def test_the_campaigns_page_follows_a_send(browser: Any, workspace: Path) -> None:  # noqa: F811

@@ -11,6 +11,7 @@ from io import BytesIO
 from babel.dates import format_date, format_time
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
+from babel.numbers import format_decimal
 from babel.support import Translations
 
 from ..config import Settings
@@ -50,3 +51,8 @@ def day(value: datetime, lang: str) -> str:
 def hour(value: datetime, lang: str) -> str:
     """'14:05' / '2:05 PM'."""
     return format_time(value, format="short", locale=lang)
+
+
+def number(value: int, lang: str) -> str:
+    """'1 234' / '1,234'."""
+    return format_decimal(value, locale=lang)

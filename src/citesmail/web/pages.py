@@ -11,7 +11,7 @@ from functools import cache, partial
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from .i18n import day, hour, translations
+from .i18n import day, hour, number, translations
 
 
 def _environment(*extensions: str) -> Environment:
@@ -28,17 +28,23 @@ def pages() -> Environment:
 
 @cache
 def studio_pages(lang: str) -> Environment:
-    """The studio's environment in one language: `_()` and the date filters speak it."""
+    """The studio's environment in one language: `_()` and the date and
+    number filters speak it."""
     env = _environment("jinja2.ext.i18n")
     env.install_gettext_translations(translations(lang), newstyle=True)  # type: ignore[attr-defined]
     env.globals["lang"] = lang
     env.filters["day"] = partial(_localised, day, lang)
     env.filters["hour"] = partial(_localised, hour, lang)
+    env.filters["number"] = partial(_number, lang)
     return env
 
 
 def _localised(formatter: Callable[[datetime, str], str], lang: str, value: datetime) -> str:
     return formatter(value, lang)
+
+
+def _number(lang: str, value: int) -> str:
+    return number(value, lang)
 
 
 def render_page(name: str, **context: object) -> str:

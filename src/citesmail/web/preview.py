@@ -219,7 +219,8 @@ class PreviewApp:
     def report(self, request: Request) -> Response:
         slug = request.path_params["slug"]
         with self.database() as db:
-            found = studio_report(db, slug, self.settings.tz) if db is not None else None
+            found = (studio_report(db, slug, self.settings.tz, self.lang)
+                     if db is not None else None)
         if found is None:
             return self.page("report.html.j2", status=404, slug=slug, report=None)
         return self.page("report.html.j2", slug=slug, report=found)
