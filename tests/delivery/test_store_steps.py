@@ -13,7 +13,9 @@ import pytest
 from sqlalchemy import select, update
 
 from citesmail.audience.contacts import unsubscribe
-from citesmail.audience.segments import Definition
+from citesmail.audience.importer import import_contacts
+from citesmail.audience.lists import add_list
+from citesmail.audience.segments import AnyOf, Condition, Definition, parse_where
 from citesmail.campaigns import load_campaign
 from citesmail.config import load_settings
 from citesmail.db import Database, Delivery, Send
@@ -270,3 +272,30 @@ def test_a_scheduled_send_is_not_sent_now_and_a_vanished_one_says_what_to_do(
     with db.session(write=False) as session:
         assert session.scalar(select(Send.state)) == "scheduled"
         assert list(session.scalars(select(Delivery))) == []
+
+
+def test_a_send_queues_its_recipients_in_the_order_they_were_added(
+        db: Database, tmp_path: Path) -> None:
+    """Rows are claimed in the snapshot's order: the contacts' own, even when the
+    database finds them through an index in another order (here by organisation)."""
+    with db.session() as session:
+        add_list(session, "l")
+    path = tmp_path / "c.csv"
+    path.write_text("email;organization\n"
+                    + "".join(f"{name}@example.org;{org}\n" for name, org in (
+                        ("zoe", "Ville de Zèbre"), ("alice", "Agence Alpha"),
+                        ("marc", "Mairie de Mâcon"), ("bea", "Agence Alpha"),
+                        ("yann", "Ville de Zèbre"))), encoding="utf-8")
+    import_contacts(db, path, list_name="l")
+    where: list[Condition | AnyOf] = [parse_where("organization=Ville de Zèbre"),
+                                      parse_where("organization=Agence Alpha")]
+    cfg = load_settings(ROOT / "config.example.toml", environ={})
+    rendered = render_campaign(load_campaign(EXAMPLES / f"{REPLAY}.md", default_lang="fr",
+                                             tz=cfg.tz), cfg)
+    send_id = prepare_send(db, rendered, "s", Definition(lists=["l"], where=where),
+                           "hash").send_id
+    with db.session(write=False) as session:
+        queued = list(session.scalars(select(Delivery.email).order_by(Delivery.id)))
+    assert queued == ["zoe@example.org", "alice@example.org", "bea@example.org",
+                      "yann@example.org"]
+    assert claim(db, send_id, tmp_path, cap=2)[0] == queued[:2]
