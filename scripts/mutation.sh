@@ -40,7 +40,7 @@ spec() {
     # The send log's store: its SQL (store.py) and a send's life (sendlog.py); not the
     # thread engine (run.py), which the fault tests cover. On SQLite only: the store's
     # statements are the same on PostgreSQL, and twice the time.
-    delivery) echo "src/citesmail/delivery/store.py src/citesmail/delivery/sendlog.py|tests/delivery/test_store.py|-k 'not postgresql'|";;
+    delivery) echo "src/citesmail/delivery/store.py src/citesmail/delivery/sendlog.py|tests/delivery/test_store.py tests/delivery/test_store_steps.py|-k 'not postgresql'|";;
     audience/csvfile|audience/importer|audience/textfile)
       echo "src/citesmail/$1.py|tests/audience/test_importer.py tests/audience/test_textfile.py tests/audience/test_importer_rows.py||";;
     audience/segments) echo "src/citesmail/audience/segments.py|tests/audience/test_segments.py||";;

@@ -793,8 +793,12 @@ def test_each_message_is_its_own_recipients_with_rows_and_contacts_numbered_apar
         assert to.display_name == f"Prénom{number} Nom{number}"
         text = message.get_body(("plain",)).get_content()
         assert f"Pour Structure {number}." in text
-        # The footer names their public list; nothing for a private list's member.
+        # The footer names their public list; for a private list's member, the
+        # organisation's mailing list.
         assert ("Emploi et insertion" in text) is (to.addr_spec[0] == "r")
+        lists = "Emploi et insertion" if to.addr_spec[0] == "r" else \
+            f"la liste de diffusion de {cfg.organization.name}"
+        assert f"{lists}." in text.splitlines()
         assert "None" not in text
         unsubscribe_link = message["List-Unsubscribe"].split(",")[0].strip("<> ")
         token = unsubscribe_link.rsplit("/", 1)[1]

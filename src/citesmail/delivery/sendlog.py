@@ -208,7 +208,7 @@ def prepare_send(db: Database, rendered: Renderable, segment: str | None,
     with db.session() as session:
         found = session.scalar(select(Send).where(Send.campaign == rendered.slug))
         if found is not None and found.state in NOT_STARTED:
-            when = found.scheduled_at.isoformat(" ", "minutes") if found.scheduled_at else "?"
+            when = f"{found.scheduled_at:%Y-%m-%d %H:%M}" if found.scheduled_at else "?"
             raise CitesmailError(
                 f"'{rendered.slug}' is {found.state} for {when} UTC",
                 f"citesmail unschedule {rendered.slug} first, to send it now")
