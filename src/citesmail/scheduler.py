@@ -199,7 +199,8 @@ def run_scheduled_send(campaign: str) -> None:
                  "resuming" if prepared.resumed else "starting", prepared.total)
         result = SendRun(ctx.db, prepared.send_id, ctx.settings,
                          lambda: make_transport(ctx.settings), stop=ctx.stop,
-                         notice=lambda text: log.info("%s: %s", campaign, text)).run()
+                         notice=lambda text: log.info("%s: %s", campaign, text),
+                         join=ctx.db.is_postgresql).run()
         state = "done" if result.finished else "stopped" if result.stopped else "waiting"
         log.info("%s: %s (%s)", campaign, state, summary(result.counts))
     except SendBusy:

@@ -24,6 +24,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from ..db import Database
+from . import runs
 
 
 class Busy(Exception):
@@ -75,8 +76,11 @@ def holder_label() -> str:
 
 
 class ProcessLock:
-    def __init__(self, db: Database, name: str, liveness: Liveness | None = None) -> None:
-        self.db, self.name, self.liveness = db, name, liveness
+    def __init__(self, db: Database, name: str, liveness: Liveness | None = None, *,
+                 shared: bool = False) -> None:
+        """`shared` (PostgreSQL): held by several processes at once, and by none while a
+        process holds it alone (the runs of a send that take joiners)."""
+        self.db, self.name, self.liveness, self.shared = db, name, liveness, shared
         self.handle: Any = None
         self.path: Path | None = None
         self.key: int | None = None
@@ -92,7 +96,8 @@ class ProcessLock:
         key = connection.execute(text(
             "SELECT hashtext(:name || ':' || current_database() || ':' || current_schema())"),
             {"name": f"citesmail:{self.name}"}).scalar()
-        if not connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar():
+        function = "pg_try_advisory_lock_shared" if self.shared else "pg_try_advisory_lock"
+        if not connection.execute(text(f"SELECT {function}(:k)"), {"k": key}).scalar():
             holder = connection.execute(text(
                 "SELECT a.application_name, a.pid FROM pg_locks l "
                 "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' "
@@ -108,6 +113,15 @@ class ProcessLock:
                                {"n": name, "v": str(value)})
         connection.commit()
         self.handle, self.key = connection, key
+
+    def hold_run(self, run_id: str) -> int | None:
+        """PostgreSQL: hold the lock of the run `run_id` too, on this lock's session
+        (delivery/runs.py); returns that session's server process. None on SQLite."""
+        if self.handle is None or not self.db.is_postgresql:
+            return None
+        pid = runs.hold(self.handle, run_id)
+        self.handle.commit()
+        return pid
 
     def answers(self) -> bool:
         """Whether the session holding the lock (PostgreSQL) still answers: once it does
@@ -167,7 +181,7 @@ class ProcessLock:
         of its locks only when it exits, a moment later, and a process that asks for the
         lock in that moment would be told it is held."""
         try:
-            self.handle.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
+            self.handle.execute(text("SELECT pg_advisory_unlock_all()"))
             self.handle.commit()
         except DBAPIError:
             pass  # the session is gone already, and its locks with it
