@@ -356,6 +356,8 @@ class DkimSettings(Section):
 class ScheduleSettings(Section):
     timezone: str = "Europe/Paris"
     misfire_grace: PositiveDuration = timedelta(hours=6)  # APScheduler refuses 0
+    # PostgreSQL: how soon a standby worker takes over from an active one that died.
+    takeover: PositiveDuration = timedelta(seconds=30)
 
     @field_validator("timezone")
     @classmethod

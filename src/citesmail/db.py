@@ -35,7 +35,7 @@ from .errors import CitesmailError
 from .folding import contact_keys
 
 # The newest migration; tests check that it is Alembic's head.
-HEAD = "0008"
+HEAD = "0009"
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
@@ -348,6 +348,7 @@ class Delivery(Base):
     last_error: Mapped[str | None] = mapped_column(String(1000))
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    run_id: Mapped[str | None] = mapped_column(String(32))  # the run that claimed it last
 
 
 SQLITE_CONNECTIONS = 40  # anyio's default worker threads, which run serve's requests

@@ -12,17 +12,20 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
+
+from sqlalchemy.exc import OperationalError
 
 from .audience.pending import purge_pending
 from .audience.retention import purge_measured, span
 from .config import Settings
 from .db import Database
 from .delivery import SendBusy, SendRun, start_scheduled, summary
-from .delivery.locks import Busy, ProcessLock
+from .delivery.locks import Busy, Heartbeat, Liveness, ProcessLock
 from .delivery.outgoing import OutgoingSender
 from .delivery.sendlog import cancel_scheduled, mark_missed, running_campaigns, store_scheduled
 from .delivery.transports import make_transport
@@ -147,17 +150,23 @@ def worker_holder(db: Database) -> str | None:
 
 
 class WorkerLock(ProcessLock):
-    """Exactly one scheduler per database."""
+    """Exactly one active scheduler per database (on PostgreSQL, others wait)."""
 
     def __init__(self, db: Database, settings: Settings) -> None:
-        super().__init__(db, "worker")
+        super().__init__(db, "worker", Liveness(settings.schedule.takeover.total_seconds())
+                         if db.is_postgresql else None)
+
+    def take(self) -> None:
+        """The lock, or Busy."""
+        super().acquire()
 
     def acquire(self) -> None:
         try:
             super().acquire()
         except Busy as busy:
             raise CitesmailError(f"another citesmail worker is running ({busy.holder})",
-                                 "only one worker schedules sends; this one stops") from None
+                                 "only one worker schedules sends on SQLite; this one "
+                                 "stops (with PostgreSQL it would wait as a standby)") from None
 
 
 @dataclass
@@ -190,7 +199,8 @@ def run_scheduled_send(campaign: str) -> None:
                  "resuming" if prepared.resumed else "starting", prepared.total)
         result = SendRun(ctx.db, prepared.send_id, ctx.settings,
                          lambda: make_transport(ctx.settings), stop=ctx.stop,
-                         notice=lambda text: log.info("%s: %s", campaign, text)).run()
+                         notice=lambda text: log.info("%s: %s", campaign, text),
+                         join=ctx.db.is_postgresql).run()
         state = "done" if result.finished else "stopped" if result.stopped else "waiting"
         log.info("%s: %s (%s)", campaign, state, summary(result.counts))
     except SendBusy:
@@ -267,51 +277,114 @@ def _mark_missed(db: Database, tz: ZoneInfo, event: Any) -> None:
 
 
 def run_worker(db: Database, settings: Settings, stop: threading.Event) -> None:
-    """Block until `stop` is set; then finish the messages in hand and return."""
+    """Block until `stop` is set; then finish the messages in hand and return. On
+    PostgreSQL a worker that finds another active waits as its standby, and takes over
+    when the other dies; one that loses its lock stops scheduling and waits again."""
+    lock = WorkerLock(db, settings)
+    if not db.is_postgresql:  # the lock is a file: one machine, one worker
+        lock.acquire()
+        try:
+            _run_active(db, settings, stop, lambda: True)
+        finally:
+            lock.release()
+        return
+    liveness = lock.liveness
+    assert liveness is not None
+    while _wait_as_standby(lock, liveness, stop):
+        heartbeat = Heartbeat(lock, liveness)
+        lost = False
+        try:
+            lost = _run_active(db, settings, stop, heartbeat.alive)
+        finally:
+            idle = heartbeat.stop()
+            lock.release(lost=lost, busy=not idle)
+        if not lost:
+            return
+        log.error("worker lock lost (its database session stopped answering): "
+                  "stopped scheduling; waiting as a standby")
+
+
+def _wait_as_standby(lock: WorkerLock, liveness: Liveness, stop: threading.Event) -> bool:
+    """Take the worker lock, waiting as long as another worker holds it; False when
+    `stop` came first."""
+    said = ""
+    while not stop.is_set():
+        try:
+            lock.take()
+        except Busy as busy:
+            if busy.holder != said:
+                log.info("standby: another worker is active (%s); taking over within %ss "
+                         "of its end", busy.holder, f"{liveness.takeover:g}")
+                said = busy.holder
+        except OperationalError as exc:  # the server out of reach: ask again
+            if said != "unreachable":
+                log.error("standby: cannot reach the database (%s); trying again",
+                          str(exc.orig).strip().splitlines()[0] if exc.orig else exc)
+                said = "unreachable"
+        else:
+            if said:
+                log.info("taking over: the active worker stopped")
+            return True
+        stop.wait(liveness.poll)
+    return False
+
+
+def _run_active(db: Database, settings: Settings, stop: threading.Event,
+                alive: Callable[[], bool]) -> bool:
+    """Schedule until `stop` is set (False) or `alive()` says the lock is lost (True)."""
     from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED
 
     global _context
-    lock = WorkerLock(db, settings)
-    lock.acquire()
     scheduler = _scheduler(db, settings)
-    _context = WorkerContext(db, settings, stop, set(), threading.Lock())
+    halt = threading.Event()  # the sends in hand stop on either
+    _context = WorkerContext(db, settings, halt, set(), threading.Lock())
     scheduler.add_listener(lambda event: _mark_missed(db, settings.tz, event),
                            EVENT_JOB_MISSED)
     scheduler.add_listener(lambda event: log.error("job %s failed: %s", event.job_id,
                                                    event.exception), EVENT_JOB_ERROR)
     # Confirmation emails queued by `contacts resubscribe` or by a serve that stopped.
     sender = OutgoingSender(db, settings, lambda: make_transport(settings), log.info)
+    lost = False
     try:
         scheduler.start()
         sender.start()
         log.info("worker started (pid %d); misfire grace %s", os.getpid(),
                  settings.schedule.misfire_grace)
-        _resume_due(scheduler)
-        scheduler.add_job(_resume_due, "interval", args=[scheduler], seconds=30,
-                          jobstore="memory", id="resume-due")
-        days = settings.subscribe.pending_days
-        scheduler.add_job(_purge_pending, "interval", args=[db, days],
-                          hours=PURGE_EVERY_HOURS, jobstore="memory", id="purge-pending",
-                          next_run_time=datetime.now(UTC))  # at start, then every hour
-        scheduler.add_job(purge_measured_events, "interval",
-                          args=[db, settings.tracking.retention], hours=PURGE_EVERY_HOURS,
-                          jobstore="memory", id="purge-measured",
-                          next_run_time=datetime.now(UTC))
-        if settings.inbox.enabled:
-            scheduler.add_job(fetch_inbox, "interval", jobstore="memory", id="inbox-fetch",
-                              seconds=settings.inbox.poll_every.total_seconds(),
-                              next_run_time=datetime.now(UTC))
-            log.info("inbox: %s every %s", settings.inbox.host, settings.inbox.poll_every)
-        for job in scheduler.get_jobs(jobstore="default"):
-            log.info("%s: scheduled for %s", job.name,
-                     local_time(job.next_run_time, settings.tz))
+        _add_jobs(scheduler, db, settings)
         while not stop.wait(0.25):
+            if not alive():
+                lost = True
+                scheduler.pause()  # at once: another worker may take over any moment
+                break
             scheduler.wakeup()  # notice jobs that other processes added to the store
     finally:
+        halt.set()
         log.info("worker stopping: finishing the messages in hand")
         sender.close()
         scheduler.shutdown(wait=True)
         _context = None
-        lock.release()
         log.info("worker stopped")
+    return lost
 
+
+def _add_jobs(scheduler: Any, db: Database, settings: Settings) -> None:
+    """The worker's own jobs (resume, purges, inbox), and a line per scheduled send."""
+    _resume_due(scheduler)
+    scheduler.add_job(_resume_due, "interval", args=[scheduler], seconds=30,
+                      jobstore="memory", id="resume-due")
+    days = settings.subscribe.pending_days
+    scheduler.add_job(_purge_pending, "interval", args=[db, days],
+                      hours=PURGE_EVERY_HOURS, jobstore="memory", id="purge-pending",
+                      next_run_time=datetime.now(UTC))  # at start, then every hour
+    scheduler.add_job(purge_measured_events, "interval",
+                      args=[db, settings.tracking.retention], hours=PURGE_EVERY_HOURS,
+                      jobstore="memory", id="purge-measured",
+                      next_run_time=datetime.now(UTC))
+    if settings.inbox.enabled:
+        scheduler.add_job(fetch_inbox, "interval", jobstore="memory", id="inbox-fetch",
+                          seconds=settings.inbox.poll_every.total_seconds(),
+                          next_run_time=datetime.now(UTC))
+        log.info("inbox: %s every %s", settings.inbox.host, settings.inbox.poll_every)
+    for job in scheduler.get_jobs(jobstore="default"):
+        log.info("%s: scheduled for %s", job.name,
+                 local_time(job.next_run_time, settings.tz))

@@ -9,6 +9,7 @@ import os
 import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -300,7 +301,8 @@ def test_a_second_process_cannot_send_the_same_campaign(
             first.kill()
             first.communicate()
     assert second.returncode == 1, second.stderr
-    holder = f"pid {first.pid}" if db_url.startswith("sqlite") else "another process"
+    holder = f"pid {first.pid}" if db_url.startswith("sqlite") else \
+        f"citesmail on {socket.gethostname()} (pid {first.pid})"
     assert f"error: this campaign is being sent by another process ({holder})" \
         in second.stderr
     assert second.stdout == ""

@@ -56,10 +56,13 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
                    "nothing is logged for the campaign.")
 @click.option("--resend-unknown", is_flag=True, help="Send again to recipients whose "
               "state is unknown (the process died while sending to them).")
+@click.option("--join", is_flag=True, help="PostgreSQL: drain the send beside the "
+              "processes already at it (the worker, other send --join), each claiming "
+              "rows of its own.")
 @pass_state
 def send(state: State, campaign: str, segment: str | None, dry_run: bool,
          list_recipients: bool, yes: bool, test_addresses: tuple[str, ...],
-         resend_unknown: bool) -> None:
+         resend_unknown: bool, join: bool) -> None:
     """Send CAMPAIGN to a segment, or resume its send where it stopped."""
     from ..campaigns import resolve_campaign_path
     from ..render import render_campaign
@@ -71,6 +74,9 @@ def send(state: State, campaign: str, segment: str | None, dry_run: bool,
     if test_addresses and (dry_run or resend_unknown):
         raise click.UsageError("--test sends only test messages: it goes without --dry-run "
                                "and --resend-unknown")
+    if join and not state.db.is_postgresql:
+        raise CitesmailError("only PostgreSQL lets several processes drain one send",
+                             "SQLite sends with one process: leave out --join")
     path = resolve_campaign_path(campaign, settings.campaigns_dir)
     rendered = render_campaign(_load(settings, path), settings)
     if settings.delivery.transport != "smtp":  # (SMTP refuses to send without a secret)
@@ -118,7 +124,7 @@ def send(state: State, campaign: str, segment: str | None, dry_run: bool,
     if resend_unknown:
         click.echo(f"{requeue_unknown(db, prepared.send_id)} unknown recipient(s) queued "
                    "again", err=True)
-    _run(state, prepared.send_id, prepared.total)
+    _run(state, prepared.send_id, prepared.total, join)
 
 
 def _segment_to_send(existing: SendInfo | None, name: str | None,
@@ -196,7 +202,7 @@ def _progress_bar(total: int) -> Iterator[tuple[OnProgress | None, Callable[[str
         yield progress, lambda text: bar.console.print(text, markup=False, highlight=False)
 
 
-def _run(state: State, send_id: int, total: int) -> None:
+def _run(state: State, send_id: int, total: int, join: bool = False) -> None:
     from ..delivery import SendRun, summary
     from ..delivery.transports import make_transport
 
@@ -204,7 +210,7 @@ def _run(state: State, send_id: int, total: int) -> None:
     stop = threading.Event()
     with _progress_bar(total) as (progress, say), _stop_on_signals(stop):
         run = SendRun(state.db, send_id, settings, lambda: make_transport(settings),
-                      stop=stop, progress=progress, notice=say)
+                      stop=stop, progress=progress, notice=say, join=join)
         result = run.run()
     if result.recovered:
         click.echo(f"warning: {result.recovered} message(s) were being sent when the last run "

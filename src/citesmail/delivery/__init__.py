@@ -10,6 +10,7 @@ One `deliveries` row per (send, contact), snapshotted when the send starts. Stat
 - store.py: the SQL of a run (claim, record, settle, hourly cap, fence): `Store`.
 - run.py: the threads of a run, its pace, its stop; journal.py: its journal on disk.
 - transports.py: SMTP or the outbox folder. locks.py: one process per send or worker.
+- runs.py: on PostgreSQL, the runs that drain one send together, told apart by locks.
 - lookup.py: what a link names (the person, their row, the stored message), for `serve`.
 - bounces.py: what comes back (delivery status notifications).
 """

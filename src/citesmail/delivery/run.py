@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -55,9 +56,13 @@ class _Pace:
     """Rate limit (messages per second over all connections), shared by the threads."""
 
     def __init__(self, per_second: float) -> None:
-        self.per_second = per_second
+        self.rate = self.per_second = per_second
         self.next_at = time.monotonic()
         self.lock = threading.Lock()
+
+    def share(self, runs: int) -> None:
+        """The rate is the relay's: `runs` runs going on share it evenly."""
+        self.per_second = self.rate / max(runs, 1)
 
     def wait(self, stop: threading.Event) -> None:
         if self.per_second <= 0:
@@ -68,6 +73,11 @@ class _Pace:
         delay = at - time.monotonic()
         if delay > 0:
             stop.wait(delay)  # Ctrl-C does not wait for the pace
+
+
+def _remove(journals: list[Path]) -> None:
+    for path in journals:
+        path.unlink(missing_ok=True)
 
 
 class _InPlace(contextlib.AbstractContextManager["_InPlace"]):
@@ -87,8 +97,13 @@ class SendRun:
                  make_transport: Callable[[], Transport], *,
                  stop: threading.Event | None = None,
                  progress: Callable[[dict[str, int]], None] | None = None,
-                 notice: Callable[[str], None] | None = None) -> None:
+                 notice: Callable[[str], None] | None = None, join: bool = False) -> None:
+        """`join` (PostgreSQL): drain the send beside the other runs that join it."""
         self.db, self.send_id, self.settings = db, send_id, settings
+        if join and not db.is_postgresql:
+            raise CitesmailError("only PostgreSQL lets several processes drain one send",
+                                 "SQLite sends with one process: leave out --join")
+        self.join = join
         self.notice = notice  # told when the run waits (for a retry, for the cap)
         self.announced = ("", 0.0)  # what it last said it waited for, and when
         self.make_transport = make_transport
@@ -135,18 +150,20 @@ class SendRun:
     def run(self) -> RunResult:
         """Drain the send. Only one process at a time runs a given send (a lock that
         dies with its holder), so rows left `sending` can only be a dead run's."""
-        lock = ProcessLock(self.db, f"send-{self.send_id}")
+        lock = ProcessLock(self.db, f"send-{self.send_id}", shared=self.join)
         try:
             lock.acquire()
         except Busy as busy:
             raise SendBusy(f"this campaign is being sent by another process ({busy.holder})",
-                           "let it finish, or stop it first") from None
+                           "let it finish, or stop it first" + (
+                               "; with --join this process helps it (if it joins too)"
+                               if self.db.is_postgresql else "")) from None
         try:  # what `serve` took in (another process at it: `_claim` reads it pending)
             apply_pending(self.db, self.intake, wait=False)
-            recovery = self.store.take_over(self.journal_path)
-            self.run_id = recovery.run_id
-            if recovery.previous is not None:  # the database holds what it said now
-                recovery.previous.unlink(missing_ok=True)
+            self.run_id = uuid.uuid4().hex
+            holder = lock.hold_run(self.run_id)
+            recovery = self.store.take_over(self.journal_path, self.run_id, holder)
+            _remove(recovery.previous)  # the database holds what they said now
             self.journal = Journal(self.journal_path(self.run_id), self.run_id)
             settled = False
             try:
@@ -286,6 +303,8 @@ class SendRun:
                     time.monotonic() - last_record > RECORD_EVERY:
                 step = self.store.step(self.run_id, finished, want, idle=quiet)
                 finished.clear()  # only once committed: else the drain records them
+                self.pace.share(step.runs)
+                _remove(step.settled)
                 last_record = time.monotonic()
                 if want and len(step.claimed) < want:  # the queue is dry for now
                     claim_again = last_record + RECORD_EVERY

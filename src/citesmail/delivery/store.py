@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,6 +24,7 @@ from ..errors import CitesmailError
 from ..intake import pending_unsubscribes
 from ..message import Recipient
 from ..states import ContactStatus, DeliveryState, SendState
+from . import runs
 from .journal import JournalInUse, read_journal
 from .sendlog import StoredCampaign, counts
 from .transports import Outcome
@@ -56,13 +57,21 @@ class Step:
     cap_until: datetime | None  # when the cap allows more, if it is reached
     counts: dict[str, int] | None  # the send's rows per state, when the run was idle
     next_retry: datetime | None
+    runs: int = 1  # runs of sends going on now (the rate is shared among them)
+    settled: list[Path] = field(default_factory=list)  # dead runs' journals, now useless
+
+
+@dataclass
+class Settled:
+    unknown: int  # rows that may have gone
+    journals: list[Path]  # the dead runs' journals, to remove once this is committed
 
 
 @dataclass
 class Recovery:
     run_id: str  # the new run's: the fence
     unknown: int  # rows a dead run left `sending` that may have gone
-    previous: Path | None  # the dead run's journal, to remove once this is committed
+    previous: list[Path]  # the dead runs' journals, to remove once this is committed
 
 
 class Store(Protocol):
@@ -70,7 +79,8 @@ class Store(Protocol):
 
     def campaign(self) -> StoredCampaign: ...
 
-    def take_over(self, journal_of: Callable[[str], Path]) -> Recovery: ...
+    def take_over(self, journal_of: Callable[[str], Path], run_id: str | None = None,
+                  holder: int | None = None) -> Recovery: ...
 
     def step(self, run_id: str, results: list[Result], want: int, idle: bool) -> Step: ...
 
@@ -115,6 +125,9 @@ class SqlStore:
         self.delays, self.cap = retry_delays, hourly_cap
         self.intake = intake  # what `serve` took in and has not applied yet
         self.lists: dict[int, str] | None = None  # the segment's public lists, read once
+        self.run_id = ""
+        self.holder: int | None = None  # PostgreSQL: the session holding the run's lock
+        self.journal_of: Callable[[str], Path] | None = None
 
     def campaign(self) -> StoredCampaign:
         with self.db.session(write=False) as session:
@@ -136,13 +149,22 @@ class SqlStore:
         """Record `results`, then claim up to `want` due rows (within the hourly cap);
         when `idle` and none is claimed, count the send's rows."""
         with self.db.session() as session:
+            postgresql = is_postgresql(session)
             self._fence(session, run_id)
             self._record_all(session, results)
+            if want and self.cap > 0 and postgresql:
+                runs.serialize_cap(session)
             room, cap_until = self._hourly_room(session) if want else (1, None)
-            claimed = self._claim(session, min(want, room)) if want and room else []
+            claimed = self._claim(session, min(want, room), run_id) if want and room else []
             state = counts(session, self.send_id) if idle and not claimed else None
+            settled = Settled(0, [])
+            if state and state["sending"] and postgresql and self.journal_of is not None:
+                # Rows of another run: settled here if that run died (and claimed next).
+                settled = self._settle_dead(session, None)
+                state = counts(session, self.send_id) if settled.journals else state
             next_retry = self._next_retry(session) if state else None
-        return Step(claimed, room, cap_until, state, next_retry)
+            live = runs.live(session) if want and postgresql else 1
+        return Step(claimed, room, cap_until, state, next_retry, live, settled.journals)
 
     def record(self, results: list[Result]) -> int:
         """Record `results`; returns how many rows are still `sending`."""
@@ -152,7 +174,7 @@ class SqlStore:
             # the claim's commit and the hand-over) stay `sending`: the caller keeps its
             # journal, which has no line about them, to tell the next run they never left.
             return session.scalar(select(func.count()).where(
-                Delivery.send_id == self.send_id,
+                Delivery.send_id == self.send_id, Delivery.run_id == self.run_id,
                 Delivery.state == DeliveryState.SENDING)) or 0
 
     # -- claiming --------------------------------------------------------------------
@@ -171,12 +193,12 @@ class SqlStore:
         return found
 
     def _set_state(self, session: Session, ids: list[int], state: DeliveryState,
-                   now: Any) -> None:
+                   now: Any, run_id: str | None = None) -> None:
         marks = ", ".join("?" * len(ids))
-        _sql(session, f"UPDATE deliveries SET state = ?, updated_at = ? "
-                      f"WHERE id IN ({marks})", (str(state), now, *ids))
+        _sql(session, f"UPDATE deliveries SET state = ?, updated_at = ?, run_id = ? "
+                      f"WHERE id IN ({marks})", (str(state), now, run_id, *ids))
 
-    def _claim(self, session: Session, limit: int) -> list[Claimed]:
+    def _claim(self, session: Session, limit: int, run_id: str) -> list[Claimed]:
         now = _stamp(session, utcnow())
         taken, skipped = [], []
         # Read inside the claim's transaction, before its rows: an unsubscribe answered
@@ -199,7 +221,7 @@ class SqlStore:
             self._set_state(session, skipped, DeliveryState.SKIPPED, now)
         if claimed:
             self._set_state(session, [c.delivery_id for c in claimed],
-                            DeliveryState.SENDING, now)
+                            DeliveryState.SENDING, now, run_id)
         return claimed
 
     def _lists_of(self, session: Session, contact_ids: list[int]) -> dict[int, str]:
@@ -288,23 +310,48 @@ class SqlStore:
 
     # -- taking over -----------------------------------------------------------------
 
-    def take_over(self, journal_of: Callable[[str], Path]) -> Recovery:
-        """Settle the rows a dead run left `sending`, by its journal when there is one
-        for that run (sent, unknown, or never sent: queued again), else all `unknown`.
-        Then a new run takes the send: its id goes into the send row (the fence every
-        later transaction of the run checks)."""
+    def take_over(self, journal_of: Callable[[str], Path], run_id: str | None = None,
+                  holder: int | None = None) -> Recovery:
+        """Settle the rows dead runs left `sending`, each by its run's journal when there
+        is one (sent, unknown, or never sent: queued again), else all `unknown`. Then
+        this run (`run_id`, or a new id) takes the send: its id goes into the send row,
+        the fence every later transaction checks on SQLite. On PostgreSQL (`holder`: the
+        session holding the run's lock) the fence is that lock, and live runs go on."""
+        self.run_id, self.holder = run_id or uuid.uuid4().hex, holder
+        self.journal_of = journal_of
         with self.db.session() as session:
             send = session.get(Send, self.send_id)
             assert send is not None
-            previous = journal_of(send.run_id) if send.run_id else None
+            settled = self._settle_dead(session, send.run_id, starting=True)
+            send.run_id = self.run_id
+            return Recovery(self.run_id, settled.unknown, settled.journals)
+
+    def _settle_dead(self, session: Session, last_run: str | None,
+                     starting: bool = False) -> Settled:
+        """The rows left `sending` by runs that are gone (on SQLite, by any run: one runs
+        at a time). A row without a run is the last run's (`last_run`, a send begun
+        before rows named their run). A dead run whose journal is still in use (its
+        process lost its session and is stopping) keeps its rows; a run `starting` does
+        not start beside it."""
+        assert self.journal_of is not None
+        by_run: dict[str, list[int]] = {}
+        for row_id, run in _sql(session, "SELECT id, run_id FROM deliveries WHERE "
+                                         "send_id = ? AND state = 'sending'", (self.send_id,)):
+            by_run.setdefault(run or last_run or "", []).append(row_id)
+        postgresql = is_postgresql(session)
+        gone = runs.dead(session, list(by_run)) if postgresql else list(by_run)
+        settled = Settled(0, [])
+        for run in gone:
+            path = self.journal_of(run) if run else None
             try:
-                journal = read_journal(previous, send.run_id) if previous else None
+                journal = read_journal(path, run) if path else None
             except JournalInUse:
+                if not starting:  # its process is ending: settled at the next look
+                    continue
                 raise SendBusy("this campaign is being sent by another process on this "
                                "machine (its journal is in use)",
                                "let it finish, or stop it first") from None
-            left = list(session.scalars(select(Delivery.id).where(
-                Delivery.send_id == self.send_id, Delivery.state == DeliveryState.SENDING)))
+            left = by_run[run]
             unknown = [i for i in left if journal is None or i in journal.transmitting]
             if journal is not None:
                 self._settle(session, [i for i in left if i in journal.accepted],
@@ -313,11 +360,18 @@ class SqlStore:
                                        and i not in journal.transmitting],
                              DeliveryState.QUEUED)
             self._settle(session, unknown, DeliveryState.UNKNOWN)
-            send.run_id = uuid.uuid4().hex
-            return Recovery(send.run_id, len(unknown), previous)
+            settled.unknown += len(unknown)
+            settled.journals += [path] if path is not None else []
+        return settled
 
     def _fence(self, session: Session, run_id: str) -> None:
-        """Stop if another run has taken the send (this one lost its lock)."""
+        """Stop if this run lost its lock (on PostgreSQL) or another run has taken the
+        send (on SQLite)."""
+        if self.holder is not None and is_postgresql(session):
+            if not runs.holds(session, run_id, self.holder):
+                raise SendBusy("this run lost its database lock (its session was cut); "
+                               "the other runs settle its rows", "run the command again")
+            return
         holder = _sql(session, "SELECT run_id FROM sends WHERE id = ?",
                       (self.send_id,)).scalar()
         if holder != run_id:
