@@ -169,7 +169,7 @@ def test_a_take_over_settles_each_row_the_dead_run_left_by_its_journal(
     journal.close(remove=False)
     before = datetime.now(UTC)
     recovery = store_of(db, send_id, tmp_path).take_over(journals(tmp_path))
-    assert (recovery.unknown, recovery.previous) == (2, journals(tmp_path)("dead-run"))
+    assert (recovery.unknown, recovery.previous) == (2, [journals(tmp_path)("dead-run")])
     found = rows(db)
     for address in addresses[:2]:
         row = found[address]

@@ -338,6 +338,8 @@ class SqlStore:
         for row_id, run in _sql(session, "SELECT id, run_id FROM deliveries WHERE "
                                          "send_id = ? AND state = 'sending'", (self.send_id,)):
             by_run.setdefault(run or last_run or "", []).append(row_id)
+        if starting and last_run:  # its journal, even when none of its claims committed
+            by_run.setdefault(last_run, [])
         postgresql = is_postgresql(session)
         gone = runs.dead(session, list(by_run)) if postgresql else list(by_run)
         settled = Settled(0, [])
