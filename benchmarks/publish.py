@@ -5,7 +5,8 @@ Run from the repository root:
     .venv/bin/python benchmarks/publish.py [--runs N] [--count N]
 
 Pelican is installed by this script into benchmarks/.cache/pelican-venv (not a project
-dependency). Both tools run as commands, each in the same run, medians of --runs.
+dependency). Both tools run as commands, each in the same run, medians of --runs: wall
+seconds and the command's CPU seconds (user + system).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -71,15 +73,22 @@ def mtimes(folder: Path) -> dict[Path, int]:
     return {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
 
 
-def timed(command: list[str], cwd: Path, output: Path) -> tuple[float, int]:
-    """(seconds, files written or rewritten in `output`)."""
+def _children_cpu() -> float:
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
+def timed(command: list[str], cwd: Path, output: Path) -> tuple[float, float, int]:
+    """(seconds, CPU seconds of the command, files written or rewritten in `output`).
+    CPU time is what to compare on a shared machine: wall time counts the waits for
+    a core that other work holds."""
     before = mtimes(output) if output.exists() else {}
-    started = time.perf_counter()
+    cpu, started = _children_cpu(), time.perf_counter()
     subprocess.run(command, cwd=cwd, check=True, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, _children_cpu() - cpu
     after = mtimes(output)
-    return seconds, sum(1 for p, m in after.items() if before.get(p) != m)
+    return seconds, cpu, sum(1 for p, m in after.items() if before.get(p) != m)
 
 
 def touch_one(path: Path) -> None:
@@ -89,7 +98,7 @@ def touch_one(path: Path) -> None:
     os.utime(path, (later, later))
 
 
-def run_once(count: int, work: Path) -> dict[str, tuple[float, int]]:
+def run_once(count: int, work: Path) -> dict[str, tuple[float, float, int]]:
     ws = work / "ws"
     made = campaigns(ws / "campaigns", count)
     shutil.copy(ROOT / "config.example.toml", ws / "config.toml")
@@ -126,11 +135,11 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as work:
             runs.append(run_once(args.count, Path(work)))
     print(f"{args.count} campaigns, median of {args.runs} runs")
-    print(f"{'case':28} {'seconds':>8} {'files written':>14}")
+    print(f"{'case':28} {'seconds':>8} {'CPU s':>8} {'files written':>14}")
     for case in runs[0]:
-        seconds = statistics.median(run[case][0] for run in runs)
-        files = statistics.median(run[case][1] for run in runs)
-        print(f"{case:28} {seconds:8.2f} {files:14.0f}")
+        seconds, cpu, files = (statistics.median(run[case][n] for run in runs)
+                               for n in range(3))
+        print(f"{case:28} {seconds:8.2f} {cpu:8.2f} {files:14.0f}")
 
 
 if __name__ == "__main__":

@@ -97,7 +97,7 @@ def test_an_unknown_key_like_no_other_lists_the_keys_allowed(workspace: Path) ->
     errors = check_errors(workspace, ('subject = "Replay"', 'subject = "Replay"\nzz = 1'))
     assert errors[0] == (
         "campaigns/b.md:4: error: unknown key 'zz' — fix its spelling or remove it (allowed "
-        "here: agenda, audience, event, items, kind, lang, lede, objectives, preheader, "
+        "here: agenda, archive, audience, event, items, kind, lang, lede, objectives, preheader, "
         "public, replay, speakers, subject, title)")
 
 

@@ -40,7 +40,9 @@ def parse_toml(
     error: type[CitesmailError] = CitesmailError,
 ) -> dict[str, Any]:
     """Parse TOML; a syntax error becomes a Problem at its line in the whole file."""
-    too_deep = _too_deep(text, MAX_NESTING)
+    # Nesting deeper than the limit needs more brackets than the limit: only then scan.
+    openers = text.count("[") + text.count("{")
+    too_deep = _too_deep(text, MAX_NESTING) if openers > MAX_NESTING else None
     if too_deep is not None:
         raise error(
             f"arrays or inline tables nested more than {MAX_NESTING} deep",

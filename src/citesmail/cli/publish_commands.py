@@ -21,19 +21,31 @@ from . import State, main, pass_state
 @pass_state
 def publish(state: State, output: Path, base_url: str | None, drafts: bool) -> None:
     """Write the sent and scheduled campaigns as a static web site: pages, index, Atom
-    feed, iCalendar feed of the events, sitemap. Only changed files are rewritten."""
+    feed, iCalendar feed of the events, sitemap. Only changed files are rewritten, and
+    only changed campaigns rendered again (the rest comes from .citesmail/)."""
     from datetime import UTC, datetime
 
-    from ..publish import build_site, default_base_url, select_entries, write_site
+    from ..publish import (
+        build_site,
+        cache_path,
+        default_base_url,
+        load_cache,
+        save_cache,
+        select_sources,
+        write_site,
+    )
 
     settings = state.settings
-    entries = select_entries(settings, state.existing_db, drafts=drafts)
-    site = build_site(entries, settings, base_url or default_base_url(settings),
-                      datetime.now(UTC))
+    sources = select_sources(settings, state.existing_db, drafts=drafts)
+    cache = load_cache(cache_path(settings, output))
+    site = build_site(sources, settings, base_url or default_base_url(settings),
+                      datetime.now(UTC), cache)
     done = write_site(output, site.files)
-    click.echo(f"{output}: {len(entries)} campaigns, {len(done.written)} files written, "
+    save_cache(cache_path(settings, output), cache)
+    click.echo(f"{output}: {len(site.parts)} campaigns, {len(done.written)} files written, "
                f"{done.unchanged} unchanged" + (f", {len(done.removed)} removed"
-                                                 if done.removed else ""))
-    if not entries:
+                                                 if done.removed else "")
+               + f" ({site.rendered} rendered)")
+    if not site.parts:
         click.echo("nothing sent or scheduled yet: --drafts publishes the campaign files "
                    "as drafts", err=True)

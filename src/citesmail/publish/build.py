@@ -1,5 +1,11 @@
 """The whole site as files (path -> bytes): what `publish` writes and serve's /archive/
-answers from."""
+answers from.
+
+Each campaign gives a Part (parts.py): rendered, or taken from the cache when nothing
+it depends on changed (cache.py). The index pages and the feeds are made from the
+Parts at every build: they depend on all the campaigns, and on the clock (what is still
+to come).
+"""
 
 from __future__ import annotations
 
@@ -8,10 +14,12 @@ from datetime import datetime
 
 from ..config import Settings
 from ..errors import CitesmailError
-from ..render.calendar import invitation
-from .feeds import atom_feed, calendar_feed, event_stamp, sitemap
-from .pages import CALENDAR_FILE, KINDS, Urls, campaign_page, index_name, index_page
-from .site import Entry
+from .cache import PartCache, part_key, site_key
+from .feeds import atom_feed, calendar_feed, sitemap
+from .index import index_page
+from .pages import CALENDAR_FILE, KINDS, Urls, index_name
+from .parts import Part, render_part
+from .site import Source
 
 ARCHIVE = "archive/"  # where `citesmail serve` answers with the site
 
@@ -19,7 +27,8 @@ ARCHIVE = "archive/"  # where `citesmail serve` answers with the site
 @dataclass(frozen=True)
 class Site:
     files: dict[str, bytes]  # relative path ('slug/index.html') -> bytes
-    entries: list[Entry]
+    parts: list[Part]  # the published campaigns, newest first
+    rendered: int  # how many of them were rendered (the others came from the cache)
 
 
 def default_base_url(settings: Settings) -> str:
@@ -36,23 +45,41 @@ def check_base_url(url: str) -> str:
     return url if url.endswith("/") else url + "/"
 
 
-def build_site(entries: list[Entry], settings: Settings, base_url: str,
-               now: datetime) -> Site:
+def _parts(sources: list[Source], settings: Settings, urls: Urls,
+           cache: PartCache) -> tuple[list[Part], int]:
+    """(the campaigns' Parts, newest first; how many were rendered)."""
+    site = site_key(settings, urls.base)
+    parts, rendered = [], 0
+    for source in sources:
+        key = part_key(site, source)
+        found, part = cache.get(source.slug, key)
+        if not found:
+            part = render_part(source, settings, urls)
+            cache.put(source.slug, key, part)
+            rendered += 1
+        if part is not None:
+            parts.append(part)
+    cache.keep_only({source.slug for source in sources})
+    parts.sort(key=lambda part: (part.published, part.slug), reverse=True)
+    return parts, rendered
+
+
+def build_site(sources: list[Source], settings: Settings, base_url: str, now: datetime,
+               cache: PartCache | None = None) -> Site:
+    """The site; `cache` gives the Parts of unchanged campaigns and takes the others."""
     urls = Urls(check_base_url(base_url))
+    parts, rendered = _parts(sources, settings, urls,
+                              PartCache() if cache is None else cache)
     files: dict[str, str] = {}
-    contents: dict[str, str] = {}
-    invitations: dict[str, str] = {}
-    for entry in entries:
-        page = campaign_page(entry, settings, urls)
-        files[f"{entry.slug}/index.html"] = page.html
-        contents[entry.slug] = page.content
-        calendar = invitation(entry.campaign, settings, stamp=event_stamp(entry))
-        if calendar is not None:
-            files[f"{entry.slug}/{CALENDAR_FILE}"] = invitations[entry.slug] = calendar
+    for part in parts:
+        files[f"{part.slug}/index.html"] = part.page
+        if part.invitation is not None:
+            files[f"{part.slug}/{CALENDAR_FILE}"] = part.invitation
     for kind in (None, *KINDS):
-        if kind is None or any(entry.campaign.kind == kind for entry in entries):
-            files[index_name(kind)] = index_page(entries, kind, settings, urls, now)
-    files["feed.xml"] = atom_feed(entries, contents, settings, urls)
-    files["events.ics"] = calendar_feed(entries, invitations, settings, now)
-    files["sitemap.xml"] = sitemap(entries, settings, urls)
-    return Site({path: text.encode("utf-8") for path, text in files.items()}, entries)
+        if kind is None or any(part.kind == kind for part in parts):
+            files[index_name(kind)] = index_page(parts, kind, settings, urls, now)
+    files["feed.xml"] = atom_feed(parts, settings, urls)
+    files["events.ics"] = calendar_feed(parts, settings, now)
+    files["sitemap.xml"] = sitemap(parts, settings, urls)
+    return Site({path: text.encode("utf-8") for path, text in files.items()}, parts,
+                rendered)

@@ -1,16 +1,16 @@
-"""The site's HTML: one page per campaign (the web version of the announcement) and
-the index pages, from the templates web/*.html.j2 (a workspace's templates/web/ wins).
+"""The site's HTML: one page per campaign (the web version of the announcement), from
+the templates web/*.html.j2 (a workspace's templates/web/ wins).
 
 A page is rendered like an email, through the same sandboxed Jinja environment and the
 same Markdown, with recipient placeholders as tokens; the tokens are then filled with no
-recipient at all, so each prints its default: no name, address or link of anyone.
+recipient at all, so each prints its default: no name, address or link of anyone. The
+index pages are made in index.py.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from babel.core import get_global
@@ -21,10 +21,10 @@ from ..config import Settings
 from ..render import markdown, refuse_reserved_text, template_context
 from ..render.calendar import has_calendar
 from ..render.environment import environment, render_body, render_template
-from ..render.labels import Dates, labels_for
+from ..render.labels import Dates
 from ..render.slots import TOKEN, SlotTable, fill
 from ..states import Publication
-from .site import Entry, upcoming_first
+from .site import Entry
 
 KINDS = ("event", "replay", "newsletter")
 CALENDAR_FILE = "event.ics"  # an invitation's own file, beside its page
@@ -135,37 +135,3 @@ def campaign_page(entry: Entry, settings: Settings, urls: Urls) -> CampaignPage:
     content = render_template(env, "web/content.html.j2", context)
     return CampaignPage(_no_recipient(html, table.slots, url),
                         _no_recipient(content, table.slots, url))
-
-
-def _card(entry: Entry, settings: Settings) -> dict[str, Any]:
-    campaign = entry.campaign
-    dates = Dates(campaign.lang, settings.tz)
-    event = campaign.event
-    when = dates.span(event.starts, event.ends) if event and event.starts else None
-    return {"title": campaign.title, "href": f"{campaign.slug}/index.html",
-            "lang": campaign.lang, "kind": campaign.kind, "lede": campaign.lede or "",
-            "when": when, "published": dates.date(entry.published),
-            "published_iso": entry.published.date().isoformat(),
-            "draft": entry.state == Publication.DRAFT,
-            "scheduled": entry.state == Publication.SCHEDULED}
-
-
-def index_page(entries: list[Entry], kind: str | None, settings: Settings, urls: Urls,
-               now: datetime) -> str:
-    """The list of announcements (of one kind, or all): events to come first."""
-    lang = settings.campaigns.lang
-    shown = [entry for entry in entries if kind is None or entry.campaign.kind == kind]
-    upcoming, others = upcoming_first(shown, now)
-    kinds = [k for k in KINDS if any(e.campaign.kind == k for e in entries)]
-    t = labels_for(lang)
-    context = {
-        "lang": lang, "t": t, "org": settings.organization, "kind": kind,
-        "url": urls.file("" if kind is None else index_name(kind)),
-        "filters": [(None, t["web_all"], index_name(None))]
-        + [(k, t[f"web_kind_{k}"], index_name(k)) for k in kinds],
-        "upcoming": [_card(entry, settings) for entry in upcoming],
-        "others": [_card(entry, settings) for entry in others],
-        "root": "", "image": settings.organization.logo_url,
-    }
-    env = environment(settings.templates_dir)
-    return render_template(env, "web/index.html.j2", context)

@@ -36,13 +36,6 @@ class Entry:
     def slug(self) -> str:
         return self.campaign.slug
 
-    def is_upcoming(self, now: datetime) -> bool:
-        """An invitation whose event has not ended yet."""
-        event = self.campaign.event
-        if self.campaign.kind != "event" or event is None or event.starts is None:
-            return False
-        return (event.ends or event.starts) >= now
-
 
 @dataclass(frozen=True)
 class _SendDates:
@@ -76,36 +69,50 @@ def _changed_at(path: Path) -> datetime:
     return _second(datetime.fromtimestamp(path.stat().st_mtime, UTC))
 
 
-def select_entries(settings: Settings, db: Database | None, *,
-                   drafts: bool = False) -> list[Entry]:
-    """The published campaigns, newest first (by `published`, then slug)."""
+@dataclass(frozen=True)
+class Source:
+    """A campaign file the site may publish, before it is read: its bytes (what the
+    cache keys on), how its send stands, and its dates."""
+
+    path: Path
+    data: bytes
+    state: Publication
+    published: datetime
+    updated: datetime
+
+    @property
+    def slug(self) -> str:
+        return self.path.stem
+
+    def entry(self, settings: Settings) -> Entry | None:
+        """The campaign read and validated; None when it says `archive = false`."""
+        campaign = load_campaign(self.path, default_lang=settings.campaigns.lang,
+                                 tz=settings.tz)
+        if not campaign.archive:
+            return None
+        return Entry(campaign, self.state, self.published, self.updated)
+
+
+def select_sources(settings: Settings, db: Database | None, *,
+                   drafts: bool = False) -> list[Source]:
+    """The campaign files with a send (and, with `drafts`, the others), by name."""
     folder = settings.campaigns_dir
     paths = sorted(folder.glob("*.md")) if folder.is_dir() else []
     sends = _sends(db)
-    entries = []
+    sources = []
     for path in paths:
         send = sends.get(path.stem)
         if send is None and not drafts:
             continue  # a draft's file is not even read: it may be half-written
-        campaign = load_campaign(path, default_lang=settings.campaigns.lang, tz=settings.tz)
-        if not campaign.archive:
-            continue
         changed = _changed_at(path)
         published = send.when if send else changed
-        entries.append(Entry(campaign, send.state if send else Publication.DRAFT,
-                             published, max(published, changed)))
-    entries.sort(key=lambda entry: (entry.published, entry.slug), reverse=True)
-    return entries
+        sources.append(Source(path, _bytes(path), send.state if send else Publication.DRAFT,
+                              published, max(published, changed)))
+    return sources
 
 
-def upcoming_first(entries: list[Entry], now: datetime) -> tuple[list[Entry], list[Entry]]:
-    """(invitations to events still to come, soonest first; the others, as given)."""
-    upcoming = [entry for entry in entries if entry.is_upcoming(now)]
-    upcoming.sort(key=lambda entry: (_starts(entry), entry.slug))
-    return upcoming, [entry for entry in entries if not entry.is_upcoming(now)]
-
-
-def _starts(entry: Entry) -> datetime:
-    event = entry.campaign.event
-    assert event is not None and event.starts is not None
-    return event.starts
+def _bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""  # reading it again says why (load_campaign's located error)

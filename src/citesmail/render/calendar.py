@@ -11,12 +11,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from email.utils import parseaddr
+from functools import lru_cache
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlencode
 
 from .. import __version__
 from ..campaigns.models import DEFAULT_LENGTH, Campaign
 from ..config import Settings
 from .labels import labels_for
+
+if TYPE_CHECKING:
+    from icalendar.cal.component import Component
 
 GOOGLE = "https://calendar.google.com/calendar/render"
 OUTLOOK = "https://outlook.live.com/calendar/0/action/compose"
@@ -86,12 +91,33 @@ def invitation(campaign: Campaign, settings: Settings, *,
     entry.add("sequence", 0)
     entry.add("status", "CONFIRMED")
     entry.add("transp", "OPAQUE")
-    calendar.add_component(entry)
     # The zone's rules for the event's year only: a few lines, not fifty years of them.
-    calendar.add_missing_timezones(first_date=date(starts.astimezone(zone).year, 1, 1),
-                                   last_date=date(ends.astimezone(zone).year + 1, 1, 1))
+    tzid = entry["dtstart"].params.get("TZID")
+    if tzid:
+        component = zone_component(tzid, starts.astimezone(zone).year,
+                                   ends.astimezone(zone).year + 1)
+        if component is not None:
+            calendar.add_component(component)
+    calendar.add_component(entry)
     text: str = calendar.to_ical().decode("utf-8")
     return text
+
+
+@lru_cache(maxsize=32)
+def zone_component(tzid: str, first_year: int, last_year: int) -> Component | None:
+    """The VTIMEZONE of a zone from 1 January `first_year` to 1 January `last_year` (what
+    icalendar's add_missing_timezones adds), made once: it was a third of an invitation.
+    None for UTC (written with a Z) and for a zone icalendar does not know."""
+    from icalendar import Timezone
+
+    if tzid == "UTC":
+        return None
+    try:
+        zone: Component = Timezone.from_tzid(tzid, first_date=date(first_year, 1, 1),
+                                             last_date=date(last_year, 1, 1))
+    except ValueError:
+        return None
+    return zone
 
 
 def _utc(moment: datetime) -> str:

@@ -6,13 +6,13 @@ import contextlib
 import os
 import re
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, NoReturn
 
 from jinja2 import (
-    ChoiceLoader,
+    BaseLoader,
     Environment,
     FileSystemBytecodeCache,
     FileSystemLoader,
@@ -137,13 +137,37 @@ def _fail_in_every_operator(cls: type[Undefined]) -> None:
 _fail_in_every_operator(_Undefined)
 
 
+class _Overridable(BaseLoader):
+    """The workspace's templates, then the built-in ones. A built-in template stays
+    up to date only while the workspace has no file of its name: one added later (to a
+    running `serve`, or between two commands in one process) is used at once."""
+
+    def __init__(self, templates_dir: Path) -> None:
+        self.templates_dir = templates_dir
+        self.workspace = FileSystemLoader(str(templates_dir))
+        self.builtin = FileSystemLoader(str(BUILTIN_TEMPLATES))
+
+    def get_source(self, environment: Environment,
+                   template: str) -> tuple[str, str | None, Callable[[], bool] | None]:
+        with contextlib.suppress(TemplateNotFound):
+            return self.workspace.get_source(environment, template)
+        source, filename, uptodate = self.builtin.get_source(environment, template)
+        override = self.templates_dir / template
+        return source, filename, lambda: (uptodate is None or uptodate()) \
+            and not override.exists()
+
+    def list_templates(self) -> list[str]:
+        names = set(self.builtin.list_templates())
+        with contextlib.suppress(OSError):
+            names.update(self.workspace.list_templates())
+        return sorted(names)
+
+
 @lru_cache(maxsize=16)
 def environment(templates_dir: Path) -> Environment:
     env = _Sandbox(
         bytecode_cache=_bytecode_cache(),
-        loader=ChoiceLoader(
-            [FileSystemLoader(str(templates_dir)), FileSystemLoader(str(BUILTIN_TEMPLATES))]
-        ),
+        loader=_Overridable(templates_dir),
         undefined=_Undefined,
         autoescape=_autoescape,
         trim_blocks=True,

@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from ..config import Settings
 from ..db import Database, Send
-from ..publish import Site, build_site, default_base_url, select_entries
+from ..publish import PartCache, Site, build_site, default_base_url, select_sources
 
 MAX_AGE = 300.0  # seconds
 TYPES = {".html": "text/html; charset=utf-8", ".xml": "application/xml; charset=utf-8",
@@ -36,6 +36,7 @@ class Archive:
         self.settings, self.db = settings, db
         self._lock = threading.Lock()
         self._site: Site | None = None
+        self._parts = PartCache()  # in memory: a rebuild renders only what changed
         self._built: tuple[Hashable, float] = ((), 0.0)
 
     def _fingerprint(self) -> Hashable:
@@ -53,9 +54,10 @@ class Archive:
             fingerprint, built_at = self._fingerprint(), time.monotonic()
             if self._site is None or fingerprint != self._built[0] \
                     or built_at - self._built[1] > MAX_AGE:
-                entries = select_entries(self.settings, self.db)
-                self._site = build_site(entries, self.settings,
-                                        default_base_url(self.settings), datetime.now(UTC))
+                sources = select_sources(self.settings, self.db)
+                self._site = build_site(sources, self.settings,
+                                        default_base_url(self.settings), datetime.now(UTC),
+                                        self._parts)
                 self._built = (fingerprint, built_at)
             return self._site
 

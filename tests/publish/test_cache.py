@@ -1,0 +1,151 @@
+"""publish's cache (.citesmail/publish-*.sqlite): unchanged campaigns are not rendered
+again, anything a page depends on renders it again, and the site is byte for byte the
+one a cold publish makes."""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+from pathlib import Path
+
+from citesmail.render.environment import BUILTIN_TEMPLATES
+from tests.conftest import EVENT, NEWSLETTER, REPLAY, run, write
+from tests.publish.helpers import BASE, publish, with_sends
+
+CAMPAIGNS = 3
+
+
+def _rendered(said: str) -> int:
+    found = re.search(r"\((\d+) rendered\)", said)
+    assert found is not None, said
+    return int(found.group(1))
+
+
+def _cache(workspace: Path) -> Path:
+    [path] = (workspace / ".citesmail").glob("publish-*.sqlite")
+    return path
+
+
+def _site(folder: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(folder)): path.read_bytes()
+            for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def _cold(workspace: Path, *args: str) -> dict[str, bytes]:
+    """The site a publish with no cache makes (a new output folder has none)."""
+    assert not (workspace / "cold").exists()
+    done = run("publish", "-o", "cold", "--base-url", BASE, *args)
+    assert done.exit_code == 0, done.output
+    return _site(workspace / "cold")
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text("utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    later = path.stat().st_mtime + 3600
+    os.utime(path, (later, later))
+
+
+def test_only_changed_campaigns_are_rendered_again(workspace: Path) -> None:
+    with_sends(workspace)
+    assert _rendered(publish("--drafts")) == CAMPAIGNS
+    assert _rendered(publish("--drafts")) == 0
+    _edit(workspace / "campaigns" / f"{REPLAY}.md", "sont en libre accès", "sont en ligne")
+    assert _rendered(publish("--drafts")) == 1
+    assert "sont en ligne" in (workspace / "site" / REPLAY / "index.html").read_text("utf-8")
+    assert _rendered(publish("--drafts", "--base-url", "https://autre.example.net/")) \
+        == CAMPAIGNS  # canonical addresses are in every page
+
+
+def test_a_changed_template_renders_every_page_again(workspace: Path) -> None:
+    with_sends(workspace)
+    publish("--drafts")
+    content = (BUILTIN_TEMPLATES / "web" / "content.html.j2").read_text("utf-8")
+    write(workspace / "templates" / "web" / "content.html.j2",
+          "<p class=\"ours\">Centre de ressources</p>\n" + content)
+    assert _rendered(publish("--drafts")) == CAMPAIGNS
+    for slug in (REPLAY, EVENT, NEWSLETTER):
+        assert 'class="ours"' in (workspace / "site" / slug / "index.html").read_text("utf-8")
+    (workspace / "templates" / "web" / "content.html.j2").unlink()
+    assert _rendered(publish("--drafts")) == CAMPAIGNS
+    assert 'class="ours"' not in (workspace / "site" / REPLAY / "index.html").read_text("utf-8")
+
+
+def test_a_changed_setting_renders_every_page_again(workspace: Path) -> None:
+    with_sends(workspace)
+    publish()
+    _edit(workspace / "config.toml", 'name = "Labo Cités"', 'name = "Labo des Cités"')
+    assert _rendered(publish()) == 2
+    assert "Labo des Cités" in (workspace / "site" / REPLAY / "index.html").read_text("utf-8")
+
+
+def test_a_send_that_starts_renders_its_draft_again(workspace: Path) -> None:
+    with_sends(workspace)
+    publish("--drafts")
+    page = workspace / "site" / NEWSLETTER / "index.html"
+    assert "Brouillon" in page.read_text("utf-8")
+    assert run("segments", "add", "abonnes-lettre", "--list", "reseau").exit_code == 0
+    done = run("send", NEWSLETTER, "--yes")
+    assert done.exit_code == 0, done.output
+    assert _rendered(publish("--drafts")) == 1
+    assert "Brouillon" not in page.read_text("utf-8")
+    assert NEWSLETTER in (workspace / "site" / "sitemap.xml").read_text("utf-8")
+    assert _site(workspace / "site") == _cold(workspace, "--drafts")
+
+
+def test_the_site_is_the_same_bytes_as_a_cold_publish(workspace: Path) -> None:
+    with_sends(workspace)
+    publish("--drafts")
+    _edit(workspace / "campaigns" / f"{EVENT}.md", "Bonjour", "Bonjour encore")
+    _edit(workspace / "campaigns" / f"{REPLAY}.md", 'kind = "replay"',
+          'kind = "replay"\narchive = false')
+    assert run("unschedule", EVENT).exit_code == 0  # its send cancelled: a draft again
+    said = publish("--drafts")
+    assert _rendered(said) == 2  # the event (edited, unscheduled), the replay (taken off);
+    # the newsletter's page, and its place in the index and the feeds, from the cache
+    incremental = _site(workspace / "site")
+    assert f"{REPLAY}/index.html" not in incremental
+    assert incremental == _cold(workspace, "--drafts")
+
+
+def test_a_damaged_cache_is_not_used(workspace: Path) -> None:
+    with_sends(workspace)
+    publish("--drafts")
+    cold = _site(workspace / "site")
+    cache = _cache(workspace)
+    cache.write_bytes(b"SQLite format 3\x00" + b"\xff" * 500)
+    assert _rendered(publish("--drafts")) == CAMPAIGNS
+    assert _site(workspace / "site") == cold
+    assert _rendered(publish("--drafts")) == 0  # made again
+    cache.write_text("not a cache", encoding="utf-8")
+    assert _rendered(publish("--drafts")) == CAMPAIGNS
+    assert _site(workspace / "site") == cold
+
+
+def test_a_row_that_is_not_what_this_version_stores_is_rendered_again(
+        workspace: Path) -> None:
+    with_sends(workspace)
+    publish("--drafts")
+    cold = _site(workspace / "site")
+    with sqlite3.connect(_cache(workspace)) as connection:
+        connection.execute("UPDATE parts SET part = replace(part, '\"page\": \"', "
+                           "'\"page\": 1, \"x\": \"') WHERE slug = ?", (REPLAY,))
+        connection.execute("UPDATE parts SET part = '{\"slug\": ' WHERE slug = ?", (EVENT,))
+        connection.execute("INSERT INTO parts VALUES (?, 'k', 'null')", ("gone",))
+    connection.close()
+    assert _rendered(publish("--drafts")) == 2
+    assert _site(workspace / "site") == cold
+    with sqlite3.connect(_cache(workspace)) as connection:
+        slugs = {slug for (slug,) in connection.execute("SELECT slug FROM parts")}
+    connection.close()
+    assert slugs == {REPLAY, EVENT, NEWSLETTER}
+
+
+def test_the_cache_is_not_in_the_published_folder(workspace: Path) -> None:
+    with_sends(workspace)
+    publish()
+    assert not any("cache" in path.name or path.suffix == ".sqlite"
+                   for path in (workspace / "site").rglob("*"))
+    assert _cache(workspace).is_file()
