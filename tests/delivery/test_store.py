@@ -400,7 +400,7 @@ def test_a_run_that_lost_the_send_to_another_stops(db: Database, tmp_path: Path,
     send_id = start(db, cfg)
 
     class TakenOver:
-        parallel = True
+        parallel, wire = True, True
 
         def __init__(self) -> None:
             self.inner, self.count = make_transport(cfg), 0
@@ -624,7 +624,7 @@ class Meanwhile:
     """The SMTP transport, with `before(recipient)` run just before each message goes:
     what happens elsewhere between a row's claim and the server's answer."""
 
-    parallel = True
+    parallel, wire = True, True
 
     def __init__(self, cfg: Settings, before: Callable[[str], None]) -> None:
         self.inner, self.before = make_transport(cfg), before

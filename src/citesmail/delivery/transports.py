@@ -23,6 +23,7 @@ from typing import Literal, Protocol
 
 from ..config import Settings, is_loopback, placeholder_problem, plaintext_auth_problem
 from ..errors import CitesmailError, ConfigError
+from ..message import Wire, dot_stuffed
 from ..tokens import check_secret
 
 Kind = Literal["sent", "temporary", "permanent", "connection", "unknown"]
@@ -45,6 +46,7 @@ BeforeData = Callable[[], None]  # called just before the message's bytes leave
 
 class Transport(Protocol):
     parallel: bool  # False: one at a time in the sending thread (no gain in threads)
+    wire: bool  # True: takes a message already as DATA carries it (message.Wire)
 
     def send(self, sender: str, recipient: str, data: bytes,
              before_data: BeforeData | None = None) -> Outcome: ...
@@ -62,6 +64,7 @@ class OutboxTransport:
     cost of a message, and the outbox is for demos and dry runs, not a mail spool."""
 
     parallel = False
+    wire = False
 
     def __init__(self, folder: Path) -> None:
         try:
@@ -109,18 +112,6 @@ class OutboxTransport:
 def _text(value: bytes | str) -> str:
     text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
     return " ".join(text.split())[:500]
-
-
-def _dot_stuffed(data: bytes) -> bytes:
-    """The message as DATA carries it: leading dots doubled, ended by CRLF . CRLF.
-    (bytes.replace: a regular expression over the whole message cost more CPU than
-    building it.)"""
-    body = data.replace(b"\n.", b"\n..")
-    if body.startswith(b"."):
-        body = b"." + body
-    if not body.endswith(b"\r\n"):
-        body += b"\r\n"
-    return body + b".\r\n"
 
 
 # An address smtplib's quoteaddr would give back unchanged between < and >: dot-atom
@@ -171,6 +162,7 @@ class SmtpTransport:
     """One SMTP connection, opened when first needed and reused for many messages."""
 
     parallel = True
+    wire = True
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -216,7 +208,8 @@ class SmtpTransport:
                 except BaseException:  # the message must not go: never end this DATA
                     self._drop()
                     raise
-            connection.send(_dot_stuffed(data))
+            # Made ready by the run (build_wire) or here: one write for the socket.
+            connection.send(data if isinstance(data, Wire) else dot_stuffed(data))
         except smtplib.SMTPAuthenticationError as exc:
             self._drop()
             raise CitesmailError(f"SMTP login refused: {exc.smtp_code} {_text(exc.smtp_error)}",
