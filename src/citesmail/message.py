@@ -460,6 +460,8 @@ class MessageTemplate:
         self.frame = _Frame(head_bytes, middle, tail, _split_body(text_body), between,
                             _split_body(html_body), end)
         self.wire_frame = self.frame.stuffed()
+        self.in_text = [index in self.frame.text for index in range(len(self.slots))]
+        self.in_html = [index in self.frame.html for index in range(len(self.slots))]
         self._date = (0, b"")
 
     def _date_header(self, now: datetime | None) -> bytes:
@@ -493,12 +495,16 @@ class MessageTemplate:
         if self.measurement is not None:
             values.update(self.measurement.values(recipient))
         resolved = [values.get(field) or default for field, default in self.slots]
-        text_values = [_qp_piece(value) for value in resolved]
+        # Each value encoded only for the bodies that show it.
+        text_values = [_qp_piece(value) if shown else b""
+                       for value, shown in zip(resolved, self.in_text, strict=True)]
         html_values = [_qp_piece(value if raw else html.escape(value, quote=True))
-                       for value, raw in zip(resolved, self.raw, strict=True)]
+                       if shown else b""
+                       for value, raw, shown in zip(resolved, self.raw, self.in_html,
+                                                    strict=True)]
         if frame is self.wire_frame:  # each value starts a line, as every piece does
-            text_values = [_stuffed(value) for value in text_values]
-            html_values = [_stuffed(value) for value in html_values]
+            text_values = [_stuffed(value) if value else value for value in text_values]
+            html_values = [_stuffed(value) if value else value for value in html_values]
         identifier = message_id(self.slug, recipient.contact_id,
                                 f"{self._id_prefix}{next(self._ids):x}", self.domain)
         return [
