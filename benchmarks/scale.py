@@ -170,20 +170,21 @@ def has_join() -> bool:
 
 def citesmail_send(ws: Path, env: dict[str, str], slug: str, n: int, sink: Sink,
                    processes: int) -> Callable[[], None]:
-    """`citesmail send` of a new copy of the campaign; with two processes the second
-    joins the send once its first message has been counted."""
+    """`citesmail send` of a new copy of the campaign. With several processes each is a
+    `send --join` (a plain send holds the send alone); the first one starts the send, the
+    others join once its first message has been counted."""
     shutil.copy(ws / CAMPAIGN, ws / "campaigns" / f"{slug}.md")
+    command = [str(CITESMAIL), "send", slug, "--yes", *(["--join"] if processes > 1 else [])]
 
     def run() -> None:
-        first = subprocess.Popen([str(CITESMAIL), "send", slug, "--yes"], cwd=ws, env=env,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        first = subprocess.Popen(command, cwd=ws, env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
         others = []
         if processes > 1:
             with sink.changed:
                 sink.changed.wait_for(lambda: len(sink.times) > 0 or first.poll() is not None,
                                       WAIT)
-            others = [subprocess.Popen([str(CITESMAIL), "send", slug, "--join"], cwd=ws,
-                                       env=env, stdout=subprocess.PIPE,
+            others = [subprocess.Popen(command, cwd=ws, env=env, stdout=subprocess.PIPE,
                                        stderr=subprocess.PIPE, text=True)
                       for _ in range(processes - 1)]
         for process in [first, *others]:
@@ -302,8 +303,8 @@ def section(table: list[Row], machine: str, n: int, rounds: int, size: int,
             f"(start-up and the snapshot of the recipients included), median and range, "
             f"and 'steady' from the first to the last message the sink counted; CPU is "
             f"user + sys of the sending processes (getrusage of the children), median, per "
-            f"message. Two processes: a second `citesmail send --join` started once the "
-            f"first message is counted. Rerun with "
+            f"message. Two processes: `citesmail send --join`, and a second one started once "
+            f"the sink has counted the first message. Rerun with "
             f"`.venv/bin/python benchmarks/scale.py --write-docs`.\n\n"
             f"Machine: {machine}; postfix {postfix}\n\nDate: {today} (load average at "
             f"the end {os.getloadavg()[0]:.2f})\n\n{markdown_table(HEADER, table)}\n")
