@@ -191,7 +191,7 @@ def citesmail_send(ws: Path, env: dict[str, str], slug: str, n: int, sink: Sink,
             out, err = process.communicate(timeout=WAIT)
             if process.returncode != 0:
                 raise RuntimeError(f"citesmail send {slug}: {err.strip()[-500:]}")
-        print(f"  {slug}: {out.strip()}", flush=True)
+            print(f"  {slug} (process {process.pid}): {out.strip()}", flush=True)
     return run
 
 
