@@ -42,6 +42,14 @@ class Handler:
         # the user it logged in as (None: no AUTH)
         self.tls_versions: list[str | None] = []
         self.logins: list[bytes | None] = []
+        self.pipelining = False  # offer PIPELINING (RFC 2920) in the EHLO answer
+
+    async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
+                          responses: list[str]) -> list[str]:
+        session.host_name = hostname
+        if self.pipelining:  # aiosmtpd reads commands one line at a time: it can
+            responses.insert(-1, "250-PIPELINING")
+        return responses
 
     async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,
                           mail_options: list[str]) -> str:
@@ -113,3 +121,43 @@ class SmtpServer:
 
     def __exit__(self, *exc: object) -> None:
         self.controller.stop()
+
+
+class Tap:
+    """A TCP relay on 127.0.0.1 in front of a server, keeping each chunk of bytes the
+    client's writes brought in (what was sent together)."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target = target_port
+        self.chunks: list[bytes] = []
+        self.sockets: list[socket.socket] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:  # closed
+                return
+            server = socket.create_connection(("127.0.0.1", self.target))
+            self.sockets += [client, server]
+            for source, sink, keep in ((client, server, True), (server, client, False)):
+                threading.Thread(target=self._pump, args=(source, sink, keep),
+                                 daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, keep: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                if keep:
+                    self.chunks.append(data)
+                sink.sendall(data)
+            sink.shutdown(socket.SHUT_WR)
+        except OSError:  # the other side is gone, or the tap closed
+            pass
+
+    def close(self) -> None:
+        self.listener.close()
+        for each in self.sockets:
+            each.close()

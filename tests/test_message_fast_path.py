@@ -5,6 +5,8 @@ from __future__ import annotations
 import email
 import email.errors
 import os
+import re
+from datetime import UTC, datetime
 from email import policy
 from email.header import decode_header, make_header
 
@@ -22,6 +24,7 @@ from citesmail.message import (
     _qp,
     _qp_plain,
     clean,
+    dot_stuffed,
     list_id,
     reference_message,
     to_bytes,
@@ -194,6 +197,54 @@ def same_message(case: Case, recipient: Recipient, audience: Audience | None = N
     assert slow_address == fast_to.addr_spec or long_word
     for kind in ("plain", "html"):
         assert fast.get_body((kind,)).get_content() == slow.get_body((kind,)).get_content()
+
+
+DOTTED = st.lists(st.one_of(st.just("."), st.just(".\r\n."), CHARS), max_size=30).map("".join)
+DOTTED_RECIPIENTS = st.builds(Recipient, email=st.builds("{}@{}".format, LOCAL, DOMAIN),
+                              first_name=DOTTED, last_name=DOTTED, organization=DOTTED,
+                              contact_id=st.integers(min_value=1, max_value=10**9))
+MESSAGE_ID = re.compile(rb"\r\nMessage-ID: [^\r]*")
+
+
+def assert_wire_is_stuffed(template: MessageTemplate, recipient: Recipient) -> None:
+    """build_wire (parts stuffed once per campaign) is the message dot-stuffed whole,
+    byte for byte but for the Message-ID, which is new for every message."""
+    now = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
+    plain = template.build(recipient, now=now)
+    wire = template.build_wire(recipient, now=now)
+    assert MESSAGE_ID.sub(b"", wire) == MESSAGE_ID.sub(b"", dot_stuffed(plain))
+    assert wire.endswith(b"\r\n.\r\n") and b"\n.\r\n" not in wire[:-3]
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None, phases=PHASES,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(recipient=DOTTED_RECIPIENTS)
+# A name of dots alone: its QP piece is a line that starts with one.
+@example(recipient=Recipient("a@example.org", ".", ".\r\n.", ".Org", 1))
+def test_the_wire_form_is_the_message_dot_stuffed(compact: Case, full: Case,
+                                                   recipient: Recipient) -> None:
+    for case in (compact, full):
+        template = MessageTemplate(case.rendered, case.settings)
+        assert_wire_is_stuffed(template, recipient)
+    measurement = Measurement("s" * 40, "https://lettres.example.org", 12, "individual",
+                              "individual")
+    assert_wire_is_stuffed(MessageTemplate(full.rendered, full.settings,
+                                           measurement=measurement), recipient)
+
+
+def test_the_wire_form_of_every_example(compact: Case) -> None:
+    """Calendar invitations included (base64 parts), and a body line that starts with
+    a dot in the campaign itself."""
+    cfg = compact.settings
+    for path in sorted(EXAMPLES.glob("*.md")):
+        campaign = load_campaign(path, default_lang="fr", tz=cfg.tz)
+        rendered = render_campaign(campaign, cfg)
+        dotted = RenderedCampaign(campaign, rendered.subject, rendered.html,
+                                  ".Point de départ\n" + rendered.text, rendered.slots,
+                                  rendered.calendar)
+        for version in (rendered, dotted):
+            assert_wire_is_stuffed(MessageTemplate(version, cfg),
+                                   Recipient(".x@example.org", ".Zoé", "Dupré", "", 7))
 
 
 def test_message_ids_are_unique(compact: Case) -> None:

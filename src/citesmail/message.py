@@ -354,6 +354,52 @@ def _calendar_parts(calendar: str, slug: str, inner: bytes, outer: bytes) -> byt
     ])
 
 
+class Wire(bytes):
+    """A message as SMTP's DATA carries it (RFC 5321, 4.5.2): every dot that starts a
+    line doubled, ended by CRLF . CRLF."""
+
+
+def dot_stuffed(data: bytes) -> Wire:
+    """Any message as DATA carries it."""
+    body = data.replace(b"\n.", b"\n..")
+    if body.startswith(b"."):
+        body = b"." + body
+    if not body.endswith(CRLF):
+        body += CRLF
+    return Wire(body + b".\r\n")
+
+
+def _stuffed(piece: bytes) -> bytes:
+    """A piece of a message that starts a line, its line-starting dots doubled."""
+    if piece.startswith(b"."):
+        piece = b"." + piece
+    return piece.replace(b"\n.", b"\n..") if b"\n." in piece else piece
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """What every recipient's message shares, around their values: headers, the body
+    pieces (with slot indices where a value goes), the MIME boundaries."""
+
+    head: bytes
+    middle: bytes
+    tail: bytes
+    text: list[bytes | int]
+    between: bytes
+    html: list[bytes | int]
+    end: bytes
+
+    def stuffed(self) -> _Frame:
+        """The same, dot-stuffed for DATA once, not once per message: each part starts
+        a line (every body piece ends on a line break, soft or hard)."""
+        def pieces(found: list[bytes | int]) -> list[bytes | int]:
+            return [p if isinstance(p, int) else _stuffed(p) for p in found]
+
+        return _Frame(_stuffed(self.head), _stuffed(self.middle), _stuffed(self.tail),
+                      pieces(self.text), _stuffed(self.between), pieces(self.html),
+                      _stuffed(self.end))
+
+
 class MessageTemplate:
     """A campaign's message with the recipient left out, ready to be filled fast."""
 
@@ -379,9 +425,9 @@ class MessageTemplate:
         if sender.reply_to:
             head.append(b"Reply-To: " + _address_header(
                 *parseaddr(clean(sender.reply_to))).encode("ascii") + CRLF)
-        self.head = b"".join(head)
+        head_bytes = b"".join(head)
         organization = settings.organization
-        self.middle = b"".join([
+        middle = b"".join([
             _unstructured("Subject", clean(subject_prefix + rendered.subject)),
             b"List-Id: " + _address_header(*list_id(organization.name, audience, self.domain))
             .encode("ascii") + CRLF,
@@ -394,7 +440,7 @@ class MessageTemplate:
         alternative = b'Content-Type: multipart/alternative; boundary="' + inner + b'"\r\n'
         calendar = rendered.calendar
         outer = inner + b"_mixed"
-        self.tail = b"".join([
+        tail = b"".join([
             b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
             b"MIME-Version: 1.0\r\n",
             b'Content-Type: multipart/mixed; boundary="' + outer + b'"\r\n\r\n--' + outer
@@ -404,15 +450,18 @@ class MessageTemplate:
             b'Content-Type: text/plain; charset="utf-8"\r\n'
             b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
         ])
-        self.between = (b"\r\n--" + inner + b"\r\n"
-                        b'Content-Type: text/html; charset="utf-8"\r\n'
-                        b"Content-Transfer-Encoding: quoted-printable\r\n\r\n")
-        self.end = _calendar_parts(calendar, self.slug, inner, outer) if calendar else \
+        between = (b"\r\n--" + inner + b"\r\n"
+                   b'Content-Type: text/html; charset="utf-8"\r\n'
+                   b"Content-Transfer-Encoding: quoted-printable\r\n\r\n")
+        end = _calendar_parts(calendar, self.slug, inner, outer) if calendar else \
             b"\r\n--" + inner + b"--\r\n"
         pem = settings.dkim_key()
         self.dkim = signing_key(pem, settings.dkim.private_key) if pem else None
-        self.text_pieces = _split_body(text_body)
-        self.html_pieces = _split_body(html_body)
+        self.frame = _Frame(head_bytes, middle, tail, _split_body(text_body), between,
+                            _split_body(html_body), end)
+        self.wire_frame = self.frame.stuffed()
+        self.in_text = [index in self.frame.text for index in range(len(self.slots))]
+        self.in_html = [index in self.frame.html for index in range(len(self.slots))]
         self._date = (0, b"")
 
     def _date_header(self, now: datetime | None) -> bytes:
@@ -428,31 +477,50 @@ class MessageTemplate:
     def build(self, recipient: Recipient, *, now: datetime | None = None,
               links: Links | None = None) -> bytes:
         """The complete RFC 5322 message for one recipient (CRLF, lines <= 998 bytes)."""
+        data = b"".join(self._parts(recipient, now, links, self.frame))
+        return self._signed(data) if self.dkim else data
+
+    def build_wire(self, recipient: Recipient, *, now: datetime | None = None) -> Wire:
+        """The same message as SMTP's DATA carries it: `dot_stuffed(build(...))`, made
+        from parts stuffed once per campaign rather than by scanning every message."""
+        if self.dkim:  # the signature is over the message as it is: stuff it after
+            return dot_stuffed(self.build(recipient, now=now))
+        return Wire(b"".join([*self._parts(recipient, now, None, self.wire_frame),
+                              b".\r\n"]))
+
+    def _parts(self, recipient: Recipient, now: datetime | None, links: Links | None,
+               frame: _Frame) -> list[bytes]:
         links = links or links_for(self.settings, recipient.contact_id, self.slug)
         values = recipient_values(recipient, links)
         if self.measurement is not None:
             values.update(self.measurement.values(recipient))
         resolved = [values.get(field) or default for field, default in self.slots]
-        text_values = [_qp_piece(value) for value in resolved]
+        # Each value encoded only for the bodies that show it.
+        text_values = [_qp_piece(value) if shown else b""
+                       for value, shown in zip(resolved, self.in_text, strict=True)]
         html_values = [_qp_piece(value if raw else html.escape(value, quote=True))
-                       for value, raw in zip(resolved, self.raw, strict=True)]
+                       if shown else b""
+                       for value, raw, shown in zip(resolved, self.raw, self.in_html,
+                                                    strict=True)]
+        if frame is self.wire_frame:  # each value starts a line, as every piece does
+            text_values = [_stuffed(value) if value else value for value in text_values]
+            html_values = [_stuffed(value) if value else value for value in html_values]
         identifier = message_id(self.slug, recipient.contact_id,
                                 f"{self._id_prefix}{next(self._ids):x}", self.domain)
-        data = b"".join([
-            self.head,
+        return [
+            frame.head,
             b"To: ", _address_header(recipient.display_name, recipient.email).encode("ascii"),
             CRLF,
-            self.middle,
+            frame.middle,
             self._date_header(now),
             b"Message-ID: ", identifier.encode("ascii"), CRLF,
             b"List-Unsubscribe: ", clean(links.list_unsubscribe).encode("ascii"), CRLF,
-            self.tail,
-            *self._fill(self.text_pieces, text_values),
-            self.between,
-            *self._fill(self.html_pieces, html_values),
-            self.end,
-        ])
-        return self._signed(data) if self.dkim else data
+            frame.tail,
+            *self._fill(frame.text, text_values),
+            frame.between,
+            *self._fill(frame.html, html_values),
+            frame.end,
+        ]
 
     def _signed(self, data: bytes) -> bytes:
         """DKIM-Signature (rsa-sha256 or ed25519-sha256, relaxed/relaxed) over the headers

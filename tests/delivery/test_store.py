@@ -410,7 +410,7 @@ def test_a_run_that_lost_the_send_to_another_stops(db: Database, tmp_path: Path,
     send_id = start(db, cfg)
 
     class TakenOver:
-        parallel = True
+        parallel, wire = True, True
 
         def __init__(self) -> None:
             self.inner, self.count = make_transport(cfg), 0
@@ -445,14 +445,14 @@ def test_a_message_that_cannot_be_built_stops_the_send(db: Database, tmp_path: P
     addresses = audience(db, tmp_path, 5)
     cfg = settings_for(server.port)
     send_id = start(db, cfg)
-    built = MessageTemplate.build
+    built = MessageTemplate._parts  # what build and build_wire both make a message of
 
-    def build(self: MessageTemplate, recipient: object, **kwargs: object) -> bytes:
+    def parts(self: MessageTemplate, recipient: object, *args: object) -> list[bytes]:
         if getattr(recipient, "email", "") == addresses[2]:
             raise RuntimeError("a template bug")
-        return built(self, recipient, **kwargs)  # type: ignore[arg-type]
+        return built(self, recipient, *args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(MessageTemplate, "build", build)
+    monkeypatch.setattr(MessageTemplate, "_parts", parts)
     with pytest.raises(SendPaused, match=r"cannot build the message for r2@example\.org: "
                                          r"RuntimeError: a template bug"):
         run(db, cfg, send_id)
@@ -635,7 +635,7 @@ class Meanwhile:
     """The SMTP transport, with `before(recipient)` run just before each message goes:
     what happens elsewhere between a row's claim and the server's answer."""
 
-    parallel = True
+    parallel, wire = True, True
 
     def __init__(self, cfg: Settings, before: Callable[[str], None]) -> None:
         self.inner, self.before = make_transport(cfg), before

@@ -22,15 +22,17 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from sqlalchemy import select
 
-from citesmail.db import Database, Send, open_database
+from citesmail.db import Contact, Database, Send, open_database
 from citesmail.delivery import counts
 from citesmail.delivery.transports import make_transport
 from citesmail.errors import CitesmailError
+from citesmail.states import ContactStatus
 from tests.cli.test_delivery_commands import smtp_env, with_audience
 from tests.conftest import REPLAY, SECRET
 from tests.conftest import run as cli
 from tests.delivery.test_store import audience, run, settings_for, start
-from tests.smtp_server import SmtpServer
+from tests.delivery.test_store import rows as store_rows
+from tests.smtp_server import SmtpServer, Tap
 
 USER, PASSWORD = "citesmail", "correct horse battery staple"
 
@@ -359,3 +361,35 @@ def test_a_login_in_clear_to_a_server_on_this_machine_goes_through(
     assert server.handler.received == dict.fromkeys(addresses, 1)
     assert server.handler.logins == [USER.encode()] * 3
     assert server.handler.tls_versions == [None] * 3
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_mail_rcpt_and_data_go_in_one_write_when_the_server_offers_pipelining(
+        db: Database, tmp_path: Path, pipelining: bool) -> None:
+    """One round trip instead of three before each message; a refusal is read the
+    same way: 550 at RCPT fails the row and bounces the contact (the server refuses the
+    DATA that followed), 554 after the message fails the row."""
+    addresses = audience(db, tmp_path, 6)
+    with SmtpServer() as server:
+        server.handler.pipelining = pipelining
+        server.handler.at_rcpt[addresses[1]] = [550]
+        server.handler.at_data[addresses[3]] = [554]
+        tap = Tap(server.port)
+        try:
+            cfg = settings_for(tap.port)
+            assert run(db, cfg, start(db, cfg)) == {"sent": 4, "failed": 2}
+        finally:
+            tap.close()
+    assert server.handler.received == {a: 1 for a in addresses if a not in addresses[1:4:2]}
+    envelopes = [chunk for chunk in tap.chunks if b"mail FROM:<" in chunk]
+    assert len(envelopes) == 6
+    assert all((b"\r\nrcpt TO:<" in chunk and chunk.endswith(b"\r\ndata\r\n")) == pipelining
+               for chunk in envelopes)
+    found = store_rows(db)
+    assert (found[addresses[1]].state, found[addresses[1]].last_code) == ("failed", 550)
+    assert (found[addresses[3]].state, found[addresses[3]].last_code) == ("failed", 554)
+    with db.session(write=False) as session:
+        statuses = {email: status for email, status in
+                    session.execute(select(Contact.email, Contact.status))}
+    assert statuses[addresses[1]] == ContactStatus.BOUNCED
+    assert statuses[addresses[3]] == ContactStatus.ACTIVE

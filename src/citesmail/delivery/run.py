@@ -144,6 +144,7 @@ class SendRun:
         self.last_connection_error = ""
         self.paused = False
         self.fatal_error = ""
+        self.wire = False  # the transport takes messages as DATA carries them
 
     # -- the loop ---------------------------------------------------------------------
 
@@ -190,7 +191,7 @@ class SendRun:
         free: SimpleQueue[Transport] = SimpleQueue()
         first = self.make_transport()
         free.put(first)
-        parallel = first.parallel
+        parallel, self.wire = first.parallel, first.wire
         for _ in range(self.connections - 1 if parallel else 0):
             free.put(self.make_transport())
         results: SimpleQueue[Result] = SimpleQueue()
@@ -280,6 +281,8 @@ class SendRun:
 
     def _build(self, claimed: Claimed) -> bytes | Outcome:
         try:
+            if self.wire:  # as DATA carries it, without scanning each message for dots
+                return self.template.build_wire(claimed.recipient)
             return self.template.build(claimed.recipient)
         except UnicodeEncodeError:
             return Outcome("permanent", None, "the address needs SMTPUTF8 (non-ASCII before "
