@@ -5,6 +5,7 @@ directly, and the moments that matter are set in the database, not waited for.""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,13 +13,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
+from citesmail.audience.consent import ConsentKind
 from citesmail.audience.contacts import unsubscribe
 from citesmail.audience.importer import import_contacts
 from citesmail.audience.lists import add_list
 from citesmail.audience.segments import AnyOf, Condition, Definition, parse_where
 from citesmail.campaigns import load_campaign
 from citesmail.config import load_settings
-from citesmail.db import Database, Delivery, Send
+from citesmail.db import ConsentEvent, Contact, Database, Delivery, Send, open_database
 from citesmail.delivery import Claimed, Prepared, SendBusy, SqlStore, prepare_send
 from citesmail.delivery.journal import Journal
 from citesmail.delivery.transports import Outcome
@@ -299,3 +301,143 @@ def test_a_send_queues_its_recipients_in_the_order_they_were_added(
     assert queued == ["zoe@example.org", "alice@example.org", "bea@example.org",
                       "yann@example.org"]
     assert claim(db, send_id, tmp_path, cap=2)[0] == queued[:2]
+
+
+def test_a_bounce_goes_into_the_contacts_history_with_its_campaign_and_answer(
+        db: Database, tmp_path: Path) -> None:
+    """An address the server refused is marked bounced, with an event that names this
+    send's campaign (not another send's) and the server's answer; the run is told how
+    many of its own rows are still on their way, whatever other sends have in flight."""
+    addresses = audience(db, tmp_path, 3)
+    before_ours = other_send(db, "running", ["o0@example.org", "o1@example.org"])
+    set_rows(db, before_ours, ["o0@example.org", "o1@example.org"], state="sending",
+             updated_at=datetime.now(UTC))
+    send_id = start(db, load_settings(ROOT / "config.example.toml", environ={}))
+    store = store_of(db, send_id, tmp_path)
+    run_id = store.take_over(journals(tmp_path)).run_id
+    by_email = {c.recipient.email: c for c in store.step(run_id, [], 10, idle=False).claimed}
+    refused = Outcome("permanent", 550, "5.1.1 no such user", bounce=True)
+    assert store.record([(by_email[addresses[0]], refused)]) == 2  # ours still going
+    with db.session(write=False) as session:
+        contact = session.scalar(select(Contact).where(Contact.email == addresses[0]))
+        assert contact is not None and contact.status == "bounced"
+        events = [(e.kind, e.source, e.campaign) for e in session.scalars(
+            select(ConsentEvent).where(ConsentEvent.contact_id == contact.id,
+                                       ConsentEvent.kind == ConsentKind.BOUNCE))]
+    assert events == [(ConsentKind.BOUNCE, f"send {REPLAY}: 550 5.1.1 no such user", REPLAY)]
+    assert rows(db)[addresses[0]].state == "failed"
+
+
+def test_finishing_a_send_marks_it_done_once_and_no_other(db: Database,
+                                                          tmp_path: Path) -> None:
+    """`done` with the moment it finished; another running send stays running; a send
+    finished already keeps the time it finished (a second finish changes nothing)."""
+    audience(db, tmp_path, 1)
+    send_id = start(db, load_settings(ROOT / "config.example.toml", environ={}))
+    other = other_send(db, "running", [])
+    before = datetime.now(UTC)
+    store_of(db, send_id, tmp_path).finish()
+    after = datetime.now(UTC)
+
+    def state_of(send: int) -> tuple[str, datetime | None]:
+        with db.session(write=False) as session:
+            found = session.get(Send, send)
+            assert found is not None
+            finished = found.finished_at
+            return found.state, finished and finished.replace(tzinfo=UTC)
+
+    state, finished = state_of(send_id)
+    assert state == "done" and finished is not None and before <= finished <= after
+    assert state_of(other) == ("running", None)
+    long_ago = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    with db.session() as session:
+        session.execute(update(Send).where(Send.id == send_id).values(finished_at=long_ago))
+    store_of(db, send_id, tmp_path).finish()
+    assert state_of(send_id) == ("done", long_ago)
+
+
+def test_progress_and_the_campaign_are_read_while_another_writer_holds_the_lock(
+        db: Database, db_url: str, tmp_path: Path) -> None:
+    """The progress a run shows and the campaign it sends are reads: they answer at once
+    while an import (or another run's record) holds SQLite's write lock, instead of
+    waiting for it and stopping the run with a busy database."""
+    addresses = audience(db, tmp_path, 3)
+    send_id = start(db, load_settings(ROOT / "config.example.toml", environ={}))
+    impatient = open_database(db_url, busy_timeout=timedelta(milliseconds=200))
+    try:
+        store = SqlStore(impatient, send_id, retry_delays=[60], hourly_cap=0,
+                         intake=tmp_path / "intake")
+        with db.session() as writer:
+            writer.execute(update(Delivery).where(Delivery.email == addresses[0])
+                           .values(state="skipped"))  # not committed yet
+            assert {k: n for k, n in store.counts().items() if n} == {"queued": 3}
+            assert (store.campaign().slug, store.campaign().segment) == (REPLAY, "s")
+        assert {k: n for k, n in store.counts().items() if n} == {"queued": 2, "skipped": 1}
+    finally:
+        impatient.close()
+
+
+def test_a_claim_takes_due_retries_only_to_fill_what_the_queue_leaves(
+        db: Database, tmp_path: Path) -> None:
+    """Queued rows first, then retries whose time has come, earliest first, and never
+    more than the claim asked for; a retry still to come is left alone."""
+    addresses = audience(db, tmp_path, 5)
+    send_id = start(db, load_settings(ROOT / "config.example.toml", environ={}))
+    now = datetime.now(UTC)
+    for minutes, address in zip((3, 9, 6), addresses[1:4], strict=True):
+        set_rows(db, send_id, [address], state="deferred", attempts=1,
+                 next_attempt_at=now - timedelta(minutes=minutes))
+    set_rows(db, send_id, [addresses[4]], state="deferred", attempts=1,
+             next_attempt_at=now + timedelta(minutes=5))
+    assert claim(db, send_id, tmp_path, cap=0, want=3)[0] == [
+        addresses[0], addresses[2], addresses[3]]
+    assert {a: row.state for a, row in rows(db).items()} == {
+        addresses[0]: "sending", addresses[1]: "deferred", addresses[2]: "sending",
+        addresses[3]: "sending", addresses[4]: "deferred"}
+
+
+def test_a_step_that_claims_nothing_names_the_next_retry_not_the_cap(
+        db: Database, tmp_path: Path) -> None:
+    """A run that wants no more messages (it is stopping, or the queue was dry a moment
+    ago) is not told about the hourly cap, even a full one: what it waits for, or reports
+    when it stops, is its own next retry."""
+    addresses = audience(db, tmp_path, 2)
+    send_id = start(db, load_settings(ROOT / "config.example.toml", environ={}))
+    other = other_send(db, "running", ["o0@example.org"])
+    set_rows(db, other, ["o0@example.org"], state="sent",
+             sent_at=datetime.now(UTC) - timedelta(minutes=10))
+    set_rows(db, send_id, addresses, state="deferred", attempts=1,
+             next_attempt_at=datetime.now(UTC) + timedelta(minutes=5))
+    store = store_of(db, send_id, tmp_path, cap=1)
+    run_id = store.take_over(journals(tmp_path)).run_id
+    step = store.step(run_id, [], 0, idle=True)
+    assert (step.claimed, step.cap_until) == ([], None)
+    assert step.room != 0 and step.next_retry is not None
+    assert step.counts is not None and step.counts["deferred"] == 2
+    full = store.step(run_id, [], 5, idle=True)  # one that wants some is told the cap
+    assert (full.claimed, full.room) == ([], 0) and full.cap_until is not None
+
+
+def test_rows_another_run_is_claiming_are_skipped_not_waited_for(
+        db: Database, tmp_path: Path) -> None:
+    """On PostgreSQL runs of one send claim side by side: rows locked by another run's
+    claim that has not committed yet are passed over, so the claim goes on at once
+    with the rest instead of waiting for that run (or claiming its rows twice)."""
+    if not db.is_postgresql:
+        pytest.skip("SQLite runs one writer at a time")
+    addresses = audience(db, tmp_path, 4)
+    send_id = start(db, load_settings(ROOT / "config.example.toml", environ={}))
+    store = store_of(db, send_id, tmp_path)
+    run_id = store.take_over(journals(tmp_path)).run_id
+    claimed: list[list[str]] = []
+    with db.session() as other_claim:
+        other_claim.execute(select(Delivery.id).where(Delivery.email.in_(addresses[:2]))
+                            .with_for_update())
+        worker = threading.Thread(target=lambda: claimed.append(
+            [c.recipient.email for c in store.step(run_id, [], 10, idle=False).claimed]))
+        worker.start()
+        worker.join(timeout=30)  # returns at once unless the claim waits for the lock
+        waited = worker.is_alive()
+    worker.join()
+    assert not waited
+    assert claimed == [addresses[2:]]
