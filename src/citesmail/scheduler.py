@@ -15,10 +15,11 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from .audience.pending import purge_pending
 from .audience.retention import purge_measured, span
@@ -225,18 +226,25 @@ def _resume_due(scheduler: Any) -> None:
                               id=f"resume:{campaign}", replace_existing=True)
 
 
+T = TypeVar("T")
 PURGE_EVERY_HOURS = 1  # pending sign-ups older than [subscribe] pending_days go, and
 # clicks and opens recorded per person older than [tracking] retention
 
 
-def _purge_pending(db: Database, days: int) -> None:
-    """Forget the sign-ups never confirmed in time."""
+def _purging(db: Database, what: str, purge: Callable[[Session], T]) -> T | None:
+    """One hourly purge in its transaction; None when it could not run (the database
+    locked long, say: the next hour tries again)."""
     try:
         with db.session() as session:
-            purged = purge_pending(session, days)
-    except CitesmailError as exc:  # the database locked long: the next hour tries again
-        log.error("purging pending sign-ups: %s", exc)
-        return
+            return purge(session)
+    except CitesmailError as exc:
+        log.error("purging %s: %s", what, exc)
+        return None
+
+
+def _purge_pending(db: Database, days: int) -> None:
+    """Forget the sign-ups never confirmed in time."""
+    purged = _purging(db, "pending sign-ups", lambda session: purge_pending(session, days))
     if purged:
         log.info("%d pending sign-up%s purged (unconfirmed for more than %d days)",
                  purged, "s" if purged != 1 else "", days)
@@ -244,13 +252,9 @@ def _purge_pending(db: Database, days: int) -> None:
 
 def purge_measured_events(db: Database, retention: timedelta) -> None:
     """Delete the clicks and opens recorded per person past their retention."""
-    try:
-        with db.session() as session:
-            purged = purge_measured(session, retention)
-    except CitesmailError as exc:  # the database locked long: the next hour tries again
-        log.error("purging clicks and opens: %s", exc)
-        return
-    if purged.clicks or purged.opens:
+    purged = _purging(db, "clicks and opens",
+                      lambda session: purge_measured(session, retention))
+    if purged is not None and (purged.clicks or purged.opens):
         log.info("%s (recorded more than %s ago)", purged.summary(), span(retention))
 
 
