@@ -10,6 +10,7 @@
 #   - the machine's PostgreSQL (127.0.0.1:5432, database test): started if it is down;
 #     CITESMAIL_TEST_PG_URL points the database tests at it
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -k render`.
+# The tests run in two worker processes (CITESMAIL_TEST_WORKERS, 0 for none).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,4 +47,6 @@ python3 -m venv .venv
 .venv/bin/python -m pip install -q -e '.[test]'
 .venv/bin/ruff check .
 .venv/bin/mypy  # strict, on src/ (settings in pyproject.toml)
-exec .venv/bin/python -m pytest "$@"
+# Two pytest workers (pytest-xdist): most tests wait on servers and child processes, so
+# two share a 2-core machine well; CITESMAIL_TEST_WORKERS=0 runs them in this process.
+exec .venv/bin/python -m pytest -n "${CITESMAIL_TEST_WORKERS:-2}" "$@"
