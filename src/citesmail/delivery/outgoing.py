@@ -9,7 +9,6 @@ process dies (the lease runs out and the row is claimed again).
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,6 +16,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from ..background import Loop
 from ..config import Settings
 from ..db import Contact, Database, MailingList, OutgoingMail, utcnow
 from ..errors import CitesmailError
@@ -180,26 +180,16 @@ def _tell(log: Log, due: Due, outcome: Outcome, done: Drained) -> None:
             f"{outcome.message or outcome.kind}; tried again in {delay}s")
 
 
-class OutgoingSender:
+class OutgoingSender(Loop):
     """A thread that drains the queue: woken when a request queued a row, and every
     LOOK_EVERY seconds (rows queued by a command, retries that came due)."""
 
+    thread_name = "citesmail-outgoing"
+
     def __init__(self, db: Database, settings: Settings, transports: Callable[[], Transport],
                  log: Log) -> None:
+        super().__init__()
         self.db, self.settings, self.transports, self.log = db, settings, transports, log
-        self.wake, self.stop = threading.Event(), threading.Event()
-        self.thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self.thread = threading.Thread(target=self._run, name="citesmail-outgoing",
-                                       daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.stop.set()
-        self.wake.set()
-        if self.thread is not None:
-            self.thread.join()
 
     def _run(self) -> None:
         while not self.stop.is_set():

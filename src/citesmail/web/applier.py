@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from ..background import Loop
 from ..db import Database
 from ..errors import CitesmailError
 from ..intake import apply_pending
@@ -24,26 +25,17 @@ PAUSE_AFTER_ERROR = 0.2  # seconds, when a try failed at once (not after a wait)
 TELL_EVERY = 60.0  # seconds: a database still locked is said again this often
 
 
-class Applier:
+class Applier(Loop):
+    thread_name = "citesmail-intake"
+
     def __init__(self, db: Database, path: Path, log: Callable[[str], None]) -> None:
+        super().__init__()
         self.db, self.path, self.log = db, path, log
         self.changed = threading.Condition()
         self.appended = 0  # lines this process appended
         self.applied = 0  # of those, the ones the database holds
         self.blocked = False  # the last try failed: requests do not wait
-        self.wake, self.stop = threading.Event(), threading.Event()
-        self.thread: threading.Thread | None = None
         self.told = 0.0
-
-    def start(self) -> None:
-        self.thread = threading.Thread(target=self._run, name="citesmail-intake", daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.stop.set()
-        self.wake.set()
-        if self.thread is not None:
-            self.thread.join()
 
     def appended_one(self) -> int:
         """Note a line just made durable; its number, to wait for."""
