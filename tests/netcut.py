@@ -103,7 +103,8 @@ class NetworkCut:
         except CutUnavailable:
             self.close()
             raise
-        self.ports: set[int] = set()
+        self.ports: set[int] = set()  # the cut process's, when the cut began
+        self.cut_at = 0.0  # then (time.time())
 
     def _new_connections(self) -> list[str]:
         """The rule that drops what the cgroup's processes send to the server."""
@@ -117,6 +118,7 @@ class NetworkCut:
 
     def cut(self, pid: int) -> set[int]:
         """Cut now; returns the local ports of the process's connections at the cut."""
+        self.cut_at = time.time()
         _must(*self._new_connections())
         self.ports = server_ports(pid)  # after the rule: none can open unseen
         for port in sorted(self.ports):

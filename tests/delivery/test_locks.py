@@ -140,8 +140,9 @@ def test_release_does_not_wait_for_the_server_process_to_exit(db_url: str) -> No
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_the_workers_connections_give_up_as_its_takeover_says(db_url: str) -> None:
     """Each connection opened after bound_connections carries the TCP bounds of the
-    worker's takeover on its own side too (a network cut fails its questions instead of
-    leaving them to TCP's retries); the pool's older connections are not used again."""
+    worker's takeover on both sides (a network cut fails its questions instead of
+    leaving them to TCP's retries, and the server drops its sessions); the pool's older
+    connections are not used again."""
     import socket
 
     from sqlalchemy import text
@@ -160,4 +161,10 @@ def test_the_workers_connections_give_up_as_its_takeover_says(db_url: str) -> No
             assert [own.getsockopt(socket.IPPROTO_TCP, option) for option in (
                 socket.TCP_KEEPIDLE, socket.TCP_KEEPINTVL, socket.TCP_KEEPCNT,
                 socket.TCP_USER_TIMEOUT)] == [15, 2, 3, 7500]
+        # The server's side of the session too, the URL's own options kept.
+        assert [connection.execute(text(f"SHOW {name}")).scalar() for name in (
+            "tcp_keepalives_idle", "tcp_keepalives_interval", "tcp_keepalives_count",
+            "tcp_user_timeout")] == ["15", "2", "3", "7500"]
+        schema = db_url.rsplit("search_path%3D", 1)[1]
+        assert connection.execute(text("SHOW search_path")).scalar() == schema
     db.close()

@@ -87,12 +87,17 @@ class Liveness:
 
 
 def bound_connections(db: Database, liveness: Liveness) -> None:
-    """Open the database's connections from now on with `liveness.client_settings()`
-    (PostgreSQL); the idle ones in the pool are closed, so that none is used again."""
+    """Open the database's connections from now on with the bounds of `liveness` on
+    both sides (PostgreSQL): `client_settings()`, and `server_settings()` for their
+    sessions, so that the server also drops the sessions of a worker cut off (else they
+    stay for the system's keepalive time, two hours, and fill `max_connections`). The
+    idle ones in the pool are closed, so that none is used again."""
+    server = " ".join(f"-c {name}={value}" for name, value in liveness.server_settings().items())
 
     @event.listens_for(db.engine, "do_connect")
     def _bounded(_dialect: Any, _record: Any, _args: Any, params: dict[str, Any]) -> None:
         params.update(liveness.client_settings())
+        params["options"] = f"{params.get('options', '')} {server}".strip()
 
     db.engine.dispose()
 
