@@ -6,7 +6,8 @@
 #     for the spam score of the examples, and Dovecot (dovecot-imapd) for the
 #     `inbox fetch` tests (apt-get, when missing and run as root); npm, which installs
 #     axe-core into benchmarks/.cache for the accessibility tests of the sign-up and
-#     preference pages
+#     preference pages; iptables, with which the standby test cuts a worker's network to
+#     PostgreSQL on 127.0.0.1 (a chain of its own, removed after)
 #   - the machine's PostgreSQL (127.0.0.1:5432, database test): started if it is down;
 #     CITESMAIL_TEST_PG_URL points the database tests at it
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -k render`.
@@ -20,6 +21,7 @@ missing=()
 command -v spamassassin >/dev/null || missing+=(spamassassin)
 [ -x /usr/sbin/dovecot ] || command -v dovecot >/dev/null || missing+=(dovecot-imapd)
 command -v npm >/dev/null || missing+=(npm)
+[ -x /usr/sbin/iptables ] || command -v iptables >/dev/null || missing+=(iptables)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq

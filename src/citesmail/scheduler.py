@@ -26,7 +26,7 @@ from .audience.retention import purge_measured, span
 from .config import Settings
 from .db import Database
 from .delivery import SendBusy, SendRun, start_scheduled, summary
-from .delivery.locks import Busy, Heartbeat, Liveness, ProcessLock
+from .delivery.locks import Busy, Heartbeat, Liveness, ProcessLock, bound_connections
 from .delivery.outgoing import OutgoingSender
 from .delivery.sendlog import cancel_scheduled, mark_missed, running_campaigns, store_scheduled
 from .delivery.transports import make_transport
@@ -294,6 +294,7 @@ def run_worker(db: Database, settings: Settings, stop: threading.Event) -> None:
         return
     liveness = lock.liveness
     assert liveness is not None
+    bound_connections(db, liveness)  # a network cut stops no thread for long
     while _wait_as_standby(lock, liveness, stop):
         heartbeat = Heartbeat(lock, liveness)
         lost = False
@@ -304,8 +305,7 @@ def run_worker(db: Database, settings: Settings, stop: threading.Event) -> None:
             lock.release(lost=lost, busy=not idle)
         if not lost:
             return
-        log.error("worker lock lost (its database session stopped answering): "
-                  "stopped scheduling; waiting as a standby")
+        log.info("waiting as a standby")
 
 
 def _wait_as_standby(lock: WorkerLock, liveness: Liveness, stop: threading.Event) -> bool:
@@ -359,6 +359,8 @@ def _run_active(db: Database, settings: Settings, stop: threading.Event,
             if not alive():
                 lost = True
                 scheduler.pause()  # at once: another worker may take over any moment
+                log.error("worker lock lost (its database session stopped answering): "
+                          "stopped scheduling")
                 break
             scheduler.wakeup()  # notice jobs that other processes added to the store
     finally:

@@ -12,7 +12,7 @@ import pytest
 
 from citesmail.db import open_database
 from citesmail.delivery import locks
-from citesmail.delivery.locks import Busy, ProcessLock, _same_file
+from citesmail.delivery.locks import Busy, Liveness, ProcessLock, _same_file, bound_connections
 
 
 def test_a_lock_is_exclusive_and_leaves_no_file(tmp_path: Path) -> None:
@@ -135,3 +135,36 @@ def test_release_does_not_wait_for_the_server_process_to_exit(db_url: str) -> No
     after.release()
     holder.close()
     other.close()
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_the_workers_connections_give_up_as_its_takeover_says(db_url: str) -> None:
+    """Each connection opened after bound_connections carries the TCP bounds of the
+    worker's takeover on both sides (a network cut fails its questions instead of
+    leaving them to TCP's retries, and the server drops its sessions); the pool's older
+    connections are not used again."""
+    import socket
+
+    from sqlalchemy import text
+
+    db = open_database(db_url)
+    with db.engine.connect() as connection:
+        older = connection.execute(text("SELECT pg_backend_pid()")).scalar()
+    bound_connections(db, Liveness(30))
+    with db.engine.connect() as connection:
+        assert connection.execute(text("SELECT pg_backend_pid()")).scalar() != older
+        raw = connection.connection.dbapi_connection
+        assert raw is not None
+        assert raw.info.get_parameters()["connect_timeout"] == "7"
+        with socket.socket(fileno=os.dup(raw.pgconn.socket)) as own:
+            assert own.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+            assert [own.getsockopt(socket.IPPROTO_TCP, option) for option in (
+                socket.TCP_KEEPIDLE, socket.TCP_KEEPINTVL, socket.TCP_KEEPCNT,
+                socket.TCP_USER_TIMEOUT)] == [15, 2, 3, 7500]
+        # The server's side of the session too, the URL's own options kept.
+        assert [connection.execute(text(f"SHOW {name}")).scalar() for name in (
+            "tcp_keepalives_idle", "tcp_keepalives_interval", "tcp_keepalives_count",
+            "tcp_user_timeout")] == ["15", "2", "3", "7500"]
+        schema = db_url.rsplit("search_path%3D", 1)[1]
+        assert connection.execute(text("SHOW search_path")).scalar() == schema
+    db.close()

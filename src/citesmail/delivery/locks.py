@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError
 
 from ..db import Database
@@ -38,9 +38,10 @@ class Busy(Exception):
 @dataclass(frozen=True)
 class Liveness:
     """The times that bound a takeover to `takeover` seconds. The server drops a holder
-    gone silent after `drop_after` seconds at the least (TCP keepalives); the holder
-    gives its lock up once its session has not answered for `lost_after` seconds,
-    well before that; a waiting process asks for the lock every `poll` seconds."""
+    gone silent `drop_after` seconds after the last packet it had from it (TCP
+    keepalives); the holder gives its lock up once its session has not answered for
+    `lost_after` seconds, before that; a waiting process asks for the lock every `poll`
+    seconds."""
 
     takeover: float
 
@@ -66,8 +67,39 @@ class Liveness:
 
     @property
     def drop_after(self) -> float:
+        """The first probe goes `idle` seconds after the last packet; `interval` later
+        more than `tcp_user_timeout` (never longer than `idle`) has passed without an
+        answer, and Linux's keepalive timer ends the connection instead of probing
+        again: the probe count is never reached."""
         found = self.server_settings()
-        return found["tcp_keepalives_idle"] + 3 * found["tcp_keepalives_interval"]
+        return found["tcp_keepalives_idle"] + found["tcp_keepalives_interval"]
+
+    def client_settings(self) -> dict[str, int]:
+        """The same bounds on the holder's side, for all its connections (libpq's
+        parameters): over a network cut a question fails, and so does opening a
+        connection, instead of waiting for TCP to give up (about 15 minutes)."""
+        server = self.server_settings()
+        return {"keepalives": 1, "keepalives_idle": server["tcp_keepalives_idle"],
+                "keepalives_interval": server["tcp_keepalives_interval"],
+                "keepalives_count": server["tcp_keepalives_count"],
+                "tcp_user_timeout": server["tcp_user_timeout"],
+                "connect_timeout": max(2, int(self.takeover / 4))}  # libpq's least is 2
+
+
+def bound_connections(db: Database, liveness: Liveness) -> None:
+    """Open the database's connections from now on with the bounds of `liveness` on
+    both sides (PostgreSQL): `client_settings()`, and `server_settings()` for their
+    sessions, so that the server also drops the sessions of a worker cut off (else they
+    stay for the system's keepalive time, two hours, and fill `max_connections`). The
+    idle ones in the pool are closed, so that none is used again."""
+    server = " ".join(f"-c {name}={value}" for name, value in liveness.server_settings().items())
+
+    @event.listens_for(db.engine, "do_connect")
+    def _bounded(_dialect: Any, _record: Any, _args: Any, params: dict[str, Any]) -> None:
+        params.update(liveness.client_settings())
+        params["options"] = f"{params.get('options', '')} {server}".strip()
+
+    db.engine.dispose()
 
 
 def holder_label() -> str:
