@@ -35,3 +35,8 @@ def test_a_workspace_with_no_database_publishes_without_sqlalchemy(workspace: Pa
 def test_with_a_database_the_sends_are_read(workspace: Path) -> None:
     with_sends(workspace)
     assert "sqlalchemy" in _loaded_after_publish(workspace, "sqlalchemy")
+
+
+def test_a_publish_with_nothing_changed_imports_no_markdown(workspace: Path) -> None:
+    assert "markdown_it" in _loaded_after_publish(workspace, "markdown_it")  # renders all
+    assert _loaded_after_publish(workspace, "markdown_it") == []  # renders none
