@@ -78,3 +78,15 @@ def test_a_link_inside_an_existing_folder_is_not_followed_out(tmp_path: Path) ->
     with pytest.raises(CitesmailError):
         write_site(site, FILES)
     assert os.listdir(elsewhere) == []
+
+
+def test_a_manifest_naming_a_file_outside_is_refused(tmp_path: Path) -> None:
+    """The list of what publish wrote is read back from the folder: a name in it that
+    leads outside is not removed."""
+    site, victim = tmp_path / "site", tmp_path / "garder.txt"
+    write_site(site, FILES)
+    victim.write_text("à garder", encoding="utf-8")
+    (site / MANIFEST).write_text("../garder.txt\n", encoding="utf-8")
+    with pytest.raises(CitesmailError):
+        write_site(site, FILES)
+    assert victim.read_text(encoding="utf-8") == "à garder"

@@ -54,9 +54,10 @@ def _replace(path: Path, data: bytes) -> None:
         raise
 
 
-def _inside(folder: Path, name: str) -> Path:
-    path = (folder / name).resolve()
-    if not path.is_relative_to(folder.resolve()):
+def _inside(folder: Path, root: Path, name: str) -> Path:
+    """`folder / name` resolved (`root`: `folder` resolved), refused outside `folder`."""
+    path = (root / name).resolve()
+    if not path.is_relative_to(root):
         raise CitesmailError(f"{name} is outside {folder}", "check the manifest file")
     return path
 
@@ -74,14 +75,15 @@ def write_site(folder: Path, files: dict[str, bytes]) -> Written:
     if not os.path.lexists(folder):
         return _write_new(folder, files)
     written = []
+    root = folder.resolve()
     for name in sorted(files):
-        path = _inside(folder, name)
+        path = _inside(folder, root, name)
         if not _same(path, files[name]):
             _replace(path, files[name])
             written.append(name)
     removed = [name for name in _previous(folder) if name not in files]
     for name in removed:
-        path = _inside(folder, name)
+        path = _inside(folder, root, name)
         path.unlink(missing_ok=True)
         with contextlib.suppress(OSError):  # its folder, once empty
             path.parent.rmdir()
