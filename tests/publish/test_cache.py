@@ -8,10 +8,11 @@ import os
 import re
 import shutil
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 
 from citesmail.config import load_settings
-from citesmail.publish import cache_path
+from citesmail.publish import PartCache, build_site, cache_path, select_sources
 from citesmail.render.environment import BUILTIN_TEMPLATES
 from tests.conftest import EVENT, NEWSLETTER, REPLAY, run, write
 from tests.publish.helpers import BASE, publish, with_sends
@@ -180,3 +181,17 @@ def test_the_calendar_feeds_head_is_kept_for_its_zones_and_years(workspace: Path
     connection.close()
     shutil.rmtree(workspace / "cold")
     assert _site(workspace / "site") == _cold(workspace, "--drafts")
+
+
+def test_a_campaign_is_rendered_from_the_bytes_its_key_names(workspace: Path) -> None:
+    """A file changed between the reading of the campaigns and its rendering: the page
+    kept under the key of the bytes read says what those bytes say."""
+    settings = load_settings(workspace / "config.toml", environ={})
+    sources = select_sources(settings, None, drafts=True)
+    _edit(workspace / "campaigns" / f"{REPLAY}.md", "sont en libre accès", "sont en ligne")
+    cache, now = PartCache(), datetime.now(UTC)
+    page = f"{REPLAY}/index.html"
+    first = build_site(sources, settings, BASE, now, cache)
+    assert "sont en libre accès" in first.files[page].decode("utf-8")
+    again = build_site(select_sources(settings, None, drafts=True), settings, BASE, now, cache)
+    assert again.rendered == 1 and "sont en ligne" in again.files[page].decode("utf-8")

@@ -81,7 +81,7 @@ def site_key(settings: Settings, base_url: str) -> str:
 
 def part_key(site: str, source: Source) -> str:
     """What one campaign's output depends on."""
-    return _digest([site.encode(), source.slug.encode(), source.data,
+    return _digest([site.encode(), source.slug.encode(), source.data or b"",
                     str(source.state).encode(), source.published.isoformat().encode(),
                     source.updated.isoformat().encode()])
 

@@ -82,7 +82,7 @@ class Source:
     cache keys on), how its send stands, and its dates."""
 
     path: Path
-    data: bytes
+    data: bytes | None  # None: it could not be read (reading it again says why)
     state: Publication
     published: datetime
     updated: datetime
@@ -92,9 +92,11 @@ class Source:
         return self.path.stem
 
     def entry(self, settings: Settings) -> Entry | None:
-        """The campaign read and validated; None when it says `archive = false`."""
+        """The campaign read and validated; None when it says `archive = false`. From
+        the bytes the cache keys on: a file changed meanwhile is not cached under the
+        key of its older bytes (and is not read twice)."""
         campaign = load_campaign(self.path, default_lang=settings.campaigns.lang,
-                                 tz=settings.tz)
+                                 tz=settings.tz, read=self.data)
         if not campaign.archive:
             return None
         return Entry(campaign, self.state, self.published, self.updated)
@@ -118,8 +120,8 @@ def select_sources(settings: Settings, db: Database | None, *,
     return sources
 
 
-def _bytes(path: Path) -> bytes:
+def _bytes(path: Path) -> bytes | None:
     try:
         return path.read_bytes()
     except OSError:
-        return b""  # reading it again says why (load_campaign's located error)
+        return None  # reading it again says why (load_campaign's located error)
