@@ -90,3 +90,26 @@ def test_a_manifest_naming_a_file_outside_is_refused(tmp_path: Path) -> None:
     with pytest.raises(CitesmailError):
         write_site(site, FILES)
     assert victim.read_text(encoding="utf-8") == "à garder"
+
+
+@pytest.mark.parametrize("name", ["../garder.txt", "une-annonce/../../garder.txt", "{victim}"])
+def test_a_manifest_naming_a_file_outside_is_refused_however_named(tmp_path: Path,
+                                                                   name: str) -> None:
+    site, victim = tmp_path / "site", tmp_path / "garder.txt"
+    write_site(site, FILES)
+    victim.write_text("à garder", encoding="utf-8")
+    (site / MANIFEST).write_text(name.format(victim=victim) + "\n", encoding="utf-8")
+    with pytest.raises(CitesmailError):
+        write_site(site, FILES)
+    assert victim.read_text(encoding="utf-8") == "à garder"
+
+
+def test_a_link_to_a_file_outside_is_not_written_through(tmp_path: Path) -> None:
+    site, victim = tmp_path / "site", tmp_path / "garder.txt"
+    write_site(site, FILES)
+    victim.write_text("à garder", encoding="utf-8")
+    (site / "feed.xml").unlink()
+    (site / "feed.xml").symlink_to(victim)
+    with pytest.raises(CitesmailError):
+        write_site(site, FILES)
+    assert victim.read_text(encoding="utf-8") == "à garder"

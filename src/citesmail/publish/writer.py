@@ -55,8 +55,16 @@ def _replace(path: Path, data: bytes) -> None:
 
 
 def _inside(folder: Path, root: Path, name: str) -> Path:
-    """`folder / name` resolved (`root`: `folder` resolved), refused outside `folder`."""
-    path = (root / name).resolve()
+    """`folder / name` resolved (`root`: `folder` resolved), refused outside `folder`.
+    A name with no '..' and no link on its way is that already: its parts are looked at
+    alone, not every folder from / again (a third of a publish's writing when nothing
+    changed)."""
+    path = root
+    for part in Path(name).parts:  # an absolute name starts again from /: outside
+        path = path / part
+        if part == ".." or path.is_symlink():
+            path = (root / name).resolve()
+            break
     if not path.is_relative_to(root):
         raise CitesmailError(f"{name} is outside {folder}", "check the manifest file")
     return path
