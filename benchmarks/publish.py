@@ -46,7 +46,9 @@ def pelican() -> Path:
 
 
 def campaigns(folder: Path, count: int) -> list[Path]:
-    """`count` campaigns made from the examples, each with its own slug and date."""
+    """`count` campaigns made from the examples, each with its own slug, date, title and
+    body (its last line: a campaign whose body were another's would render the same
+    text, which real campaigns do not)."""
     folder.mkdir(parents=True)
     texts = [path.resolve().read_text(encoding="utf-8") for path in EXAMPLES]
     start = datetime(2027, 2, 1, 10, 0)
@@ -58,6 +60,7 @@ def campaigns(folder: Path, count: int) -> list[Path]:
         text = re.sub(r"ends = \S+", f"ends = {when + timedelta(hours=2):%Y-%m-%dT%H:%M:%S}",
                       text)
         text = text.replace('title = "', f'title = "N° {number} : ', 1)
+        text = text.rstrip("\n") + f"\n\nAnnonce n° {number}.\n"
         path = folder / f"{when:%Y-%m-%d}-annonce-{number}.md"
         path.write_text(text, encoding="utf-8")
         made.append(path)
