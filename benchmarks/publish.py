@@ -6,7 +6,13 @@ Run from the repository root:
 
 Pelican is installed by this script into benchmarks/.cache/pelican-venv (not a project
 dependency). Both tools run as commands, each in the same run, medians of --runs: wall
-seconds and the command's CPU seconds (user + system).
+seconds, the command's CPU seconds (user + system), and the system part alone.
+
+The runs' folders are deleted once all runs are done, not after each run: on an ext4
+file system without a journal (this project's VM), creating a file costs a scan of the
+inodes deleted in the last minute or more of its block group, so deleting a run's
+folders made the next run's files the more expensive the more of them it creates (a
+site has a folder per campaign). Give TMPDIR another file system to compare on it.
 """
 
 from __future__ import annotations
@@ -40,7 +46,9 @@ def pelican() -> Path:
 
 
 def campaigns(folder: Path, count: int) -> list[Path]:
-    """`count` campaigns made from the examples, each with its own slug and date."""
+    """`count` campaigns made from the examples, each with its own slug, date, title and
+    body (its last line: a campaign whose body were another's would render the same
+    text, which real campaigns do not)."""
     folder.mkdir(parents=True)
     texts = [path.resolve().read_text(encoding="utf-8") for path in EXAMPLES]
     start = datetime(2027, 2, 1, 10, 0)
@@ -52,6 +60,7 @@ def campaigns(folder: Path, count: int) -> list[Path]:
         text = re.sub(r"ends = \S+", f"ends = {when + timedelta(hours=2):%Y-%m-%dT%H:%M:%S}",
                       text)
         text = text.replace('title = "', f'title = "N° {number} : ', 1)
+        text = text.rstrip("\n") + f"\n\nAnnonce n° {number}.\n"
         path = folder / f"{when:%Y-%m-%d}-annonce-{number}.md"
         path.write_text(text, encoding="utf-8")
         made.append(path)
@@ -73,22 +82,28 @@ def mtimes(folder: Path) -> dict[Path, int]:
     return {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
 
 
-def _children_cpu() -> float:
+def _children_cpu() -> tuple[float, float]:
+    """(user + system, system) CPU seconds of the finished child processes."""
     used = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return used.ru_utime + used.ru_stime
+    return used.ru_utime + used.ru_stime, used.ru_stime
 
 
-def timed(command: list[str], cwd: Path, output: Path) -> tuple[float, float, int]:
-    """(seconds, CPU seconds of the command, files written or rewritten in `output`).
-    CPU time is what to compare on a shared machine: wall time counts the waits for
-    a core that other work holds."""
+Timing = tuple[float, float, float, int]
+
+
+def timed(command: list[str], cwd: Path, output: Path) -> Timing:
+    """(seconds, CPU seconds of the command, of which system, files written or rewritten
+    in `output`). CPU time is what to compare on a shared machine: wall time counts the
+    waits for a core that other work holds."""
     before = mtimes(output) if output.exists() else {}
-    cpu, started = _children_cpu(), time.perf_counter()
+    (cpu, system), started = _children_cpu(), time.perf_counter()
     subprocess.run(command, cwd=cwd, check=True, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)
-    seconds, cpu = time.perf_counter() - started, _children_cpu() - cpu
+    seconds = time.perf_counter() - started
+    cpu_after, system_after = _children_cpu()
     after = mtimes(output)
-    return seconds, cpu, sum(1 for p, m in after.items() if before.get(p) != m)
+    return (seconds, cpu_after - cpu, system_after - system,
+            sum(1 for p, m in after.items() if before.get(p) != m))
 
 
 def touch_one(path: Path) -> None:
@@ -98,7 +113,7 @@ def touch_one(path: Path) -> None:
     os.utime(path, (later, later))
 
 
-def run_once(count: int, work: Path) -> dict[str, tuple[float, float, int]]:
+def run_once(count: int, work: Path) -> dict[str, Timing]:
     ws = work / "ws"
     made = campaigns(ws / "campaigns", count)
     shutil.copy(ROOT / "config.example.toml", ws / "config.toml")
@@ -124,22 +139,31 @@ def run_once(count: int, work: Path) -> dict[str, tuple[float, float, int]]:
     return results
 
 
+def compiled() -> None:
+    """citesmail's modules compiled to bytecode, as `pip install` compiled Pelican's. An
+    editable install under PYTHONDONTWRITEBYTECODE compiles them again at every run
+    (about 0.04 CPU seconds), which an installed citesmail never does."""
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "src" / "citesmail")],
+                   check=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--count", type=int, default=500)
     args = parser.parse_args()
     pelican()
+    compiled()
     runs = []
-    for _ in range(args.runs):
-        with tempfile.TemporaryDirectory() as work:
-            runs.append(run_once(args.count, Path(work)))
+    with tempfile.TemporaryDirectory() as work:  # deleted after the last run (above)
+        for number in range(args.runs):
+            runs.append(run_once(args.count, Path(work) / str(number)))
     print(f"{args.count} campaigns, median of {args.runs} runs")
-    print(f"{'case':28} {'seconds':>8} {'CPU s':>8} {'files written':>14}")
+    print(f"{'case':28} {'seconds':>8} {'CPU s':>8} {'sys s':>8} {'files written':>14}")
     for case in runs[0]:
-        seconds, cpu, files = (statistics.median(run[case][n] for run in runs)
-                               for n in range(3))
-        print(f"{case:28} {seconds:8.2f} {cpu:8.2f} {files:14.0f}")
+        seconds, cpu, system, files = (statistics.median(run[case][n] for run in runs)
+                                       for n in range(4))
+        print(f"{case:28} {seconds:8.2f} {cpu:8.2f} {system:8.2f} {files:14.0f}")
 
 
 if __name__ == "__main__":

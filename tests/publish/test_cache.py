@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 
+from citesmail.config import load_settings
+from citesmail.publish import PartCache, build_site, cache_path, select_sources
 from citesmail.render.environment import BUILTIN_TEMPLATES
 from tests.conftest import EVENT, NEWSLETTER, REPLAY, run, write
 from tests.publish.helpers import BASE, publish, with_sends
@@ -149,3 +153,45 @@ def test_the_cache_is_not_in_the_published_folder(workspace: Path) -> None:
     assert not any("cache" in path.name or path.suffix == ".sqlite"
                    for path in (workspace / "site").rglob("*"))
     assert _cache(workspace).is_file()
+
+
+def test_the_calendar_feeds_head_is_kept_for_its_zones_and_years(workspace: Path) -> None:
+    """events.ics's text before its events (properties, VTIMEZONEs) is kept for the next
+    publish; one with other years or another zone is made again."""
+    with_sends(workspace)
+    publish("--drafts")
+    event = (workspace / "campaigns" / f"{EVENT}.md").read_text("utf-8")
+    write(workspace / "campaigns" / "plus-tard.md", event.replace("2027-01-19", "2029-03-06"))
+    publish("--drafts")
+    feed = (workspace / "site" / "events.ics").read_text("utf-8")
+    assert "from 2027-01-01 to 2030-01-01" in feed  # the zone's rules to the new year
+    assert _site(workspace / "site") == _cold(workspace, "--drafts")
+    _edit(workspace / "config.toml", 'timezone = "Europe/Paris"',
+          'timezone = "America/Montreal"')
+    publish("--drafts")
+    assert "TZID:America/Montreal" in (workspace / "site" / "events.ics").read_text("utf-8")
+    _edit(workspace / "config.toml", 'name = "Labo Cités"', 'name = "Labo des Cités"')
+    publish("--drafts")  # the same zone and years: the site's key tells them apart
+    assert "X-WR-CALNAME:Labo des Cités" in (workspace / "site" / "events.ics").read_text(
+        "utf-8")
+    site_cache = cache_path(load_settings(workspace / "config.toml", environ={}),
+                            workspace / "site")
+    with sqlite3.connect(site_cache) as connection:
+        assert connection.execute("SELECT count(*) FROM heads").fetchone() == (1,)
+    connection.close()
+    shutil.rmtree(workspace / "cold")
+    assert _site(workspace / "site") == _cold(workspace, "--drafts")
+
+
+def test_a_campaign_is_rendered_from_the_bytes_its_key_names(workspace: Path) -> None:
+    """A file changed between the reading of the campaigns and its rendering: the page
+    kept under the key of the bytes read says what those bytes say."""
+    settings = load_settings(workspace / "config.toml", environ={})
+    sources = select_sources(settings, None, drafts=True)
+    _edit(workspace / "campaigns" / f"{REPLAY}.md", "sont en libre accès", "sont en ligne")
+    cache, now = PartCache(), datetime.now(UTC)
+    page = f"{REPLAY}/index.html"
+    first = build_site(sources, settings, BASE, now, cache)
+    assert "sont en libre accès" in first.files[page].decode("utf-8")
+    again = build_site(select_sources(settings, None, drafts=True), settings, BASE, now, cache)
+    assert again.rendered == 1 and "sont en ligne" in again.files[page].decode("utf-8")

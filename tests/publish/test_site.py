@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from citesmail.config import load_settings
 from citesmail.db import Send, open_database
+from citesmail.render.environment import BUILTIN_TEMPLATES
 from tests.conftest import EVENT, NEWSLETTER, REPLAY, run
 from tests.publish.helpers import BASE, CONTACTS, mtimes, publish, with_sends
 
@@ -242,6 +243,24 @@ def test_workspace_templates_override_the_pages(workspace: Path) -> None:
     page = (workspace / "site" / REPLAY / "index.html").read_text("utf-8")
     assert "<p>Notre version : Les cités de l&#39;emploi" in page
     assert "Notre version" in (workspace / "site" / "feed.xml").read_text("utf-8")
+
+
+def test_a_workspace_page_that_includes_the_content_prints_the_same(workspace: Path) -> None:
+    """The built-in page prints the content rendered once (`content`); a workspace's copy
+    of it that includes web/content.html.j2, as the built-in one used to, prints the
+    same bytes."""
+    publish("--drafts")
+    built_in = {slug: (workspace / "site" / slug / "index.html").read_bytes()
+                for slug in (REPLAY, EVENT, NEWSLETTER)}
+    page = (BUILTIN_TEMPLATES / "web" / "campaign.html.j2").read_text("utf-8")
+    assert "{{ content }}</article>" in page
+    (workspace / "templates" / "web").mkdir()
+    (workspace / "templates" / "web" / "campaign.html.j2").write_text(
+        page.replace("{{ content }}</article>",
+                     '{% include "web/content.html.j2" %}\n</article>'), encoding="utf-8")
+    publish("--drafts")
+    assert {slug: (workspace / "site" / slug / "index.html").read_bytes()
+            for slug in built_in} == built_in
 
 
 def test_a_bad_base_url_is_refused(workspace: Path) -> None:

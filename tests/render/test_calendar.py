@@ -26,7 +26,7 @@ from citesmail.message import (
     to_bytes,
 )
 from citesmail.render import render_campaign
-from citesmail.render.calendar import invitation
+from citesmail.render.calendar import invitation, zone_component
 from citesmail.web.public import create_public_app
 from tests.cli.test_delivery_commands import with_audience
 from tests.conftest import EVENT, EXAMPLES, NEWSLETTER, REPLAY, ROOT, run, write
@@ -95,6 +95,37 @@ def test_an_event_in_summer_keeps_its_local_hour(workspace: Path) -> None:
     event = event_of(invitation(campaign, cfg) or "")
     assert event.decoded("DTSTART") == datetime(2027, 7, 6, 9, 30, tzinfo=PARIS)
     assert event.decoded("DTSTART").astimezone(UTC).hour == 7  # summer: UTC+2
+
+
+def _as_icalendar_writes_it(ics: str, zone: icalendar.Timezone | None) -> str:
+    """The invitation's calendar written by icalendar with `zone` added as a component
+    before its VEVENT (how invitations were made before their zone's text was kept)."""
+    read = icalendar.Calendar.from_ical(ics)
+    calendar = icalendar.Calendar()
+    for name, value in read.property_items(recursive=False)[1:-1]:  # BEGIN, END
+        calendar.add(name, value)
+    if zone is not None:
+        calendar.add_component(zone)
+    calendar.add_component(next(iter(read.walk("VEVENT"))))
+    text: str = calendar.to_ical().decode("utf-8")
+    return text
+
+
+def test_the_zone_is_written_where_icalendar_puts_it(workspace: Path) -> None:
+    """Over new year (two years of rules), and in UTC (no VTIMEZONE at all)."""
+    text = (workspace / "campaigns" / f"{EVENT}.md").read_text(encoding="utf-8")
+    write(workspace / "campaigns" / "reveillon.md", text.replace(
+        "2027-01-19T10:00:00", "2027-12-31T22:00:00").replace(
+        "2027-01-19T12:00:00", "2028-01-01T01:00:00"))
+    for timezone, zone in (("Europe/Paris", zone_component("Europe/Paris", 2027, 2029)),
+                           ("UTC", None)):
+        cfg = load_settings(workspace / "config.toml",
+                            environ={"CITESMAIL_SCHEDULE_TIMEZONE": timezone})
+        campaign = load_campaign(workspace / "campaigns" / "reveillon.md",
+                                 default_lang="fr", tz=cfg.tz)
+        ics = invitation(campaign, cfg, stamp=datetime(2027, 1, 1, tzinfo=UTC))
+        assert ics is not None and ics.count("BEGIN:VTIMEZONE") == (zone is not None)
+        assert ics == _as_icalendar_writes_it(ics, zone)
 
 
 def test_only_events_carry_an_invitation() -> None:

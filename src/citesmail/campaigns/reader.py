@@ -15,10 +15,11 @@ from .models import SLUG, Campaign, EventInfo, FrontMatter, slugify
 FENCE = "+++"
 
 
-def read_text(path: Path) -> str:
-    """A campaign file's text; not-UTF-8 and unreadable files become located errors."""
+def read_text(path: Path, data: bytes | None = None) -> str:
+    """A campaign file's text (from `data`, its bytes when already read); not-UTF-8 and
+    unreadable files become located errors."""
     try:
-        data = path.read_bytes()
+        data = path.read_bytes() if data is None else data
     except FileNotFoundError:
         guess = did_you_mean(path.name, [f"{slug}.md" for slug in _slugs(path.parent)])
         raise CampaignError("no such campaign file",
@@ -78,10 +79,12 @@ def check_slug(path: Path) -> str:
     return path.stem
 
 
-def load_campaign(path: Path, *, default_lang: str, tz: ZoneInfo) -> Campaign:
-    """Read and validate one campaign file; every error names the file and the line."""
+def load_campaign(path: Path, *, default_lang: str, tz: ZoneInfo,
+                  read: bytes | None = None) -> Campaign:
+    """Read and validate one campaign file (`read`: its bytes, when already read); every
+    error names the file and the line."""
     slug = check_slug(path)
-    text = read_text(path)
+    text = read_text(path, read)
     front_text, body, body_line = split_front_matter(text, path)
     data = parse_toml(front_text, path, first_line=2, error=CampaignError)
     try:

@@ -14,7 +14,7 @@ from datetime import datetime
 
 from ..config import Settings
 from ..errors import CitesmailError
-from .cache import PartCache, part_key, site_key
+from .cache import PartCache, head_key, part_key, site_key
 from .feeds import atom_feed, calendar_feed, sitemap
 from .index import index_page
 from .pages import CALENDAR_FILE, KINDS, Urls, index_name
@@ -45,10 +45,9 @@ def check_base_url(url: str) -> str:
     return url if url.endswith("/") else url + "/"
 
 
-def _parts(sources: list[Source], settings: Settings, urls: Urls,
+def _parts(sources: list[Source], settings: Settings, urls: Urls, site: str,
            cache: PartCache) -> tuple[list[Part], int]:
     """(the campaigns' Parts, newest first; how many were rendered)."""
-    site = site_key(settings, urls.base)
     parts, rendered = [], 0
     for source in sources:
         key = part_key(site, source)
@@ -68,8 +67,9 @@ def build_site(sources: list[Source], settings: Settings, base_url: str, now: da
                cache: PartCache | None = None) -> Site:
     """The site; `cache` gives the Parts of unchanged campaigns and takes the others."""
     urls = Urls(check_base_url(base_url))
-    parts, rendered = _parts(sources, settings, urls,
-                              PartCache() if cache is None else cache)
+    site = site_key(settings, urls.base)
+    cache = PartCache() if cache is None else cache
+    parts, rendered = _parts(sources, settings, urls, site, cache)
     files: dict[str, str] = {}
     for part in parts:
         files[f"{part.slug}/index.html"] = part.page
@@ -79,7 +79,8 @@ def build_site(sources: list[Source], settings: Settings, base_url: str, now: da
         if kind is None or any(part.kind == kind for part in parts):
             files[index_name(kind)] = index_page(parts, kind, settings, urls, now)
     files["feed.xml"] = atom_feed(parts, settings, urls)
-    files["events.ics"] = calendar_feed(parts, settings, now)
+    files["events.ics"] = calendar_feed(
+        parts, settings, now, lambda key, make: cache.head(head_key(site, key), make))
     files["sitemap.xml"] = sitemap(parts, settings, urls)
     return Site({path: text.encode("utf-8") for path, text in files.items()}, parts,
                 rendered)

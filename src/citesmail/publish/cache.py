@@ -20,7 +20,7 @@ import hashlib
 import json
 import sqlite3
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from importlib import metadata
 from pathlib import Path
 
@@ -81,9 +81,14 @@ def site_key(settings: Settings, base_url: str) -> str:
 
 def part_key(site: str, source: Source) -> str:
     """What one campaign's output depends on."""
-    return _digest([site.encode(), source.slug.encode(), source.data,
+    return _digest([site.encode(), source.slug.encode(), source.data or b"",
                     str(source.state).encode(), source.published.isoformat().encode(),
                     source.updated.isoformat().encode()])
+
+
+def head_key(site: str, key: str) -> str:
+    """What events.ics's head depends on: the site, and the zones and years it has."""
+    return _digest([site.encode(), b"events.ics", key.encode()])
 
 
 def cache_path(settings: Settings, output: Path) -> Path:
@@ -95,12 +100,25 @@ def cache_path(settings: Settings, output: Path) -> Path:
 
 class PartCache:
     """slug -> (key, Part), read at once; what changed is written back in one
-    transaction."""
+    transaction. Also the text of events.ics before its events (its head: made by
+    icalendar, whose import alone was a tenth of a publish with nothing changed)."""
 
     def __init__(self, rows: dict[str, tuple[str, Part | None]] | None = None) -> None:
         self.rows = dict(rows or {})
         self.put_slugs: set[str] = set()
         self.gone: set[str] = set()
+        self.heads: dict[str, str] = {}  # key -> events.ics's head
+        self.heads_changed = False
+
+    def head(self, key: str, make: Callable[[], str]) -> str:
+        """The head kept under `key`, or the one `make` makes; the one kept from now on
+        (a publish needs one head: the next, most likely the same)."""
+        text = self.heads.get(key)
+        if text is None:
+            text = make()
+        if list(self.heads) != [key]:
+            self.heads, self.heads_changed = {key: text}, True
+        return text
 
     def get(self, slug: str, key: str) -> tuple[bool, Part | None]:
         """(found, its Part: None for a campaign that says `archive = false`)."""
@@ -120,13 +138,15 @@ class PartCache:
             self.gone.add(slug)
 
 
-_SCHEMA = "CREATE TABLE IF NOT EXISTS parts (slug TEXT PRIMARY KEY, key TEXT NOT NULL, " \
-          "part TEXT NOT NULL)"
+_SCHEMA = ("CREATE TABLE IF NOT EXISTS parts (slug TEXT PRIMARY KEY, key TEXT NOT NULL, "
+           "part TEXT NOT NULL)",
+           "CREATE TABLE IF NOT EXISTS heads (key TEXT PRIMARY KEY, head TEXT NOT NULL)")
 
 
 def _connect(path: Path) -> sqlite3.Connection:
     connection = sqlite3.connect(path, timeout=5)
-    connection.execute(_SCHEMA)
+    for table in _SCHEMA:
+        connection.execute(table)
     return connection
 
 
@@ -150,9 +170,12 @@ def load_cache(path: Path) -> PartCache:
     try:
         with contextlib.closing(_connect(path)) as connection:
             rows = connection.execute("SELECT slug, key, part FROM parts").fetchall()
+            heads = connection.execute("SELECT key, head FROM heads").fetchall()
     except sqlite3.Error:
         return PartCache()
     cache = PartCache()
+    cache.heads = {key: head for key, head in heads
+                   if isinstance(key, str) and isinstance(head, str)}
     for row in rows:
         found = _row(*row)
         if found is not None:
@@ -165,7 +188,7 @@ def load_cache(path: Path) -> PartCache:
 def save_cache(path: Path, cache: PartCache) -> None:
     """What changed, in one transaction; a cache that cannot be written is left (and
     one that is damaged, made again)."""
-    if not cache.put_slugs and not cache.gone:
+    if not cache.put_slugs and not cache.gone and not cache.heads_changed:
         return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -188,3 +211,6 @@ def _write(path: Path, cache: PartCache, slugs: set[str], gone: set[str]) -> Non
         connection.executemany("DELETE FROM parts WHERE slug = ?", [(s,) for s in gone])
         connection.executemany("INSERT OR REPLACE INTO parts (slug, key, part) "
                                "VALUES (?, ?, ?)", rows)
+        connection.execute("DELETE FROM heads")
+        connection.executemany("INSERT INTO heads (key, head) VALUES (?, ?)",
+                               cache.heads.items())

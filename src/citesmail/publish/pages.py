@@ -131,7 +131,10 @@ def campaign_page(entry: Entry, settings: Settings, urls: Urls) -> CampaignPage:
         url=url, root="../", calendar_file=CALENDAR_FILE if has_calendar(campaign) else None,
         image=share_image(campaign, settings), json_ld=_json_ld(event) if event else None,
     )
-    html = render_template(env, "web/campaign.html.j2", context)
+    # The content once: the built-in page prints it (a workspace's page may still
+    # include web/content.html.j2, which renders the same text again).
     content = render_template(env, "web/content.html.j2", context)
+    context["content"] = Markup(content)  # autoescaped by its own template
+    html = render_template(env, "web/campaign.html.j2", context)
     return CampaignPage(_no_recipient(html, table.slots, url),
                         _no_recipient(content, table.slots, url))

@@ -9,7 +9,7 @@ the wrong shape is a miss, never a page.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -72,7 +72,8 @@ _OPTIONAL_TEXTS = ("when", "invitation")
 
 
 def part_to_json(part: Part) -> dict[str, Any]:
-    data = asdict(part)
+    # Not dataclasses.asdict: it deep-copies every field, a third of saving the cache.
+    data = {name: getattr(part, name) for name in Part.__dataclass_fields__}
     for name in _DATES:
         data[name] = None if data[name] is None else data[name].isoformat()
     data["state"] = str(part.state)

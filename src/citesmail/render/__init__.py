@@ -151,6 +151,9 @@ def _strings(value: Any, loc: Loc = ()) -> Iterator[tuple[Loc, str]]:
             yield from _strings(item, (*loc, index))
 
 
+_FRONT = set(FrontMatter.model_fields)
+
+
 def refuse_reserved_text(campaign: Campaign, settings: Settings) -> None:
     """Text that reads as a recipient token would be filled with a recipient's value (or
     break the fill): refuse it where the author wrote it."""
@@ -158,11 +161,14 @@ def refuse_reserved_text(campaign: Campaign, settings: Settings) -> None:
     if found is not None:
         raise CampaignError(RESERVED, RESERVED_HINT, path=campaign.path,
                             line=campaign.body_line + found[0] - 1, column=found[1])
-    front = campaign.model_dump(include=set(FrontMatter.model_fields), exclude_none=True)
-    for loc, text in _strings(front):
-        if reserved_at(text) is not None:
-            line = key_line(campaign.path, loc) if campaign.path.exists() else None
-            raise CampaignError(RESERVED, RESERVED_HINT, path=campaign.path, line=line)
+    # All the front matter's texts at once, as JSON (which escapes none of the characters
+    # of a token): only a campaign that has one is searched for the key that holds it.
+    if reserved_at(campaign.model_dump_json(include=_FRONT, exclude_none=True)) is not None:
+        front = campaign.model_dump(include=_FRONT, exclude_none=True)
+        for loc, text in _strings(front):
+            if reserved_at(text) is not None:
+                line = key_line(campaign.path, loc) if campaign.path.exists() else None
+                raise CampaignError(RESERVED, RESERVED_HINT, path=campaign.path, line=line)
     for key, text in settings.organization:
         if reserved_at(text) is not None:
             path, line = settings.place("organization", key)

@@ -91,16 +91,27 @@ def invitation(campaign: Campaign, settings: Settings, *,
     entry.add("sequence", 0)
     entry.add("status", "CONFIRMED")
     entry.add("transp", "OPAQUE")
-    # The zone's rules for the event's year only: a few lines, not fifty years of them.
-    tzid = entry["dtstart"].params.get("TZID")
-    if tzid:
-        component = zone_component(tzid, starts.astimezone(zone).year,
-                                   ends.astimezone(zone).year + 1)
-        if component is not None:
-            calendar.add_component(component)
     calendar.add_component(entry)
     text: str = calendar.to_ical().decode("utf-8")
+    # The zone's rules for the event's year only: a few lines, not fifty years of them,
+    # before the VEVENT (where add_component would have put it).
+    tzid = entry["dtstart"].params.get("TZID")
+    if tzid:
+        rules = zone_text(tzid, starts.astimezone(zone).year, ends.astimezone(zone).year + 1)
+        at = text.index(_EVENT_STARTS) + 2
+        text = text[:at] + rules + text[at:]
     return text
+
+
+_EVENT_STARTS = "\r\nBEGIN:VEVENT\r\n"  # no value has a line break: icalendar escapes it
+
+
+@lru_cache(maxsize=32)
+def zone_text(tzid: str, first_year: int, last_year: int) -> str:
+    """zone_component's lines, written once: writing them was half of an invitation
+    (they are most of its lines). "" when there is no component."""
+    component = zone_component(tzid, first_year, last_year)
+    return "" if component is None else component.to_ical().decode("utf-8")
 
 
 @lru_cache(maxsize=32)

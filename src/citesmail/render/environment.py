@@ -29,6 +29,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import missing
 
 from ..errors import CampaignError, TemplateError, did_you_mean
+from .plainbody import plain_body
 from .slots import RecipientValueError, Slot, check_tokens
 
 BUILTIN_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -189,7 +190,9 @@ def render_body(env: Environment, source: str, context: dict[str, Any], path: Pa
     if "{{" not in source and "{%" not in source and "{#" not in source:
         return source
     try:
-        rendered = _body_template(env, source).render(context)
+        rendered = plain_body(source, context)  # no template to compile: most bodies
+        if rendered is None:
+            rendered = _body_template(env, source).render(context)
         check_tokens(rendered)
         return rendered
     except TemplateSyntaxError as exc:

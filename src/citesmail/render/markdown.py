@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-from markdown_it import MarkdownIt
-from markdown_it.token import Token
+if TYPE_CHECKING:
+    from markdown_it import MarkdownIt
+    from markdown_it.token import Token
 
 
 @lru_cache(maxsize=1)
 def _parser() -> MarkdownIt:
+    # Imported here: a publish with nothing changed renders no Markdown, and markdown-it
+    # was a tenth of its CPU.
+    from markdown_it import MarkdownIt
+
     # Raw HTML is shown as text: it could break the MJML layout or inject markup.
     return MarkdownIt("commonmark", {"html": False})
 
