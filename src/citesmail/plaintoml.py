@@ -38,42 +38,42 @@ def read_plain(text: str) -> dict[str, Any] | None:
     root: dict[str, Any] = {}
     table = root
     arrays: set[str] = set()  # the names of [[array of tables]]
-    index = 0  # where the next statement must start
-    for found in _STATEMENT.finditer(text):
-        if found.start() != index:
-            return None  # what lies between is not plain
-        if found.end() == index:
-            break  # the end of the text (an empty statement matches there, always)
+    index = 0
+    while index < len(text):
+        found = _STATEMENT.match(text, index)
+        if found is None or found.end() == index:
+            return None
         index = found.end()
-        kind = found.lastgroup  # the value's group, or the header's; None: a blank line
-        if kind == "table":
-            name = found.group(kind)
+        key, name, names = found.group("key", "table", "tables")
+        if key is not None:
+            if key in table:
+                return None
+            value = _value(found)
+            if value is None:
+                return None
+            table[key] = value
+        elif name is not None:
             if name in root:
                 return None
             table = root[name] = {}
-        elif kind == "tables":
-            name = found.group(kind)
-            if name in root and name not in arrays:
+        elif names is not None:
+            if names in root and names not in arrays:
                 return None
-            arrays.add(name)
+            arrays.add(names)
             table = {}
-            root.setdefault(name, []).append(table)
-        elif kind is not None:
-            key, value = found.group("key"), _value(kind, found.group(kind))
-            if key in table or value is None:
-                return None
-            table[key] = value
+            root.setdefault(names, []).append(table)
     return root
 
 
-def _value(kind: str, text: str) -> Any:
-    if kind == "text":
+def _value(found: re.Match[str]) -> Any:
+    text, moment, boolean, array = found.group("text", "moment", "boolean", "array")
+    if text is not None:
         return text
-    if kind == "boolean":
-        return text == "true"
-    if kind == "array":
-        return _ELEMENT.findall(text)
-    year, month, day, hour, minute, second = (int(part) for part in re.split("[-T:]", text))
+    if boolean is not None:
+        return boolean == "true"
+    if array is not None:
+        return _ELEMENT.findall(array)
+    year, month, day, hour, minute, second = (int(part) for part in re.split("[-T:]", moment))
     try:  # a local date-time, as tomllib gives it
         return datetime(year, month, day, hour, minute, second)
     except ValueError:  # 2027-02-30: tomllib says where
