@@ -10,12 +10,10 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from queue import Empty, SimpleQueue
-from typing import Any
 
 from ..config import Settings
 from ..db import Database, utcnow
@@ -80,14 +78,44 @@ def _remove(journals: list[Path]) -> None:
         path.unlink(missing_ok=True)
 
 
-class _InPlace(contextlib.AbstractContextManager["_InPlace"]):
-    """Runs each task at once, in the calling thread (a transport without parallelism)."""
+Deliver = Callable[[Transport, Claimed], None]
 
-    def submit(self, task: Callable[..., None], *args: Any) -> None:
-        task(*args)
+
+class _Connections(contextlib.AbstractContextManager["_Connections"]):
+    """One thread per transport, each taking the claimed rows from one queue in turn
+    (an executor made a future, a work item and a semaphore round per message). A
+    transport that is not parallel sends in the calling thread."""
+
+    def __init__(self, transports: list[Transport], deliver: Deliver) -> None:
+        self.transports, self.deliver = transports, deliver
+        self.work: SimpleQueue[Claimed | None] = SimpleQueue()
+        self.threads = [threading.Thread(target=self._serve, args=(transport,),
+                                         name=f"citesmail-send-{number}", daemon=True)
+                        for number, transport in enumerate(transports)
+                        if transport.parallel]
+
+    def __enter__(self) -> _Connections:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def submit(self, claimed: Claimed) -> None:
+        if self.threads:
+            self.work.put(claimed)
+        else:
+            self.deliver(self.transports[0], claimed)
+
+    def _serve(self, transport: Transport) -> None:
+        while (claimed := self.work.get()) is not None:
+            with contextlib.suppress(BaseException):  # deliver reports its own failures
+                self.deliver(transport, claimed)
 
     def __exit__(self, *exc: object) -> None:
-        return None
+        """Every row handed over is delivered (or handed back) before this returns."""
+        for _ in self.threads:
+            self.work.put(None)
+        for thread in self.threads:
+            thread.join()
 
 
 class SendRun:
@@ -188,17 +216,16 @@ class SendRun:
                             self.send_id, run_id)
 
     def _run_with_transports(self) -> RunResult:
-        free: SimpleQueue[Transport] = SimpleQueue()
         first = self.make_transport()
-        free.put(first)
-        parallel, self.wire = first.parallel, first.wire
-        for _ in range(self.connections - 1 if parallel else 0):
-            free.put(self.make_transport())
+        transports = [first]
+        self.wire = first.wire
+        transports += [self.make_transport()
+                       for _ in range(self.connections - 1 if first.parallel else 0)]
         results: SimpleQueue[Result] = SimpleQueue()
         journal = self.journal
         assert journal is not None
 
-        def deliver(claimed: Claimed) -> None:
+        def deliver(transport: Transport, claimed: Claimed) -> None:
             """In a connection's thread (the message is built there too, while the other
             connections wait for their server). None: not sent (stopping), back to the
             queue."""
@@ -209,7 +236,7 @@ class SendRun:
                 if not self.stop.is_set():
                     data = self._build(claimed)
                     outcome = data if isinstance(data, Outcome) else \
-                        self._deliver(free, journal, claimed, data)
+                        self._deliver(transport, journal, claimed, data)
             except Exception as exc:  # before anything was sent: stop the send, say why
                 outcome = Outcome("connection", None, "cannot build the message for "
                                   f"{claimed.recipient.email}: {type(exc).__name__}: {exc}",
@@ -223,21 +250,19 @@ class SendRun:
 
         outstanding = [0]
         try:
-            with (ThreadPoolExecutor(self.connections, "citesmail-send") if parallel
-                  else _InPlace()) as pool:
+            with _Connections(transports, deliver) as connections:
                 try:
-                    return self._loop(pool, deliver, results, outstanding)
+                    return self._loop(connections, results, outstanding)
                 except BaseException:
                     self.stop.set()
                     self.drained = self._drain(results, outstanding[0])
                     raise
         finally:
-            while not free.empty():
-                free.get().close()
+            for transport in transports:
+                transport.close()
 
-    def _deliver(self, free: SimpleQueue[Transport], journal: Journal, claimed: Claimed,
+    def _deliver(self, transport: Transport, journal: Journal, claimed: Claimed,
                  data: bytes) -> Outcome:
-        transport = free.get()
         delivery_id = claimed.delivery_id
         try:
             sender = self.return_path.sender(claimed.recipient.contact_id, self.send_id)
@@ -249,8 +274,6 @@ class SendRun:
             outcome = Outcome("connection", None, str(exc), fatal=True)
         except Exception as exc:  # unforeseen: the message may have gone
             outcome = Outcome("unknown", None, f"{type(exc).__name__}: {exc}")
-        finally:
-            free.put(transport)
         # The answer, for the next run should this one die before recording it. The
         # journal reserved room for it; if it still cannot be written, stop sending.
         try:
@@ -288,8 +311,7 @@ class SendRun:
             return Outcome("permanent", None, "the address needs SMTPUTF8 (non-ASCII before "
                            "the @), which citesmail does not use")
 
-    def _loop(self, pool: ThreadPoolExecutor | _InPlace, deliver: Callable[[Claimed], None],
-              results: SimpleQueue[Result],
+    def _loop(self, connections: _Connections, results: SimpleQueue[Result],
               outstanding: list[int]) -> RunResult:
         """Claim a batch, hand its messages to the connections, record the results in
         batches; claim the next batch while the connections still have work."""
@@ -312,7 +334,7 @@ class SendRun:
                 if want and len(step.claimed) < want:  # the queue is dry for now
                     claim_again = last_record + RECORD_EVERY
                 for claimed in step.claimed:
-                    pool.submit(deliver, claimed)
+                    connections.submit(claimed)
                     outstanding[0] += 1
                 if step.counts is not None and not finished:  # nothing to do right now
                     result = self._idle(step.counts, step.next_retry,
