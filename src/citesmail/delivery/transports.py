@@ -15,6 +15,7 @@ import re
 import smtplib
 import socket
 import ssl
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -121,6 +122,61 @@ _PLAIN = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^
                     r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
 
 
+_MAXLINE = 8192  # smtplib's longest reply line
+
+
+def _kernel_timeout(sock: socket.socket, seconds: float) -> None:
+    """The connection's timeout kept by the kernel (SO_RCVTIMEO and SO_SNDTIMEO on a
+    blocking socket) once it is set up. Python's own timeout polls before every send and
+    receive: twice the system calls, and each one lets another thread take the GIL."""
+    whole = int(seconds)
+    timeval = struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+    sock.settimeout(None)
+
+
+def _write(connection: smtplib.SMTP, data: bytes) -> None:
+    """What smtplib's send does with bytes, without its per-call checks and audit."""
+    if connection.sock is None:
+        raise smtplib.SMTPServerDisconnected("please run connect() first")
+    try:
+        connection.sock.sendall(data)
+    except OSError:  # a kernel timeout says EAGAIN
+        connection.close()
+        raise smtplib.SMTPServerDisconnected("Server not connected") from None
+
+
+def _reply(connection: smtplib.SMTP) -> tuple[int, bytes]:
+    """What smtplib's getreply reads and raises (code -1 when it cannot read one), with
+    less work per line: a message waits for four replies."""
+    if connection.file is None:
+        if connection.sock is None:
+            raise smtplib.SMTPServerDisconnected("please run connect() first")
+        connection.file = connection.sock.makefile("rb")
+    lines = []
+    while True:
+        try:
+            line = connection.file.readline(_MAXLINE + 1)
+        except OSError as exc:
+            connection.close()
+            raise smtplib.SMTPServerDisconnected(
+                f"Connection unexpectedly closed: {exc}") from None
+        if not line.endswith(b"\n"):  # closed, or the kernel's timeout: a reply cut short
+            connection.close()
+            raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
+        if len(line) > _MAXLINE:
+            connection.close()
+            raise smtplib.SMTPResponseException(500, "Line too long.")
+        lines.append(line[4:].strip(b" \t\r\n"))
+        try:
+            code = int(line[:3])
+        except ValueError:
+            return -1, b"\n".join(lines)
+        if line[3:4] != b"-":
+            return code, b"\n".join(lines)
+
+
 def _path(address: str) -> str:
     """An address as MAIL FROM and RCPT TO carry it: <address>."""
     if _PLAIN.fullmatch(address):
@@ -168,6 +224,7 @@ class SmtpTransport:
         self.settings = settings
         self.timeout = settings.smtp.timeout.total_seconds()
         self.connection: smtplib.SMTP | None = None
+        self.sender = ("", b"")  # the last envelope sender, and its MAIL command
 
     def _connect(self) -> smtplib.SMTP:
         smtp = self.settings.smtp
@@ -183,6 +240,8 @@ class SmtpTransport:
                 connection.ehlo()
             if smtp.username:
                 connection.login(smtp.username, self.settings.smtp_password or "")
+            assert connection.sock is not None
+            _kernel_timeout(connection.sock, self.timeout)
         except BaseException:
             connection.close()
             raise
@@ -209,7 +268,7 @@ class SmtpTransport:
                     self._drop()
                     raise
             # Made ready by the run (build_wire) or here: one write for the socket.
-            connection.send(data if isinstance(data, Wire) else dot_stuffed(data))
+            _write(connection, data if isinstance(data, Wire) else dot_stuffed(data))
         except smtplib.SMTPAuthenticationError as exc:
             self._drop()
             raise CitesmailError(f"SMTP login refused: {exc.smtp_code} {_text(exc.smtp_error)}",
@@ -233,7 +292,7 @@ class SmtpTransport:
                 return self.send(sender, recipient, data, before_data)
             return Outcome("connection", None, f"{type(exc).__name__}: {_text(str(exc))}")
         try:
-            code, reply = connection.getreply()
+            code, reply = _reply(connection)
         except (smtplib.SMTPException, OSError) as exc:
             self._drop()
             return Outcome("unknown", None, "no answer after the message was sent (the "
@@ -249,16 +308,18 @@ class SmtpTransport:
         waits for the message (354), else what the refusal means. A server that offers
         PIPELINING (RFC 2920) gets the three commands in one write, and answers them
         together: one round trip and one wake-up of this thread instead of three."""
-        commands = (f"mail FROM:{_path(sender)}\r\n", f"rcpt TO:{_path(recipient)}\r\n",
-                    "data\r\n")
+        if sender != self.sender[0]:  # the same for every message, but with VERP
+            self.sender = (sender, f"mail FROM:{_path(sender)}\r\n".encode("ascii"))
+        commands = (self.sender[1], f"rcpt TO:{_path(recipient)}\r\n".encode("ascii"),
+                    b"data\r\n")
         pipelined = connection.does_esmtp and connection.has_extn("pipelining")
         if pipelined:
-            connection.send("".join(commands))
+            _write(connection, b"".join(commands))
         replies: list[tuple[int, bytes]] = []
         for command, wanted in zip(commands, ((250,), (250, 251), (354,)), strict=True):
             if not pipelined:
-                connection.send(command)
-            replies.append(connection.getreply())
+                _write(connection, command)
+            replies.append(_reply(connection))
             if replies[-1][0] == 421:  # the server is closing the connection
                 self._drop()
                 break
@@ -269,8 +330,8 @@ class SmtpTransport:
             return None
         if pipelined and codes[2:] == [354]:
             # DATA taken though MAIL or RCPT was refused: end it empty (RFC 2920, 3.1)
-            connection.send(b".\r\n")
-            connection.getreply()
+            _write(connection, b".\r\n")
+            _reply(connection)
         self._reset()
         (mail, mail_reply), *rest = replies
         if mail != 250:  # the sender refused: every message would be; pause-worthy
