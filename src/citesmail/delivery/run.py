@@ -27,7 +27,7 @@ from .journal import Journal, JournalError, journal_path
 from .locks import Busy, ProcessLock
 from .sendlog import audience_of
 from .store import Claimed, Result, SendBusy, SqlStore, Store
-from .transports import Outcome, Transport
+from .transports import Envelope, Outcome, Transport
 
 PAUSE_AFTER = 10  # consecutive connection failures
 LONG_WAIT = timedelta(minutes=5)
@@ -78,7 +78,8 @@ def _remove(journals: list[Path]) -> None:
         path.unlink(missing_ok=True)
 
 
-Deliver = Callable[[Transport, Claimed], None]
+Deliver = Callable[[Transport, Claimed, Claimed | None], None]
+_NONE_YET = object()  # the queue had nothing more when a connection looked
 
 
 class _Connections(contextlib.AbstractContextManager["_Connections"]):
@@ -103,12 +104,21 @@ class _Connections(contextlib.AbstractContextManager["_Connections"]):
         if self.threads:
             self.work.put(claimed)
         else:
-            self.deliver(self.transports[0], claimed)
+            self.deliver(self.transports[0], claimed, None)
 
     def _serve(self, transport: Transport) -> None:
-        while (claimed := self.work.get()) is not None:
+        """Each row with the one after it when that one is already waiting: the
+        connection can announce the next message with this one."""
+        claimed: Claimed | None = self.work.get()
+        while claimed is not None:
+            following: object = _NONE_YET
+            with contextlib.suppress(Empty):  # (another connection may take it first)
+                following = self.work.get_nowait()
             with contextlib.suppress(BaseException):  # deliver reports its own failures
-                self.deliver(transport, claimed)
+                self.deliver(transport, claimed,
+                             following if isinstance(following, Claimed) else None)
+            claimed = self.work.get() if following is _NONE_YET else \
+                following if isinstance(following, Claimed) else None
 
     def __exit__(self, *exc: object) -> None:
         """Every row handed over is delivered (or handed back) before this returns."""
@@ -225,7 +235,8 @@ class SendRun:
         journal = self.journal
         assert journal is not None
 
-        def deliver(transport: Transport, claimed: Claimed) -> None:
+        def deliver(transport: Transport, claimed: Claimed, following: Claimed | None
+                    ) -> None:
             """In a connection's thread (the message is built there too, while the other
             connections wait for their server). None: not sent (stopping), back to the
             queue."""
@@ -236,7 +247,7 @@ class SendRun:
                 if not self.stop.is_set():
                     data = self._build(claimed)
                     outcome = data if isinstance(data, Outcome) else \
-                        self._deliver(transport, journal, claimed, data)
+                        self._deliver(transport, journal, claimed, data, following)
             except Exception as exc:  # before anything was sent: stop the send, say why
                 outcome = Outcome("connection", None, "cannot build the message for "
                                   f"{claimed.recipient.email}: {type(exc).__name__}: {exc}",
@@ -262,12 +273,13 @@ class SendRun:
                 transport.close()
 
     def _deliver(self, transport: Transport, journal: Journal, claimed: Claimed,
-                 data: bytes) -> Outcome:
+                 data: bytes, following: Claimed | None) -> Outcome:
         delivery_id = claimed.delivery_id
         try:
             sender = self.return_path.sender(claimed.recipient.contact_id, self.send_id)
             outcome = transport.send(sender, claimed.recipient.email, data,
-                                     lambda: journal.transmitting(delivery_id))
+                                     lambda: journal.transmitting(delivery_id),
+                                     then=self._envelope(following))
         except JournalError as exc:  # its line could not be written: it did not go
             outcome = Outcome("connection", None, exc.problems[0].message, fatal=True)
         except CitesmailError as exc:  # e.g. the login refused: nothing was sent
@@ -284,6 +296,14 @@ class SendRun:
         except JournalError as exc:
             self._halt(exc.problems[0].message)
         return outcome
+
+    def _envelope(self, claimed: Claimed | None) -> Envelope | None:
+        """The envelope of the message a connection sends next, when it is already known
+        and goes at once (not when the run stops, nor at a paced rate)."""
+        if claimed is None or self.stop.is_set() or self.pace.per_second > 0:
+            return None
+        return (self.return_path.sender(claimed.recipient.contact_id, self.send_id),
+                claimed.recipient.email)
 
     def _halt(self, why: str) -> None:
         """Stop sending for a reason no retry fixes; the first reason is the one told."""

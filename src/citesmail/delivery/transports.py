@@ -43,6 +43,7 @@ SENT = Outcome("sent", 250)
 
 
 BeforeData = Callable[[], None]  # called just before the message's bytes leave
+Envelope = tuple[str, str]  # (sender, recipient) of a message
 
 
 class Transport(Protocol):
@@ -50,7 +51,10 @@ class Transport(Protocol):
     wire: bool  # True: takes a message already as DATA carries it (message.Wire)
 
     def send(self, sender: str, recipient: str, data: bytes,
-             before_data: BeforeData | None = None) -> Outcome: ...
+             before_data: BeforeData | None = None, then: Envelope | None = None
+             ) -> Outcome:
+        """`then`: the message this transport sends next, when already known (an SMTP
+        server that offers PIPELINING gets its envelope with this message)."""
 
     def close(self) -> None: ...
 
@@ -79,7 +83,8 @@ class OutboxTransport:
         self.suffix = f"P{os.getpid()}.{host}"
 
     def send(self, sender: str, recipient: str, data: bytes,
-             before_data: BeforeData | None = None) -> Outcome:
+             before_data: BeforeData | None = None, then: Envelope | None = None
+             ) -> Outcome:
         now = time.time()
         name = f"{int(now)}.M{int(now % 1 * 1e6)}Q{next(_UNIQUE)}{self.suffix}"
         if before_data is not None:
@@ -225,6 +230,9 @@ class SmtpTransport:
         self.timeout = settings.smtp.timeout.total_seconds()
         self.connection: smtplib.SMTP | None = None
         self.sender = ("", b"")  # the last envelope sender, and its MAIL command
+        # MAIL, RCPT and DATA of the next message, written after the last one; the
+        # server's replies to them are read when that message is sent.
+        self.ahead: Envelope | None = None
 
     def _connect(self) -> smtplib.SMTP:
         smtp = self.settings.smtp
@@ -248,9 +256,12 @@ class SmtpTransport:
         return connection
 
     def send(self, sender: str, recipient: str, data: bytes,
-             before_data: BeforeData | None = None) -> Outcome:
+             before_data: BeforeData | None = None, then: Envelope | None = None
+             ) -> Outcome:
         """One SMTP transaction, step by step, so that a failure is known to be before
-        the message (safe to retry) or after it (the server may have it: unknown)."""
+        the message (safe to retry) or after it (the server may have it: unknown). With
+        PIPELINING, `then`'s MAIL, RCPT and DATA follow the message in the same write
+        (RFC 2920, 3.1): its replies come with this message's, one wait instead of two."""
         reused = self.connection is not None and self.connection.sock is not None
         try:
             if not reused:
@@ -261,6 +272,7 @@ class SmtpTransport:
             refused = self._envelope(connection, sender, recipient)
             if refused is not None:
                 return refused
+            after = self._commands(then) if then is not None and self._pipelined() else b""
             if before_data is not None:
                 try:
                     before_data()
@@ -268,7 +280,9 @@ class SmtpTransport:
                     self._drop()
                     raise
             # Made ready by the run (build_wire) or here: one write for the socket.
-            _write(connection, data if isinstance(data, Wire) else dot_stuffed(data))
+            payload = data if isinstance(data, Wire) else dot_stuffed(data)
+            _write(connection, payload + after if after else payload)
+            self.ahead = then if after else None
         except smtplib.SMTPAuthenticationError as exc:
             self._drop()
             raise CitesmailError(f"SMTP login refused: {exc.smtp_code} {_text(exc.smtp_error)}",
@@ -289,7 +303,7 @@ class SmtpTransport:
         except (smtplib.SMTPException, OSError) as exc:
             self._drop()
             if reused:  # an idle connection the server had closed: try a fresh one once
-                return self.send(sender, recipient, data, before_data)
+                return self.send(sender, recipient, data, before_data, then)
             return Outcome("connection", None, f"{type(exc).__name__}: {_text(str(exc))}")
         try:
             code, reply = _reply(connection)
@@ -299,21 +313,43 @@ class SmtpTransport:
                            f"server may have it): {_text(str(exc))}")
         if code == 250:
             return SENT
-        self._reset()
+        if code == 421:  # the server is closing the connection
+            self._drop()
+        elif self.ahead is None:  # (else the server is reading the next envelope)
+            self._reset()
         return classify(code, reply, at_recipient=False)
+
+    def _pipelined(self) -> bool:
+        connection = self.connection
+        return connection is not None and bool(connection.does_esmtp) \
+            and connection.has_extn("pipelining")
+
+    def _each_command(self, sender: str, recipient: str) -> tuple[bytes, bytes, bytes]:
+        if sender != self.sender[0]:  # the same for every message, but with VERP
+            self.sender = (sender, f"mail FROM:{_path(sender)}\r\n".encode("ascii"))
+        return self.sender[1], f"rcpt TO:{_path(recipient)}\r\n".encode("ascii"), b"data\r\n"
+
+    def _commands(self, envelope: Envelope) -> bytes:
+        """MAIL, RCPT and DATA for `envelope`, to write ahead; nothing for an address
+        that cannot go in them (its own send says why)."""
+        try:
+            return b"".join(self._each_command(*envelope))
+        except (ValueError, UnicodeEncodeError):
+            return b""
 
     def _envelope(self, connection: smtplib.SMTP, sender: str,
                   recipient: str) -> Outcome | None:
         """MAIL, RCPT and DATA (spelled as smtplib spells them); None once the server
         waits for the message (354), else what the refusal means. A server that offers
-        PIPELINING (RFC 2920) gets the three commands in one write, and answers them
-        together: one round trip and one wake-up of this thread instead of three."""
-        if sender != self.sender[0]:  # the same for every message, but with VERP
-            self.sender = (sender, f"mail FROM:{_path(sender)}\r\n".encode("ascii"))
-        commands = (self.sender[1], f"rcpt TO:{_path(recipient)}\r\n".encode("ascii"),
-                    b"data\r\n")
-        pipelined = connection.does_esmtp and connection.has_extn("pipelining")
-        if pipelined:
+        PIPELINING (RFC 2920) gets the three commands in one write (or had them with the
+        last message), and answers them together: one round trip instead of three."""
+        pipelined = self._pipelined()
+        written, self.ahead = self.ahead, None
+        if written is not None and written != (sender, recipient):
+            # written for a message that did not go: the server waits for its data
+            raise smtplib.SMTPServerDisconnected("the next envelope was another message's")
+        commands = self._each_command(sender, recipient)
+        if pipelined and written is None:
             _write(connection, b"".join(commands))
         replies: list[tuple[int, bytes]] = []
         for command, wanted in zip(commands, ((250,), (250, 251), (354,)), strict=True):
@@ -349,6 +385,7 @@ class SmtpTransport:
             self._drop()
 
     def _drop(self) -> None:
+        self.ahead = None
         if self.connection is not None:
             try:
                 self.connection.close()
@@ -356,10 +393,10 @@ class SmtpTransport:
                 self.connection = None
 
     def close(self) -> None:
-        if self.connection is not None:
+        if self.connection is not None and self.ahead is None:
             with contextlib.suppress(smtplib.SMTPException, OSError):
                 self.connection.quit()
-            self._drop()
+        self._drop()  # (after an envelope written ahead, the server waits for a message)
 
 
 def check_sending_secret(settings: Settings) -> None:
