@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import html
 import itertools
+import operator
 import re
 import secrets
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from .config import Settings
 from .dkim_keys import signing_key
 from .render import RenderedCampaign
 from .render.slots import RAW_FIELDS, TOKEN, fill
-from .tokens import DEVELOPMENT_SECRET, make_token
+from .tokens import DEVELOPMENT_SECRET, LinkTokens, make_token
 
 # Headers set with `set_raw` go out verbatim: the email package would otherwise fold a
 # long List-Unsubscribe URL into RFC 2047 encoded words that mailbox providers cannot
@@ -129,6 +130,7 @@ SAMPLE_RECIPIENT = Recipient(
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_HTML_SPECIAL = re.compile("[&<>\"']")  # what html.escape(quote=True) changes
 
 
 def clean(value: str) -> str:
@@ -152,7 +154,11 @@ class Links:
 
 
 def links_for(settings: Settings, contact_id: int, campaign: str) -> Links:
-    token = make_token(settings.secret or DEVELOPMENT_SECRET, contact_id, campaign)
+    return _links(settings, make_token(settings.secret or DEVELOPMENT_SECRET, contact_id,
+                                       campaign))
+
+
+def _links(settings: Settings, token: str) -> Links:
     base = settings.unsubscribe.base_url.rstrip("/")
     mailto = settings.unsubscribe.mailto
     return Links(
@@ -275,6 +281,9 @@ def _split_body(text: str) -> list[bytes | int]:
 def _encoded_words(text: str) -> str:
     """RFC 2047 base64 words of at most 75 characters, never splitting a character,
     folded onto continuation lines."""
+    whole = text.encode("utf-8")
+    if len(whole) <= 45:  # one word: most names
+        return f"=?utf-8?b?{base64.b64encode(whole).decode('ascii')}?="
     words, chunk = [], b""
     for char in text:
         encoded = char.encode("utf-8")
@@ -400,6 +409,44 @@ class _Frame:
                       _stuffed(self.end))
 
 
+class _Layout:
+    """The order of a message's parts: the pieces every message shares (`shared`), and
+    after them, in the list a message is made from, its own: its To, Date, Message-ID
+    and List-Unsubscribe lines, then each slot's value as the text shows it, then as
+    the HTML shows it. `order` picks them all in message order, in one call."""
+
+    HEADERS = 4  # To, Date, Message-ID, List-Unsubscribe
+
+    def __init__(self, frame: _Frame, slots: int, ending: bytes = b"") -> None:
+        self.shared: list[bytes] = []
+        positions: list[int] = []
+        mine = {"to": 0, "date": 1, "id": 2, "unsubscribe": 3}
+
+        def add(piece: bytes | int | str, base: int = 0) -> None:
+            if isinstance(piece, bytes):
+                positions.append(len(self.shared))
+                self.shared.append(piece)
+            else:  # a value of the message's own, placed once `shared` is complete
+                positions.append(-1 - (mine[piece] if isinstance(piece, str) else base + piece))
+
+        for piece in (frame.head, "to", frame.middle, "date", "id", "unsubscribe",
+                      frame.tail):
+            add(piece)
+        for found in frame.text:
+            add(found, self.HEADERS)
+        add(frame.between)
+        for found in frame.html:
+            add(found, self.HEADERS + slots)
+        add(frame.end)
+        if ending:
+            add(ending)
+        size = len(self.shared)
+        indices = [p if p >= 0 else size - 1 - p for p in positions]
+        self.order = operator.itemgetter(*indices)
+        self.text_slots = sorted({p for p in frame.text if isinstance(p, int)})
+        self.html_slots = sorted({p for p in frame.html if isinstance(p, int)})
+
+
 class MessageTemplate:
     """A campaign's message with the recipient left out, ready to be filled fast."""
 
@@ -459,9 +506,14 @@ class MessageTemplate:
         self.dkim = signing_key(pem, settings.dkim.private_key) if pem else None
         self.frame = _Frame(head_bytes, middle, tail, _split_body(text_body), between,
                             _split_body(html_body), end)
-        self.wire_frame = self.frame.stuffed()
-        self.in_text = [index in self.frame.text for index in range(len(self.slots))]
-        self.in_html = [index in self.frame.html for index in range(len(self.slots))]
+        self.layout = _Layout(self.frame, len(self.slots))
+        self.wire_layout = _Layout(self.frame.stuffed(), len(self.slots), b".\r\n")
+        self.tokens = LinkTokens(settings.secret or DEVELOPMENT_SECRET, self.slug)
+        # Each slot the bodies show, with what fills it: encoded once per message.
+        self.blank = [b""] * len(self.slots)
+        self.text_fields = [(slot, *self.slots[slot]) for slot in self.layout.text_slots]
+        self.html_fields = [(slot, *self.slots[slot], self.raw[slot])
+                            for slot in self.layout.html_slots]
         self._date = (0, b"")
 
     def _date_header(self, now: datetime | None) -> bytes:
@@ -471,13 +523,10 @@ class MessageTemplate:
             self._date = (second, f"Date: {format_datetime(moment)}\r\n".encode("ascii"))
         return self._date[1]
 
-    def _fill(self, pieces: list[bytes | int], values: list[bytes]) -> list[bytes]:
-        return [values[p] if isinstance(p, int) else p for p in pieces]
-
     def build(self, recipient: Recipient, *, now: datetime | None = None,
               links: Links | None = None) -> bytes:
         """The complete RFC 5322 message for one recipient (CRLF, lines <= 998 bytes)."""
-        data = b"".join(self._parts(recipient, now, links, self.frame))
+        data = b"".join(self._parts(recipient, now, links, self.layout))
         return self._signed(data) if self.dkim else data
 
     def build_wire(self, recipient: Recipient, *, now: datetime | None = None) -> Wire:
@@ -485,42 +534,46 @@ class MessageTemplate:
         from parts stuffed once per campaign rather than by scanning every message."""
         if self.dkim:  # the signature is over the message as it is: stuff it after
             return dot_stuffed(self.build(recipient, now=now))
-        return Wire(b"".join([*self._parts(recipient, now, None, self.wire_frame),
-                              b".\r\n"]))
+        return Wire(b"".join(self._parts(recipient, now, None, self.wire_layout)))
 
     def _parts(self, recipient: Recipient, now: datetime | None, links: Links | None,
-               frame: _Frame) -> list[bytes]:
-        links = links or links_for(self.settings, recipient.contact_id, self.slug)
+               layout: _Layout) -> tuple[bytes, ...]:
+        contact_id = recipient.contact_id
+        links = links or _links(self.settings, self.tokens(contact_id))
         values = recipient_values(recipient, links)
         if self.measurement is not None:
             values.update(self.measurement.values(recipient))
-        resolved = [values.get(field) or default for field, default in self.slots]
-        # Each value encoded only for the bodies that show it.
-        text_values = [_qp_piece(value) if shown else b""
-                       for value, shown in zip(resolved, self.in_text, strict=True)]
-        html_values = [_qp_piece(value if raw else html.escape(value, quote=True))
-                       if shown else b""
-                       for value, raw, shown in zip(resolved, self.raw, self.in_html,
-                                                    strict=True)]
-        if frame is self.wire_frame:  # each value starts a line, as every piece does
-            text_values = [_stuffed(value) if value else value for value in text_values]
-            html_values = [_stuffed(value) if value else value for value in html_values]
-        identifier = message_id(self.slug, recipient.contact_id,
-                                f"{self._id_prefix}{next(self._ids):x}", self.domain)
-        return [
-            frame.head,
-            b"To: ", _address_header(recipient.display_name, recipient.email).encode("ascii"),
-            CRLF,
-            frame.middle,
+        wire = layout is self.wire_layout  # each value starts a line, as every piece does
+        encoded: dict[str, bytes] = {}  # a value shown in both bodies is encoded once
+
+        def encode(value: str) -> bytes:
+            found = encoded.get(value)
+            if found is None:
+                found = _qp_piece(value)
+                if wire and found:
+                    found = _stuffed(found)
+                encoded[value] = found
+            return found
+
+        text, html_ = self.blank.copy(), self.blank.copy()
+        for slot, field, default in self.text_fields:
+            text[slot] = encode(values.get(field) or default)
+        for slot, field, default, raw in self.html_fields:
+            value = values.get(field) or default
+            if not raw and _HTML_SPECIAL.search(value):
+                value = html.escape(value, quote=True)
+            html_[slot] = encode(value)
+        identifier = message_id(self.slug, contact_id, f"{self._id_prefix}{next(self._ids):x}",
+                                self.domain)
+        mine = [
+            b"To: %s\r\n" % _address_header(recipient.display_name,
+                                             recipient.email).encode("ascii"),
             self._date_header(now),
-            b"Message-ID: ", identifier.encode("ascii"), CRLF,
-            b"List-Unsubscribe: ", clean(links.list_unsubscribe).encode("ascii"), CRLF,
-            frame.tail,
-            *self._fill(frame.text, text_values),
-            frame.between,
-            *self._fill(frame.html, html_values),
-            frame.end,
+            b"Message-ID: %s\r\n" % identifier.encode("ascii"),
+            b"List-Unsubscribe: %s\r\n" % clean(links.list_unsubscribe).encode("ascii"),
         ]
+        parts: tuple[bytes, ...] = layout.order(layout.shared + mine + text + html_)
+        return parts
 
     def _signed(self, data: bytes) -> bytes:
         """DKIM-Signature (rsa-sha256 or ed25519-sha256, relaxed/relaxed) over the headers

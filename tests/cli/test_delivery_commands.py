@@ -161,10 +161,13 @@ def test_no_segment_is_an_error(workspace: Path) -> None:
     assert result.exit_code == 1 and "no segment to send to" in result.stderr
 
 
-def test_killed_at_random_moments_nobody_is_mailed_twice(workspace: Path,
-                                                         server: SmtpServer) -> None:
+@pytest.mark.parametrize("pipelining", [False, True])
+def test_killed_at_random_moments_nobody_is_mailed_twice(workspace: Path, server: SmtpServer,
+                                                         pipelining: bool) -> None:
     """SIGKILL a real `citesmail send` at random points of its work (after a random number
-    of messages counted at the server), restart until it is done."""
+    of messages counted at the server), restart until it is done. With PIPELINING, each
+    connection writes its next envelope with the message before."""
+    server.handler.pipelining = pipelining
     addresses = with_audience(workspace, 3000)
     env = {**os.environ, **smtp_env(server.port, CITESMAIL_DELIVERY_CONNECTIONS="4")}
     command = [str(CITESMAIL), "send", REPLAY, "--yes"]

@@ -641,9 +641,10 @@ class Meanwhile:
         self.inner, self.before = make_transport(cfg), before
 
     def send(self, sender: str, recipient: str, data: bytes,
-             before_data: Callable[[], None] | None = None) -> Outcome:
+             before_data: Callable[[], None] | None = None,
+             then: tuple[str, str] | None = None) -> Outcome:
         self.before(recipient)
-        return self.inner.send(sender, recipient, data, before_data)
+        return self.inner.send(sender, recipient, data, before_data, then)
 
     def close(self) -> None:
         self.inner.close()

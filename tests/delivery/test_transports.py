@@ -8,7 +8,10 @@ which OpenSSL reads whenever `ssl.create_default_context()` loads the default pa
 from __future__ import annotations
 
 import ipaddress
+import re
 import ssl
+import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,8 +25,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from sqlalchemy import select
 
+from citesmail.audience.importer import import_contacts
+from citesmail.audience.lists import add_list
 from citesmail.db import Contact, Database, Send, open_database
-from citesmail.delivery import counts
+from citesmail.delivery import RunResult, SendRun, counts
 from citesmail.delivery.transports import make_transport
 from citesmail.errors import CitesmailError
 from citesmail.states import ContactStatus
@@ -393,3 +398,99 @@ def test_mail_rcpt_and_data_go_in_one_write_when_the_server_offers_pipelining(
                     session.execute(select(Contact.email, Contact.status))}
     assert statuses[addresses[1]] == ContactStatus.BOUNCED
     assert statuses[addresses[3]] == ContactStatus.ACTIVE
+
+
+def test_the_next_envelope_goes_with_the_message_when_the_server_offers_pipelining(
+        db: Database, tmp_path: Path) -> None:
+    """A connection that already holds its next row writes that row's MAIL, RCPT and
+    DATA after the message, in the same write (RFC 2920, 3.1): one wait per message. The
+    server gets every message once, and every envelope once."""
+    addresses = audience(db, tmp_path, 6)
+    with SmtpServer() as server:
+        server.handler.pipelining = True
+        tap = Tap(server.port)
+        try:
+            cfg = settings_for(tap.port, CITESMAIL_DELIVERY_CONNECTIONS="1")
+            assert run(db, cfg, start(db, cfg)) == {"sent": 6}
+        finally:
+            tap.close()
+    assert server.handler.received == dict.fromkeys(addresses, 1)
+    envelopes = re.findall(rb"mail FROM:<[^>]+>\r\nrcpt TO:<([^>]+)>\r\ndata\r\n",
+                           b"".join(tap.chunks))
+    assert envelopes == [a.encode() for a in addresses]
+    # Written after its reply, an envelope comes in a read of its own; written with the
+    # message before it, it comes after that message's end.
+    alone = [chunk for chunk in tap.chunks if chunk.startswith(b"mail FROM:<")]
+    assert len(alone) < 6
+    assert any(b"\r\n.\r\nmail FROM:<" in chunk for chunk in tap.chunks)
+
+
+def test_what_goes_wrong_around_an_envelope_written_ahead(db: Database,
+                                                          tmp_path: Path) -> None:
+    """One connection, each envelope written with the message before it. A recipient
+    refused at RCPT fails and bounces; a 451 after a message defers it; a server that
+    keeps a message and drops the connection leaves it unknown; a 421 after a message
+    closes the connection. Each following message goes once, on a new connection when
+    the old one is gone."""
+    addresses = audience(db, tmp_path, 8)
+    with SmtpServer() as server:
+        server.handler.pipelining = True
+        server.handler.at_data[addresses[1]] = [451]
+        server.handler.at_rcpt[addresses[2]] = [550]
+        server.handler.drop_after_data[addresses[3]] = 1
+        server.handler.at_data[addresses[5]] = ["421 4.3.2 closing"]
+        cfg = settings_for(server.port, CITESMAIL_DELIVERY_CONNECTIONS="1")
+        assert run(db, cfg, start(db, cfg)) == {"sent": 6, "failed": 1, "unknown": 1}
+    assert server.handler.received == {a: 1 for a in addresses if a != addresses[2]}
+    found = store_rows(db)
+    assert (found[addresses[2]].state, found[addresses[2]].last_code) == ("failed", 550)
+    assert found[addresses[3]].state == "unknown"
+    assert found[addresses[1]].attempts == found[addresses[5]].attempts == 2
+    with db.session(write=False) as session:
+        assert session.scalar(select(Contact.status).where(
+            Contact.email == addresses[2])) == ContactStatus.BOUNCED
+
+
+def test_a_run_stopped_with_an_envelope_written_ahead_sends_that_message_later_once(
+        db: Database, tmp_path: Path) -> None:
+    """Stopped while its message is at the server, a connection has the next envelope
+    written: that message does not go (the connection is closed without ending it), its
+    row is queued again, and the next run sends it once."""
+    addresses = audience(db, tmp_path, 20)
+    with SmtpServer() as server:
+        server.handler.pipelining = True
+        gate = server.handler.hold[addresses[5]] = threading.Event()
+        cfg = settings_for(server.port, CITESMAIL_DELIVERY_CONNECTIONS="1")
+        send_id = start(db, cfg)
+        outside = threading.Event()
+        send_run = SendRun(db, send_id, cfg, lambda: make_transport(cfg), stop=outside)
+        results: list[RunResult] = []
+        runner = threading.Thread(target=lambda: results.append(send_run.run()))
+        runner.start()
+        deadline = time.monotonic() + 30  # until the 6th message waits at the server
+        while len(server.handler.received) < 5 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        outside.set()
+        assert send_run.stop.wait(10)  # the run knows it stops before the answer comes
+        gate.set()
+        runner.join(30)
+        assert results and results[0].stopped
+        assert (results[0].counts["sent"], results[0].counts["sending"]) == (6, 0)
+        assert server.handler.received == dict.fromkeys(addresses[:6], 1)
+        assert run(db, cfg, send_id) == {"sent": 20}
+    assert server.handler.received == dict.fromkeys(addresses, 1)
+
+
+def test_an_address_that_cannot_go_in_an_envelope_is_not_written_ahead(
+        db: Database, tmp_path: Path) -> None:
+    with db.session() as session:
+        add_list(session, "l")
+    path = tmp_path / "c.csv"
+    path.write_text("email\na@example.org\nzoé@bücher.de\nc@example.org\n", encoding="utf-8")
+    import_contacts(db, path, list_name="l")
+    with SmtpServer() as server:
+        server.handler.pipelining = True
+        cfg = settings_for(server.port, CITESMAIL_DELIVERY_CONNECTIONS="1")
+        assert run(db, cfg, start(db, cfg)) == {"sent": 2, "failed": 1}
+    assert server.handler.received == {"a@example.org": 1, "c@example.org": 1}
+    assert "SMTPUTF8" in (store_rows(db)["zoé@xn--bcher-kva.de"].last_error or "")

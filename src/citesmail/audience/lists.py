@@ -153,7 +153,7 @@ def lists_of(session: Session, contact_ids: Sequence[int],
            f"AND contact_id IN ({', '.join([mark] * len(contact_ids))})")
     on: dict[int, set[int]] = {}
     for contact_id, list_id in session.connection().exec_driver_sql(
-            sql, (*chosen, *contact_ids)):
+            sql, (*chosen, *contact_ids)).fetchall():
         on.setdefault(contact_id, set()).add(list_id)
     return {contact_id: ", ".join(text for list_id, text in chosen.items() if list_id in ids)
             for contact_id, ids in on.items()}

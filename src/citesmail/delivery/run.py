@@ -10,12 +10,10 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from queue import Empty, SimpleQueue
-from typing import Any
 
 from ..config import Settings
 from ..db import Database, utcnow
@@ -29,7 +27,7 @@ from .journal import Journal, JournalError, journal_path
 from .locks import Busy, ProcessLock
 from .sendlog import audience_of
 from .store import Claimed, Result, SendBusy, SqlStore, Store
-from .transports import Outcome, Transport
+from .transports import Envelope, Outcome, Transport
 
 PAUSE_AFTER = 10  # consecutive connection failures
 LONG_WAIT = timedelta(minutes=5)
@@ -80,14 +78,54 @@ def _remove(journals: list[Path]) -> None:
         path.unlink(missing_ok=True)
 
 
-class _InPlace(contextlib.AbstractContextManager["_InPlace"]):
-    """Runs each task at once, in the calling thread (a transport without parallelism)."""
+Deliver = Callable[[Transport, Claimed, Claimed | None], None]
+_NONE_YET = object()  # the queue had nothing more when a connection looked
 
-    def submit(self, task: Callable[..., None], *args: Any) -> None:
-        task(*args)
+
+class _Connections(contextlib.AbstractContextManager["_Connections"]):
+    """One thread per transport, each taking the claimed rows from one queue in turn
+    (an executor made a future, a work item and a semaphore round per message). A
+    transport that is not parallel sends in the calling thread."""
+
+    def __init__(self, transports: list[Transport], deliver: Deliver) -> None:
+        self.transports, self.deliver = transports, deliver
+        self.work: SimpleQueue[Claimed | None] = SimpleQueue()
+        self.threads = [threading.Thread(target=self._serve, args=(transport,),
+                                         name=f"citesmail-send-{number}", daemon=True)
+                        for number, transport in enumerate(transports)
+                        if transport.parallel]
+
+    def __enter__(self) -> _Connections:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def submit(self, claimed: Claimed) -> None:
+        if self.threads:
+            self.work.put(claimed)
+        else:
+            self.deliver(self.transports[0], claimed, None)
+
+    def _serve(self, transport: Transport) -> None:
+        """Each row with the one after it when that one is already waiting: the
+        connection can announce the next message with this one."""
+        claimed: Claimed | None = self.work.get()
+        while claimed is not None:
+            following: object = _NONE_YET
+            with contextlib.suppress(Empty):  # (another connection may take it first)
+                following = self.work.get_nowait()
+            with contextlib.suppress(BaseException):  # deliver reports its own failures
+                self.deliver(transport, claimed,
+                             following if isinstance(following, Claimed) else None)
+            claimed = self.work.get() if following is _NONE_YET else \
+                following if isinstance(following, Claimed) else None
 
     def __exit__(self, *exc: object) -> None:
-        return None
+        """Every row handed over is delivered (or handed back) before this returns."""
+        for _ in self.threads:
+            self.work.put(None)
+        for thread in self.threads:
+            thread.join()
 
 
 class SendRun:
@@ -188,17 +226,17 @@ class SendRun:
                             self.send_id, run_id)
 
     def _run_with_transports(self) -> RunResult:
-        free: SimpleQueue[Transport] = SimpleQueue()
         first = self.make_transport()
-        free.put(first)
-        parallel, self.wire = first.parallel, first.wire
-        for _ in range(self.connections - 1 if parallel else 0):
-            free.put(self.make_transport())
+        transports = [first]
+        self.wire = first.wire
+        transports += [self.make_transport()
+                       for _ in range(self.connections - 1 if first.parallel else 0)]
         results: SimpleQueue[Result] = SimpleQueue()
         journal = self.journal
         assert journal is not None
 
-        def deliver(claimed: Claimed) -> None:
+        def deliver(transport: Transport, claimed: Claimed, following: Claimed | None
+                    ) -> None:
             """In a connection's thread (the message is built there too, while the other
             connections wait for their server). None: not sent (stopping), back to the
             queue."""
@@ -209,7 +247,7 @@ class SendRun:
                 if not self.stop.is_set():
                     data = self._build(claimed)
                     outcome = data if isinstance(data, Outcome) else \
-                        self._deliver(free, journal, claimed, data)
+                        self._deliver(transport, journal, claimed, data, following)
             except Exception as exc:  # before anything was sent: stop the send, say why
                 outcome = Outcome("connection", None, "cannot build the message for "
                                   f"{claimed.recipient.email}: {type(exc).__name__}: {exc}",
@@ -223,34 +261,31 @@ class SendRun:
 
         outstanding = [0]
         try:
-            with (ThreadPoolExecutor(self.connections, "citesmail-send") if parallel
-                  else _InPlace()) as pool:
+            with _Connections(transports, deliver) as connections:
                 try:
-                    return self._loop(pool, deliver, results, outstanding)
+                    return self._loop(connections, results, outstanding)
                 except BaseException:
                     self.stop.set()
                     self.drained = self._drain(results, outstanding[0])
                     raise
         finally:
-            while not free.empty():
-                free.get().close()
+            for transport in transports:
+                transport.close()
 
-    def _deliver(self, free: SimpleQueue[Transport], journal: Journal, claimed: Claimed,
-                 data: bytes) -> Outcome:
-        transport = free.get()
+    def _deliver(self, transport: Transport, journal: Journal, claimed: Claimed,
+                 data: bytes, following: Claimed | None) -> Outcome:
         delivery_id = claimed.delivery_id
         try:
             sender = self.return_path.sender(claimed.recipient.contact_id, self.send_id)
             outcome = transport.send(sender, claimed.recipient.email, data,
-                                     lambda: journal.transmitting(delivery_id))
+                                     lambda: journal.transmitting(delivery_id),
+                                     then=self._envelope(following))
         except JournalError as exc:  # its line could not be written: it did not go
             outcome = Outcome("connection", None, exc.problems[0].message, fatal=True)
         except CitesmailError as exc:  # e.g. the login refused: nothing was sent
             outcome = Outcome("connection", None, str(exc), fatal=True)
         except Exception as exc:  # unforeseen: the message may have gone
             outcome = Outcome("unknown", None, f"{type(exc).__name__}: {exc}")
-        finally:
-            free.put(transport)
         # The answer, for the next run should this one die before recording it. The
         # journal reserved room for it; if it still cannot be written, stop sending.
         try:
@@ -261,6 +296,14 @@ class SendRun:
         except JournalError as exc:
             self._halt(exc.problems[0].message)
         return outcome
+
+    def _envelope(self, claimed: Claimed | None) -> Envelope | None:
+        """The envelope of the message a connection sends next, when it is already known
+        and goes at once (not when the run stops, nor at a paced rate)."""
+        if claimed is None or self.stop.is_set() or self.pace.per_second > 0:
+            return None
+        return (self.return_path.sender(claimed.recipient.contact_id, self.send_id),
+                claimed.recipient.email)
 
     def _halt(self, why: str) -> None:
         """Stop sending for a reason no retry fixes; the first reason is the one told."""
@@ -288,8 +331,7 @@ class SendRun:
             return Outcome("permanent", None, "the address needs SMTPUTF8 (non-ASCII before "
                            "the @), which citesmail does not use")
 
-    def _loop(self, pool: ThreadPoolExecutor | _InPlace, deliver: Callable[[Claimed], None],
-              results: SimpleQueue[Result],
+    def _loop(self, connections: _Connections, results: SimpleQueue[Result],
               outstanding: list[int]) -> RunResult:
         """Claim a batch, hand its messages to the connections, record the results in
         batches; claim the next batch while the connections still have work."""
@@ -312,7 +354,7 @@ class SendRun:
                 if want and len(step.claimed) < want:  # the queue is dry for now
                     claim_again = last_record + RECORD_EVERY
                 for claimed in step.claimed:
-                    pool.submit(deliver, claimed)
+                    connections.submit(claimed)
                     outstanding[0] += 1
                 if step.counts is not None and not finished:  # nothing to do right now
                     result = self._idle(step.counts, step.next_retry,

@@ -102,13 +102,11 @@ _SENT = ("UPDATE deliveries SET state = 'sent', sent_at = ?, updated_at = ?, las
 _STOPPED = "the run stopped while this message was being sent (the server may have it)"
 
 
-def _sql(session: Session, sql: str, params: Any, many: bool = False) -> Any:
+def _sql(session: Session, sql: str, params: Any) -> Any:
     """A statement in the driver's own words ('?' marks become '%s' for psycopg)."""
     connection = session.connection()
     if is_postgresql(session):
         sql = sql.replace("?", "%s")
-    if many:
-        return connection.exec_driver_sql(sql, params)
     return connection.exec_driver_sql(sql, tuple(params))
 
 
@@ -182,14 +180,14 @@ class SqlStore:
     def _due(self, session: Session, limit: int, now: Any) -> list[Any]:
         """Queued rows in order, then deferred rows whose retry time has come."""
         lock = " FOR UPDATE OF d SKIP LOCKED" if is_postgresql(session) else ""
-        found = list(_sql(session, _DUE.format(
+        found: list[Any] = _sql(session, _DUE.format(
             condition="d.state = 'queued'", order="d.id") + lock,
-            (self.send_id, limit)))
+            (self.send_id, limit)).fetchall()  # in one call: not row by row
         if len(found) < limit:
             found += _sql(session, _DUE.format(
                 condition="d.state = 'deferred' AND d.next_attempt_at <= ?",
                 order="d.next_attempt_at") + lock,
-                (self.send_id, now, limit - len(found)))
+                (self.send_id, now, limit - len(found))).fetchall()
         return found
 
     def _set_state(self, session: Session, ids: list[int], state: DeliveryState,
@@ -242,14 +240,13 @@ class SqlStore:
         which says nothing about the recipient) go back to the queue, no attempt counted."""
         if not results:
             return
-        now = _stamp(session, utcnow())
-        sent = [(now, now, c.delivery_id) for c, o in results if o is not None
-                and o.kind == "sent"]
-        if sent:
-            _sql(session, _SENT + "= ?", sent, many=True)
+        # One statement for all the sent rows (a statement per row cost twice as much).
+        self._settle(session, [c.delivery_id for c, o in results
+                               if o is not None and o.kind == "sent"], DeliveryState.SENT)
         unsent = [c.delivery_id for c, o in results if o is None or o.fatal]
         if unsent:
-            self._set_state(session, unsent, DeliveryState.QUEUED, now)
+            self._set_state(session, unsent, DeliveryState.QUEUED,
+                            _stamp(session, utcnow()))
         for claimed, outcome in results:
             if outcome is not None and outcome.kind != "sent" and not outcome.fatal:
                 self._record(session, claimed, outcome)

@@ -15,6 +15,7 @@ import re
 import smtplib
 import socket
 import ssl
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ SENT = Outcome("sent", 250)
 
 
 BeforeData = Callable[[], None]  # called just before the message's bytes leave
+Envelope = tuple[str, str]  # (sender, recipient) of a message
 
 
 class Transport(Protocol):
@@ -49,7 +51,10 @@ class Transport(Protocol):
     wire: bool  # True: takes a message already as DATA carries it (message.Wire)
 
     def send(self, sender: str, recipient: str, data: bytes,
-             before_data: BeforeData | None = None) -> Outcome: ...
+             before_data: BeforeData | None = None, then: Envelope | None = None
+             ) -> Outcome:
+        """`then`: the message this transport sends next, when already known (an SMTP
+        server that offers PIPELINING gets its envelope with this message)."""
 
     def close(self) -> None: ...
 
@@ -78,7 +83,8 @@ class OutboxTransport:
         self.suffix = f"P{os.getpid()}.{host}"
 
     def send(self, sender: str, recipient: str, data: bytes,
-             before_data: BeforeData | None = None) -> Outcome:
+             before_data: BeforeData | None = None, then: Envelope | None = None
+             ) -> Outcome:
         now = time.time()
         name = f"{int(now)}.M{int(now % 1 * 1e6)}Q{next(_UNIQUE)}{self.suffix}"
         if before_data is not None:
@@ -119,6 +125,61 @@ def _text(value: bytes | str) -> str:
 # building the message).
 _PLAIN = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
                     r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
+
+
+_MAXLINE = 8192  # smtplib's longest reply line
+
+
+def _kernel_timeout(sock: socket.socket, seconds: float) -> None:
+    """The connection's timeout kept by the kernel (SO_RCVTIMEO and SO_SNDTIMEO on a
+    blocking socket) once it is set up. Python's own timeout polls before every send and
+    receive: twice the system calls, and each one lets another thread take the GIL."""
+    whole = int(seconds)
+    timeval = struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+    sock.settimeout(None)
+
+
+def _write(connection: smtplib.SMTP, data: bytes) -> None:
+    """What smtplib's send does with bytes, without its per-call checks and audit."""
+    if connection.sock is None:
+        raise smtplib.SMTPServerDisconnected("please run connect() first")
+    try:
+        connection.sock.sendall(data)
+    except OSError:  # a kernel timeout says EAGAIN
+        connection.close()
+        raise smtplib.SMTPServerDisconnected("Server not connected") from None
+
+
+def _reply(connection: smtplib.SMTP) -> tuple[int, bytes]:
+    """What smtplib's getreply reads and raises (code -1 when it cannot read one), with
+    less work per line: a message waits for four replies."""
+    if connection.file is None:
+        if connection.sock is None:
+            raise smtplib.SMTPServerDisconnected("please run connect() first")
+        connection.file = connection.sock.makefile("rb")
+    lines = []
+    while True:
+        try:
+            line = connection.file.readline(_MAXLINE + 1)
+        except OSError as exc:
+            connection.close()
+            raise smtplib.SMTPServerDisconnected(
+                f"Connection unexpectedly closed: {exc}") from None
+        if not line.endswith(b"\n"):  # closed, or the kernel's timeout: a reply cut short
+            connection.close()
+            raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
+        if len(line) > _MAXLINE:
+            connection.close()
+            raise smtplib.SMTPResponseException(500, "Line too long.")
+        lines.append(line[4:].strip(b" \t\r\n"))
+        try:
+            code = int(line[:3])
+        except ValueError:
+            return -1, b"\n".join(lines)
+        if line[3:4] != b"-":
+            return code, b"\n".join(lines)
 
 
 def _path(address: str) -> str:
@@ -168,6 +229,10 @@ class SmtpTransport:
         self.settings = settings
         self.timeout = settings.smtp.timeout.total_seconds()
         self.connection: smtplib.SMTP | None = None
+        self.sender = ("", b"")  # the last envelope sender, and its MAIL command
+        # MAIL, RCPT and DATA of the next message, written after the last one; the
+        # server's replies to them are read when that message is sent.
+        self.ahead: Envelope | None = None
 
     def _connect(self) -> smtplib.SMTP:
         smtp = self.settings.smtp
@@ -183,15 +248,20 @@ class SmtpTransport:
                 connection.ehlo()
             if smtp.username:
                 connection.login(smtp.username, self.settings.smtp_password or "")
+            assert connection.sock is not None
+            _kernel_timeout(connection.sock, self.timeout)
         except BaseException:
             connection.close()
             raise
         return connection
 
     def send(self, sender: str, recipient: str, data: bytes,
-             before_data: BeforeData | None = None) -> Outcome:
+             before_data: BeforeData | None = None, then: Envelope | None = None
+             ) -> Outcome:
         """One SMTP transaction, step by step, so that a failure is known to be before
-        the message (safe to retry) or after it (the server may have it: unknown)."""
+        the message (safe to retry) or after it (the server may have it: unknown). With
+        PIPELINING, `then`'s MAIL, RCPT and DATA follow the message in the same write
+        (RFC 2920, 3.1): its replies come with this message's, one wait instead of two."""
         reused = self.connection is not None and self.connection.sock is not None
         try:
             if not reused:
@@ -202,6 +272,7 @@ class SmtpTransport:
             refused = self._envelope(connection, sender, recipient)
             if refused is not None:
                 return refused
+            after = self._commands(then) if then is not None and self._pipelined() else b""
             if before_data is not None:
                 try:
                     before_data()
@@ -209,7 +280,9 @@ class SmtpTransport:
                     self._drop()
                     raise
             # Made ready by the run (build_wire) or here: one write for the socket.
-            connection.send(data if isinstance(data, Wire) else dot_stuffed(data))
+            payload = data if isinstance(data, Wire) else dot_stuffed(data)
+            _write(connection, payload + after if after else payload)
+            self.ahead = then if after else None
         except smtplib.SMTPAuthenticationError as exc:
             self._drop()
             raise CitesmailError(f"SMTP login refused: {exc.smtp_code} {_text(exc.smtp_error)}",
@@ -230,35 +303,59 @@ class SmtpTransport:
         except (smtplib.SMTPException, OSError) as exc:
             self._drop()
             if reused:  # an idle connection the server had closed: try a fresh one once
-                return self.send(sender, recipient, data, before_data)
+                return self.send(sender, recipient, data, before_data, then)
             return Outcome("connection", None, f"{type(exc).__name__}: {_text(str(exc))}")
         try:
-            code, reply = connection.getreply()
+            code, reply = _reply(connection)
         except (smtplib.SMTPException, OSError) as exc:
             self._drop()
             return Outcome("unknown", None, "no answer after the message was sent (the "
                            f"server may have it): {_text(str(exc))}")
         if code == 250:
             return SENT
-        self._reset()
+        if code == 421:  # the server is closing the connection
+            self._drop()
+        elif self.ahead is None:  # (else the server is reading the next envelope)
+            self._reset()
         return classify(code, reply, at_recipient=False)
+
+    def _pipelined(self) -> bool:
+        connection = self.connection
+        return connection is not None and bool(connection.does_esmtp) \
+            and connection.has_extn("pipelining")
+
+    def _each_command(self, sender: str, recipient: str) -> tuple[bytes, bytes, bytes]:
+        if sender != self.sender[0]:  # the same for every message, but with VERP
+            self.sender = (sender, f"mail FROM:{_path(sender)}\r\n".encode("ascii"))
+        return self.sender[1], f"rcpt TO:{_path(recipient)}\r\n".encode("ascii"), b"data\r\n"
+
+    def _commands(self, envelope: Envelope) -> bytes:
+        """MAIL, RCPT and DATA for `envelope`, to write ahead; nothing for an address
+        that cannot go in them (its own send says why)."""
+        try:
+            return b"".join(self._each_command(*envelope))
+        except (ValueError, UnicodeEncodeError):
+            return b""
 
     def _envelope(self, connection: smtplib.SMTP, sender: str,
                   recipient: str) -> Outcome | None:
         """MAIL, RCPT and DATA (spelled as smtplib spells them); None once the server
         waits for the message (354), else what the refusal means. A server that offers
-        PIPELINING (RFC 2920) gets the three commands in one write, and answers them
-        together: one round trip and one wake-up of this thread instead of three."""
-        commands = (f"mail FROM:{_path(sender)}\r\n", f"rcpt TO:{_path(recipient)}\r\n",
-                    "data\r\n")
-        pipelined = connection.does_esmtp and connection.has_extn("pipelining")
-        if pipelined:
-            connection.send("".join(commands))
+        PIPELINING (RFC 2920) gets the three commands in one write (or had them with the
+        last message), and answers them together: one round trip instead of three."""
+        pipelined = self._pipelined()
+        written, self.ahead = self.ahead, None
+        if written is not None and written != (sender, recipient):
+            # written for a message that did not go: the server waits for its data
+            raise smtplib.SMTPServerDisconnected("the next envelope was another message's")
+        commands = self._each_command(sender, recipient)
+        if pipelined and written is None:
+            _write(connection, b"".join(commands))
         replies: list[tuple[int, bytes]] = []
         for command, wanted in zip(commands, ((250,), (250, 251), (354,)), strict=True):
             if not pipelined:
-                connection.send(command)
-            replies.append(connection.getreply())
+                _write(connection, command)
+            replies.append(_reply(connection))
             if replies[-1][0] == 421:  # the server is closing the connection
                 self._drop()
                 break
@@ -269,8 +366,8 @@ class SmtpTransport:
             return None
         if pipelined and codes[2:] == [354]:
             # DATA taken though MAIL or RCPT was refused: end it empty (RFC 2920, 3.1)
-            connection.send(b".\r\n")
-            connection.getreply()
+            _write(connection, b".\r\n")
+            _reply(connection)
         self._reset()
         (mail, mail_reply), *rest = replies
         if mail != 250:  # the sender refused: every message would be; pause-worthy
@@ -288,6 +385,7 @@ class SmtpTransport:
             self._drop()
 
     def _drop(self) -> None:
+        self.ahead = None
         if self.connection is not None:
             try:
                 self.connection.close()
@@ -295,10 +393,10 @@ class SmtpTransport:
                 self.connection = None
 
     def close(self) -> None:
-        if self.connection is not None:
+        if self.connection is not None and self.ahead is None:
             with contextlib.suppress(smtplib.SMTPException, OSError):
                 self.connection.quit()
-            self._drop()
+        self._drop()  # (after an envelope written ahead, the server waits for a message)
 
 
 def check_sending_secret(settings: Settings) -> None:
