@@ -10,15 +10,17 @@ from __future__ import annotations
 import socket
 import ssl
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
-from citesmail.delivery.transports import Outcome, SmtpTransport
-from tests.delivery.test_store import settings_for
+from citesmail.db import Database
+from citesmail.delivery import RunResult, SendRun
+from citesmail.delivery.transports import Outcome, SmtpTransport, make_transport
+from tests.delivery.test_store import audience, settings_for, start
 from tests.delivery.test_transports import Authority
 
 SENDER = "news@example.org"
@@ -119,8 +121,8 @@ class RawServer:
                     recipient = line.split(b"<", 1)[1].split(b">", 1)[0].decode()
                 sock.sendall(b"250 ok\r\n")
 
-    def _message(self, reader: object, sock: socket.socket, recipient: str) -> None:
-        while (line := reader.readline()) not in (b".\r\n", b""):  # type: ignore[attr-defined]
+    def _message(self, reader: BinaryIO, sock: socket.socket, recipient: str) -> None:
+        while reader.readline() not in (b".\r\n", b""):
             pass
         with self.event:
             self.received[recipient] += 1
@@ -146,8 +148,9 @@ def _send_in_thread(transport: SmtpTransport, recipient: str, data: bytes,
                     then: tuple[str, str] | None = None) -> tuple[threading.Thread,
                                                                   list[Outcome]]:
     outcomes: list[Outcome] = []
+    ahead = {"then": then} if then is not None else {}  # (main's send has no `then`)
     thread = threading.Thread(target=lambda: outcomes.append(
-        transport.send(SENDER, recipient, data, then=then)), daemon=True)
+        transport.send(SENDER, recipient, data, **ahead)), daemon=True)
     thread.start()
     return thread, outcomes
 
@@ -188,6 +191,38 @@ def test_a_silent_server_times_out_with_and_without_tls(
         "with a 1 s timeout"
     expected = "connection" if silent_after == b"mail" else "unknown"
     assert outcomes and outcomes[0].kind == expected
+
+
+def test_a_send_over_tls_to_a_server_stuck_after_a_message_ends_and_can_be_stopped(
+        db: Database, authority: Authority, tmp_path: Path) -> None:
+    """The same through a run: the first message's answer never comes. With a 1 s
+    timeout the run must mark it unknown and send the others; asked to stop, it must
+    stop. Over TLS the connection's thread waits forever, the run with it (its stop
+    waits for the messages in hand), and the row stays `sending` until the process is
+    killed."""
+    addresses = audience(db, tmp_path, 3)
+    with RawServer(tls="tls", context=authority.server_context(tmp_path),
+                   stall_after_message=addresses[0]) as server:
+        cfg = settings_for(server.port, CITESMAIL_SMTP_SECURITY="tls",
+                           CITESMAIL_SMTP_TIMEOUT='"1s"', CITESMAIL_DELIVERY_CONNECTIONS="1")
+        outside = threading.Event()
+        send_run = SendRun(db, start(db, cfg), cfg, lambda: make_transport(cfg),
+                           stop=outside)
+        results: list[RunResult] = []
+        runner = threading.Thread(target=lambda: results.append(send_run.run()), daemon=True)
+        runner.start()
+        assert server.wait_for(lambda: server.received[addresses[0]] >= 1)
+        runner.join(10)
+        finished = not runner.is_alive()
+        outside.set()  # asked to stop
+        runner.join(5)
+        stopped = not runner.is_alive()
+        server.release.set()
+        runner.join(15)
+    assert finished, "the run still waits after 10 s with a 1 s timeout"
+    assert stopped, "the run did not stop within 5 s of being asked"
+    assert results and {k: n for k, n in results[0].counts.items() if n} == \
+        {"sent": 2, "unknown": 1}
 
 
 # -- 2. a write that fails after the message's end: the message is sent again -------------
