@@ -38,6 +38,7 @@ from tests.conftest import run as cli
 from tests.delivery.test_store import audience, run, settings_for, start
 from tests.delivery.test_store import rows as store_rows
 from tests.smtp_server import SmtpServer, Tap
+from tests.test_scheduler import wait_for
 
 USER, PASSWORD = "citesmail", "correct horse battery staple"
 
@@ -403,26 +404,33 @@ def test_mail_rcpt_and_data_go_in_one_write_when_the_server_offers_pipelining(
 def test_the_next_envelope_goes_with_the_message_when_the_server_offers_pipelining(
         db: Database, tmp_path: Path) -> None:
     """A connection that already holds its next row writes that row's MAIL, RCPT and
-    DATA after the message, in the same write (RFC 2920, 3.1): one wait per message. The
-    server gets every message once, and every envelope once."""
+    DATA right after the message, before the message's answer (RFC 2920, 3.1): one wait
+    per message. The server gets every message once, and every envelope once."""
     addresses = audience(db, tmp_path, 6)
+    outcome: dict[str, int] = {}
     with SmtpServer() as server:
         server.handler.pipelining = True
+        held = server.handler.hold[addresses[2]] = threading.Event()
         tap = Tap(server.port)
         try:
             cfg = settings_for(tap.port, CITESMAIL_DELIVERY_CONNECTIONS="1")
-            assert run(db, cfg, start(db, cfg)) == {"sent": 6}
+            sending = threading.Thread(
+                target=lambda: outcome.update(run(db, cfg, start(db, cfg))))
+            sending.start()
+            # The server holds its answer to the third message: the fourth's envelope
+            # comes all the same.
+            fourth = f"rcpt TO:<{addresses[3]}>".encode()
+            assert wait_for(lambda: fourth in b"".join(tap.chunks), 60)
+            held.set()
+            sending.join(60)
         finally:
+            held.set()
             tap.close()
+    assert outcome == {"sent": 6}
     assert server.handler.received == dict.fromkeys(addresses, 1)
     envelopes = re.findall(rb"mail FROM:<[^>]+>\r\nrcpt TO:<([^>]+)>\r\ndata\r\n",
                            b"".join(tap.chunks))
     assert envelopes == [a.encode() for a in addresses]
-    # Written after its reply, an envelope comes in a read of its own; written with the
-    # message before it, it comes after that message's end.
-    alone = [chunk for chunk in tap.chunks if chunk.startswith(b"mail FROM:<")]
-    assert len(alone) < 6
-    assert any(b"\r\n.\r\nmail FROM:<" in chunk for chunk in tap.chunks)
 
 
 def test_what_goes_wrong_around_an_envelope_written_ahead(db: Database,
@@ -494,3 +502,21 @@ def test_an_address_that_cannot_go_in_an_envelope_is_not_written_ahead(
         assert run(db, cfg, start(db, cfg)) == {"sent": 2, "failed": 1}
     assert server.handler.received == {"a@example.org": 1, "c@example.org": 1}
     assert "SMTPUTF8" in (store_rows(db)["zoé@xn--bcher-kva.de"].last_error or "")
+
+
+@pytest.mark.parametrize(("answer", "outcome"), [
+    ("this is not an SMTP reply", {"sent": 2, "unknown": 1}),
+    ("252 2.0.0 kept, in a 2xx of its own", {"sent": 3}),
+])
+def test_an_odd_answer_to_a_whole_message_never_sends_it_again(
+        db: Database, tmp_path: Path, answer: str, outcome: dict[str, int]) -> None:
+    """The server has the whole message when it answers it: an answer that is not a
+    number says nothing of whether it kept it (unknown), and any 2xx says it did. Neither
+    is a lost connection, which would put the row back in the queue to be sent again."""
+    addresses = audience(db, tmp_path, 3)
+    with SmtpServer() as server:
+        server.handler.at_data[addresses[1]] = [answer]
+        cfg = settings_for(server.port, CITESMAIL_DELIVERY_CONNECTIONS="1")
+        assert run(db, cfg, start(db, cfg)) == outcome
+    # Answered once (scripted, not counted as received), never sent a second time.
+    assert server.handler.received == {addresses[0]: 1, addresses[2]: 1}

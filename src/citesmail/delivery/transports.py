@@ -133,7 +133,11 @@ _MAXLINE = 8192  # smtplib's longest reply line
 def _kernel_timeout(sock: socket.socket, seconds: float) -> None:
     """The connection's timeout kept by the kernel (SO_RCVTIMEO and SO_SNDTIMEO on a
     blocking socket) once it is set up. Python's own timeout polls before every send and
-    receive: twice the system calls, and each one lets another thread take the GIL."""
+    receive: twice the system calls, and each one lets another thread take the GIL.
+    Not under TLS: there a read the kernel times out comes back from OpenSSL as "want
+    read", which a socket without Python's timeout reads again, for ever."""
+    if isinstance(sock, ssl.SSLSocket):
+        return
     whole = int(seconds)
     timeval = struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
@@ -261,7 +265,8 @@ class SmtpTransport:
         """One SMTP transaction, step by step, so that a failure is known to be before
         the message (safe to retry) or after it (the server may have it: unknown). With
         PIPELINING, `then`'s MAIL, RCPT and DATA follow the message in the same write
-        (RFC 2920, 3.1): its replies come with this message's, one wait instead of two."""
+        (RFC 2920, 3.1), in a write of their own: its replies come with this message's,
+        one wait instead of two."""
         reused = self.connection is not None and self.connection.sock is not None
         try:
             if not reused:
@@ -279,10 +284,9 @@ class SmtpTransport:
                 except BaseException:  # the message must not go: never end this DATA
                     self._drop()
                     raise
-            # Made ready by the run (build_wire) or here: one write for the socket.
-            payload = data if isinstance(data, Wire) else dot_stuffed(data)
-            _write(connection, payload + after if after else payload)
-            self.ahead = then if after else None
+            # Made ready by the run (build_wire) or here: one write for the socket. A
+            # write that fails has not put the message's end on the wire: safe to retry.
+            _write(connection, data if isinstance(data, Wire) else dot_stuffed(data))
         except smtplib.SMTPAuthenticationError as exc:
             self._drop()
             raise CitesmailError(f"SMTP login refused: {exc.smtp_code} {_text(exc.smtp_error)}",
@@ -306,13 +310,24 @@ class SmtpTransport:
                 return self.send(sender, recipient, data, before_data, then)
             return Outcome("connection", None, f"{type(exc).__name__}: {_text(str(exc))}")
         try:
+            if after:  # the message has left: from here, whatever fails is `unknown`
+                _write(connection, after)
+                self.ahead = then
             code, reply = _reply(connection)
         except (smtplib.SMTPException, OSError) as exc:
             self._drop()
             return Outcome("unknown", None, "no answer after the message was sent (the "
                            f"server may have it): {_text(str(exc))}")
-        if code == 250:
+        return self._answered(code, reply)
+
+    def _answered(self, code: int, reply: bytes) -> Outcome:
+        """What the server's reply to a message it has whole says."""
+        if 200 <= code < 300:
             return SENT
+        if not 400 <= code < 600:  # no reply that says: it may have the message
+            self._drop()
+            return Outcome("unknown", None, "an unreadable answer after the message was "
+                           f"sent (the server may have it): {_text(reply)}")
         if code == 421:  # the server is closing the connection
             self._drop()
         elif self.ahead is None:  # (else the server is reading the next envelope)

@@ -1,5 +1,6 @@
-"""Faults found reviewing the hand-written SMTP exchange and the envelopes written ahead
-(PIPELINING), each shown against a server on 127.0.0.1 that misbehaves on purpose.
+"""The SMTP exchange and the envelopes written ahead (PIPELINING) against a server on
+127.0.0.1 that misbehaves on purpose: silent after a command or a message, with and
+without TLS; reading a message whole, then nothing more.
 
 The servers here are raw sockets (with TLS when asked) so that a test decides exactly
 when the server reads, answers or stays silent; aiosmtpd always reads and answers.
