@@ -32,14 +32,17 @@ class RawServer:
     counts each message whose end (CRLF . CRLF) it read, and misbehaves as told:
     `silent_after`: after this command (b"mail", b"data"...) it never answers again;
     `stall_after_message`: after reading this recipient's whole message the first time,
-    it neither reads nor answers again on that connection (a server stuck in a filter).
+    it neither reads nor answers again on that connection (a server stuck in a filter);
+    `stall_in_message`: the same after the first line of this recipient's message.
     `tls`: "tls" (implicit) or "starttls" with this context; None for plain text."""
 
     def __init__(self, tls: str | None = None, context: ssl.SSLContext | None = None,
-                 silent_after: bytes | None = None,
-                 stall_after_message: str | None = None) -> None:
+                 silent_after: bytes | None = None, stall_after_message: str | None = None,
+                 stall_in_message: str | None = None) -> None:
         self.tls, self.context = tls, context
         self.silent_after, self.stall_after_message = silent_after, stall_after_message
+        self.stall_in_message = stall_in_message
+        self.stalled_in_message = False
         self.received: Counter[str] = Counter()
         self.commands: list[bytes] = []
         self.connections = 0
@@ -123,6 +126,16 @@ class RawServer:
                 sock.sendall(b"250 ok\r\n")
 
     def _message(self, reader: BinaryIO, sock: socket.socket, recipient: str) -> None:
+        with self.event:
+            stall = recipient == self.stall_in_message and not self.stalled_in_message
+            self.stalled_in_message |= stall
+        if stall:  # one line read, then nothing more: the client's write stops half-way
+            reader.readline()
+            with self.event:
+                self.event.notify_all()
+            self.release.wait()
+            sock.close()
+            return
         while reader.readline() not in (b".\r\n", b""):
             pass
         with self.event:
@@ -254,3 +267,24 @@ def test_a_write_that_fails_in_the_envelope_written_ahead_does_not_send_the_mess
     assert not thread.is_alive()
     assert received == 1, f"a@example.org got the message {received} times"
     assert outcomes[0].kind == "unknown"  # the server may have it: never sent again
+
+
+def test_a_write_cut_short_in_the_message_sends_it_again_once() -> None:
+    """The other side of the same write: when it stops before the message's end left
+    (the server stopped reading half-way), the server cannot have the message, and it
+    goes again on a new connection, once, with the next envelope after it."""
+    with RawServer(stall_in_message="a@example.org") as server:
+        cfg = settings_for(server.port, CITESMAIL_SMTP_TIMEOUT='"1s"')
+        transport = SmtpTransport(cfg)
+        first = transport.send(SENDER, "z@example.org", b"Subject: z\r\n\r\nz")
+        assert first.kind == "sent"
+        body = b"Subject: a\r\n\r\n" + b"a" * 998 + (b"\r\n" + b"a" * 998) * 8_000
+        thread, outcomes = _send_in_thread(transport, "a@example.org", body,
+                                           then=(SENDER, "b@example.org"))
+        thread.join(30)
+        transport.close()
+        received, connections = server.received["a@example.org"], server.connections
+    assert not thread.is_alive()
+    assert server.stalled_in_message and connections == 2
+    assert received == 1
+    assert outcomes[0].kind == "sent"

@@ -156,6 +156,36 @@ def _write(connection: smtplib.SMTP, data: bytes) -> None:
         raise smtplib.SMTPServerDisconnected("Server not connected") from None
 
 
+def _write_message(connection: smtplib.SMTP, message: bytes,
+                   after: bytes) -> OSError | None:
+    """The message, then `after` (the next envelope, written ahead). Raises as _write
+    does while the message's end has not left: nothing is at the server, safe to try
+    again. Returns the error when only `after` could not follow: the server may have
+    the message. On a plain socket both go in one system call (one segment, read by the
+    server at once: the envelope's answers come with the message's); under TLS, which
+    cannot say how much of a failed write left, in two writes."""
+    sock = connection.sock
+    if not after or sock is None or isinstance(sock, ssl.SSLSocket):
+        _write(connection, message)
+        if after:
+            try:
+                _write(connection, after)
+            except (smtplib.SMTPException, OSError) as exc:
+                return exc
+        return None
+    size, sent = len(message), 0
+    try:
+        while sent < size + len(after):  # (a write cut short goes on where it stopped)
+            sent += sock.sendmsg([memoryview(message)[sent:], after] if sent < size
+                                 else [memoryview(after)[sent - size:]])
+    except OSError as exc:  # a kernel timeout says EAGAIN
+        connection.close()
+        if sent < size:
+            raise smtplib.SMTPServerDisconnected("Server not connected") from None
+        return exc
+    return None
+
+
 def _reply(connection: smtplib.SMTP) -> tuple[int, bytes]:
     """What smtplib's getreply reads and raises (code -1 when it cannot read one), with
     less work per line: a message waits for four replies."""
@@ -254,6 +284,10 @@ class SmtpTransport:
                 connection.login(smtp.username, self.settings.smtp_password or "")
             assert connection.sock is not None
             _kernel_timeout(connection.sock, self.timeout)
+            # Each write is whole commands or a whole message: none waits for the
+            # acknowledgement of the one before (Nagle), not even the envelope written
+            # ahead right after a message, which would reach the server a round trip late.
+            connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except BaseException:
             connection.close()
             raise
@@ -264,9 +298,8 @@ class SmtpTransport:
              ) -> Outcome:
         """One SMTP transaction, step by step, so that a failure is known to be before
         the message (safe to retry) or after it (the server may have it: unknown). With
-        PIPELINING, `then`'s MAIL, RCPT and DATA follow the message in the same write
-        (RFC 2920, 3.1), in a write of their own: its replies come with this message's,
-        one wait instead of two."""
+        PIPELINING, `then`'s MAIL, RCPT and DATA follow the message at once (RFC 2920,
+        3.1): their replies come with this message's, one wait instead of two."""
         reused = self.connection is not None and self.connection.sock is not None
         try:
             if not reused:
@@ -285,8 +318,9 @@ class SmtpTransport:
                     self._drop()
                     raise
             # Made ready by the run (build_wire) or here: one write for the socket. A
-            # write that fails has not put the message's end on the wire: safe to retry.
-            _write(connection, data if isinstance(data, Wire) else dot_stuffed(data))
+            # write that raises has not put the message's end on the wire: safe to retry.
+            cut = _write_message(connection, data if isinstance(data, Wire)
+                                 else dot_stuffed(data), after)
         except smtplib.SMTPAuthenticationError as exc:
             self._drop()
             raise CitesmailError(f"SMTP login refused: {exc.smtp_code} {_text(exc.smtp_error)}",
@@ -309,10 +343,10 @@ class SmtpTransport:
             if reused:  # an idle connection the server had closed: try a fresh one once
                 return self.send(sender, recipient, data, before_data, then)
             return Outcome("connection", None, f"{type(exc).__name__}: {_text(str(exc))}")
-        try:
-            if after:  # the message has left: from here, whatever fails is `unknown`
-                _write(connection, after)
-                self.ahead = then
+        try:  # the message has left: from here, whatever fails is `unknown`
+            if cut is not None:
+                raise cut
+            self.ahead = then if after else None
             code, reply = _reply(connection)
         except (smtplib.SMTPException, OSError) as exc:
             self._drop()
