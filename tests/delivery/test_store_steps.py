@@ -23,6 +23,7 @@ from citesmail.config import load_settings
 from citesmail.db import ConsentEvent, Contact, Database, Delivery, Send, open_database
 from citesmail.delivery import Claimed, Prepared, SendBusy, SqlStore, prepare_send
 from citesmail.delivery.journal import Journal
+from citesmail.delivery.locks import ProcessLock
 from citesmail.delivery.transports import Outcome
 from citesmail.errors import CitesmailError
 from citesmail.render import render_campaign
@@ -440,3 +441,28 @@ def test_rows_another_run_is_claiming_are_skipped_not_waited_for(
     worker.join()
     assert not waited
     assert claimed == [addresses[2:]]
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # SQLite: one run
+def test_a_paced_run_counts_the_runs_alive_and_an_unpaced_one_does_not(
+        db: Database, tmp_path: Path) -> None:
+    """A run that keeps a rate shares it among the runs alive, counted at each claim; a
+    run without one (the default) has nothing to share, and does not ask."""
+    audience(db, tmp_path, 4)
+    send_id = start(db, load_settings(ROOT / "config.example.toml", environ={}))
+    others = [ProcessLock(db, f"send-{send_id}", shared=True) for _ in range(2)]
+    try:
+        for number, lock in enumerate(others):
+            lock.acquire()
+            assert lock.hold_run(f"other-run-{number}") is not None
+        paced = SqlStore(db, send_id, retry_delays=[60], hourly_cap=0,
+                         intake=tmp_path / "intake")
+        unpaced = SqlStore(db, send_id, retry_delays=[60], hourly_cap=0,
+                           intake=tmp_path / "intake", paced=False)
+        run_id = paced.take_over(journals(tmp_path)).run_id
+        assert paced.step(run_id, [], 1, idle=False).runs == 2
+        run_id = unpaced.take_over(journals(tmp_path)).run_id
+        assert unpaced.step(run_id, [], 1, idle=False).runs == 1
+    finally:
+        for lock in others:
+            lock.release()

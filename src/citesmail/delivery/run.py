@@ -157,7 +157,8 @@ class SendRun:
         self.intake = intake_path(db, settings.workspace)  # what `serve` took in
         self.store: Store = SqlStore(db, send_id, retry_delays=self.delays,
                                      hourly_cap=settings.delivery.hourly_cap,
-                                     intake=self.intake)
+                                     intake=self.intake,
+                                     paced=settings.delivery.rate_per_second > 0)
         campaign = self.store.campaign()
         measurement = measurement_for(settings, send_id,
                                       *send_mode(db, send_id, settings.tracking))

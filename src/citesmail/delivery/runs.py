@@ -32,9 +32,10 @@ def hold(connection: Connection, run_id: str) -> int:
 
 
 def holds(session: Session, run_id: str, pid: int) -> bool:
-    """Whether the session `pid` still holds the run's lock."""
-    found = session.execute(text(f"{_HELD} AND objid = hashtext(:run)::oid AND pid = :pid"),
-                            {"run": run_id, "pid": pid}).scalar()
+    """Whether the session `pid` still holds the run's lock (asked at every step of a
+    run: in the driver's words, as the send log's other statements of a step)."""
+    found = session.connection().exec_driver_sql(
+        f"{_HELD} AND objid = hashtext(%s)::oid AND pid = %s", (run_id, pid)).scalar()
     return bool(found)
 
 

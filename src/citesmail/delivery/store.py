@@ -118,9 +118,11 @@ class SqlStore:
     """The send log of one send, on SQLite or PostgreSQL."""
 
     def __init__(self, db: Database, send_id: int, *, retry_delays: list[int],
-                 hourly_cap: int, intake: Path) -> None:
+                 hourly_cap: int, intake: Path, paced: bool = True) -> None:
+        """`paced`: the run keeps a rate, shared among the runs alive (counted at each
+        claim); an unpaced run does not count them."""
         self.db, self.send_id = db, send_id
-        self.delays, self.cap = retry_delays, hourly_cap
+        self.delays, self.cap, self.paced = retry_delays, hourly_cap, paced
         self.intake = intake  # what `serve` took in and has not applied yet
         self.lists: dict[int, str] | None = None  # the segment's public lists, read once
         self.run_id = ""
@@ -161,7 +163,7 @@ class SqlStore:
                 settled = self._settle_dead(session, None)
                 state = counts(session, self.send_id) if settled.journals else state
             next_retry = self._next_retry(session) if state else None
-            live = runs.live(session) if want and postgresql else 1
+            live = runs.live(session) if want and postgresql and self.paced else 1
         return Step(claimed, room, cap_until, state, next_retry, live, settled.journals)
 
     def record(self, results: list[Result]) -> int:
